@@ -1,0 +1,39 @@
+/*
+ * mh_json — JSON text in and out under SPEC section 1's rules.
+ *
+ * Parsing gives every number JavaScript's meaning (an IEEE double), rejects
+ * what a browser would parse differently (lone surrogates, overflow) and
+ * bounds nesting. Dumping writes what JSON.stringify writes, so a payload
+ * the hub re-encodes reads back in the browser exactly as published.
+ */
+#ifndef MH_JSON_H
+#define MH_JSON_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "mh_buf.h"
+#include "mh_err.h"
+
+#define MH_JSON_DEPTH_MAX 64
+
+/**
+ * Parses one JSON text of 'len' bytes. Returns a new reference, or NULL with
+ * err set to MH_E_BAD_JSON or MH_E_TOO_LARGE (nesting over 64 levels).
+ */
+json_t *mh_json_parse(const char *text, size_t len, mh_err *err);
+
+/** Appends 's' as a JSON string literal, escaped as SPEC section 3 says. */
+void mh_json_put_string(mh_buf *out, const char *s, size_t len);
+
+/**
+ * Appends 'v' as compact JSON: object keys in insertion order, numbers as
+ * ECMAScript formats them (integral values without ".0"). Returns 0, or -1
+ * for a non-finite number (then 'out' holds a partial text).
+ */
+int mh_json_dump(mh_buf *out, const json_t *v);
+
+/** Nesting depth of 'v' (a scalar is 0, "[]" is 1). Stops counting past 'limit'. */
+int mh_json_depth(const json_t *v, int limit);
+
+#endif

@@ -1,0 +1,304 @@
+#include "mh_envelope.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "mh_json.h"
+#include "mh_value.h"
+
+static const char *kind_names[] = {"invalidate", "message", "logout", "disconnect",
+                                   "canary",     "reply",   "send",   "close"};
+
+const char *mh_kind_name(mh_kind k)
+{
+    return (unsigned)k < sizeof kind_names / sizeof kind_names[0] ? kind_names[k] : "?";
+}
+
+void mh_envelope_free(mh_envelope *env)
+{
+    mh_inval_free(&env->inval);
+    mh_entry_free(&env->channel);
+    json_decref(env->root);
+    memset(env, 0, sizeof *env);
+}
+
+bool mh_epoch_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > MH_EPOCH_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z')))
+            return false;
+    return true;
+}
+
+int mh_version_parse(const char *s, size_t len, char *epoch, uint64_t *n)
+{
+    const char *colon = memchr(s, ':', len);
+    size_t elen, dlen;
+    uint64_t v = 0;
+
+    if (!colon)
+        return MH_E_BAD_VERSION;
+    elen = (size_t)(colon - s);
+    dlen = len - elen - 1;
+    if (!mh_epoch_valid(s, elen) || dlen == 0 || dlen > 16 || (dlen > 1 && colon[1] == '0'))
+        return MH_E_BAD_VERSION;
+    for (size_t i = 0; i < dlen; i++) {
+        if (colon[1 + i] < '0' || colon[1 + i] > '9')
+            return MH_E_BAD_VERSION;
+        v = v * 10 + (uint64_t)(colon[1 + i] - '0');
+    }
+    memcpy(epoch, s, elen);
+    epoch[elen] = '\0';
+    *n = v;
+    return 0;
+}
+
+static int bad(mh_err *err, const char *what)
+{
+    return mh_err_set(err, MH_E_BAD_ENVELOPE, "bad envelope: %s", what);
+}
+
+/* A required string field of 1..max bytes. */
+static int req_string(const json_t *root, const char *field, size_t max, const char **out,
+                      mh_err *err)
+{
+    const json_t *v = json_object_get(root, field);
+
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max ||
+        strlen(json_string_value(v)) != json_string_length(v))
+        return mh_err_set(err, MH_E_BAD_ENVELOPE,
+                          "bad envelope: \"%s\" must be a string of 1-%zu bytes", field, max);
+    *out = json_string_value(v);
+    return 0;
+}
+
+static int decode_invalidate(mh_envelope *env, mh_err *err)
+{
+    const json_t *list = json_object_get(env->root, "invalidate");
+    mh_err inner;
+    int rc;
+
+    mh_err_clear(&inner);
+    if ((rc = mh_inval_from_json(list, &env->inval, &inner)))
+        return mh_err_set(err, MH_E_BAD_ENVELOPE, "bad envelope: invalidate%s: %s", inner.path,
+                          inner.msg);
+    if (env->inval.n == 0)
+        return bad(err, "\"invalidate\" is empty");
+    env->versions = json_object_get(env->root, "versions");
+    if (!json_is_object(env->versions))
+        return bad(err, "\"versions\" must be an object");
+    {
+        const char *k;
+        json_t *v;
+        json_object_foreach(env->versions, k, v)
+        {
+            char epoch[MH_EPOCH_MAX + 1];
+            uint64_t n;
+            if (!json_is_string(v) ||
+                mh_version_parse(json_string_value(v), json_string_length(v), epoch, &n))
+                return mh_err_set(err, MH_E_BAD_ENVELOPE,
+                                  "bad envelope: versions.%s is not a version \"E:N\"", k);
+        }
+    }
+    for (size_t i = 0; i < env->inval.n; i++)
+        if (!json_object_get(env->versions, env->inval.entries[i].context))
+            return mh_err_set(err, MH_E_BAD_ENVELOPE, "bad envelope: no version for context \"%s\"",
+                              env->inval.entries[i].context);
+    return 0;
+}
+
+static int decode_message(mh_envelope *env, mh_err *err)
+{
+    const json_t *name = json_object_get(env->root, "channel");
+    const json_t *params = json_object_get(env->root, "params");
+    const json_t *type = json_object_get(env->root, "type");
+    const json_t *seq = json_object_get(env->root, "seq");
+    const json_t *epoch = json_object_get(env->root, "epoch");
+    mh_err inner;
+    double s;
+
+    mh_err_clear(&inner);
+    if (!json_is_string(name) || mh_entry_set_context(&env->channel, json_string_value(name),
+                                                      json_string_length(name), &inner))
+        return bad(err, "\"channel\" must be a channel name");
+    env->channel.scoped = true;
+    if (params) {
+        if (!json_is_object(params))
+            return bad(err, "\"params\" must be an object");
+        if (mh_entry_params_from_json(&env->channel, params, "/params", &inner))
+            return mh_err_set(err, MH_E_BAD_ENVELOPE, "bad envelope: params%s: %s", inner.path,
+                              inner.msg);
+    }
+    if (type) {
+        if (!json_is_string(type) ||
+            mh_name_check(json_string_value(type), json_string_length(type), MH_NAME_MAX, NULL))
+            return bad(err, "\"type\" must be a name");
+        env->type = json_string_value(type);
+    } else {
+        env->type = "message";
+    }
+    env->data = json_object_get(env->root, "data");
+    if (!json_is_number(seq))
+        return bad(err, "\"seq\" is required");
+    s = json_number_value(seq);
+    if (s < 1 || s != floor(s) || s > 9007199254740991.0)
+        return bad(err, "\"seq\" must be an integer >= 1");
+    env->seq = (uint64_t)s;
+    if (!json_is_string(epoch) ||
+        !mh_epoch_valid(json_string_value(epoch), json_string_length(epoch)))
+        return bad(err, "\"epoch\" must be 1-32 characters of [0-9a-z]");
+    env->epoch = json_string_value(epoch);
+    return 0;
+}
+
+static int decode_frame_field(mh_envelope *env, bool need_id, mh_err *err)
+{
+    int rc;
+
+    if ((rc = req_string(env->root, "conn", 128, &env->conn, err)))
+        return rc;
+    env->frame = json_object_get(env->root, "frame");
+    if (!json_is_object(env->frame))
+        return bad(err, "\"frame\" must be an object");
+    if (need_id && !json_object_get(env->frame, "id"))
+        return bad(err, "a reply frame carries the rpc \"id\"");
+    return 0;
+}
+
+int mh_envelope_decode(const char *text, size_t len, mh_envelope *env, mh_err *err)
+{
+    const json_t *v, *kind, *ts;
+    const char *k;
+    size_t i;
+    int rc;
+
+    memset(env, 0, sizeof *env);
+    env->root = mh_json_parse(text, len, err);
+    if (!env->root)
+        return err ? err->code : MH_E_BAD_JSON;
+    if (!json_is_object(env->root))
+        return bad(err, "an envelope is a JSON object");
+    v = json_object_get(env->root, "v");
+    if (!json_is_number(v) || json_number_value(v) != 1)
+        return bad(err, "\"v\" must be 1");
+    kind = json_object_get(env->root, "kind");
+    if (!json_is_string(kind))
+        return bad(err, "\"kind\" must be a string");
+    k = json_string_value(kind);
+    for (i = 0; i < sizeof kind_names / sizeof kind_names[0]; i++)
+        if (!strcmp(k, kind_names[i]))
+            break;
+    if (i == sizeof kind_names / sizeof kind_names[0])
+        return mh_err_set(err, MH_E_UNKNOWN_KIND, "unknown envelope kind \"%.40s\"", k);
+    env->kind = (mh_kind)i;
+    ts = json_object_get(env->root, "ts");
+    if (ts) {
+        if (!json_is_number(ts) || json_number_value(ts) < 0)
+            return bad(err, "\"ts\" must be a number of milliseconds");
+        env->has_ts = true;
+        env->ts = json_number_value(ts);
+    }
+    switch (env->kind) {
+    case MH_KIND_INVALIDATE:
+        return decode_invalidate(env, err);
+    case MH_KIND_MESSAGE:
+        return decode_message(env, err);
+    case MH_KIND_LOGOUT:
+        if ((rc = req_string(env->root, "session", 64, &env->session, err)))
+            return rc;
+        if (strlen(env->session) != 64 || strspn(env->session, "0123456789abcdef") != 64)
+            return bad(err, "\"session\" must be 64 lowercase hex digits");
+        return 0;
+    case MH_KIND_DISCONNECT:
+        if ((rc = req_string(env->root, "sub", 256, &env->sub, err)))
+            return rc;
+        env->reason = "";
+        if (json_object_get(env->root, "reason") &&
+            (rc = req_string(env->root, "reason", MH_CLOSE_REASON_MAX, &env->reason, err)))
+            return rc;
+        return 0;
+    case MH_KIND_CANARY:
+        if ((rc = req_string(env->root, "hub", 64, &env->hub, err)))
+            return rc;
+        return req_string(env->root, "nonce", 64, &env->nonce, err);
+    case MH_KIND_REPLY:
+        return decode_frame_field(env, true, err);
+    case MH_KIND_SEND:
+        return decode_frame_field(env, false, err);
+    case MH_KIND_CLOSE: {
+        const json_t *code = json_object_get(env->root, "code");
+        double c;
+        if ((rc = req_string(env->root, "conn", 128, &env->conn, err)))
+            return rc;
+        if (!json_is_number(code))
+            return bad(err, "\"code\" is required");
+        c = json_number_value(code);
+        if (c != floor(c) || c < 4000 || c > 4999)
+            return bad(err, "\"code\" must be an integer in 4000-4999");
+        env->code = (int)c;
+        env->reason = "";
+        if (json_object_get(env->root, "reason") &&
+            (rc = req_string(env->root, "reason", MH_CLOSE_REASON_MAX, &env->reason, err)))
+            return rc;
+        return 0;
+    }
+    }
+    return bad(err, "unknown kind");
+}
+
+json_t *mh_envelope_to_json(const mh_envelope *env)
+{
+    json_t *o = json_object();
+    int bad_ = !o;
+
+#define SET(k, v) (bad_ |= json_object_set_new(o, (k), (v)))
+    if (bad_)
+        return NULL;
+    SET("v", json_integer(1));
+    SET("kind", json_string(mh_kind_name(env->kind)));
+    if (env->has_ts)
+        SET("ts", json_real(env->ts));
+    switch (env->kind) {
+    case MH_KIND_INVALIDATE:
+        SET("invalidate", mh_inval_to_json(&env->inval));
+        SET("versions", json_incref(env->versions));
+        break;
+    case MH_KIND_MESSAGE:
+        SET("channel", json_stringn(env->channel.context, env->channel.context_len));
+        SET("params", mh_params_to_json(env->channel.params, env->channel.nparams));
+        SET("type", json_string(env->type));
+        SET("data", env->data ? json_incref(env->data) : json_null());
+        SET("seq", json_integer((json_int_t)env->seq));
+        SET("epoch", json_string(env->epoch));
+        break;
+    case MH_KIND_LOGOUT:
+        SET("session", json_string(env->session));
+        break;
+    case MH_KIND_DISCONNECT:
+        SET("sub", json_string(env->sub));
+        SET("reason", json_string(env->reason));
+        break;
+    case MH_KIND_CANARY:
+        SET("hub", json_string(env->hub));
+        SET("nonce", json_string(env->nonce));
+        break;
+    case MH_KIND_REPLY:
+    case MH_KIND_SEND:
+        SET("conn", json_string(env->conn));
+        SET("frame", json_incref(env->frame));
+        break;
+    case MH_KIND_CLOSE:
+        SET("conn", json_string(env->conn));
+        SET("code", json_integer(env->code));
+        SET("reason", json_string(env->reason));
+        break;
+    }
+#undef SET
+    if (bad_) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}

@@ -1,0 +1,192 @@
+#include "mh_value.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool mh_utf8_valid(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t need;
+        unsigned cp, min;
+
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1, cp = c & 0x1F, min = 0x80;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2, cp = c & 0x0F, min = 0x800;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (n - i <= need)
+            return false;
+        for (size_t k = 1; k <= need; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += need + 1;
+    }
+    return true;
+}
+
+int mh_name_check(const char *s, size_t n, size_t max, mh_err *err)
+{
+    if (n == 0)
+        return mh_err_set(err, MH_E_BAD_NAME, "name is empty");
+    if (n > max)
+        return mh_err_set(err, MH_E_BAD_NAME, "name is %zu bytes, the limit is %zu", n, max);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7F)
+            return mh_err_set(err, MH_E_BAD_NAME, "name has control character 0x%02X at byte %zu",
+                              c, i);
+    }
+    if (!mh_utf8_valid(s, n))
+        return mh_err_set(err, MH_E_BAD_NAME, "name is not valid UTF-8");
+    return 0;
+}
+
+int mh_value_check(const char *s, size_t n, mh_err *err)
+{
+    if (n > MH_VALUE_MAX)
+        return mh_err_set(err, MH_E_BAD_PARAM, "value is %zu bytes, the limit is %d", n,
+                          MH_VALUE_MAX);
+    if (memchr(s, '\0', n))
+        return mh_err_set(err, MH_E_BAD_PARAM, "value contains U+0000");
+    if (!mh_utf8_valid(s, n))
+        return mh_err_set(err, MH_E_BAD_PARAM, "value is not valid UTF-8");
+    return 0;
+}
+
+/*
+ * Shortest digits that read back as 'd' (d > 0, finite): tries 1..17
+ * significant digits, as the ECMAScript algorithm asks for the least k.
+ */
+static int shortest_digits(double d, char *digits, int *exp10)
+{
+    char tmp[40];
+    int k = 0;
+    const char *c;
+
+    for (int p = 1; p <= 17; p++) {
+        snprintf(tmp, sizeof tmp, "%.*e", p - 1, d);
+        if (strtod(tmp, NULL) == d)
+            break;
+    }
+    for (c = tmp; *c && *c != 'e'; c++)
+        if (*c >= '0' && *c <= '9')
+            digits[k++] = *c;
+    while (k > 1 && digits[k - 1] == '0')
+        k--;
+    digits[k] = '\0';
+    *exp10 = atoi(c + 1);
+    return k;
+}
+
+int mh_value_number(double d, char *out)
+{
+    char digits[24];
+    char *o = out;
+    int k, e, n;
+
+    if (isnan(d) || isinf(d))
+        return -1;
+    if (d == 0) {
+        strcpy(out, "0");
+        return 1;
+    }
+    if (d < 0) {
+        *o++ = '-';
+        d = -d;
+    }
+    k = shortest_digits(d, digits, &e);
+    n = e + 1; /* the decimal point sits after n digits */
+    if (k <= n && n <= 21) {
+        memcpy(o, digits, (size_t)k);
+        o += k;
+        for (int i = 0; i < n - k; i++)
+            *o++ = '0';
+    } else if (0 < n && n <= 21) {
+        memcpy(o, digits, (size_t)n);
+        o += n;
+        *o++ = '.';
+        memcpy(o, digits + n, (size_t)(k - n));
+        o += k - n;
+    } else if (-6 < n && n <= 0) {
+        *o++ = '0';
+        *o++ = '.';
+        for (int i = 0; i < -n; i++)
+            *o++ = '0';
+        memcpy(o, digits, (size_t)k);
+        o += k;
+    } else {
+        *o++ = digits[0];
+        if (k > 1) {
+            *o++ = '.';
+            memcpy(o, digits + 1, (size_t)(k - 1));
+            o += k - 1;
+        }
+        o += sprintf(o, "e%c%d", n - 1 >= 0 ? '+' : '-', abs(n - 1));
+    }
+    *o = '\0';
+    return (int)(o - out);
+}
+
+int mh_value_form(const json_t *v, char **out, size_t *len, mh_err *err)
+{
+    char num[MH_NUMBER_MAX];
+    const char *s;
+    size_t n;
+    int rc;
+
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        s = json_string_value(v);
+        n = json_string_length(v);
+        break;
+    case JSON_REAL:
+    case JSON_INTEGER: {
+        int k = mh_value_number(json_number_value(v), num);
+        if (k < 0)
+            return mh_err_set(err, MH_E_BAD_PARAM, "number is not finite");
+        s = num;
+        n = (size_t)k;
+        break;
+    }
+    case JSON_TRUE:
+        s = "true", n = 4;
+        break;
+    case JSON_FALSE:
+        s = "false", n = 5;
+        break;
+    case JSON_NULL:
+        s = "null", n = 4;
+        break;
+    default:
+        return mh_err_set(err, MH_E_BAD_PARAM,
+                          "nested objects and arrays are not allowed as param values");
+    }
+    rc = mh_value_check(s, n, err);
+    if (rc)
+        return rc;
+    *out = malloc(n + 1);
+    if (!*out)
+        return mh_err_set(err, MH_E_NOMEM, "out of memory");
+    memcpy(*out, s, n);
+    (*out)[n] = '\0';
+    *len = n;
+    return 0;
+}
