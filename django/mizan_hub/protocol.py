@@ -98,9 +98,37 @@ def _pointer(path: str, key: str | int) -> str:
     return f"{path}/{str(key).replace('~', '~0').replace('/', '~1')}"
 
 
-def _is_integer(value: object) -> bool:
-    """A JSON integer: Python ``bool`` is an ``int`` subclass, and not one."""
-    return isinstance(value, int) and not isinstance(value, bool)
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _integer(value: object) -> int | None:
+    """``value`` as a protocol *integer* (SPEC section 7), or ``None``.
+
+    An integer is a JSON number with an integral value and a magnitude of at
+    most 2**53 - 1. JavaScript has only doubles, so ``1.0`` arrives there as
+    ``1`` and must be the integer 1 here too (Python's json reads it as a
+    float); beyond 2**53 - 1 a double no longer holds every integer, so the
+    browser and the hub could disagree about which one was meant. ``bool``
+    is an ``int`` subclass in Python, and not a JSON number.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    else:
+        return None
+    return number if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER else None
+
+
+def _is_number(value: object) -> bool:
+    """A JSON number (not a ``bool``, not NaN or an infinity)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int)
 
 
 def _utf8_len(text: str) -> int | None:
@@ -660,9 +688,11 @@ def _frame_error(code: str, message: str, path: str = "") -> ProtocolError:
 
 
 def _frame_id(value: object, path: str) -> str | int:
-    """``ref`` / rpc ``id``: a string of 1 to 64 bytes, or an integer."""
-    if _is_integer(value):
-        return value  # type: ignore[return-value]
+    """``ref`` / rpc ``id``: a string of 1 to 64 bytes, or an integer
+    (``1.0`` normalized to ``1``)."""
+    number = _integer(value)
+    if number is not None:
+        return number
     if isinstance(value, str) and 1 <= len(value.encode("utf-8")) <= MAX_ID_BYTES:
         return value
     raise _frame_error("bad_frame",
@@ -833,8 +863,8 @@ def _env_message(env: Mapping) -> dict:
     kind = env.get("type", "message")
     if not isinstance(kind, str):
         raise _bad_envelope("type must be a string", "/type")
-    seq = _env_required(env, "seq")
-    if not _is_integer(seq) or seq < 1:
+    seq = _integer(_env_required(env, "seq"))
+    if seq is None or seq < 1:
         raise _bad_envelope("seq must be an integer >= 1", "/seq")
     epoch = _env_required(env, "epoch")
     if not isinstance(epoch, str) or not _EPOCH.fullmatch(epoch):
@@ -851,11 +881,19 @@ def _env_logout(env: Mapping) -> dict:
     return {"session": session}
 
 
-def _env_disconnect(env: Mapping) -> dict:
-    reason = _env_required(env, "reason")
+def _env_reason(env: Mapping) -> str:
+    """``reason`` of ``disconnect`` and ``close``: optional, ``""`` by default,
+    at most 123 bytes (what a WebSocket close frame can carry)."""
+    reason = env.get("reason", "")
     if not isinstance(reason, str):
         raise _bad_envelope("reason must be a string", "/reason")
-    return {"sub": _env_string(env, "sub"), "reason": reason}
+    if len(reason.encode("utf-8")) > MAX_CLOSE_REASON_BYTES:
+        raise _bad_envelope(f"reason is at most {MAX_CLOSE_REASON_BYTES} bytes", "/reason")
+    return reason
+
+
+def _env_disconnect(env: Mapping) -> dict:
+    return {"sub": _env_string(env, "sub"), "reason": _env_reason(env)}
 
 
 def _env_canary(env: Mapping) -> dict:
@@ -886,15 +924,10 @@ def _env_send(env: Mapping) -> dict:
 
 def _env_close(env: Mapping) -> dict:
     conn = _env_string(env, "conn")
-    code = _env_required(env, "code")
-    if not _is_integer(code) or not 4000 <= code <= 4999:
+    code = _integer(_env_required(env, "code"))
+    if code is None or not 4000 <= code <= 4999:
         raise _bad_envelope("code must be an integer from 4000 to 4999", "/code")
-    reason = _env_required(env, "reason")
-    if not isinstance(reason, str):
-        raise _bad_envelope("reason must be a string", "/reason")
-    if len(reason.encode("utf-8")) > MAX_CLOSE_REASON_BYTES:
-        raise _bad_envelope(f"reason is at most {MAX_CLOSE_REASON_BYTES} bytes", "/reason")
-    return {"conn": conn, "code": code, "reason": reason}
+    return {"conn": conn, "code": code, "reason": _env_reason(env)}
 
 
 _KINDS = {
@@ -912,8 +945,7 @@ _KINDS = {
 def _normalize_envelope(env: object) -> dict:
     if not isinstance(env, Mapping):
         raise _bad_envelope("an envelope is a JSON object")
-    v = env.get("v")
-    if not _is_integer(v) or v != PROTOCOL_VERSION:
+    if _integer(env.get("v")) != PROTOCOL_VERSION:
         raise _bad_envelope(f"v must be {PROTOCOL_VERSION}", "/v")
     kind = env.get("kind")
     if not isinstance(kind, str):
@@ -925,9 +957,9 @@ def _normalize_envelope(env: object) -> dict:
     out: dict = {"v": PROTOCOL_VERSION, "kind": kind}
     if "ts" in env:
         ts = env["ts"]
-        if not _is_integer(ts) or ts < 0:
-            raise _bad_envelope("ts must be a non-negative integer (Unix ms)", "/ts")
-        out["ts"] = ts
+        if not _is_number(ts) or ts < 0:
+            raise _bad_envelope("ts must be a non-negative number (Unix ms)", "/ts")
+        out["ts"] = ts  # fractions allowed: sub-millisecond latency metrics
     out.update(handler(env))
     return out
 

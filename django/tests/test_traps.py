@@ -222,3 +222,25 @@ def test_version_pattern_is_anchored_at_the_very_end() -> None:
     with pytest.raises(ProtocolError) as info:
         protocol.encode_envelope(envelope)
     assert (info.value.code, info.value.path) == ("bad_envelope", "/versions/a")
+
+
+def test_integral_floats_are_integers_but_bools_are_not() -> None:
+    """Python's json reads ``1.0`` as a float and ``true`` as an ``int``
+    subclass; SPEC section 7's integer is neither of those Python types."""
+    assert protocol.decode_frame('{"action":"ping","ref":1.0}')["ref"] == 1
+    assert type(protocol.decode_frame('{"action":"ping","ref":1.0}')["ref"]) is int
+    assert protocol.decode_frame('{"action":"ping","ref":-9007199254740991}')["ref"] < 0
+    for ref in ("true", "1.5", "9007199254740992.0", "-9007199254740992"):
+        with pytest.raises(ProtocolError) as info:
+            protocol.decode_frame('{"action":"ping","ref":%s}' % ref)
+        assert info.value.code == "bad_frame", ref
+    env = protocol.decode_envelope('{"v":1.0,"kind":"close","conn":"h.1","code":4005.0}')
+    assert env == {"v": 1, "kind": "close", "conn": "h.1", "code": 4005, "reason": ""}
+    assert type(env["code"]) is int
+
+
+def test_ts_is_a_number_not_a_bool() -> None:
+    for ts in ("true", '"5"', "-0.5"):
+        with pytest.raises(ProtocolError) as info:
+            protocol.decode_envelope('{"v":1,"kind":"canary","hub":"h","nonce":"1","ts":%s}' % ts)
+        assert (info.value.code, info.value.path) == ("bad_envelope", "/ts"), ts
