@@ -1,0 +1,240 @@
+/**
+ * Redis envelopes (SPEC section 11): the hub's decoder, for symmetry with
+ * the C library and for tests; a browser never sees an envelope.
+ */
+
+import { ProtocolError } from './errors.js';
+import { decodeInvalidation } from './invalidation.js';
+import type { InvalidationList } from './invalidation.js';
+import { refProblem } from './frame.js';
+import { isInteger, isJsonObject, member, parseJson } from './json.js';
+import type { JsonObject, JsonValue } from './json.js';
+import { nameProblem, utf8Length } from './text.js';
+import { LIMITS, normalizeParams, put } from './values.js';
+import type { Params } from './values.js';
+
+/** The envelope kinds this version knows; others are `unknown_kind`. */
+export const KINDS = ['invalidate', 'message', 'logout', 'disconnect', 'canary', 'reply', 'send', 'close'] as const;
+
+export type Kind = (typeof KINDS)[number];
+
+interface Base {
+  v: 1;
+  /** the publisher's Unix time in milliseconds (fractions allowed) */
+  ts?: number;
+}
+
+export interface InvalidateEnvelope extends Base {
+  kind: 'invalidate';
+  invalidate: InvalidationList;
+  /** context → version `E:N` after the event */
+  versions: { [context: string]: string };
+}
+
+export interface MessageEnvelope extends Base {
+  kind: 'message';
+  channel: string;
+  params: Params;
+  type: string;
+  data: JsonValue;
+  seq: number;
+  epoch: string;
+}
+
+export interface LogoutEnvelope extends Base {
+  kind: 'logout';
+  /** sha256 hex of the session key */
+  session: string;
+}
+
+export interface DisconnectEnvelope extends Base {
+  kind: 'disconnect';
+  sub: string;
+  /** default `""` */
+  reason: string;
+}
+
+export interface CanaryEnvelope extends Base {
+  kind: 'canary';
+  hub: string;
+  nonce: string;
+}
+
+export interface ReplyEnvelope extends Base {
+  kind: 'reply';
+  conn: string;
+  frame: JsonObject;
+}
+
+export interface SendEnvelope extends Base {
+  kind: 'send';
+  conn: string;
+  frame: JsonObject;
+}
+
+export interface CloseEnvelope extends Base {
+  kind: 'close';
+  conn: string;
+  code: number;
+  /** at most 123 bytes, default `""` */
+  reason: string;
+}
+
+/** A normalized envelope: known fields only, `message` defaults filled in. */
+export type Envelope =
+  | InvalidateEnvelope
+  | MessageEnvelope
+  | LogoutEnvelope
+  | DisconnectEnvelope
+  | CanaryEnvelope
+  | ReplyEnvelope
+  | SendEnvelope
+  | CloseEnvelope;
+
+const VERSION = /^[0-9a-z]{1,32}:(0|[1-9][0-9]{0,15})$/;
+const EPOCH = /^[0-9a-z]{1,32}$/;
+const SESSION = /^[0-9a-f]{64}$/;
+
+function bad(detail: string): never {
+  throw new ProtocolError('bad_envelope', detail);
+}
+
+function isKind(s: string): s is Kind {
+  return (KINDS as readonly string[]).includes(s);
+}
+
+/** An integer field within [min, max] (`2.0` is 2), or undefined when absent. */
+function readInteger(o: JsonObject, key: string, min: number, max: number): number | undefined {
+  const v = member(o, key);
+  if (v === undefined) return undefined;
+  if (!isInteger(v) || v < min || v > max) return bad(`"${key}" is not an integer from ${min} to ${max}`);
+  return v;
+}
+
+function readString(o: JsonObject, key: string, required: true): string;
+function readString(o: JsonObject, key: string, required: false): string | undefined;
+function readString(o: JsonObject, key: string, required: boolean): string | undefined {
+  const v = member(o, key);
+  if (v === undefined) {
+    if (required) bad(`"${key}" is missing`);
+    return undefined;
+  }
+  if (typeof v !== 'string') bad(`"${key}" is not a string`);
+  if (required && v.length === 0) bad(`"${key}" is empty`);
+  return v;
+}
+
+function readFrame(o: JsonObject): JsonObject {
+  const f = member(o, 'frame');
+  if (!isJsonObject(f)) return bad('"frame" is not an object');
+  return f;
+}
+
+function decodeInvalidate(o: JsonObject, base: Base): InvalidateEnvelope {
+  let list: InvalidationList;
+  try {
+    list = decodeInvalidation(member(o, 'invalidate'));
+  } catch (e) {
+    if (e instanceof ProtocolError) bad(`"invalidate" breaks SPEC section 2: ${e.message}`);
+    throw e;
+  }
+  if (list.length === 0) bad('"invalidate" is empty');
+  const given = member(o, 'versions');
+  if (!isJsonObject(given)) return bad('"versions" is not an object');
+  const versions: { [context: string]: string } = {};
+  for (const name of Object.keys(given)) {
+    const version = given[name];
+    if (typeof version !== 'string' || !VERSION.test(version)) bad(`version of ${JSON.stringify(name)} is not E:N`);
+    put(versions, name, version);
+  }
+  for (const entry of list) {
+    const context = typeof entry === 'string' ? entry : entry.context;
+    if (!Object.prototype.hasOwnProperty.call(versions, context)) {
+      bad(`no version for context ${JSON.stringify(context)}`);
+    }
+  }
+  return { ...base, kind: 'invalidate', invalidate: list, versions };
+}
+
+function decodeMessage(o: JsonObject, base: Base): MessageEnvelope {
+  const channel = readString(o, 'channel', true);
+  const problem = nameProblem(channel, LIMITS.name);
+  if (problem !== null) bad(`channel ${JSON.stringify(channel)} ${problem}`);
+  const p = member(o, 'params');
+  let params: Params = {};
+  if (p !== undefined) {
+    if (!isJsonObject(p)) bad('"params" is not an object');
+    try {
+      params = normalizeParams(p, null);
+    } catch (e) {
+      if (e instanceof ProtocolError) bad(`"params" breaks SPEC section 1: ${e.message}`);
+      throw e;
+    }
+  }
+  const type = readString(o, 'type', false) ?? 'message';
+  const data = member(o, 'data');
+  const seq = readInteger(o, 'seq', 1, Number.MAX_SAFE_INTEGER);
+  if (seq === undefined) bad('"seq" is missing');
+  const epoch = readString(o, 'epoch', true);
+  if (!EPOCH.test(epoch)) bad('"epoch" is not 1-32 characters of [0-9a-z]');
+  return { ...base, kind: 'message', channel, params, type, data: data ?? null, seq, epoch };
+}
+
+/**
+ * Decodes an envelope from `mizan:events` or `mizan:hub:{id}` (SPEC section
+ * 11) and returns it normalized: known fields only, `invalidate` lists and
+ * message `params` normalized, message defaults filled in.
+ *
+ * Throws a `ProtocolError` without a place: `bad_json`, `too_large` (nested
+ * deeper than 64 levels), `unknown_kind` (a kind this version does not know:
+ * log and ignore), `bad_envelope` (anything else).
+ */
+export function decodeEnvelope(text: string): Envelope {
+  if (typeof text !== 'string') bad('an envelope is text');
+  const o = parseJson(text, LIMITS.depth);
+  if (!isJsonObject(o)) return bad('an envelope is a JSON object');
+  if (readInteger(o, 'v', 1, 1) === undefined) bad('"v" is missing');
+  const kind = member(o, 'kind');
+  if (typeof kind !== 'string') return bad('"kind" is missing or not a string');
+  if (!isKind(kind)) throw new ProtocolError('unknown_kind', `unknown kind ${JSON.stringify(kind)}`);
+  const base: Base = { v: 1 };
+  const ts = member(o, 'ts');
+  if (ts !== undefined) {
+    if (typeof ts !== 'number' || ts < 0) bad('"ts" is not a non-negative number');
+    base.ts = ts;
+  }
+
+  switch (kind) {
+    case 'invalidate':
+      return decodeInvalidate(o, base);
+    case 'message':
+      return decodeMessage(o, base);
+    case 'logout': {
+      const session = readString(o, 'session', true);
+      if (!SESSION.test(session)) bad('"session" is not 64 lower-case hex digits');
+      return { ...base, kind, session };
+    }
+    case 'disconnect':
+      return { ...base, kind, sub: readString(o, 'sub', true), reason: readString(o, 'reason', false) ?? '' };
+    case 'canary':
+      return { ...base, kind, hub: readString(o, 'hub', true), nonce: readString(o, 'nonce', true) };
+    case 'reply': {
+      const conn = readString(o, 'conn', true);
+      const frame = readFrame(o);
+      const problem = refProblem(member(frame, 'id'), 'id');
+      if (problem !== null) bad(`the reply frame's ${problem}`);
+      return { ...base, kind, conn, frame };
+    }
+    case 'send':
+      return { ...base, kind, conn: readString(o, 'conn', true), frame: readFrame(o) };
+    case 'close': {
+      const conn = readString(o, 'conn', true);
+      const code = readInteger(o, 'code', 4000, 4999);
+      if (code === undefined) bad('"code" is missing');
+      const reason = readString(o, 'reason', false) ?? '';
+      const n = utf8Length(reason);
+      if (n > LIMITS.closeReason) bad(`"reason" is ${n} bytes, over ${LIMITS.closeReason}`);
+      return { ...base, kind, conn, code, reason };
+    }
+  }
+}
