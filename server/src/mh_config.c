@@ -1,0 +1,396 @@
+#include "mh_config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mh_log.h"
+
+typedef enum { T_INT, T_BOOL, T_STR, T_LISTEN, T_REDIS, T_LEVEL, T_FORMAT, T_HUBID } stype;
+
+typedef struct setting {
+    const char *name; /* flag is --name with '_' -> '-', env MIZAN_HUB_NAME */
+    stype type;
+    const char *def;
+    long min, max; /* T_INT bounds; T_STR max length */
+    size_t off;
+    size_t size; /* T_STR buffer size */
+    const char *help;
+} setting;
+
+#define OFF(f) offsetof(mh_config, f)
+#define STR(f) OFF(f), sizeof(((mh_config *)0)->f)
+
+static const setting table[] = {
+    {"config", T_STR, "", 0, 0, STR(config_file), "read settings from FILE (lines 'name = value')"},
+    {"listen", T_LISTEN, "127.0.0.1:8765", 0, 0, OFF(listen_host), 0,
+     "HOST:PORT for WebSocket and HTTP (/healthz, /readyz, /metrics)"},
+    {"redis", T_REDIS, "redis://127.0.0.1:6379/0", 0, 0, OFF(redis_url), 0,
+     "redis://[:PASSWORD@]HOST:PORT/DB"},
+    {"redis_prefix", T_STR, "mizan:", 0, 0, STR(redis_prefix),
+     "prefix of every Redis key and channel (SPEC 11)"},
+    {"hub_id", T_HUBID, "", 0, 0, STR(hub_id),
+     "this hub's id ([0-9a-z-], 1-32 chars); random when empty"},
+    {"allow_anonymous", T_BOOL, "false", 0, 1, OFF(allow_anonymous), 0,
+     "accept connections without credentials, treating every context and channel as public"},
+    {"workers", T_INT, "1", 1, 64, OFF(workers), 0,
+     "worker processes sharing the listen port (SO_REUSEPORT)"},
+    {"tls_cert", T_STR, "", 0, 0, STR(tls_cert), "PEM certificate file: serve wss:// and https://"},
+    {"tls_key", T_STR, "", 0, 0, STR(tls_key), "PEM private key file for --tls-cert"},
+    {"max_frame", T_INT, "65536", 256, 16777216, OFF(max_frame), 0,
+     "largest browser frame in bytes; larger closes with 1009"},
+    {"ping_interval", T_INT, "25", 1, 3600, OFF(ping_interval), 0,
+     "seconds of silence before the hub pings a connection"},
+    {"pong_timeout", T_INT, "10", 1, 600, OFF(pong_timeout), 0,
+     "seconds a pinged peer has to answer before it is dropped"},
+    {"queue_max_msgs", T_INT, "1024", 4, 1000000, OFF(queue_max_msgs), 0,
+     "frames queued for one connection before it is closed as a slow consumer (4008)"},
+    {"queue_max_bytes", T_INT, "4194304", 4096, 1073741824, OFF(queue_max_bytes), 0,
+     "bytes queued for one connection before it is closed as a slow consumer (4008)"},
+    {"max_subs", T_INT, "256", 1, 100000, OFF(max_subs), 0, "subscriptions per connection"},
+    {"rpc_timeout_ms", T_INT, "30000", 100, 3600000, OFF(rpc_timeout_ms), 0,
+     "an rpc without a reply after this long gets a TIMEOUT error"},
+    {"spread_max_ms", T_INT, "2000", 0, 600000, OFF(spread_max_ms), 0,
+     "largest refetch spread window suggested to clients"},
+    {"refetch_rate", T_INT, "10000", 1, 100000000, OFF(refetch_rate), 0,
+     "refetches per second the backend should see after one invalidation (sets spread_ms)"},
+    {"drain_window", T_INT, "10", 0, 3600, OFF(drain_window), 0,
+     "seconds over which SIGTERM spreads the 1012 closes"},
+    {"canary_interval_ms", T_INT, "1000", 50, 60000, OFF(canary_interval_ms), 0,
+     "how often the hub publishes a canary through Redis"},
+    {"canary_window", T_INT, "5", 1, 600, OFF(canary_window), 0,
+     "/readyz fails when no canary came back for this many seconds"},
+    {"redis_backoff_max_ms", T_INT, "5000", 10, 600000, OFF(redis_backoff_max_ms), 0,
+     "cap of the jittered exponential backoff between Redis reconnects"},
+    {"inbound_maxlen", T_INT, "100000", 100, 100000000, OFF(inbound_maxlen), 0,
+     "approximate cap (XADD MAXLEN ~) of the browser->Django stream"},
+    {"log_level", T_LEVEL, "info", 0, 0, OFF(log_level), 0, "debug, info, warn or error"},
+    {"log_format", T_FORMAT, "text", 0, 0, OFF(log_json), 0, "text or json"},
+};
+
+#define NSETTINGS (sizeof table / sizeof table[0])
+
+static int fail(char *err, size_t errlen, const setting *s, const char *value, const char *why)
+{
+    snprintf(err, errlen, "invalid value for %s (--%s): '%s': %s", s->name, s->name, value, why);
+    return -1;
+}
+
+static int parse_port(const char *p, int *port)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(p, &end, 10);
+    if (errno || *end || end == p || v < 1 || v > 65535)
+        return -1;
+    *port = (int)v;
+    return 0;
+}
+
+static int set_value(mh_config *c, const setting *s, const char *v, char *err, size_t errlen)
+{
+    char *base = (char *)c;
+
+    switch (s->type) {
+    case T_INT: {
+        char *end;
+        long n;
+        errno = 0;
+        n = strtol(v, &end, 10);
+        if (errno || *end || end == v)
+            return fail(err, errlen, s, v, "not an integer");
+        if (n < s->min || n > s->max) {
+            char why[96];
+            snprintf(why, sizeof why, "must be between %ld and %ld", s->min, s->max);
+            return fail(err, errlen, s, v, why);
+        }
+        *(int *)(base + s->off) = (int)n;
+        return 0;
+    }
+    case T_BOOL:
+        if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on"))
+            *(int *)(base + s->off) = 1;
+        else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off"))
+            *(int *)(base + s->off) = 0;
+        else
+            return fail(err, errlen, s, v, "expected true or false");
+        return 0;
+    case T_STR:
+    case T_HUBID:
+        if (strlen(v) >= s->size)
+            return fail(err, errlen, s, v, "too long");
+        if (s->type == T_HUBID) {
+            if (strlen(v) > 32)
+                return fail(err, errlen, s, v, "at most 32 characters");
+            for (const char *p = v; *p; p++)
+                if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '-'))
+                    return fail(err, errlen, s, v, "only [0-9a-z-] allowed");
+        }
+        strcpy(base + s->off, v);
+        return 0;
+    case T_LISTEN: {
+        const char *colon = strrchr(v, ':');
+        if (!colon || colon == v || (size_t)(colon - v) >= sizeof c->listen_host)
+            return fail(err, errlen, s, v, "expected HOST:PORT");
+        if (parse_port(colon + 1, &c->listen_port))
+            return fail(err, errlen, s, v, "port must be 1-65535");
+        memcpy(c->listen_host, v, (size_t)(colon - v));
+        c->listen_host[colon - v] = '\0';
+        return 0;
+    }
+    case T_REDIS: {
+        const char *p = v, *at, *colon, *slash;
+        char port[16] = "6379";
+        if (strncmp(p, "redis://", 8))
+            return fail(err, errlen, s, v, "expected redis://[:PASSWORD@]HOST:PORT/DB");
+        if (strlen(v) >= sizeof c->redis_url)
+            return fail(err, errlen, s, v, "too long");
+        p += 8;
+        c->redis_password[0] = '\0';
+        at = strchr(p, '@');
+        if (at) {
+            const char *pw = memchr(p, ':', (size_t)(at - p));
+            pw = pw ? pw + 1 : p;
+            if ((size_t)(at - pw) >= sizeof c->redis_password)
+                return fail(err, errlen, s, v, "password too long");
+            memcpy(c->redis_password, pw, (size_t)(at - pw));
+            c->redis_password[at - pw] = '\0';
+            p = at + 1;
+        }
+        slash = strchr(p, '/');
+        colon = strchr(p, ':');
+        if (colon && slash && colon > slash)
+            colon = NULL;
+        {
+            const char *host_end = colon ? colon : (slash ? slash : p + strlen(p));
+            if (host_end == p || (size_t)(host_end - p) >= sizeof c->redis_host)
+                return fail(err, errlen, s, v, "missing host");
+            memcpy(c->redis_host, p, (size_t)(host_end - p));
+            c->redis_host[host_end - p] = '\0';
+        }
+        if (colon) {
+            size_t n = slash ? (size_t)(slash - colon - 1) : strlen(colon + 1);
+            if (n == 0 || n >= sizeof port)
+                return fail(err, errlen, s, v, "bad port");
+            memcpy(port, colon + 1, n);
+            port[n] = '\0';
+        }
+        if (parse_port(port, &c->redis_port))
+            return fail(err, errlen, s, v, "port must be 1-65535");
+        c->redis_db = 0;
+        if (slash && slash[1]) {
+            char *end;
+            long db = strtol(slash + 1, &end, 10);
+            if (*end || db < 0 || db > 15)
+                return fail(err, errlen, s, v, "DB must be 0-15");
+            c->redis_db = (int)db;
+        }
+        strcpy(c->redis_url, v);
+        return 0;
+    }
+    case T_LEVEL: {
+        int l = mh_log_level_from(v);
+        if (l < 0)
+            return fail(err, errlen, s, v, "expected debug, info, warn or error");
+        *(int *)(base + s->off) = l;
+        return 0;
+    }
+    case T_FORMAT:
+        if (strcmp(v, "text") && strcmp(v, "json"))
+            return fail(err, errlen, s, v, "expected text or json");
+        *(int *)(base + s->off) = !strcmp(v, "json");
+        return 0;
+    }
+    return fail(err, errlen, s, v, "unknown type");
+}
+
+static const setting *find(const char *name, size_t n)
+{
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (strlen(table[i].name) == n && !strncmp(table[i].name, name, n))
+            return &table[i];
+    return NULL;
+}
+
+/* "--max-frame" -> "max_frame" */
+static void flag_to_name(const char *flag, char *out, size_t outlen)
+{
+    size_t i;
+    for (i = 0; flag[i] && flag[i] != '=' && i + 1 < outlen; i++)
+        out[i] = flag[i] == '-' ? '_' : flag[i];
+    out[i] = '\0';
+}
+
+static char *trim(char *s)
+{
+    char *e;
+    while (isspace((unsigned char)*s))
+        s++;
+    e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+static int load_file(mh_config *c, const char *path, char *err, size_t errlen)
+{
+    char line[1024];
+    int lineno = 0;
+    FILE *f = fopen(path, "r");
+
+    if (!f) {
+        snprintf(err, errlen, "cannot read config file '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof line, f)) {
+        char *s = trim(line), *eq, *name, *value;
+        const setting *st;
+        lineno++;
+        if (!*s || *s == '#')
+            continue;
+        eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(err, errlen, "%s:%d: expected 'name = value'", path, lineno);
+            fclose(f);
+            return -1;
+        }
+        *eq = '\0';
+        name = trim(s);
+        value = trim(eq + 1);
+        st = find(name, strlen(name));
+        if (!st || st->off == OFF(config_file)) {
+            snprintf(err, errlen, "%s:%d: unknown setting '%s'", path, lineno, name);
+            fclose(f);
+            return -1;
+        }
+        if (set_value(c, st, value, err, errlen)) {
+            size_t n = strlen(err);
+            snprintf(err + n, errlen - n, " (%s:%d)", path, lineno);
+            fclose(f);
+            return -1;
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+void mh_config_help(const char *prog)
+{
+    printf("usage: %s [--setting value ...]\n\n"
+           "mizan-hub: WebSocket and cache-invalidation fan-out for Mizan (protocol/SPEC.md).\n"
+           "Each setting is also read from the environment (MIZAN_HUB_<NAME>) and from\n"
+           "--config FILE; flags win over the environment, which wins over the file.\n\n",
+           prog);
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting *s = &table[i];
+        char flag[64], env[64];
+        size_t k;
+        for (k = 0; s->name[k]; k++) {
+            flag[k] = s->name[k] == '_' ? '-' : s->name[k];
+            env[k] = (char)toupper((unsigned char)s->name[k]);
+        }
+        flag[k] = env[k] = '\0';
+        printf("  --%-22s %s\n", flag, s->help);
+        printf("  %24s env MIZAN_HUB_%s, default '%s'", "", env, s->def);
+        if (s->type == T_INT)
+            printf(", %ld..%ld", s->min, s->max);
+        printf("\n");
+    }
+    printf("  --%-22s print this help\n  --%-22s print the version\n", "help", "version");
+}
+
+int mh_config_load(mh_config *c, int argc, char **argv, char *err, size_t errlen)
+{
+    char name[64];
+
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (set_value(c, &table[i], table[i].def, err, errlen))
+            return -1;
+    /* The config file comes first, wherever --config appears. */
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            v = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9))
+            v = argv[i] + 9;
+        if (v && (set_value(c, find("config", 6), v, err, errlen) ||
+                  load_file(c, c->config_file, err, errlen)))
+            return -1;
+    }
+    if (!c->config_file[0] && getenv("MIZAN_HUB_CONFIG") &&
+        (set_value(c, find("config", 6), getenv("MIZAN_HUB_CONFIG"), err, errlen) ||
+         load_file(c, c->config_file, err, errlen)))
+        return -1;
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        char env[64] = "MIZAN_HUB_";
+        size_t k = strlen(env);
+        const char *v;
+        for (const char *p = table[i].name; *p && k + 1 < sizeof env; p++)
+            env[k++] = (char)toupper((unsigned char)*p);
+        env[k] = '\0';
+        v = getenv(env);
+        if (v && table[i].off != OFF(config_file) && set_value(c, &table[i], v, err, errlen)) {
+            size_t n = strlen(err);
+            snprintf(err + n, errlen - n, " (from %s)", env);
+            return -1;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v, *eq;
+        const setting *s;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            mh_config_help(argv[0]);
+            return 1;
+        }
+        if (!strcmp(a, "--version")) {
+            printf("mizan-hub 0.1.0 (protocol 1)\n");
+            return 1;
+        }
+        if (strncmp(a, "--", 2)) {
+            snprintf(err, errlen, "unexpected argument '%s' (settings are --name value)", a);
+            return -1;
+        }
+        flag_to_name(a + 2, name, sizeof name);
+        s = find(name, strlen(name));
+        if (!s) {
+            snprintf(err, errlen, "unknown setting '%s' (see --help)", a);
+            return -1;
+        }
+        eq = strchr(a, '=');
+        if (eq) {
+            v = eq + 1;
+        } else if (s->type == T_BOOL) {
+            v = "true";
+        } else if (i + 1 < argc) {
+            v = argv[++i];
+        } else {
+            snprintf(err, errlen, "%s needs a value", a);
+            return -1;
+        }
+        if (s->off == OFF(config_file))
+            continue; /* already loaded */
+        if (set_value(c, s, v, err, errlen))
+            return -1;
+    }
+    if (!!c->tls_cert[0] != !!c->tls_key[0]) {
+        snprintf(err, errlen, "invalid value for tls_cert/tls_key: give both or neither");
+        return -1;
+    }
+    return 0;
+}
+
+void mh_config_log(const mh_config *c)
+{
+    mh_info("listen %s:%d%s, redis %s:%d/%d%s prefix '%s', hub id %s, %d worker(s)", c->listen_host,
+            c->listen_port, c->tls_cert[0] ? " (TLS)" : "", c->redis_host, c->redis_port,
+            c->redis_db, c->redis_password[0] ? " (password set)" : "", c->redis_prefix, c->hub_id,
+            c->workers);
+    if (c->allow_anonymous)
+        mh_warn("--allow-anonymous: every connection is accepted and everything is public");
+}

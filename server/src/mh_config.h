@@ -1,0 +1,58 @@
+/*
+ * mh_config — every setting in one table: name, flag, env var, default,
+ * bounds, help. Sources apply in order defaults < --config file <
+ * MIZAN_HUB_* environment < flags; the result is frozen before the loop
+ * starts and read-only after.
+ */
+#ifndef MH_CONFIG_H
+#define MH_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct mh_config {
+    char listen_host[64];
+    int listen_port;
+    char redis_url[512]; /* as given, for logs (password masked there) */
+    char redis_host[256];
+    int redis_port;
+    int redis_db;
+    char redis_password[256];
+    char redis_prefix[64];
+    char hub_id[40];
+    int allow_anonymous;
+    int workers;
+    char tls_cert[512];
+    char tls_key[512];
+    int max_frame;
+    int ping_interval;
+    int pong_timeout;
+    int queue_max_msgs;
+    int queue_max_bytes;
+    int max_subs;
+    int rpc_timeout_ms;
+    int spread_max_ms;
+    int refetch_rate;
+    int drain_window;
+    int canary_interval_ms;
+    int canary_window;
+    int redis_backoff_max_ms;
+    int inbound_maxlen;
+    int log_level;
+    int log_json;
+    char config_file[512];
+} mh_config;
+
+/**
+ * Fills 'c' from defaults, the --config file, the environment and argv.
+ * Returns 0, 1 when --help or --version was printed (exit 0), or -1 with a
+ * message in 'err' naming the setting and why (exit 2).
+ */
+int mh_config_load(mh_config *c, int argc, char **argv, char *err, size_t errlen);
+
+/** Prints every setting with its flag, env var, default and help. */
+void mh_config_help(const char *prog);
+
+/** Logs the effective settings at info level (secrets masked). */
+void mh_config_log(const mh_config *c);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * mh_msg — a frame encoded once and shared by every recipient.
+ *
+ * The payload sits after LWS_PRE bytes of head room, so libwebsockets can
+ * write its frame header in place; every connection's queue holds a
+ * reference, and the last one to let go frees it.
+ */
+#ifndef MH_MSG_H
+#define MH_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mh_buf.h"
+
+typedef struct mh_msg {
+    uint32_t refs;
+    uint32_t len;        /* payload bytes */
+    double ts_ms;        /* publisher time (ms since epoch), 0 when unknown */
+    unsigned char *data; /* payload; data - MH_MSG_PRE .. data is head room */
+    unsigned char block[];
+} mh_msg;
+
+/** Head room in front of each payload: at least LWS_PRE. */
+extern const size_t MH_MSG_PRE;
+
+/**
+ * Takes the contents of 'b' (which must have been set up with
+ * mh_buf_init_head(b, MH_MSG_PRE)) as a new message with one reference.
+ * Returns NULL on OOM, and 'b' is reset either way.
+ */
+mh_msg *mh_msg_from_buf(mh_buf *b);
+
+/** A message copied from bytes, one reference. */
+mh_msg *mh_msg_new(const void *payload, size_t len);
+
+static inline mh_msg *mh_msg_ref(mh_msg *m)
+{
+    m->refs++;
+    return m;
+}
+
+void mh_msg_unref(mh_msg *m);
+
+#endif

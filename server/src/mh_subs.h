@@ -1,0 +1,110 @@
+/*
+ * mh_subs — the subscription index: context and canonical key ->
+ * subscribers; channel instance -> subscribers.
+ *
+ * Delivering an invalidation must cost in proportion to its matches, not to
+ * the subscriptions held. Subscriptions of a context are grouped by shape
+ * (the sorted set of their param names); each shape maps canonical keys to
+ * key nodes. A scoped entry naming exactly a shape's params is one lookup;
+ * one naming a strict subset uses a projection index of that shape (built on
+ * first use, then kept up to date); an unscoped one visits every node of the
+ * context, all of which match.
+ *
+ * The index does not know connections: a subscriber is an opaque pointer
+ * with a back-reference slot, so the transport can remove all of a closing
+ * connection's subscriptions without searching.
+ */
+#ifndef MH_SUBS_H
+#define MH_SUBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mh_inval.h"
+#include "mh_map.h"
+
+typedef struct mh_shape mh_shape;
+typedef struct mh_ctx mh_ctx;
+
+/** One subscription: a subscriber on a key node. Owned by the index. */
+typedef struct mh_sub {
+    void *owner; /* the subscriber (a connection), borrowed */
+    struct mh_keynode *node;
+    uint32_t pos_in_node;
+    uint32_t pos_in_owner; /* for the owner's own list; maintained by the owner */
+} mh_sub;
+
+/** A canonical key (context or channel instance) and its subscribers. */
+typedef struct mh_keynode {
+    char *key; /* owned canonical key */
+    size_t key_len;
+    mh_entry entry; /* owned: the subscription's entry (scoped) */
+    bool is_channel;
+    mh_ctx *ctx;     /* contexts: the context, NULL for channels */
+    mh_shape *shape; /* contexts: the shape */
+    uint32_t pos_in_shape;
+    mh_sub **subs;
+    uint32_t nsubs, cap;
+    /* channel instances: what this hub last delivered, for gap detection */
+    char epoch[33];
+    uint64_t seq;
+} mh_keynode;
+
+/** Per-context state: shapes and the version last seen (SPEC 10). */
+struct mh_ctx {
+    char *name;
+    size_t name_len;
+    mh_shape **shapes;
+    size_t nshapes;
+    size_t nnodes;
+    /* version this hub has seen: from events, or read from Redis */
+    bool version_known;
+    char epoch[33];
+    uint64_t n;
+    /* hub link gap: the version at the moment the link dropped */
+    bool gap;
+    char gap_epoch[33];
+    uint64_t gap_n;
+};
+
+typedef struct mh_subs {
+    mh_map contexts; /* name -> mh_ctx */
+    mh_map channels; /* canonical key -> mh_keynode */
+    size_t nsubs;    /* subscriptions, all kinds */
+    size_t nnodes;   /* key nodes, all kinds */
+} mh_subs;
+
+void mh_subs_init(mh_subs *s);
+/** Frees everything; subscriptions still held are dropped without notice. */
+void mh_subs_free(mh_subs *s);
+
+/**
+ * Subscribes 'owner' to the context or channel 'e' names (e->scoped; params
+ * sorted). Returns the new subscription (owned by the index) or NULL on OOM.
+ * 'e' is copied when a new key node is needed.
+ */
+mh_sub *mh_subs_add(mh_subs *s, bool channel, const mh_entry *e, void *owner);
+
+/** Removes one subscription (and its key node, shape, context once empty). */
+void mh_subs_remove(mh_subs *s, mh_sub *sub);
+
+/** The key node of (channel?, e), or NULL. */
+mh_keynode *mh_subs_find(const mh_subs *s, bool channel, const mh_entry *e);
+
+/** The context named 'name', or NULL when nobody here subscribes to it. */
+mh_ctx *mh_subs_context(const mh_subs *s, const char *name, size_t len);
+
+typedef void (*mh_subs_visit_fn)(mh_keynode *node, void *arg);
+
+/**
+ * Calls 'visit' for every key node whose subscriptions 'e' matches (SPEC 4),
+ * each node once. Returns the number of nodes visited, or -1 on OOM while
+ * building a projection (then nothing was visited).
+ */
+long mh_subs_match(mh_subs *s, const mh_entry *e, mh_subs_visit_fn visit, void *arg);
+
+/** Calls 'visit' for every key node of context 'c'. */
+void mh_subs_each_node(mh_ctx *c, mh_subs_visit_fn visit, void *arg);
+
+#endif
