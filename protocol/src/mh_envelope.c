@@ -60,13 +60,13 @@ static int bad(mh_err *err, const char *what)
     return mh_err_set(err, MH_E_BAD_ENVELOPE, "bad envelope: %s", what);
 }
 
-/* A required string field of 1..max bytes. */
-static int req_string(const json_t *root, const char *field, size_t max, const char **out,
-                      mh_err *err)
+/* A string field of min..max bytes (required unless it has a default). */
+static int str_field(const json_t *root, const char *field, size_t min, size_t max,
+                     const char **out, mh_err *err)
 {
     const json_t *v = json_object_get(root, field);
 
-    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max ||
+    if (!json_is_string(v) || json_string_length(v) < min || json_string_length(v) > max ||
         strlen(json_string_value(v)) != json_string_length(v))
         return mh_err_set(err, MH_E_BAD_ENVELOPE,
                           "bad envelope: \"%s\" must be a string of 1-%zu bytes", field, max);
@@ -157,13 +157,20 @@ static int decode_frame_field(mh_envelope *env, bool need_id, mh_err *err)
 {
     int rc;
 
-    if ((rc = req_string(env->root, "conn", 128, &env->conn, err)))
+    if ((rc = str_field(env->root, "conn", 1, 128, &env->conn, err)))
         return rc;
     env->frame = json_object_get(env->root, "frame");
     if (!json_is_object(env->frame))
         return bad(err, "\"frame\" must be an object");
-    if (need_id && !json_object_get(env->frame, "id"))
-        return bad(err, "a reply frame carries the rpc \"id\"");
+    if (need_id) {
+        const json_t *id = json_object_get(env->frame, "id");
+        double d = json_number_value(id);
+        bool ok = json_is_string(id)
+                      ? json_string_length(id) >= 1 && json_string_length(id) <= 64
+                      : json_is_number(id) && d == floor(d) && fabs(d) <= 9007199254740991.0;
+        if (!ok)
+            return bad(err, "a reply frame's \"id\" is a string of 1-64 bytes or an integer");
+    }
     return 0;
 }
 
@@ -206,23 +213,23 @@ int mh_envelope_decode(const char *text, size_t len, mh_envelope *env, mh_err *e
     case MH_KIND_MESSAGE:
         return decode_message(env, err);
     case MH_KIND_LOGOUT:
-        if ((rc = req_string(env->root, "session", 64, &env->session, err)))
+        if ((rc = str_field(env->root, "session", 1, 64, &env->session, err)))
             return rc;
         if (strlen(env->session) != 64 || strspn(env->session, "0123456789abcdef") != 64)
             return bad(err, "\"session\" must be 64 lowercase hex digits");
         return 0;
     case MH_KIND_DISCONNECT:
-        if ((rc = req_string(env->root, "sub", 256, &env->sub, err)))
+        if ((rc = str_field(env->root, "sub", 1, 256, &env->sub, err)))
             return rc;
         env->reason = "";
         if (json_object_get(env->root, "reason") &&
-            (rc = req_string(env->root, "reason", MH_CLOSE_REASON_MAX, &env->reason, err)))
+            (rc = str_field(env->root, "reason", 0, MH_CLOSE_REASON_MAX, &env->reason, err)))
             return rc;
         return 0;
     case MH_KIND_CANARY:
-        if ((rc = req_string(env->root, "hub", 64, &env->hub, err)))
+        if ((rc = str_field(env->root, "hub", 1, 64, &env->hub, err)))
             return rc;
-        return req_string(env->root, "nonce", 64, &env->nonce, err);
+        return str_field(env->root, "nonce", 1, 64, &env->nonce, err);
     case MH_KIND_REPLY:
         return decode_frame_field(env, true, err);
     case MH_KIND_SEND:
@@ -230,7 +237,7 @@ int mh_envelope_decode(const char *text, size_t len, mh_envelope *env, mh_err *e
     case MH_KIND_CLOSE: {
         const json_t *code = json_object_get(env->root, "code");
         double c;
-        if ((rc = req_string(env->root, "conn", 128, &env->conn, err)))
+        if ((rc = str_field(env->root, "conn", 1, 128, &env->conn, err)))
             return rc;
         if (!json_is_number(code))
             return bad(err, "\"code\" is required");
@@ -240,7 +247,7 @@ int mh_envelope_decode(const char *text, size_t len, mh_envelope *env, mh_err *e
         env->code = (int)c;
         env->reason = "";
         if (json_object_get(env->root, "reason") &&
-            (rc = req_string(env->root, "reason", MH_CLOSE_REASON_MAX, &env->reason, err)))
+            (rc = str_field(env->root, "reason", 0, MH_CLOSE_REASON_MAX, &env->reason, err)))
             return rc;
         return 0;
     }
