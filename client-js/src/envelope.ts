@@ -111,17 +111,41 @@ function readInteger(o: JsonObject, key: string, min: number, max: number): numb
   return v;
 }
 
-function readString(o: JsonObject, key: string, required: true): string;
-function readString(o: JsonObject, key: string, required: false): string | undefined;
-function readString(o: JsonObject, key: string, required: boolean): string | undefined {
+/**
+ * A string field of `min` to `max` UTF-8 bytes (SPEC section 11's "String
+ * fields"); undefined when absent and not `required`.
+ */
+function readString(o: JsonObject, key: string, min: number, max: number, required: true): string;
+function readString(o: JsonObject, key: string, min: number, max: number, required: false): string | undefined;
+function readString(o: JsonObject, key: string, min: number, max: number, required: boolean): string | undefined {
   const v = member(o, key);
   if (v === undefined) {
     if (required) bad(`"${key}" is missing`);
     return undefined;
   }
-  if (typeof v !== 'string') bad(`"${key}" is not a string`);
-  if (required && v.length === 0) bad(`"${key}" is empty`);
+  if (typeof v !== 'string') return bad(`"${key}" is not a string`);
+  const n = utf8Length(v);
+  if (n < min || n > max) bad(`"${key}" is ${n} bytes, not ${min} to ${max}`);
   return v;
+}
+
+/** A NAME field (SPEC section 1): 1-128 bytes, no control character; undefined when absent. */
+function readName(o: JsonObject, key: string): string | undefined {
+  const v = readString(o, key, 0, Infinity, false);
+  if (v === undefined) return undefined;
+  const problem = nameProblem(v, LIMITS.name);
+  if (problem !== null) bad(`"${key}" ${JSON.stringify(v)} ${problem}`);
+  return v;
+}
+
+/** `conn`: 1-128 bytes. */
+function readConn(o: JsonObject): string {
+  return readString(o, 'conn', 1, 128, true);
+}
+
+/** `reason` of `disconnect` and `close`: 0-123 bytes (the WebSocket limit), default `""`. */
+function readReason(o: JsonObject): string {
+  return readString(o, 'reason', 0, LIMITS.closeReason, false) ?? '';
 }
 
 function readFrame(o: JsonObject): JsonObject {
@@ -157,9 +181,8 @@ function decodeInvalidate(o: JsonObject, base: Base): InvalidateEnvelope {
 }
 
 function decodeMessage(o: JsonObject, base: Base): MessageEnvelope {
-  const channel = readString(o, 'channel', true);
-  const problem = nameProblem(channel, LIMITS.name);
-  if (problem !== null) bad(`channel ${JSON.stringify(channel)} ${problem}`);
+  const channel = readName(o, 'channel');
+  if (channel === undefined) return bad('"channel" is missing');
   const p = member(o, 'params');
   let params: Params = {};
   if (p !== undefined) {
@@ -171,11 +194,11 @@ function decodeMessage(o: JsonObject, base: Base): MessageEnvelope {
       throw e;
     }
   }
-  const type = readString(o, 'type', false) ?? 'message';
+  const type = readName(o, 'type') ?? 'message';
   const data = member(o, 'data');
   const seq = readInteger(o, 'seq', 1, Number.MAX_SAFE_INTEGER);
   if (seq === undefined) bad('"seq" is missing');
-  const epoch = readString(o, 'epoch', true);
+  const epoch = readString(o, 'epoch', 1, 32, true);
   if (!EPOCH.test(epoch)) bad('"epoch" is not 1-32 characters of [0-9a-z]');
   return { ...base, kind: 'message', channel, params, type, data: data ?? null, seq, epoch };
 }
@@ -210,31 +233,28 @@ export function decodeEnvelope(text: string): Envelope {
     case 'message':
       return decodeMessage(o, base);
     case 'logout': {
-      const session = readString(o, 'session', true);
+      const session = readString(o, 'session', 64, 64, true);
       if (!SESSION.test(session)) bad('"session" is not 64 lower-case hex digits');
       return { ...base, kind, session };
     }
     case 'disconnect':
-      return { ...base, kind, sub: readString(o, 'sub', true), reason: readString(o, 'reason', false) ?? '' };
+      return { ...base, kind, sub: readString(o, 'sub', 1, 256, true), reason: readReason(o) };
     case 'canary':
-      return { ...base, kind, hub: readString(o, 'hub', true), nonce: readString(o, 'nonce', true) };
+      return { ...base, kind, hub: readString(o, 'hub', 1, 64, true), nonce: readString(o, 'nonce', 1, 64, true) };
     case 'reply': {
-      const conn = readString(o, 'conn', true);
+      const conn = readConn(o);
       const frame = readFrame(o);
       const problem = refProblem(member(frame, 'id'), 'id');
       if (problem !== null) bad(`the reply frame's ${problem}`);
       return { ...base, kind, conn, frame };
     }
     case 'send':
-      return { ...base, kind, conn: readString(o, 'conn', true), frame: readFrame(o) };
+      return { ...base, kind, conn: readConn(o), frame: readFrame(o) };
     case 'close': {
-      const conn = readString(o, 'conn', true);
+      const conn = readConn(o);
       const code = readInteger(o, 'code', 4000, 4999);
       if (code === undefined) bad('"code" is missing');
-      const reason = readString(o, 'reason', false) ?? '';
-      const n = utf8Length(reason);
-      if (n > LIMITS.closeReason) bad(`"reason" is ${n} bytes, over ${LIMITS.closeReason}`);
-      return { ...base, kind, conn, code, reason };
+      return { ...base, kind, conn, code, reason: readReason(o) };
     }
   }
 }

@@ -313,3 +313,27 @@ test('decodeEnvelope: numbers, defaults and extra versions', () => {
     code: 'too_large',
   });
 });
+
+test('decodeEnvelope: string field limits count UTF-8 bytes, not UTF-16 units', () => {
+  const env = (fields: string) => `{"v":1,${fields}}`;
+  // "é" is 2 bytes: 64 of them are 128 bytes (ok), 65 are 130 (over).
+  assert.equal((decodeEnvelope(env(`"kind":"send","conn":"${'é'.repeat(64)}","frame":{}`)) as { conn: string }).conn, 'é'.repeat(64));
+  throwsProtocol(() => decodeEnvelope(env(`"kind":"send","conn":"${'é'.repeat(65)}","frame":{}`)), { code: 'bad_envelope' });
+  // "😀" is 4 bytes: 16 are 64 (ok), 17 are 68 (over).
+  decodeEnvelope(env(`"kind":"canary","hub":"${'😀'.repeat(16)}","nonce":"1"`));
+  throwsProtocol(() => decodeEnvelope(env(`"kind":"canary","hub":"${'😀'.repeat(17)}","nonce":"1"`)), { code: 'bad_envelope' });
+  throwsProtocol(() => decodeEnvelope(env(`"kind":"canary","hub":"","nonce":"1"`)), { code: 'bad_envelope' });
+  // reason: 0-123 bytes; 41 × "€" (3 bytes) = 123, 42 = 126.
+  decodeEnvelope(env(`"kind":"close","conn":"c","code":4000,"reason":"${'€'.repeat(41)}"`));
+  throwsProtocol(() => decodeEnvelope(env(`"kind":"close","conn":"c","code":4000,"reason":"${'€'.repeat(42)}"`)), { code: 'bad_envelope' });
+  throwsProtocol(() => decodeEnvelope(env(`"kind":"disconnect","sub":"5","reason":"${'€'.repeat(42)}"`)), { code: 'bad_envelope' });
+  decodeEnvelope(env(`"kind":"disconnect","sub":"${'s'.repeat(256)}"`));
+  // type is a NAME: 128 bytes at most, no DEL.
+  decodeEnvelope(env(`"kind":"message","channel":"c","type":"${'t'.repeat(128)}","seq":1,"epoch":"e"`));
+  throwsProtocol(() => decodeEnvelope(env(`"kind":"message","channel":"c","type":"${'t'.repeat(129)}","seq":1,"epoch":"e"`)), { code: 'bad_envelope' });
+  throwsProtocol(() => decodeEnvelope(env(`"kind":"message","channel":"c","type":"a\u007fb","seq":1,"epoch":"e"`)), { code: 'bad_envelope' });
+  throwsProtocol(() => decodeEnvelope(env(`"kind":"message","channel":"c","type":5,"seq":1,"epoch":"e"`)), { code: 'bad_envelope' });
+  // a reply's id: integer or 1-64 bytes.
+  throwsProtocol(() => decodeEnvelope(env(`"kind":"reply","conn":"c","frame":{"id":"${'é'.repeat(33)}"}`)), { code: 'bad_envelope' });
+  throwsProtocol(() => decodeEnvelope(env(`"kind":"reply","conn":"c","frame":{"id":1.5}`)), { code: 'bad_envelope' });
+});
