@@ -151,8 +151,10 @@ int mh_frame_decode(const char *text, size_t len, mh_frame *f, mh_err *err)
     f->action = actions[i].action;
 
     f->ref = json_object_get(f->root, "ref");
-    if (f->ref && (rc = check_ref(f->ref, "ref", true, err)))
+    if (f->ref && (rc = check_ref(f->ref, "ref", true, err))) {
+        f->ref = NULL; /* never echo what failed the check */
         return rc;
+    }
 
     switch (f->action) {
     case MH_ACT_AUTH:

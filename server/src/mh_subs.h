@@ -46,7 +46,9 @@ typedef struct mh_keynode {
     uint32_t pos_in_shape;
     mh_sub **subs;
     uint32_t nsubs, cap;
-    /* channel instances: what this hub last delivered, for gap detection */
+    /* channel instances: the position this hub last saw, for resume and gaps */
+    bool pos_known;
+    bool gap; /* the hub's Redis link dropped since pos was known */
     char epoch[33];
     uint64_t seq;
 } mh_keynode;
@@ -62,7 +64,7 @@ struct mh_ctx {
     bool version_known;
     char epoch[33];
     uint64_t n;
-    /* hub link gap: the version at the moment the link dropped */
+    /* hub link gap: the version at the moment the link dropped ("" epoch: unknown) */
     bool gap;
     char gap_epoch[33];
     uint64_t gap_n;

@@ -1,0 +1,266 @@
+/*
+ * mizan-hub: WebSocket and cache-invalidation fan-out for Mizan.
+ *
+ * One process runs one libuv loop shared by libwebsockets and hiredis; with
+ * --workers N a supervisor forks N such processes on one SO_REUSEPORT port
+ * and restarts any that dies.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mh_config.h"
+#include "mh_conn.h"
+#include "mh_hub.h"
+#include "mh_log.h"
+#include "mh_redis.h"
+#include "mh_rpc.h"
+#include "mh_transport.h"
+
+double mh_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+uint64_t mh_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+mh_conn *mh_hub_conn_by_name(mh_hub *h, const char *name)
+{
+    size_t idlen = strlen(h->cfg->hub_id);
+    char *end;
+    uint64_t id;
+
+    if (strncmp(name, h->cfg->hub_id, idlen) || name[idlen] != '.')
+        return NULL;
+    errno = 0;
+    id = strtoull(name + idlen + 1, &end, 10);
+    if (errno || *end || end == name + idlen + 1)
+        return NULL;
+    return mh_map_get(&h->conns, &id, sizeof id);
+}
+
+static void random_id(char *out, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[16];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+        struct timeval tv;
+        gettimeofday(&tv, NULL);
+        for (size_t i = 0; i < sizeof raw; i++)
+            raw[i] = (unsigned char)((tv.tv_usec >> (i % 4)) ^ getpid() ^ (int)i * 131);
+    }
+    for (size_t i = 0; i + 1 < n && i < 2 * sizeof raw; i++)
+        out[i] = hex[(raw[i / 2] >> (i % 2 ? 0 : 4)) & 15];
+    out[n - 1] = '\0';
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    mh_hub *h = s->data;
+    if (h->draining) {
+        mh_info("signal %d during drain: stopping now", signum);
+        h->drain_start_ms = 0; /* the next tick closes everything */
+        return;
+    }
+    mh_info("signal %d: draining", signum);
+    mh_transport_drain(h);
+}
+
+static void close_handle(uv_handle_t *hd, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(hd))
+        uv_close(hd, NULL);
+}
+
+static void stop_hub(mh_hub *h)
+{
+    if (h->stopping)
+        return;
+    h->stopping = true;
+    uv_timer_stop(&h->tick);
+    uv_close((uv_handle_t *)&h->tick, NULL);
+    uv_signal_stop(&h->sig_term);
+    uv_signal_stop(&h->sig_int);
+    uv_close((uv_handle_t *)&h->sig_term, NULL);
+    uv_close((uv_handle_t *)&h->sig_int, NULL);
+    mh_redis_stop(h->redis);
+    mh_transport_stop(h);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    mh_hub *h = t->data;
+
+    mh_rpc_expire(h);
+    if (h->draining) {
+        size_t open = mh_transport_drain_step(h);
+        uint64_t deadline = (uint64_t)h->cfg->drain_window * 1000 + 3000;
+        if (open == 0 || mh_mono_ms() - h->drain_start_ms > deadline) {
+            mh_info("drained (%zu connection(s) left): exiting", open);
+            stop_hub(h);
+        }
+    }
+}
+
+static int run_worker(const mh_config *cfg)
+{
+    uv_loop_t loop;
+    mh_hub h;
+
+    memset(&h, 0, sizeof h);
+    srandom((unsigned)(getpid() ^ (unsigned)time(NULL)));
+    h.cfg = cfg;
+    h.loop = &loop;
+    uv_loop_init(&loop);
+    mh_subs_init(&h.subs);
+    mh_map_init(&h.conns);
+    h.redis = mh_redis_new(&h);
+    if (!h.redis)
+        return 1;
+    uv_timer_init(&loop, &h.tick);
+    h.tick.data = &h;
+    uv_signal_init(&loop, &h.sig_term);
+    uv_signal_init(&loop, &h.sig_int);
+    h.sig_term.data = h.sig_int.data = &h;
+    uv_signal_start(&h.sig_term, on_signal, SIGTERM);
+    uv_signal_start(&h.sig_int, on_signal, SIGINT);
+    if (mh_transport_start(&h)) {
+        h.exit_code = 1;
+        stop_hub(&h);
+        uv_walk(&loop, close_handle, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        mh_redis_free(h.redis);
+        return 1;
+    }
+    mh_redis_start(h.redis);
+    uv_timer_start(&h.tick, on_tick, 100, 100);
+    mh_config_log(cfg);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    /* lws and hiredis close their handles on the loop; let them finish. */
+    uv_walk(&loop, close_handle, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop))
+        mh_warn("loop closed with handles still open");
+    mh_rpc_free_all(&h);
+    mh_subs_free(&h.subs);
+    mh_map_free(&h.conns);
+    mh_redis_free(h.redis);
+    return h.exit_code;
+}
+
+/* ---- supervisor for --workers N ---- */
+
+static volatile sig_atomic_t supervisor_stop;
+
+static void supervisor_signal(int sig)
+{
+    (void)sig;
+    supervisor_stop = 1;
+}
+
+static pid_t spawn(mh_config *cfg, const char *base_id, int i)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        char comp[32];
+        snprintf(cfg->hub_id, sizeof cfg->hub_id, "%.28s-%d", base_id, i);
+        snprintf(comp, sizeof comp, "w%d", i);
+        mh_log_setup(cfg->log_level, cfg->log_json, comp);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        _exit(run_worker(cfg));
+    }
+    return pid;
+}
+
+static int supervise(mh_config *cfg)
+{
+    char base[40];
+    pid_t *pids = calloc((size_t)cfg->workers, sizeof *pids);
+    int alive = 0, rc = 0;
+
+    snprintf(base, sizeof base, "%s", cfg->hub_id);
+    signal(SIGTERM, supervisor_signal);
+    signal(SIGINT, supervisor_signal);
+    for (int i = 0; i < cfg->workers; i++) {
+        pids[i] = spawn(cfg, base, i);
+        if (pids[i] > 0)
+            alive++;
+    }
+    mh_info("supervisor: %d worker(s) on port %d", alive, cfg->listen_port);
+    while (alive) {
+        int status;
+        pid_t pid = waitpid(-1, &status, 0);
+        if (pid < 0) {
+            if (errno == EINTR && supervisor_stop) {
+                for (int i = 0; i < cfg->workers; i++)
+                    if (pids[i] > 0)
+                        kill(pids[i], SIGTERM);
+                supervisor_stop = 2;
+            }
+            continue;
+        }
+        for (int i = 0; i < cfg->workers; i++) {
+            if (pids[i] != pid)
+                continue;
+            pids[i] = 0;
+            alive--;
+            if (supervisor_stop) {
+                if (!WIFEXITED(status) || WEXITSTATUS(status))
+                    rc = 1;
+            } else {
+                mh_error("worker %d (pid %d) died (%s %d): restarting", i, (int)pid,
+                         WIFSIGNALED(status) ? "signal" : "exit",
+                         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+                sleep(1);
+                pids[i] = spawn(cfg, base, i);
+                if (pids[i] > 0)
+                    alive++;
+            }
+        }
+    }
+    free(pids);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static mh_config cfg;
+    char err[512];
+    int rc = mh_config_load(&cfg, argc, argv, err, sizeof err);
+
+    if (rc == 1)
+        return 0;
+    if (rc < 0) {
+        fprintf(stderr, "mizan-hub: %s\n", err);
+        return 2;
+    }
+    mh_log_setup(cfg.log_level, cfg.log_json, "hub");
+    if (!cfg.allow_anonymous) {
+        fprintf(stderr, "mizan-hub: no authentication is configured in this build; start with "
+                        "--allow-anonymous to serve every context and channel as public\n");
+        return 2;
+    }
+    if (!cfg.hub_id[0])
+        random_id(cfg.hub_id, 13);
+    signal(SIGPIPE, SIG_IGN);
+    if (cfg.workers > 1)
+        return supervise(&cfg);
+    return run_worker(&cfg);
+}

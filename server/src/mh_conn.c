@@ -1,0 +1,184 @@
+#include "mh_conn.h"
+
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mh_log.h"
+#include "mh_rpc.h"
+
+int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi)
+{
+    c->hub = h;
+    c->wsi = wsi;
+    c->id = ++h->next_conn_id;
+    snprintf(c->name, sizeof c->name, "%s.%llu", h->cfg->hub_id, (unsigned long long)c->id);
+    if (mh_map_put(&h->conns, &c->id, sizeof c->id, c))
+        return -1;
+    c->established = true;
+    h->metrics.connections_total++;
+    return 0;
+}
+
+static void queue_clear(mh_conn *c)
+{
+    while (c->q_count) {
+        mh_msg *m = c->q[c->q_head];
+        c->q_head = (c->q_head + 1) % c->q_cap;
+        c->q_count--;
+        c->hub->queued_bytes -= m->len;
+        mh_msg_unref(m);
+    }
+    c->q_bytes = 0;
+}
+
+void mh_conn_release(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+
+    if (!c->established)
+        return;
+    c->established = false;
+    while (c->nsubs) {
+        mh_sub *s = c->subs[c->nsubs - 1];
+        c->nsubs--;
+        mh_subs_remove(&h->subs, s);
+    }
+    free(c->subs);
+    queue_clear(c);
+    free(c->q);
+    free(c->rx);
+    mh_rpc_forget_conn(c);
+    free(c->sub);
+    mh_map_del(&h->conns, &c->id, sizeof c->id);
+}
+
+int mh_conn_enqueue(mh_conn *c, mh_msg *m)
+{
+    const mh_config *cfg = c->hub->cfg;
+
+    if (c->closing)
+        return -1;
+    if (c->q_count + 1 > (uint32_t)cfg->queue_max_msgs ||
+        (uint64_t)c->q_bytes + m->len > (uint64_t)cfg->queue_max_bytes) {
+        c->hub->metrics.slow_consumer_closes++;
+        mh_info("conn %s: slow consumer (%u frames, %u bytes queued): closing with 4008", c->name,
+                c->q_count, c->q_bytes);
+        mh_conn_close(c, 4008, "slow consumer");
+        return -1;
+    }
+    if (c->q_count == c->q_cap) {
+        uint32_t ncap = c->q_cap ? c->q_cap * 2 : 4;
+        mh_msg **nq = malloc(ncap * sizeof *nq);
+        if (!nq) {
+            mh_conn_close(c, 1011, "out of memory");
+            return -1;
+        }
+        for (uint32_t i = 0; i < c->q_count; i++)
+            nq[i] = c->q[(c->q_head + i) % c->q_cap];
+        free(c->q);
+        c->q = nq;
+        c->q_cap = ncap;
+        c->q_head = 0;
+    }
+    c->q[(c->q_head + c->q_count) % c->q_cap] = mh_msg_ref(m);
+    c->q_count++;
+    c->q_bytes += m->len;
+    c->hub->queued_bytes += m->len;
+    if (c->q_count == 1)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+int mh_conn_send(mh_conn *c, const char *text, size_t len)
+{
+    mh_msg *m = mh_msg_new(text, len);
+    int rc;
+
+    if (!m) {
+        mh_conn_close(c, 1011, "out of memory");
+        return -1;
+    }
+    rc = mh_conn_enqueue(c, m);
+    mh_msg_unref(m);
+    return rc;
+}
+
+void mh_conn_close(mh_conn *c, uint16_t code, const char *reason)
+{
+    if (c->closing || !c->established)
+        return;
+    c->closing = true;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
+    queue_clear(c);
+    lws_callback_on_writable(c->wsi);
+    /* A peer that never reads never makes us writable: give the close frame
+     * a moment, then drop the socket. */
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 2);
+}
+
+int mh_conn_writable(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+    int budget = 32; /* several frames per callback, but stay fair to others */
+
+    if (c->closing) {
+        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+                         (unsigned char *)c->close_reason, strlen(c->close_reason));
+        return -1;
+    }
+    while (c->q_count && budget--) {
+        mh_msg *m = c->q[c->q_head];
+        int n = lws_write(c->wsi, m->data, m->len, LWS_WRITE_TEXT);
+        if (n < (int)m->len) {
+            mh_warn("conn %s: write failed", c->name);
+            return -1;
+        }
+        c->q_head = (c->q_head + 1) % c->q_cap;
+        c->q_count--;
+        c->q_bytes -= m->len;
+        h->queued_bytes -= m->len;
+        h->metrics.frames_out++;
+        h->metrics.bytes_out += m->len;
+        if (m->ts_ms > 0)
+            mh_metrics_latency(&h->metrics, mh_now_ms() - m->ts_ms);
+        mh_msg_unref(m);
+        if (lws_send_pipe_choked(c->wsi))
+            break;
+    }
+    if (c->q_count)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+int mh_conn_add_sub(mh_conn *c, mh_sub *sub)
+{
+    if (c->nsubs == c->subs_cap) {
+        uint32_t ncap = c->subs_cap ? c->subs_cap * 2 : 2;
+        mh_sub **ns = realloc(c->subs, ncap * sizeof *ns);
+        if (!ns)
+            return -1;
+        c->subs = ns;
+        c->subs_cap = ncap;
+    }
+    sub->pos_in_owner = c->nsubs;
+    c->subs[c->nsubs++] = sub;
+    return 0;
+}
+
+void mh_conn_drop_sub(mh_conn *c, mh_sub *sub)
+{
+    uint32_t pos = sub->pos_in_owner;
+    c->subs[pos] = c->subs[--c->nsubs];
+    c->subs[pos]->pos_in_owner = pos;
+}
+
+mh_sub *mh_conn_find_sub(const mh_conn *c, const mh_keynode *node)
+{
+    for (uint32_t i = 0; i < c->nsubs; i++)
+        if (c->subs[i]->node == node)
+            return c->subs[i];
+    return NULL;
+}

@@ -1,0 +1,87 @@
+/*
+ * mh_conn — one browser connection: its outbound queue of shared frames,
+ * its subscriptions, its identity.
+ *
+ * Frames are only written from the WRITEABLE callback; fan-out only appends
+ * references. A connection whose queue passes its bound is marked and closed
+ * with 4008 without making anyone else wait.
+ */
+#ifndef MH_CONN_H
+#define MH_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mh_hub.h"
+#include "mh_msg.h"
+#include "mh_subs.h"
+
+struct lws;
+
+typedef struct mh_rpc_pending {
+    struct mh_rpc_pending *next;
+    char id[72]; /* the rpc id as compact JSON: "\"7\"" or "42" */
+} mh_rpc_pending;
+
+struct mh_conn {
+    mh_hub *hub;
+    struct lws *wsi;
+    uint64_t id;   /* key in hub->conns (its bytes) */
+    char name[48]; /* "<hub id>.<n>", what Django replies to */
+    /* outbound: a ring of references to shared frames */
+    mh_msg **q;
+    uint32_t q_head, q_count, q_cap;
+    uint32_t q_bytes;
+    /* subscriptions held (each also in the index) */
+    mh_sub **subs;
+    uint32_t nsubs, subs_cap;
+    /* reassembly of a fragmented browser frame */
+    char *rx;
+    uint32_t rx_len, rx_cap;
+    uint64_t stamp;
+    mh_rpc_pending *rpcs;
+    /* identity: NULL sub means anonymous */
+    char *sub;
+    bool staff, super;
+    /* closing */
+    uint16_t close_code;
+    bool closing;
+    bool established;
+    char close_reason[64];
+};
+
+/** Sets up 'c' (lws-owned per-session memory, zeroed) for a new connection. */
+int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi);
+
+/** Releases everything 'c' holds: subscriptions, queue, rpcs, its id. */
+void mh_conn_release(mh_conn *c);
+
+/**
+ * Queues a reference to 'm' (takes its own reference). Returns 0, or -1 when
+ * the queue passed its bound: then the connection is closing with 4008.
+ */
+int mh_conn_enqueue(mh_conn *c, mh_msg *m);
+
+/** Queues a copy of text[0..len) (a frame for this connection only). */
+int mh_conn_send(mh_conn *c, const char *text, size_t len);
+
+/**
+ * Closes with 'code' and 'reason' as soon as the socket can take the close
+ * frame; drops what is queued. Safe to call from anywhere on the loop.
+ */
+void mh_conn_close(mh_conn *c, uint16_t code, const char *reason);
+
+/**
+ * Writes queued frames while the socket takes them. Returns 0, or -1 when
+ * libwebsockets should close the connection (the close reason is set).
+ */
+int mh_conn_writable(mh_conn *c);
+
+/** Adds/removes 'sub' to/from the connection's list (the index owns it). */
+int mh_conn_add_sub(mh_conn *c, mh_sub *sub);
+void mh_conn_drop_sub(mh_conn *c, mh_sub *sub);
+/** The connection's subscription on 'node', or NULL. */
+mh_sub *mh_conn_find_sub(const mh_conn *c, const mh_keynode *node);
+
+#endif

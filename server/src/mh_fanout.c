@@ -1,0 +1,261 @@
+#include "mh_fanout.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mh_conn.h"
+#include "mh_envelope.h"
+#include "mh_json.h"
+#include "mh_log.h"
+#include "mh_out.h"
+#include "mh_redis.h"
+#include "mh_rpc.h"
+
+/* Key nodes matched by the current entry; reused, so steady state allocates nothing. */
+static mh_keynode **hits;
+static size_t nhits, hits_cap;
+
+static void collect(mh_keynode *node, void *arg)
+{
+    (void)arg;
+    if (nhits == hits_cap) {
+        size_t ncap = hits_cap ? hits_cap * 2 : 256;
+        mh_keynode **nh = realloc(hits, ncap * sizeof *nh);
+        if (!nh)
+            return; /* counted below as a short delivery */
+        hits = nh;
+        hits_cap = ncap;
+    }
+    hits[nhits++] = node;
+}
+
+void mh_fanout_round(mh_hub *h)
+{
+    h->stamp++;
+}
+
+size_t mh_fanout_node(mh_hub *h, mh_keynode *node, mh_msg *m)
+{
+    size_t n = 0;
+
+    for (uint32_t i = 0; i < node->nsubs; i++) {
+        mh_conn *c = node->subs[i]->owner;
+        if (c->stamp == h->stamp)
+            continue;
+        c->stamp = h->stamp;
+        if (mh_conn_enqueue(c, m) == 0)
+            n++;
+    }
+    h->metrics.deliveries += n;
+    return n;
+}
+
+int mh_fanout_spread(const mh_hub *h, size_t recipients)
+{
+    uint64_t ms;
+
+    if (recipients <= 1)
+        return 0;
+    ms = (uint64_t)recipients * 1000 / (uint64_t)h->cfg->refetch_rate;
+    return (int)(ms > (uint64_t)h->cfg->spread_max_ms ? (uint64_t)h->cfg->spread_max_ms : ms);
+}
+
+void mh_fanout_note_version(mh_ctx *ctx, const char *version, size_t len)
+{
+    char epoch[MH_EPOCH_MAX + 1];
+    uint64_t n;
+
+    if (mh_version_parse(version, len, epoch, &n))
+        return;
+    if (!ctx->version_known || strcmp(ctx->epoch, epoch) || n > ctx->n) {
+        strcpy(ctx->epoch, epoch);
+        ctx->n = n;
+        ctx->version_known = true;
+    }
+}
+
+/* Distinct connections subscribed to the collected nodes (stamps them). */
+static size_t count_recipients(mh_hub *h)
+{
+    size_t n = 0;
+    mh_fanout_round(h);
+    for (size_t i = 0; i < nhits; i++) {
+        for (uint32_t k = 0; k < hits[i]->nsubs; k++) {
+            mh_conn *c = hits[i]->subs[k]->owner;
+            if (c->stamp != h->stamp) {
+                c->stamp = h->stamp;
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+static void deliver_invalidate(mh_hub *h, const mh_envelope *env)
+{
+    mh_buf b;
+
+    mh_buf_init(&b);
+    for (size_t i = 0; i < env->inval.n; i++) {
+        const mh_entry *e = &env->inval.entries[i];
+        json_t *v = json_object_get(env->versions, e->context);
+        mh_ctx *ctx = mh_subs_context(&h->subs, e->context, e->context_len);
+        size_t recipients;
+        mh_msg *m;
+        long matched;
+
+        if (!ctx)
+            continue; /* nobody here subscribes to this context */
+        mh_fanout_note_version(ctx, json_string_value(v), json_string_length(v));
+        nhits = 0;
+        matched = mh_subs_match(&h->subs, e, collect, NULL);
+        if (matched < 0) {
+            mh_error("invalidate %s: out of memory while matching", e->context);
+            continue;
+        }
+        if (nhits == 0)
+            continue;
+        recipients = count_recipients(h);
+        mh_buf_reset(&b);
+        mh_out_invalidate(&b, e, json_string_value(v), NULL, mh_fanout_spread(h, recipients),
+                          env->has_ts ? env->ts : 0);
+        m = mh_msg_from_buf(&b);
+        if (!m) {
+            mh_error("invalidate %s: out of memory encoding the frame", e->context);
+            continue;
+        }
+        m->ts_ms = env->has_ts ? env->ts : 0;
+        mh_fanout_round(h);
+        for (size_t k = 0; k < nhits; k++)
+            mh_fanout_node(h, hits[k], m);
+        mh_msg_unref(m);
+    }
+    mh_buf_free(&b);
+}
+
+static void deliver_message(mh_hub *h, const mh_envelope *env)
+{
+    mh_keynode *node = mh_subs_find(&h->subs, true, &env->channel);
+    mh_msg *m;
+    mh_buf b;
+
+    if (!node)
+        return;
+    if (node->pos_known && !strcmp(node->epoch, env->epoch) && env->seq <= node->seq)
+        return; /* already delivered (a replay raced the live message) */
+    if (node->pos_known && !node->gap && !strcmp(node->epoch, env->epoch) &&
+        env->seq > node->seq + 1)
+        mh_warn("channel %s: seq jumped from %llu to %llu without a link loss", node->key,
+                (unsigned long long)node->seq, (unsigned long long)env->seq);
+    snprintf(node->epoch, sizeof node->epoch, "%s", env->epoch);
+    node->seq = env->seq;
+    node->pos_known = true;
+    mh_buf_init(&b);
+    if (mh_out_channel_message(&b, env)) {
+        mh_buf_free(&b);
+        mh_warn("channel %s: message data is not encodable", node->key);
+        return;
+    }
+    m = mh_msg_from_buf(&b);
+    mh_buf_free(&b);
+    if (!m)
+        return;
+    m->ts_ms = env->has_ts ? env->ts : 0;
+    mh_fanout_round(h);
+    mh_fanout_node(h, node, m);
+    mh_msg_unref(m);
+}
+
+static void close_matching(mh_hub *h, const char *sub, uint16_t code, const char *reason)
+{
+    size_t it = 0;
+    void *v;
+
+    while (mh_map_next(&h->conns, &it, NULL, NULL, &v)) {
+        mh_conn *c = v;
+        if (c->sub && !strcmp(c->sub, sub))
+            mh_conn_close(c, code, reason);
+    }
+}
+
+/* Envelopes on {prefix}hub:{id}: replies and frames for one connection. */
+static void for_this_hub(mh_hub *h, const mh_envelope *env)
+{
+    mh_conn *c = mh_hub_conn_by_name(h, env->conn);
+    mh_buf b;
+
+    if (!c || c->closing) {
+        h->metrics.replies_unknown_conn++;
+        mh_debug("%s for %s: no such connection (closed?)", mh_kind_name(env->kind), env->conn);
+        return;
+    }
+    if (env->kind == MH_KIND_CLOSE) {
+        mh_conn_close(c, (uint16_t)env->code, env->reason);
+        return;
+    }
+    mh_buf_init(&b);
+    if (env->kind == MH_KIND_REPLY) {
+        mh_json_dump(&b, json_object_get(env->frame, "id"));
+        if (b.oom || !mh_rpc_finish(c, mh_buf_cstr(&b))) {
+            h->metrics.rpc_late_replies++;
+            mh_info("conn %s: reply for rpc %s that is not pending (timed out?)", c->name,
+                    b.data ? b.data : "?");
+            mh_buf_free(&b);
+            return;
+        }
+        mh_buf_reset(&b);
+    }
+    if (mh_json_dump(&b, env->frame) == 0 && !b.oom)
+        mh_conn_send(c, b.data, b.len);
+    mh_buf_free(&b);
+}
+
+void mh_fanout_envelope(mh_hub *h, const char *channel, size_t chlen, const char *payload,
+                        size_t len)
+{
+    mh_envelope env;
+    mh_err err;
+    int rc;
+
+    (void)channel, (void)chlen;
+    h->metrics.envelopes_in++;
+    mh_err_clear(&err);
+    rc = mh_envelope_decode(payload, len, &env, &err);
+    if (rc) {
+        if (rc == MH_E_UNKNOWN_KIND) {
+            h->metrics.envelopes_unknown++;
+            mh_debug("envelope ignored: %s", err.msg);
+        } else {
+            h->metrics.envelopes_bad++;
+            mh_warn("envelope rejected (%s): %s", mh_code_name(rc), err.msg);
+        }
+        mh_envelope_free(&env);
+        return;
+    }
+    switch (env.kind) {
+    case MH_KIND_INVALIDATE:
+        h->metrics.invalidations_in++;
+        deliver_invalidate(h, &env);
+        break;
+    case MH_KIND_MESSAGE:
+        h->metrics.messages_in++;
+        deliver_message(h, &env);
+        break;
+    case MH_KIND_CANARY:
+        if (!strcmp(env.hub, h->cfg->hub_id))
+            mh_redis_canary_seen(h->redis);
+        break;
+    case MH_KIND_LOGOUT:
+        /* Session-bound connections arrive with authentication (SPEC 12). */
+        break;
+    case MH_KIND_DISCONNECT:
+        close_matching(h, env.sub, 4005, env.reason[0] ? env.reason : "session ended");
+        break;
+    case MH_KIND_REPLY:
+    case MH_KIND_SEND:
+    case MH_KIND_CLOSE:
+        for_this_hub(h, &env);
+        break;
+    }
+    mh_envelope_free(&env);
+}

@@ -1,0 +1,34 @@
+/*
+ * mh_fanout — from a Redis envelope to queued frames.
+ *
+ * Each pushed frame is encoded once per entry and queued by reference to
+ * every matching connection, each connection once; the publisher never
+ * waits for a connection, and a connection over its bound is closed without
+ * delaying the rest.
+ */
+#ifndef MH_FANOUT_H
+#define MH_FANOUT_H
+
+#include <stddef.h>
+
+#include "mh_hub.h"
+#include "mh_msg.h"
+#include "mh_subs.h"
+
+/** Handles one pub/sub message: 'channel' tells the events channel from the hub's own. */
+void mh_fanout_envelope(mh_hub *h, const char *channel, size_t chlen, const char *payload,
+                        size_t len);
+
+/** Queues 'm' to each subscriber of 'node' not yet served in this round. Returns how many. */
+size_t mh_fanout_node(mh_hub *h, mh_keynode *node, mh_msg *m);
+
+/** Starts a new round: afterwards every connection can receive one copy again. */
+void mh_fanout_round(mh_hub *h);
+
+/** The refetch spread for an event that reaches 'recipients' connections. */
+int mh_fanout_spread(const mh_hub *h, size_t recipients);
+
+/** Records a context version "E:N" seen for 'ctx', keeping the newest. */
+void mh_fanout_note_version(mh_ctx *ctx, const char *version, size_t len);
+
+#endif

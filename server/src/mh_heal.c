@@ -1,0 +1,684 @@
+#include "mh_heal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mh_fanout.h"
+#include "mh_json.h"
+#include "mh_key.h"
+#include "mh_log.h"
+#include "mh_out.h"
+#include "mh_redis.h"
+#include "mh_versions.h"
+
+/* What an async read needs to finish a subscribe: never a pointer into the
+ * index or a connection, which may be gone when the reply comes. */
+typedef struct sub_req {
+    uint64_t conn_id;
+    bool channel;
+    mh_entry entry; /* owned copy */
+    json_t *ref;    /* owned reference, or NULL */
+    bool has_since, since_ok;
+    char since_epoch[MH_EPOCH_MAX + 1];
+    uint64_t since_n;
+    int nbuckets; /* -1: too many params */
+    unsigned buckets[MH_VERSIONS_MAX_BUCKETS];
+    /* channel replay */
+    char cur_epoch[MH_EPOCH_MAX + 1];
+    uint64_t cur_seq;
+} sub_req;
+
+static void req_free(sub_req *q)
+{
+    mh_entry_free(&q->entry);
+    json_decref(q->ref);
+    free(q);
+}
+
+static sub_req *req_new(mh_conn *c, mh_sub *sub, bool channel, const char *since, size_t since_len,
+                        const json_t *ref)
+{
+    sub_req *q = calloc(1, sizeof *q);
+
+    if (!q)
+        return NULL;
+    if (mh_entry_copy(&q->entry, &sub->node->entry)) {
+        free(q);
+        return NULL;
+    }
+    q->conn_id = c->id;
+    q->channel = channel;
+    q->ref = ref ? json_incref((json_t *)ref) : NULL;
+    if (since) {
+        q->has_since = true;
+        q->since_ok = mh_version_parse(since, since_len, q->since_epoch, &q->since_n) == 0;
+    }
+    return q;
+}
+
+/* The connection and its subscription, if both still exist. */
+static mh_conn *req_conn(mh_hub *h, sub_req *q, mh_keynode **node)
+{
+    mh_conn *c = mh_map_get(&h->conns, &q->conn_id, sizeof q->conn_id);
+    mh_keynode *n;
+
+    if (!c || c->closing)
+        return NULL;
+    n = mh_subs_find(&h->subs, q->channel, &q->entry);
+    if (!n || !mh_conn_find_sub(c, n))
+        return NULL; /* unsubscribed meanwhile: nothing to acknowledge */
+    *node = n;
+    return c;
+}
+
+static void send_buf(mh_conn *c, mh_buf *b)
+{
+    if (!b->oom)
+        mh_conn_send(c, b->data, b->len);
+    mh_buf_reset(b);
+}
+
+static void ack_context(mh_conn *c, const mh_entry *e, const char *version, const json_t *ref)
+{
+    mh_buf b;
+    mh_buf_init(&b);
+    mh_out_ack(&b, true, false, e, version, NULL, 0, ref);
+    send_buf(c, &b);
+    mh_buf_free(&b);
+}
+
+static void send_invalidate(mh_conn *c, const mh_entry *e, const char *version, const char *reason)
+{
+    mh_buf b;
+    mh_buf_init(&b);
+    mh_out_invalidate(&b, e, version, reason, -1, 0);
+    send_buf(c, &b);
+    mh_buf_free(&b);
+    if (!strcmp(reason, "resume"))
+        c->hub->metrics.resume_invalidations++;
+    else
+        c->hub->metrics.gap_invalidations++;
+}
+
+static void send_bad_version(mh_conn *c, const mh_entry *e, bool channel, const json_t *ref)
+{
+    mh_buf b;
+    mh_buf_init(&b);
+    mh_out_error(&b, "bad_version", "\"since\" is not a version this protocol defines", ref,
+                 channel ? 2 : 1, e);
+    send_buf(c, &b);
+    mh_buf_free(&b);
+    c->hub->metrics.error_frames++;
+}
+
+/* Field names of a context's version hash for a resume check. */
+static void read_version_hash(mh_redis *r, mh_buf *key, const mh_entry *e, const sub_req *q,
+                              const char **argv, size_t *lens, char fields[][8], int *argc)
+{
+    mh_redis_name(r, key, "v:", e->context, e->context_len);
+    argv[0] = "HMGET", lens[0] = 5;
+    argv[1] = key->data, lens[1] = key->len;
+    argv[2] = "e", lens[2] = 1;
+    argv[3] = "n", lens[3] = 1;
+    argv[4] = "u", lens[4] = 1;
+    *argc = 5;
+    for (int i = 0; i < q->nbuckets; i++) {
+        int n = snprintf(fields[i], 8, "%u", q->buckets[i]);
+        argv[*argc] = fields[i];
+        lens[(*argc)++] = (size_t)n;
+    }
+}
+
+static uint64_t reply_u64(const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_STRING)
+        return 0;
+    return strtoull(r->str, NULL, 10);
+}
+
+static void on_context_hash(mh_hub *h, redisReply *reply, void *arg)
+{
+    sub_req *q = arg;
+    mh_keynode *node;
+    mh_conn *c = req_conn(h, q, &node);
+    mh_vhash vh = {0};
+    char version[MH_EPOCH_MAX + 24] = "0:0";
+    uint64_t max_bucket = 0;
+
+    if (!c)
+        goto done;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) {
+        /* Could not read: answer as if everything was missed. */
+        if (q->has_since)
+            send_invalidate(c, &q->entry, NULL, "resume");
+        ack_context(c, &q->entry, "0:0", q->ref);
+        goto done;
+    }
+    if (reply->element[0]->type == REDIS_REPLY_STRING && reply->element[0]->len <= MH_EPOCH_MAX) {
+        vh.exists = true;
+        memcpy(vh.epoch, reply->element[0]->str, (size_t)reply->element[0]->len);
+        vh.epoch[reply->element[0]->len] = '\0';
+        vh.n = reply_u64(reply->element[1]);
+        vh.u = reply_u64(reply->element[2]);
+        snprintf(version, sizeof version, "%s:%llu", vh.epoch, (unsigned long long)vh.n);
+        mh_fanout_note_version(node->ctx, version, strlen(version));
+    }
+    for (size_t i = 3; i < reply->elements; i++) {
+        uint64_t v = reply_u64(reply->element[i]);
+        if (v > max_bucket)
+            max_bucket = v;
+    }
+    if (q->has_since && (!q->since_ok || mh_versions_missed(q->since_epoch, q->since_n, &vh,
+                                                            max_bucket, q->nbuckets >= 0)))
+        send_invalidate(c, &q->entry, version, "resume");
+    ack_context(c, &q->entry, version, q->ref);
+done:
+    req_free(q);
+}
+
+void mh_heal_subscribe_context(mh_conn *c, mh_sub *sub, const char *since, size_t since_len,
+                               const json_t *ref)
+{
+    mh_hub *h = c->hub;
+    mh_ctx *ctx = sub->node->ctx;
+    char fields[MH_VERSIONS_MAX_BUCKETS][8];
+    const char *argv[5 + MH_VERSIONS_MAX_BUCKETS];
+    size_t lens[5 + MH_VERSIONS_MAX_BUCKETS];
+    char version[MH_EPOCH_MAX + 24];
+    sub_req *q;
+    mh_buf key;
+    int argc;
+
+    if (!mh_redis_subscribed(h->redis) && !ctx->gap) {
+        /* Subscribed while the hub misses events: the heal must cover it. */
+        ctx->gap = true;
+        ctx->gap_epoch[0] = '\0';
+    }
+    if (since && mh_version_parse(since, since_len, version, &(uint64_t){0}))
+        send_bad_version(c, &sub->node->entry, false, ref);
+    if (!since && ctx->version_known) {
+        snprintf(version, sizeof version, "%s:%llu", ctx->epoch, (unsigned long long)ctx->n);
+        ack_context(c, &sub->node->entry, version, ref);
+        return;
+    }
+    q = req_new(c, sub, false, since, since_len, ref);
+    if (!q)
+        goto cannot_read;
+    q->nbuckets = q->has_since ? mh_versions_buckets(&q->entry, q->buckets) : 0;
+    mh_buf_init(&key);
+    read_version_hash(h->redis, &key, &q->entry, q, argv, lens, fields, &argc);
+    if (key.oom || mh_redis_cmd(h->redis, on_context_hash, q, argc, argv, lens)) {
+        mh_buf_free(&key);
+        req_free(q);
+        goto cannot_read;
+    }
+    mh_buf_free(&key);
+    return;
+cannot_read:
+    /* Redis unreachable: invalidate on resume, and promise nothing ("0:0"
+     * makes the next resume invalidate again unless nothing was ever published). */
+    if (since)
+        send_invalidate(c, &sub->node->entry, NULL, "resume");
+    ack_context(c, &sub->node->entry, "0:0", ref);
+}
+
+/* ---- channels ---- */
+
+static void ack_channel(mh_conn *c, const mh_entry *e, const char *epoch, uint64_t seq,
+                        const json_t *ref)
+{
+    mh_buf b;
+    mh_buf_init(&b);
+    mh_out_ack(&b, true, true, e, NULL, epoch, seq, ref);
+    send_buf(c, &b);
+    mh_buf_free(&b);
+}
+
+static void send_gap(mh_conn *c, const mh_entry *e, uint64_t from, uint64_t to, const char *reason)
+{
+    mh_buf b;
+    mh_buf_init(&b);
+    mh_out_gap(&b, e, from, to, false, reason);
+    send_buf(c, &b);
+    mh_buf_free(&b);
+    c->hub->metrics.gap_frames++;
+}
+
+static void on_channel_history(mh_hub *h, redisReply *reply, void *arg)
+{
+    sub_req *q = arg;
+    mh_keynode *node;
+    mh_conn *c = req_conn(h, q, &node);
+    uint64_t want = q->since_n + 1, last = q->since_n;
+
+    if (!c)
+        goto done;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+        send_gap(c, &q->entry, want, q->cur_seq, reply ? "no_history" : "hub_link_lost");
+    } else if (strtoull(reply->element[0]->element[0]->str, NULL, 10) != want) {
+        send_gap(c, &q->entry, want, q->cur_seq, "history_trimmed");
+    } else {
+        for (size_t i = 0; i < reply->elements; i++) {
+            redisReply *ent = reply->element[i], *fields;
+            if (ent->type != REDIS_REPLY_ARRAY || ent->elements < 2)
+                continue;
+            fields = ent->element[1];
+            for (size_t k = 0; k + 1 < fields->elements; k += 2) {
+                if (fields->element[k]->len == 1 && fields->element[k]->str[0] == 'f') {
+                    mh_conn_send(c, fields->element[k + 1]->str,
+                                 (size_t)fields->element[k + 1]->len);
+                    last = strtoull(ent->element[0]->str, NULL, 10);
+                }
+            }
+        }
+        if (last < q->cur_seq)
+            send_gap(c, &q->entry, last + 1, q->cur_seq, "history_trimmed");
+    }
+    ack_channel(c, &q->entry, q->cur_epoch, q->cur_seq, q->ref);
+done:
+    req_free(q);
+}
+
+static void on_channel_pos(mh_hub *h, redisReply *reply, void *arg)
+{
+    sub_req *q = arg;
+    mh_keynode *node;
+    mh_conn *c = req_conn(h, q, &node);
+
+    if (!c)
+        goto done;
+    strcpy(q->cur_epoch, "0");
+    q->cur_seq = 0;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->type == REDIS_REPLY_STRING &&
+        mh_epoch_valid(reply->element[0]->str, (size_t)reply->element[0]->len)) {
+        strcpy(q->cur_epoch, reply->element[0]->str);
+        q->cur_seq = reply_u64(reply->element[1]);
+        if (!node->pos_known) {
+            strcpy(node->epoch, q->cur_epoch);
+            node->seq = q->cur_seq;
+            node->pos_known = true;
+        }
+    } else if (!reply) {
+        if (q->has_since)
+            send_gap(c, &q->entry, q->since_n + 1, 0, "hub_link_lost");
+        ack_channel(c, &q->entry, "0", 0, q->ref);
+        goto done;
+    }
+    if (q->has_since && q->since_ok && !strcmp(q->since_epoch, q->cur_epoch) &&
+        q->since_n < q->cur_seq) {
+        /* Replay from history; the reply handler acks. */
+        mh_buf key, from;
+        const char *argv[6];
+        size_t lens[6];
+        mh_buf_init(&key);
+        mh_buf_init(&from);
+        mh_redis_name(h->redis, &key, "h:", node->key, node->key_len);
+        mh_buf_printf(&from, "%llu-0", (unsigned long long)(q->since_n + 1));
+        argv[0] = "XRANGE", lens[0] = 6;
+        argv[1] = key.data, lens[1] = key.len;
+        argv[2] = from.data, lens[2] = from.len;
+        argv[3] = "+", lens[3] = 1;
+        argv[4] = "COUNT", lens[4] = 5;
+        argv[5] = "10000", lens[5] = 5;
+        if (!key.oom && !from.oom &&
+            mh_redis_cmd(h->redis, on_channel_history, q, 6, argv, lens) == 0) {
+            mh_buf_free(&key);
+            mh_buf_free(&from);
+            return;
+        }
+        mh_buf_free(&key);
+        mh_buf_free(&from);
+        send_gap(c, &q->entry, q->since_n + 1, q->cur_seq, "hub_link_lost");
+    } else if (q->has_since &&
+               (!q->since_ok || strcmp(q->since_epoch, q->cur_epoch) || q->since_n > q->cur_seq)) {
+        send_gap(c, &q->entry, q->since_ok ? q->since_n + 1 : 1, q->cur_seq, "epoch_changed");
+    }
+    ack_channel(c, &q->entry, q->cur_epoch, q->cur_seq, q->ref);
+done:
+    req_free(q);
+}
+
+static int read_channel_pos(mh_hub *h, const mh_keynode *node, sub_req *q)
+{
+    mh_buf key;
+    const char *argv[4];
+    size_t lens[4];
+    int rc;
+
+    mh_buf_init(&key);
+    mh_redis_name(h->redis, &key, "c:", node->key, node->key_len);
+    argv[0] = "HMGET", lens[0] = 5;
+    argv[1] = key.data, lens[1] = key.len;
+    argv[2] = "e", lens[2] = 1;
+    argv[3] = "s", lens[3] = 1;
+    rc = key.oom ? -1 : mh_redis_cmd(h->redis, on_channel_pos, q, 4, argv, lens);
+    mh_buf_free(&key);
+    return rc;
+}
+
+void mh_heal_subscribe_channel(mh_conn *c, mh_sub *sub, const char *since, size_t since_len,
+                               const json_t *ref)
+{
+    mh_hub *h = c->hub;
+    mh_keynode *node = sub->node;
+    sub_req *q;
+    char epoch[MH_EPOCH_MAX + 1];
+
+    if (!mh_redis_subscribed(h->redis))
+        node->gap = true;
+    if (since && mh_version_parse(since, since_len, epoch, &(uint64_t){0}))
+        send_bad_version(c, &node->entry, true, ref);
+    if (!since && node->pos_known && !node->gap) {
+        ack_channel(c, &node->entry, node->epoch, node->seq, ref);
+        return;
+    }
+    q = req_new(c, sub, true, since, since_len, ref);
+    if (q && read_channel_pos(h, node, q) == 0)
+        return;
+    if (q)
+        req_free(q);
+    if (since)
+        send_gap(c, &node->entry, 0, 0, "hub_link_lost");
+    ack_channel(c, &node->entry, "0", 0, ref);
+}
+
+/* ---- the hub's own link gap ---- */
+
+void mh_heal_mark_gap(mh_hub *h)
+{
+    size_t it = 0;
+    void *v;
+
+    while (mh_map_next(&h->subs.contexts, &it, NULL, NULL, &v)) {
+        mh_ctx *ctx = v;
+        if (ctx->gap)
+            continue;
+        ctx->gap = true;
+        if (ctx->version_known) {
+            strcpy(ctx->gap_epoch, ctx->epoch);
+            ctx->gap_n = ctx->n;
+        } else {
+            ctx->gap_epoch[0] = '\0';
+        }
+    }
+    it = 0;
+    while (mh_map_next(&h->subs.channels, &it, NULL, NULL, &v))
+        ((mh_keynode *)v)->gap = true;
+}
+
+typedef struct heal_ctx_req {
+    char *name;
+    size_t len;
+} heal_ctx_req;
+
+typedef struct heal_scan {
+    mh_hub *h;
+    mh_ctx *ctx;
+    const mh_vhash *vh;
+    const uint64_t *buckets; /* 1024 values */
+    const char *version;
+} heal_scan;
+
+static void heal_node(mh_keynode *node, void *arg)
+{
+    heal_scan *s = arg;
+    unsigned b[MH_VERSIONS_MAX_BUCKETS];
+    int nb = mh_versions_buckets(&node->entry, b);
+    uint64_t max_bucket = 0;
+    bool missed;
+    mh_buf out;
+    mh_msg *m;
+
+    for (int i = 0; i < nb; i++)
+        if (s->buckets[b[i]] > max_bucket)
+            max_bucket = s->buckets[b[i]];
+    missed = !s->ctx->gap_epoch[0] ||
+             mh_versions_missed(s->ctx->gap_epoch, s->ctx->gap_n, s->vh, max_bucket, nb >= 0);
+    if (!missed)
+        return;
+    mh_buf_init(&out);
+    mh_out_invalidate(&out, &node->entry, s->version, "gap", -1, 0);
+    m = mh_msg_from_buf(&out);
+    mh_buf_free(&out);
+    if (!m)
+        return;
+    mh_fanout_round(s->h);
+    s->h->metrics.gap_invalidations += mh_fanout_node(s->h, node, m);
+    mh_msg_unref(m);
+}
+
+static void on_heal_hash(mh_hub *h, redisReply *reply, void *arg)
+{
+    heal_ctx_req *q = arg;
+    mh_ctx *ctx = mh_subs_context(&h->subs, q->name, q->len);
+    uint64_t *buckets = NULL;
+    mh_vhash vh = {0};
+    char version[MH_EPOCH_MAX + 24] = "0:0";
+    heal_scan scan;
+
+    if (!ctx || !ctx->gap)
+        goto done;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        mh_warn("heal %s: cannot read versions; will retry after the next reconnect", q->name);
+        goto done;
+    }
+    buckets = calloc(1024, sizeof *buckets);
+    if (!buckets)
+        goto done;
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const char *f = reply->element[i]->str, *val = reply->element[i + 1]->str;
+        if (!f || !val)
+            continue;
+        if (!strcmp(f, "e") && reply->element[i + 1]->len <= MH_EPOCH_MAX) {
+            strcpy(vh.epoch, val);
+            vh.exists = true;
+        } else if (!strcmp(f, "n")) {
+            vh.n = strtoull(val, NULL, 10);
+        } else if (!strcmp(f, "u")) {
+            vh.u = strtoull(val, NULL, 10);
+        } else {
+            unsigned long k = strtoul(f, NULL, 10);
+            if (k < 1024)
+                buckets[k] = strtoull(val, NULL, 10);
+        }
+    }
+    if (vh.exists)
+        snprintf(version, sizeof version, "%s:%llu", vh.epoch, (unsigned long long)vh.n);
+    scan = (heal_scan){.h = h, .ctx = ctx, .vh = &vh, .buckets = buckets, .version = version};
+    mh_subs_each_node(ctx, heal_node, &scan);
+    ctx->gap = false;
+    if (vh.exists)
+        mh_fanout_note_version(ctx, version, strlen(version));
+done:
+    free(buckets);
+    free(q->name);
+    free(q);
+}
+
+typedef struct heal_ch_req {
+    mh_entry entry;
+    uint64_t seen_seq;
+    char seen_epoch[MH_EPOCH_MAX + 1];
+    bool seen_known;
+    char cur_epoch[MH_EPOCH_MAX + 1];
+    uint64_t cur_seq;
+} heal_ch_req;
+
+static void gap_to_node(mh_hub *h, mh_keynode *node, uint64_t from, uint64_t to, const char *reason)
+{
+    mh_buf b;
+    mh_msg *m;
+
+    mh_buf_init(&b);
+    mh_out_gap(&b, &node->entry, from, to, false, reason);
+    m = mh_msg_from_buf(&b);
+    mh_buf_free(&b);
+    if (!m)
+        return;
+    mh_fanout_round(h);
+    h->metrics.gap_frames += mh_fanout_node(h, node, m);
+    mh_msg_unref(m);
+}
+
+static void on_heal_history(mh_hub *h, redisReply *reply, void *arg)
+{
+    heal_ch_req *q = arg;
+    mh_keynode *node = mh_subs_find(&h->subs, true, &q->entry);
+    uint64_t want = q->seen_seq + 1, last = q->seen_seq;
+
+    if (!node)
+        goto done;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements &&
+        strtoull(reply->element[0]->element[0]->str, NULL, 10) == want) {
+        for (size_t i = 0; i < reply->elements; i++) {
+            redisReply *ent = reply->element[i], *fields = ent->element[1];
+            uint64_t seq = strtoull(ent->element[0]->str, NULL, 10);
+            if (seq <= node->seq && !strcmp(node->epoch, q->cur_epoch) && seq <= last)
+                continue;
+            for (size_t k = 0; k + 1 < fields->elements; k += 2) {
+                if (fields->element[k]->len == 1 && fields->element[k]->str[0] == 'f') {
+                    mh_msg *m = mh_msg_new(fields->element[k + 1]->str,
+                                           (size_t)fields->element[k + 1]->len);
+                    if (m) {
+                        mh_fanout_round(h);
+                        mh_fanout_node(h, node, m);
+                        mh_msg_unref(m);
+                    }
+                    last = seq;
+                }
+            }
+        }
+        if (last < q->cur_seq)
+            gap_to_node(h, node, last + 1, q->cur_seq, "history_trimmed");
+    } else {
+        gap_to_node(h, node, want, q->cur_seq,
+                    reply && reply->type == REDIS_REPLY_ARRAY && reply->elements ? "history_trimmed"
+                                                                                 : "hub_link_lost");
+    }
+    if (q->cur_seq > node->seq || strcmp(node->epoch, q->cur_epoch)) {
+        strcpy(node->epoch, q->cur_epoch);
+        node->seq = q->cur_seq;
+    }
+done:
+    mh_entry_free(&q->entry);
+    free(q);
+}
+
+static void on_heal_channel(mh_hub *h, redisReply *reply, void *arg)
+{
+    heal_ch_req *q = arg;
+    mh_keynode *node = mh_subs_find(&h->subs, true, &q->entry);
+
+    if (!node)
+        goto done;
+    node->gap = false;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING) {
+        if (!reply)
+            node->gap = true; /* the link dropped again; the next heal retries */
+        goto done;            /* no channel state in Redis: nothing was published */
+    }
+    snprintf(q->cur_epoch, sizeof q->cur_epoch, "%s", reply->element[0]->str);
+    q->cur_seq = reply_u64(reply->element[1]);
+    if (!q->seen_known) {
+        gap_to_node(h, node, 0, q->cur_seq, "hub_link_lost");
+    } else if (strcmp(q->seen_epoch, q->cur_epoch)) {
+        gap_to_node(h, node, 1, q->cur_seq, "epoch_changed");
+    } else if (q->cur_seq > q->seen_seq) {
+        mh_buf key, from;
+        const char *argv[6];
+        size_t lens[6];
+        int rc;
+        mh_buf_init(&key);
+        mh_buf_init(&from);
+        mh_redis_name(h->redis, &key, "h:", node->key, node->key_len);
+        mh_buf_printf(&from, "%llu-0", (unsigned long long)(q->seen_seq + 1));
+        argv[0] = "XRANGE", lens[0] = 6;
+        argv[1] = key.data, lens[1] = key.len;
+        argv[2] = from.data, lens[2] = from.len;
+        argv[3] = "+", lens[3] = 1;
+        argv[4] = "COUNT", lens[4] = 5;
+        argv[5] = "10000", lens[5] = 5;
+        rc = key.oom || from.oom ? -1 : mh_redis_cmd(h->redis, on_heal_history, q, 6, argv, lens);
+        mh_buf_free(&key);
+        mh_buf_free(&from);
+        if (rc == 0)
+            return;
+        gap_to_node(h, node, q->seen_seq + 1, q->cur_seq, "hub_link_lost");
+    }
+    if (q->seen_known && strcmp(q->seen_epoch, q->cur_epoch) == 0 && q->cur_seq <= q->seen_seq)
+        goto done;
+    strcpy(node->epoch, q->cur_epoch);
+    node->seq = q->cur_seq;
+    node->pos_known = true;
+done:
+    mh_entry_free(&q->entry);
+    free(q);
+}
+
+void mh_heal_run(mh_hub *h)
+{
+    size_t it = 0, nctx = 0, nch = 0;
+    void *v;
+    mh_buf key;
+
+    h->metrics.heals++;
+    mh_buf_init(&key);
+    while (mh_map_next(&h->subs.contexts, &it, NULL, NULL, &v)) {
+        mh_ctx *ctx = v;
+        heal_ctx_req *q;
+        const char *argv[2];
+        size_t lens[2];
+        if (!ctx->gap)
+            continue;
+        q = calloc(1, sizeof *q);
+        if (!q || !(q->name = malloc(ctx->name_len + 1))) {
+            free(q);
+            continue;
+        }
+        memcpy(q->name, ctx->name, ctx->name_len + 1);
+        q->len = ctx->name_len;
+        mh_buf_reset(&key);
+        mh_redis_name(h->redis, &key, "v:", ctx->name, ctx->name_len);
+        argv[0] = "HGETALL", lens[0] = 7;
+        argv[1] = key.data, lens[1] = key.len;
+        if (key.oom || mh_redis_cmd(h->redis, on_heal_hash, q, 2, argv, lens)) {
+            free(q->name);
+            free(q);
+            continue;
+        }
+        nctx++;
+    }
+    it = 0;
+    while (mh_map_next(&h->subs.channels, &it, NULL, NULL, &v)) {
+        mh_keynode *node = v;
+        heal_ch_req *q;
+        const char *argv[4];
+        size_t lens[4];
+        if (!node->gap)
+            continue;
+        q = calloc(1, sizeof *q);
+        if (!q || mh_entry_copy(&q->entry, &node->entry)) {
+            free(q);
+            continue;
+        }
+        q->seen_known = node->pos_known;
+        strcpy(q->seen_epoch, node->epoch);
+        q->seen_seq = node->seq;
+        mh_buf_reset(&key);
+        mh_redis_name(h->redis, &key, "c:", node->key, node->key_len);
+        argv[0] = "HMGET", lens[0] = 5;
+        argv[1] = key.data, lens[1] = key.len;
+        argv[2] = "e", lens[2] = 1;
+        argv[3] = "s", lens[3] = 1;
+        if (key.oom || mh_redis_cmd(h->redis, on_heal_channel, q, 4, argv, lens)) {
+            mh_entry_free(&q->entry);
+            free(q);
+            continue;
+        }
+        nch++;
+    }
+    mh_buf_free(&key);
+    mh_info("redis link regained: healing %zu context(s) and %zu channel(s)", nctx, nch);
+}

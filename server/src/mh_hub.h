@@ -1,0 +1,56 @@
+/*
+ * mh_hub — the state of one hub process: one libuv loop that libwebsockets
+ * and hiredis share, the subscription index, the connections, the counters.
+ * Everything runs on the loop's thread; nothing here takes a lock.
+ */
+#ifndef MH_HUB_H
+#define MH_HUB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "mh_config.h"
+#include "mh_map.h"
+#include "mh_metrics.h"
+#include "mh_subs.h"
+
+struct lws_context;
+struct lws_vhost;
+typedef struct mh_conn mh_conn;
+typedef struct mh_redis mh_redis;
+typedef struct mh_rpc_wait mh_rpc_wait;
+
+typedef struct mh_hub {
+    const mh_config *cfg; /* borrowed, frozen */
+    uv_loop_t *loop;
+    struct lws_context *lws;
+    mh_subs subs;
+    mh_map conns; /* connection id (8 bytes) -> mh_conn */
+    uint64_t next_conn_id;
+    mh_redis *redis;
+    mh_metrics metrics;
+    uint64_t stamp; /* fan-out generation, to send each connection one copy */
+    uint64_t queued_bytes;
+    /* rpc deadlines in arrival order; the timeout is constant, so FIFO = sorted */
+    mh_rpc_wait *rpc_head, *rpc_tail;
+    /* drain (SIGTERM) */
+    bool draining;
+    uint64_t drain_start_ms;
+    size_t drain_total;
+    bool stopping;
+    uv_timer_t tick;
+    uv_signal_t sig_term, sig_int;
+    int exit_code;
+} mh_hub;
+
+/** Milliseconds since the Unix epoch (wall clock: publishers stamp with it). */
+double mh_now_ms(void);
+
+/** Monotonic milliseconds, for timeouts. */
+uint64_t mh_mono_ms(void);
+
+/** The connection with this id string ("<hub>.<n>"), or NULL. */
+mh_conn *mh_hub_conn_by_name(mh_hub *h, const char *name);
+
+#endif

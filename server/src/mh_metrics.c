@@ -1,0 +1,91 @@
+#include "mh_metrics.h"
+
+static const double lat_bounds[MH_LAT_BUCKETS] = {0.5, 1,   2,   5,    10,   20,   50,
+                                                  100, 200, 500, 1000, 2000, 5000, 10000};
+
+void mh_metrics_latency(mh_metrics *m, double ms)
+{
+    int i = 0;
+    if (ms < 0)
+        ms = 0;
+    while (i < MH_LAT_BUCKETS && ms > lat_bounds[i])
+        i++;
+    m->lat_counts[i]++;
+    m->lat_sum_ms += ms;
+    m->lat_count++;
+}
+
+static void counter(mh_buf *o, const char *name, const char *help, uint64_t v)
+{
+    mh_buf_printf(o, "# HELP mizan_hub_%s %s\n# TYPE mizan_hub_%s counter\nmizan_hub_%s %llu\n",
+                  name, help, name, name, (unsigned long long)v);
+}
+
+static void gauge(mh_buf *o, const char *name, const char *help, uint64_t v)
+{
+    mh_buf_printf(o, "# HELP mizan_hub_%s %s\n# TYPE mizan_hub_%s gauge\nmizan_hub_%s %llu\n", name,
+                  help, name, name, (unsigned long long)v);
+}
+
+void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const char *hub_id)
+{
+    uint64_t cum = 0;
+
+    mh_buf_printf(o,
+                  "# HELP mizan_hub_info This hub.\n# TYPE mizan_hub_info gauge\n"
+                  "mizan_hub_info{hub=\"%s\",protocol=\"1\"} 1\n",
+                  hub_id);
+    gauge(o, "ready", "1 when /readyz answers 200.", (uint64_t)g->ready);
+    gauge(o, "redis_up", "1 while the Redis subscription is live.", (uint64_t)g->redis_up);
+    gauge(o, "connections", "Open WebSocket connections.", g->connections);
+    gauge(o, "subscriptions", "Context and channel subscriptions held.", g->subscriptions);
+    gauge(o, "subscription_keys", "Distinct canonical keys subscribed.", g->keys);
+    gauge(o, "queued_bytes", "Bytes waiting in outbound queues.", g->queued_bytes);
+    counter(o, "connections_total", "Connections accepted.", m->connections_total);
+    counter(o, "connections_rejected_total", "Upgrades refused.", m->connections_rejected);
+    counter(o, "frames_in_total", "Browser frames received.", m->frames_in);
+    counter(o, "bytes_in_total", "Browser frame bytes received.", m->bytes_in);
+    counter(o, "frames_out_total", "Frames written to browsers.", m->frames_out);
+    counter(o, "bytes_out_total", "Frame bytes written to browsers.", m->bytes_out);
+    counter(o, "error_frames_total", "Error frames sent.", m->error_frames);
+    counter(o, "oversized_closes_total", "Connections closed with 1009.", m->oversized_closes);
+    counter(o, "slow_consumer_closes_total", "Connections closed with 4008.",
+            m->slow_consumer_closes);
+    counter(o, "drain_closes_total", "Connections closed with 1012 while draining.",
+            m->drain_closes);
+    counter(o, "envelopes_total", "Envelopes received from Redis.", m->envelopes_in);
+    counter(o, "envelopes_bad_total", "Envelopes rejected (bad_envelope or bad_json).",
+            m->envelopes_bad);
+    counter(o, "envelopes_unknown_total", "Envelopes of an unknown kind.", m->envelopes_unknown);
+    counter(o, "invalidations_total", "Invalidation events received.", m->invalidations_in);
+    counter(o, "channel_messages_total", "Channel message events received.", m->messages_in);
+    counter(o, "deliveries_total", "Frames queued to connections by fan-out.", m->deliveries);
+    counter(o, "redis_reconnects_total", "Redis reconnections.", m->redis_reconnects);
+    counter(o, "redis_errors_total", "Redis command errors.", m->redis_errors);
+    counter(o, "inbound_total", "Browser messages/rpcs appended to the inbound stream.",
+            m->inbound_ok);
+    counter(o, "inbound_failed_total", "Browser messages/rpcs that could not be queued.",
+            m->inbound_failed);
+    counter(o, "rpc_timeouts_total", "rpcs answered with TIMEOUT.", m->rpc_timeouts);
+    counter(o, "rpc_late_replies_total", "Replies for unknown or timed-out rpcs.",
+            m->rpc_late_replies);
+    counter(o, "resume_invalidations_total", "Invalidations sent because a resume found a gap.",
+            m->resume_invalidations);
+    counter(o, "gap_invalidations_total", "Invalidations sent to heal a Redis link gap.",
+            m->gap_invalidations);
+    counter(o, "gap_frames_total", "Channel gap frames sent.", m->gap_frames);
+    counter(o, "heals_total", "Gap heals run after a Redis link loss.", m->heals);
+    mh_buf_puts(o, "# HELP mizan_hub_publish_to_write_ms Publisher timestamp to socket write.\n"
+                   "# TYPE mizan_hub_publish_to_write_ms histogram\n");
+    for (int i = 0; i < MH_LAT_BUCKETS; i++) {
+        cum += m->lat_counts[i];
+        mh_buf_printf(o, "mizan_hub_publish_to_write_ms_bucket{le=\"%g\"} %llu\n", lat_bounds[i],
+                      (unsigned long long)cum);
+    }
+    cum += m->lat_counts[MH_LAT_BUCKETS];
+    mh_buf_printf(
+        o,
+        "mizan_hub_publish_to_write_ms_bucket{le=\"+Inf\"} %llu\n"
+        "mizan_hub_publish_to_write_ms_sum %.3f\nmizan_hub_publish_to_write_ms_count %llu\n",
+        (unsigned long long)cum, m->lat_sum_ms, (unsigned long long)m->lat_count);
+}

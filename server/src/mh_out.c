@@ -1,0 +1,150 @@
+#include "mh_out.h"
+
+#include <string.h>
+
+#include "mh_conn.h"
+#include "mh_json.h"
+#include "mh_value.h"
+
+static void put_str(mh_buf *b, const char *s)
+{
+    mh_json_put_string(b, s, strlen(s));
+}
+
+static void put_ref(mh_buf *b, const json_t *ref)
+{
+    if (ref) {
+        mh_buf_puts(b, ",\"ref\":");
+        mh_json_dump(b, ref);
+    }
+}
+
+void mh_out_welcome(mh_buf *b, const mh_conn *c, int spread_ms, int max_frame)
+{
+    mh_buf_puts(b, "{\"welcome\":{\"protocol\":1,\"hub\":");
+    put_str(b, c->hub->cfg->hub_id);
+    mh_buf_puts(b, ",\"conn\":");
+    put_str(b, c->name);
+    if (c->sub) {
+        mh_buf_puts(b, ",\"identity\":{\"sub\":");
+        put_str(b, c->sub);
+        mh_buf_printf(b, ",\"staff\":%s,\"super\":%s}", c->staff ? "true" : "false",
+                      c->super ? "true" : "false");
+    } else {
+        mh_buf_puts(b, ",\"identity\":null");
+    }
+    mh_buf_printf(b, ",\"expires\":null,\"spread_ms\":%d,\"max_frame\":%d}}", spread_ms, max_frame);
+}
+
+void mh_out_invalidate(mh_buf *b, const mh_entry *e, const char *version, const char *reason,
+                       int spread_ms, double ts)
+{
+    mh_buf_puts(b, "{\"invalidate\":[");
+    mh_entry_dump(b, e);
+    mh_buf_putc(b, ']');
+    if (version) {
+        mh_buf_puts(b, ",\"versions\":{");
+        mh_json_put_string(b, e->context, e->context_len);
+        mh_buf_putc(b, ':');
+        put_str(b, version);
+        mh_buf_putc(b, '}');
+    }
+    if (reason) {
+        mh_buf_puts(b, ",\"reason\":");
+        put_str(b, reason);
+    }
+    if (spread_ms >= 0)
+        mh_buf_printf(b, ",\"spread_ms\":%d", spread_ms);
+    if (ts > 0) {
+        char num[MH_NUMBER_MAX];
+        mh_value_number(ts, num);
+        mh_buf_printf(b, ",\"ts\":%s", num);
+    }
+    mh_buf_putc(b, '}');
+}
+
+static void put_target(mh_buf *b, bool channel, const mh_entry *e)
+{
+    mh_buf_puts(b, channel ? ",\"channel\":" : ",\"context\":");
+    mh_json_put_string(b, e->context, e->context_len);
+    mh_buf_puts(b, ",\"params\":");
+    mh_params_dump(b, e->params, e->nparams);
+}
+
+void mh_out_ack(mh_buf *b, bool subscribed, bool channel, const mh_entry *e, const char *version,
+                const char *epoch, uint64_t seq, const json_t *ref)
+{
+    mh_buf_puts(b, subscribed ? "{\"subscribed\":true" : "{\"unsubscribed\":true");
+    put_target(b, channel, e);
+    if (subscribed && !channel && version) {
+        mh_buf_puts(b, ",\"version\":");
+        put_str(b, version);
+    }
+    if (subscribed && channel && epoch) {
+        mh_buf_puts(b, ",\"epoch\":");
+        put_str(b, epoch);
+        mh_buf_printf(b, ",\"seq\":%llu", (unsigned long long)seq);
+    }
+    put_ref(b, ref);
+    mh_buf_putc(b, '}');
+}
+
+void mh_out_error(mh_buf *b, const char *code, const char *message, const json_t *ref, int target,
+                  const mh_entry *e)
+{
+    mh_buf_puts(b, "{\"error\":{\"code\":");
+    put_str(b, code);
+    mh_buf_puts(b, ",\"message\":");
+    put_str(b, message);
+    mh_buf_putc(b, '}');
+    put_ref(b, ref);
+    if (target && e)
+        put_target(b, target == 2, e);
+    mh_buf_putc(b, '}');
+}
+
+void mh_out_gap(mh_buf *b, const mh_entry *channel, uint64_t from, uint64_t to, bool recovered,
+                const char *reason)
+{
+    mh_buf_puts(b, "{\"gap\":{\"channel\":");
+    mh_json_put_string(b, channel->context, channel->context_len);
+    mh_buf_puts(b, ",\"params\":");
+    mh_params_dump(b, channel->params, channel->nparams);
+    mh_buf_printf(b, ",\"from\":%llu,\"to\":%llu,\"recovered\":%s,\"reason\":",
+                  (unsigned long long)from, (unsigned long long)to, recovered ? "true" : "false");
+    put_str(b, reason);
+    mh_buf_puts(b, "}}");
+}
+
+int mh_out_channel_message(mh_buf *b, const mh_envelope *env)
+{
+    int rc = 0;
+
+    mh_buf_puts(b, "{\"channel\":");
+    mh_json_put_string(b, env->channel.context, env->channel.context_len);
+    mh_buf_puts(b, ",\"params\":");
+    mh_params_dump(b, env->channel.params, env->channel.nparams);
+    mh_buf_puts(b, ",\"type\":");
+    put_str(b, env->type);
+    mh_buf_puts(b, ",\"data\":");
+    if (env->data)
+        rc = mh_json_dump(b, env->data);
+    else
+        mh_buf_puts(b, "null");
+    mh_buf_printf(b, ",\"seq\":%llu,\"epoch\":", (unsigned long long)env->seq);
+    put_str(b, env->epoch);
+    if (env->has_ts) {
+        char num[MH_NUMBER_MAX];
+        mh_value_number(env->ts, num);
+        mh_buf_printf(b, ",\"ts\":%s", num);
+    }
+    mh_buf_putc(b, '}');
+    return rc;
+}
+
+void mh_out_pong(mh_buf *b, const json_t *ref)
+{
+    mh_buf_puts(b, "{\"pong\":true");
+    put_ref(b, ref);
+    mh_buf_putc(b, '}');
+}

@@ -1,0 +1,362 @@
+#include "mh_redis.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mh_buf.h"
+#include "mh_fanout.h"
+#include "mh_heal.h"
+#include "mh_log.h"
+
+typedef enum { LINK_DOWN, LINK_CONNECTING, LINK_UP } link_state;
+
+typedef struct link {
+    mh_redis *r;
+    const char *name; /* "subscriber" / "command" */
+    redisAsyncContext *ac;
+    link_state state;
+    unsigned attempt;
+    uv_timer_t retry;
+    bool ever_up;
+} link;
+
+struct mh_redis {
+    mh_hub *h;
+    link sub, cmd;
+    int confirmed;   /* SUBSCRIBE confirmations on the current subscriber link */
+    bool subscribed; /* both channels confirmed */
+    bool gap;        /* the subscription was lost since the last heal */
+    bool heal_pending;
+    char events[128], hub_channel[160];
+    uv_timer_t canary;
+    uint64_t canary_nonce;
+    uint64_t canary_seen_ms;   /* mono time our canary last came back */
+    uint64_t subscribed_at_ms; /* mono time the subscription was confirmed */
+    bool stopping;
+};
+
+typedef struct pending_cmd {
+    mh_redis *r;
+    mh_redis_reply_fn fn;
+    void *arg;
+} pending_cmd;
+
+static void link_connect(link *l);
+static void on_retry(uv_timer_t *t);
+
+void mh_redis_name(const mh_redis *r, mh_buf *out, const char *suffix, const char *rest,
+                   size_t rest_len)
+{
+    mh_buf_puts(out, r->h->cfg->redis_prefix);
+    mh_buf_puts(out, suffix);
+    if (rest)
+        mh_buf_put(out, rest, rest_len);
+}
+
+static void schedule_retry(link *l)
+{
+    const mh_config *cfg = l->r->h->cfg;
+    uint64_t cap = (uint64_t)cfg->redis_backoff_max_ms, ceiling = 100;
+    uint64_t delay;
+
+    if (l->r->stopping)
+        return;
+    for (unsigned i = 0; i < l->attempt && ceiling < cap; i++)
+        ceiling *= 2;
+    if (ceiling > cap)
+        ceiling = cap;
+    /* Full jitter: many hubs losing Redis together must not return together. */
+    delay = 1 + (uint64_t)random() % ceiling;
+    l->attempt++;
+    mh_debug("redis %s link: retry in %llu ms", l->name, (unsigned long long)delay);
+    uv_timer_start(&l->retry, on_retry, delay, 0);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    link_connect(t->data);
+}
+
+static void link_lost(link *l, const char *why)
+{
+    mh_redis *r = l->r;
+    bool was_up = l->state == LINK_UP;
+
+    l->state = LINK_DOWN;
+    l->ac = NULL;
+    if (was_up) {
+        r->h->metrics.redis_reconnects++;
+        mh_warn("redis %s link lost: %s", l->name, why);
+    } else if (!r->stopping) {
+        mh_warn("redis %s link: cannot connect to %s:%d: %s", l->name, r->h->cfg->redis_host,
+                r->h->cfg->redis_port, why);
+    }
+    if (l == &r->sub) {
+        if (r->subscribed || was_up) {
+            r->gap = true;
+            mh_heal_mark_gap(r->h);
+        }
+        r->subscribed = false;
+        r->confirmed = 0;
+    }
+    schedule_retry(l);
+}
+
+static void maybe_heal(mh_redis *r)
+{
+    if (r->heal_pending && r->subscribed && r->cmd.state == LINK_UP) {
+        r->heal_pending = false;
+        mh_heal_run(r->h);
+    }
+}
+
+static void on_sub_message(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    mh_redis *r = privdata;
+    redisReply *rep = reply;
+
+    (void)ac;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
+        return;
+    if (rep->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    if (!strcmp(rep->element[0]->str, "subscribe")) {
+        if (++r->confirmed == 2) {
+            r->subscribed = true;
+            r->sub.attempt = 0;
+            r->subscribed_at_ms = mh_mono_ms();
+            r->canary_seen_ms = 0;
+            mh_info("redis: subscribed to %s and %s", r->events, r->hub_channel);
+            if (r->gap) {
+                r->gap = false;
+                r->heal_pending = true;
+            }
+            maybe_heal(r);
+        }
+        return;
+    }
+    if (!strcmp(rep->element[0]->str, "message") && rep->element[1]->type == REDIS_REPLY_STRING &&
+        rep->element[2]->type == REDIS_REPLY_STRING)
+        mh_fanout_envelope(r->h, rep->element[1]->str, (size_t)rep->element[1]->len,
+                           rep->element[2]->str, (size_t)rep->element[2]->len);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    link *l = ac->data;
+    mh_redis *r = l->r;
+    const mh_config *cfg = r->h->cfg;
+
+    if (status != REDIS_OK) {
+        link_lost(l, ac->errstr[0] ? ac->errstr : "connect failed");
+        return;
+    }
+    l->state = LINK_UP;
+    l->ever_up = true;
+    mh_info("redis %s link connected to %s:%d", l->name, cfg->redis_host, cfg->redis_port);
+    if (cfg->redis_password[0])
+        redisAsyncCommand(l->ac, NULL, NULL, "AUTH %s", cfg->redis_password);
+    if (l == &r->sub) {
+        r->confirmed = 0;
+        redisAsyncCommand(l->ac, on_sub_message, r, "SUBSCRIBE %s %s", r->events, r->hub_channel);
+    } else {
+        if (cfg->redis_db)
+            redisAsyncCommand(l->ac, NULL, NULL, "SELECT %d", cfg->redis_db);
+        l->attempt = 0;
+        maybe_heal(r);
+    }
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    link *l = ac->data;
+    link_lost(l, status == REDIS_OK ? "closed" : (ac->errstr[0] ? ac->errstr : "error"));
+}
+
+static void link_connect(link *l)
+{
+    const mh_config *cfg = l->r->h->cfg;
+    redisAsyncContext *ac;
+
+    if (l->r->stopping || l->state != LINK_DOWN)
+        return;
+    ac = redisAsyncConnect(cfg->redis_host, cfg->redis_port);
+    if (!ac) {
+        link_lost(l, "out of memory");
+        return;
+    }
+    if (ac->err) {
+        char why[128];
+        snprintf(why, sizeof why, "%s", ac->errstr);
+        redisAsyncFree(ac);
+        link_lost(l, why);
+        return;
+    }
+    ac->data = l;
+    l->ac = ac;
+    l->state = LINK_CONNECTING;
+    if (redisLibuvAttach(ac, l->r->h->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        link_lost(l, "cannot attach to the loop");
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+static void on_canary_published(mh_hub *h, redisReply *reply, void *arg)
+{
+    (void)h, (void)reply, (void)arg;
+}
+
+static void on_canary_timer(uv_timer_t *t)
+{
+    mh_redis *r = t->data;
+    const mh_config *cfg = r->h->cfg;
+    uint64_t now = mh_mono_ms(), window = (uint64_t)cfg->canary_window * 1000;
+    char payload[256], nonce[32];
+    const char *argv[3];
+    size_t lens[3];
+
+    if (r->subscribed && now - r->subscribed_at_ms > window &&
+        (!r->canary_seen_ms || now - r->canary_seen_ms > window) && r->sub.ac) {
+        /* Subscribed on paper, but nothing comes back: reconnect. */
+        mh_warn("redis: no canary came back for %llu ms; resubscribing",
+                (unsigned long long)(now - (r->canary_seen_ms ? r->canary_seen_ms
+                                                              : r->subscribed_at_ms)));
+        redisAsyncDisconnect(r->sub.ac);
+        return;
+    }
+    if (r->cmd.state != LINK_UP)
+        return;
+    snprintf(nonce, sizeof nonce, "%llu", (unsigned long long)++r->canary_nonce);
+    snprintf(payload, sizeof payload,
+             "{\"v\":1,\"kind\":\"canary\",\"hub\":\"%s\",\"nonce\":\"%s\"}", cfg->hub_id, nonce);
+    argv[0] = "PUBLISH", lens[0] = 7;
+    argv[1] = r->events, lens[1] = strlen(r->events);
+    argv[2] = payload, lens[2] = strlen(payload);
+    mh_redis_cmd(r, on_canary_published, NULL, 3, argv, lens);
+}
+
+void mh_redis_canary_seen(mh_redis *r)
+{
+    r->canary_seen_ms = mh_mono_ms();
+}
+
+mh_redis *mh_redis_new(mh_hub *h)
+{
+    mh_redis *r = calloc(1, sizeof *r);
+
+    if (!r)
+        return NULL;
+    r->h = h;
+    snprintf(r->events, sizeof r->events, "%sevents", h->cfg->redis_prefix);
+    snprintf(r->hub_channel, sizeof r->hub_channel, "%shub:%s", h->cfg->redis_prefix,
+             h->cfg->hub_id);
+    r->sub.r = r->cmd.r = r;
+    r->sub.name = "subscriber";
+    r->cmd.name = "command";
+    uv_timer_init(h->loop, &r->sub.retry);
+    uv_timer_init(h->loop, &r->cmd.retry);
+    uv_timer_init(h->loop, &r->canary);
+    r->sub.retry.data = &r->sub;
+    r->cmd.retry.data = &r->cmd;
+    r->canary.data = r;
+    return r;
+}
+
+void mh_redis_start(mh_redis *r)
+{
+    link_connect(&r->cmd);
+    link_connect(&r->sub);
+    uv_timer_start(&r->canary, on_canary_timer, (uint64_t)r->h->cfg->canary_interval_ms,
+                   (uint64_t)r->h->cfg->canary_interval_ms);
+}
+
+void mh_redis_stop(mh_redis *r)
+{
+    r->stopping = true;
+    uv_timer_stop(&r->canary);
+    uv_timer_stop(&r->sub.retry);
+    uv_timer_stop(&r->cmd.retry);
+    uv_close((uv_handle_t *)&r->canary, NULL);
+    uv_close((uv_handle_t *)&r->sub.retry, NULL);
+    uv_close((uv_handle_t *)&r->cmd.retry, NULL);
+    if (r->sub.ac)
+        redisAsyncDisconnect(r->sub.ac);
+    if (r->cmd.ac)
+        redisAsyncDisconnect(r->cmd.ac);
+}
+
+void mh_redis_free(mh_redis *r)
+{
+    free(r);
+}
+
+bool mh_redis_subscribed(const mh_redis *r)
+{
+    return r->subscribed;
+}
+
+bool mh_redis_cmd_up(const mh_redis *r)
+{
+    return r->cmd.state == LINK_UP;
+}
+
+bool mh_redis_ready(const mh_redis *r, const char **why)
+{
+    uint64_t window = (uint64_t)r->h->cfg->canary_window * 1000;
+
+    if (!r->subscribed) {
+        *why = "redis subscription is down";
+        return false;
+    }
+    if (r->cmd.state != LINK_UP) {
+        *why = "redis command link is down";
+        return false;
+    }
+    if (!r->canary_seen_ms || mh_mono_ms() - r->canary_seen_ms > window) {
+        *why = "no canary came back through redis recently";
+        return false;
+    }
+    *why = "ok";
+    return true;
+}
+
+static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    pending_cmd *p = privdata;
+    redisReply *rep = reply;
+
+    (void)ac;
+    if (rep && rep->type == REDIS_REPLY_ERROR) {
+        p->r->h->metrics.redis_errors++;
+        mh_warn("redis command error: %s", rep->str);
+    }
+    if (p->fn)
+        p->fn(p->r->h, rep, p->arg);
+    free(p);
+}
+
+int mh_redis_cmd(mh_redis *r, mh_redis_reply_fn fn, void *arg, int argc, const char **argv,
+                 const size_t *lens)
+{
+    pending_cmd *p;
+
+    if (r->cmd.state != LINK_UP || !r->cmd.ac)
+        return -1;
+    p = malloc(sizeof *p);
+    if (!p)
+        return -1;
+    p->r = r;
+    p->fn = fn;
+    p->arg = arg;
+    /* hiredis calls back with NULL for every pending command if the link drops. */
+    if (redisAsyncCommandArgv(r->cmd.ac, on_cmd_reply, p, argc, argv, lens) != REDIS_OK) {
+        free(p);
+        return -1;
+    }
+    return 0;
+}

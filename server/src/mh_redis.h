@@ -1,0 +1,56 @@
+/*
+ * mh_redis — the hub's two Redis links, on the hub's libuv loop.
+ *
+ * The subscriber link listens on {prefix}events and {prefix}hub:{id}; the
+ * command link appends to the inbound stream, reads versions and publishes
+ * the canary. Either link reconnects with capped, full-jitter exponential
+ * backoff. Readiness means: subscribed, and this hub's own canary came back
+ * through Redis recently — a subscription that silently died is noticed and
+ * reconnected.
+ */
+#ifndef MH_REDIS_H
+#define MH_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "mh_hub.h"
+
+/**
+ * Called with the reply, or with NULL when the command failed or the link
+ * dropped before the reply came. 'reply' is owned by hiredis: valid only
+ * during the call.
+ */
+typedef void (*mh_redis_reply_fn)(mh_hub *h, redisReply *reply, void *arg);
+
+/** Creates the bridge for 'h' (not yet connected). */
+mh_redis *mh_redis_new(mh_hub *h);
+void mh_redis_start(mh_redis *r);
+/** Disconnects both links and stops the timers; their close completes on the loop. */
+void mh_redis_stop(mh_redis *r);
+void mh_redis_free(mh_redis *r);
+
+/** Subscribed on both channels. */
+bool mh_redis_subscribed(const mh_redis *r);
+/** Subscribed, and the canary came back within the window. */
+bool mh_redis_ready(const mh_redis *r, const char **why);
+/** The command link is up. */
+bool mh_redis_cmd_up(const mh_redis *r);
+
+/**
+ * Sends a command on the command link. Returns 0 when sent ('fn' will be
+ * called exactly once), or -1 when the link is down ('fn' is not called).
+ * 'fn' may be NULL.
+ */
+int mh_redis_cmd(mh_redis *r, mh_redis_reply_fn fn, void *arg, int argc, const char **argv,
+                 const size_t *lens);
+
+/** Our canary came back through the subscription (called by fan-out). */
+void mh_redis_canary_seen(mh_redis *r);
+
+/** Redis names, prefixed: "events", "in", "v:<ctx>" ... written into 'out'. */
+void mh_redis_name(const mh_redis *r, mh_buf *out, const char *suffix, const char *rest,
+                   size_t rest_len);
+
+#endif

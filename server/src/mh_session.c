@@ -1,0 +1,272 @@
+#include "mh_session.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "mh_frame.h"
+#include "mh_heal.h"
+#include "mh_json.h"
+#include "mh_log.h"
+#include "mh_out.h"
+#include "mh_redis.h"
+#include "mh_rpc.h"
+
+static void send_out(mh_conn *c, mh_buf *b)
+{
+    if (!b->oom)
+        mh_conn_send(c, b->data, b->len);
+}
+
+static void error_for(mh_conn *c, const char *code, const char *message, const mh_frame *f)
+{
+    mh_buf b;
+    int target = 0;
+
+    if (f && f->sub.context)
+        target = f->target == MH_TARGET_CHANNEL ? 2 : 1;
+    mh_buf_init(&b);
+    mh_out_error(&b, code, message, f ? f->ref : NULL, target, f ? &f->sub : NULL);
+    send_out(c, &b);
+    mh_buf_free(&b);
+    c->hub->metrics.error_frames++;
+}
+
+void mh_session_error(mh_conn *c, const char *code, const char *message)
+{
+    error_for(c, code, message, NULL);
+}
+
+void mh_session_welcome(mh_conn *c)
+{
+    mh_buf b;
+
+    mh_buf_init(&b);
+    mh_out_welcome(&b, c, c->hub->cfg->spread_max_ms, c->hub->cfg->max_frame);
+    send_out(c, &b);
+    mh_buf_free(&b);
+}
+
+/* Until the registry arrives (SPEC 12), only --allow-anonymous hubs run, and
+ * everything is public there. */
+static bool allowed(mh_conn *c, const mh_frame *f)
+{
+    (void)f;
+    return c->hub->cfg->allow_anonymous;
+}
+
+static void do_subscribe(mh_conn *c, mh_frame *f)
+{
+    mh_hub *h = c->hub;
+    bool channel = f->target == MH_TARGET_CHANNEL;
+    mh_keynode *node = mh_subs_find(&h->subs, channel, &f->sub);
+    mh_sub *sub = node ? mh_conn_find_sub(c, node) : NULL;
+
+    if (!allowed(c, f)) {
+        error_for(c, "forbidden", "not allowed to subscribe", f);
+        return;
+    }
+    if (!sub) {
+        if (c->nsubs >= (uint32_t)h->cfg->max_subs) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "at most %d subscriptions per connection", h->cfg->max_subs);
+            error_for(c, "too_many_subscriptions", msg, f);
+            return;
+        }
+        sub = mh_subs_add(&h->subs, channel, &f->sub, c);
+        if (!sub || mh_conn_add_sub(c, sub)) {
+            if (sub)
+                mh_subs_remove(&h->subs, sub);
+            error_for(c, "internal", "out of memory", f);
+            return;
+        }
+    }
+    /* Subscribing again to the same key re-runs the ack (and resume), once. */
+    if (channel)
+        mh_heal_subscribe_channel(c, sub, f->since, f->since_len, f->ref);
+    else
+        mh_heal_subscribe_context(c, sub, f->since, f->since_len, f->ref);
+}
+
+static void do_unsubscribe(mh_conn *c, mh_frame *f)
+{
+    mh_hub *h = c->hub;
+    bool channel = f->target == MH_TARGET_CHANNEL;
+    mh_keynode *node = mh_subs_find(&h->subs, channel, &f->sub);
+    mh_sub *sub = node ? mh_conn_find_sub(c, node) : NULL;
+    mh_buf b;
+
+    if (sub) {
+        mh_conn_drop_sub(c, sub);
+        mh_subs_remove(&h->subs, sub);
+    }
+    mh_buf_init(&b);
+    mh_out_ack(&b, false, channel, &f->sub, NULL, NULL, 0, f->ref);
+    send_out(c, &b);
+    mh_buf_free(&b);
+}
+
+typedef struct inbound_req {
+    uint64_t conn_id;
+    bool is_rpc;
+    char id[72];
+} inbound_req;
+
+static void on_inbound_added(mh_hub *h, redisReply *reply, void *arg)
+{
+    inbound_req *q = arg;
+    mh_conn *c = mh_map_get(&h->conns, &q->conn_id, sizeof q->conn_id);
+
+    if (reply && reply->type != REDIS_REPLY_ERROR) {
+        h->metrics.inbound_ok++;
+    } else {
+        h->metrics.inbound_failed++;
+        if (c && !c->closing) {
+            if (q->is_rpc && mh_rpc_finish(c, q->id))
+                mh_rpc_send_error(c, q->id, "UNAVAILABLE", "the server could not queue the call");
+            else if (!q->is_rpc)
+                mh_session_error(c, "unavailable", "the message could not be queued");
+        }
+    }
+    free(q);
+}
+
+/* message, rpc and ctx go to Django through the inbound stream (SPEC 11). */
+static void do_inbound(mh_conn *c, mh_frame *f)
+{
+    mh_hub *h = c->hub;
+    bool is_rpc = f->action == MH_ACT_RPC || f->action == MH_ACT_CTX;
+    const mh_config *cfg = h->cfg;
+    char maxlen[24], ts[32];
+    mh_buf stream, body, ident, id;
+    inbound_req *q = NULL;
+    const char *argv[20];
+    size_t lens[20];
+    int argc = 0;
+
+    if (!allowed(c, f)) {
+        if (is_rpc) {
+            mh_buf_init(&id);
+            mh_json_dump(&id, f->id);
+            mh_rpc_send_error(c, mh_buf_cstr(&id), "FORBIDDEN", "not allowed");
+            mh_buf_free(&id);
+        } else {
+            error_for(c, "forbidden", "not allowed to send on this channel", f);
+        }
+        return;
+    }
+    mh_buf_init(&stream);
+    mh_buf_init(&body);
+    mh_buf_init(&ident);
+    mh_buf_init(&id);
+    mh_redis_name(h->redis, &stream, "in", NULL, 0);
+    mh_frame_dump(&body, f);
+    if (c->sub) {
+        mh_buf_puts(&ident, "{\"sub\":");
+        mh_json_put_string(&ident, c->sub, strlen(c->sub));
+        mh_buf_printf(&ident, ",\"staff\":%s,\"super\":%s}", c->staff ? "true" : "false",
+                      c->super ? "true" : "false");
+    } else {
+        mh_buf_puts(&ident, "null");
+    }
+    if (is_rpc)
+        mh_json_dump(&id, f->id);
+    snprintf(maxlen, sizeof maxlen, "%d", cfg->inbound_maxlen);
+    snprintf(ts, sizeof ts, "%.0f", mh_now_ms());
+    if (stream.oom || body.oom || ident.oom || id.oom || !mh_buf_cstr(&id))
+        goto fail;
+    if (is_rpc && (id.len >= sizeof q->id || mh_rpc_start(c, id.data)))
+        goto fail;
+#define ARG(s, n) (argv[argc] = (s), lens[argc++] = (n))
+    ARG("XADD", 4);
+    ARG(stream.data, stream.len);
+    ARG("MAXLEN", 6);
+    ARG("~", 1);
+    ARG(maxlen, strlen(maxlen));
+    ARG("*", 1);
+    ARG("v", 1);
+    ARG("1", 1);
+    ARG("kind", 4);
+    ARG(mh_action_name(f->action), strlen(mh_action_name(f->action)));
+    ARG("hub", 3);
+    ARG(cfg->hub_id, strlen(cfg->hub_id));
+    ARG("conn", 4);
+    ARG(c->name, strlen(c->name));
+    ARG("identity", 8);
+    ARG(ident.data, ident.len);
+    ARG("body", 4);
+    ARG(body.data, body.len);
+    ARG("ts", 2);
+    ARG(ts, strlen(ts));
+#undef ARG
+    q = calloc(1, sizeof *q);
+    if (!q)
+        goto fail_pending;
+    q->conn_id = c->id;
+    q->is_rpc = is_rpc;
+    if (is_rpc)
+        strcpy(q->id, id.data);
+    if (mh_redis_cmd(h->redis, on_inbound_added, q, argc, argv, lens)) {
+        free(q);
+        goto fail_pending;
+    }
+    goto done;
+fail_pending:
+    if (is_rpc)
+        mh_rpc_finish(c, id.data);
+fail:
+    h->metrics.inbound_failed++;
+    if (is_rpc)
+        mh_rpc_send_error(c, id.data ? id.data : "null", "UNAVAILABLE",
+                          "the hub cannot reach the server right now");
+    else
+        error_for(c, "unavailable", "the hub cannot reach the server right now", f);
+done:
+    mh_buf_free(&stream);
+    mh_buf_free(&body);
+    mh_buf_free(&ident);
+    mh_buf_free(&id);
+}
+
+void mh_session_frame(mh_conn *c, const char *text, size_t len)
+{
+    mh_frame f;
+    mh_err err;
+    int rc;
+
+    c->hub->metrics.frames_in++;
+    c->hub->metrics.bytes_in += len;
+    mh_err_clear(&err);
+    rc = mh_frame_decode(text, len, &f, &err);
+    if (rc) {
+        mh_debug("conn %s: %s: %s", c->name, mh_code_name(rc), err.msg);
+        error_for(c, mh_code_name(rc), err.msg, rc == MH_E_BAD_JSON ? NULL : &f);
+        mh_frame_free(&f);
+        return;
+    }
+    switch (f.action) {
+    case MH_ACT_SUBSCRIBE:
+        do_subscribe(c, &f);
+        break;
+    case MH_ACT_UNSUBSCRIBE:
+        do_unsubscribe(c, &f);
+        break;
+    case MH_ACT_MESSAGE:
+    case MH_ACT_RPC:
+    case MH_ACT_CTX:
+        do_inbound(c, &f);
+        break;
+    case MH_ACT_PING: {
+        mh_buf b;
+        mh_buf_init(&b);
+        mh_out_pong(&b, f.ref);
+        send_out(c, &b);
+        mh_buf_free(&b);
+        break;
+    }
+    case MH_ACT_AUTH:
+    case MH_ACT_REFRESH:
+        error_for(c, "unauthorized", "this hub has no authentication configured", &f);
+        break;
+    }
+    mh_frame_free(&f);
+}

@@ -1,0 +1,22 @@
+/*
+ * mh_session — what the hub does with each browser frame (SPEC section 7).
+ * Every malformed or refused frame gets an error frame and the connection
+ * stays up; only transport-level violations close it.
+ */
+#ifndef MH_SESSION_H
+#define MH_SESSION_H
+
+#include <stddef.h>
+
+#include "mh_conn.h"
+
+/** The welcome frame, first on every connection. */
+void mh_session_welcome(mh_conn *c);
+
+/** Handles one complete text frame. */
+void mh_session_frame(mh_conn *c, const char *text, size_t len);
+
+/** Sends an error frame with no target (e.g. a binary frame). */
+void mh_session_error(mh_conn *c, const char *code, const char *message);
+
+#endif

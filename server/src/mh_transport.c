@@ -1,0 +1,329 @@
+#include "mh_transport.h"
+
+#include <libwebsockets.h>
+#include <string.h>
+
+#include "mh_conn.h"
+#include "mh_log.h"
+#include "mh_metrics.h"
+#include "mh_redis.h"
+#include "mh_session.h"
+
+/* HTTP answer kept in the per-session data until the socket is writable. */
+typedef struct http_pss {
+    char *body;
+    size_t len;
+    int status;
+    const char *ctype;
+} http_pss;
+
+static mh_hub *hub_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+static int http_prepare(struct lws *wsi, http_pss *p, mh_hub *h, const char *path)
+{
+    mh_buf b;
+    const char *why = "ok";
+
+    mh_buf_init(&b);
+    p->ctype = "text/plain; charset=utf-8";
+    if (!strcmp(path, "/healthz")) {
+        p->status = 200;
+        mh_buf_puts(&b, "ok\n");
+    } else if (!strcmp(path, "/readyz")) {
+        bool ready = !h->draining && mh_redis_ready(h->redis, &why);
+        if (h->draining)
+            why = "draining";
+        p->status = ready ? 200 : 503;
+        mh_buf_printf(&b, "%s\n", ready ? "ready" : why);
+    } else if (!strcmp(path, "/metrics")) {
+        mh_gauges g = {0};
+        const char *w;
+        g.connections = h->conns.count;
+        g.subscriptions = h->subs.nsubs;
+        g.keys = h->subs.nnodes;
+        g.queued_bytes = h->queued_bytes;
+        g.ready = !h->draining && mh_redis_ready(h->redis, &w);
+        g.redis_up = mh_redis_subscribed(h->redis);
+        p->status = 200;
+        p->ctype = "text/plain; version=0.0.4; charset=utf-8";
+        mh_metrics_render(&b, &h->metrics, &g, h->cfg->hub_id);
+    } else {
+        p->status = 404;
+        mh_buf_puts(&b, "not found\n");
+    }
+    if (b.oom) {
+        mh_buf_free(&b);
+        return -1;
+    }
+    p->len = b.len;
+    p->body = mh_buf_take(&b);
+    (void)wsi;
+    return p->body ? 0 : -1;
+}
+
+static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
+{
+    http_pss *p = user;
+    mh_hub *h = hub_of(wsi);
+    unsigned char buf[LWS_PRE + 512], *start = &buf[LWS_PRE], *q = start,
+                                      *end = &buf[sizeof buf - 1];
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP: {
+        char path[128];
+        size_t n = len < sizeof path - 1 ? len : sizeof path - 1;
+        memcpy(path, in, n);
+        path[n] = '\0';
+        if (http_prepare(wsi, p, h, path))
+            return -1;
+        if (lws_add_http_common_headers(wsi, (unsigned)p->status, p->ctype, (lws_filepos_t)p->len,
+                                        &q, end) ||
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                        (const unsigned char *)"no-store", 8, &q, end) ||
+            lws_finalize_write_http_header(wsi, start, &q, end))
+            return 1;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    case LWS_CALLBACK_HTTP_WRITEABLE: {
+        int n;
+        if (!p->body)
+            return -1;
+        /* Bodies are small (metrics is a few KB): one write, lws buffers the rest. */
+        {
+            unsigned char *tmp = malloc(LWS_PRE + p->len);
+            if (!tmp)
+                return -1;
+            memcpy(tmp + LWS_PRE, p->body, p->len);
+            n = lws_write(wsi, tmp + LWS_PRE, p->len, LWS_WRITE_HTTP_FINAL);
+            free(tmp);
+        }
+        free(p->body);
+        p->body = NULL;
+        if (n < 0)
+            return -1;
+        if (lws_http_transaction_completed(wsi))
+            return -1;
+        return 0;
+    }
+    case LWS_CALLBACK_CLOSED_HTTP:
+        free(p->body);
+        p->body = NULL;
+        return 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        if (h->draining) {
+            h->metrics.connections_rejected++;
+            return 1; /* refuse the upgrade; the LB moves the client elsewhere */
+        }
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static int receive(mh_conn *c, struct lws *wsi, const char *in, size_t len)
+{
+    const mh_config *cfg = c->hub->cfg;
+    bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+
+    if ((size_t)c->rx_len + len > (size_t)cfg->max_frame) {
+        c->hub->metrics.oversized_closes++;
+        mh_info("conn %s: frame over %d bytes: closing with 1009", c->name, cfg->max_frame);
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                         (unsigned char *)"frame too large", 15);
+        return -1;
+    }
+    if (final && c->rx_len == 0) {
+        /* The common case: a whole frame in one piece, decoded in place. */
+        if (lws_frame_is_binary(wsi))
+            mh_session_error(c, "bad_frame", "binary frames are not supported; send JSON text");
+        else
+            mh_session_frame(c, in, len);
+        return 0;
+    }
+    if (c->rx_len + len > c->rx_cap) {
+        uint32_t ncap = c->rx_cap ? c->rx_cap : 1024;
+        char *n;
+        while (ncap < c->rx_len + len)
+            ncap *= 2;
+        n = realloc(c->rx, ncap);
+        if (!n)
+            return -1;
+        c->rx = n;
+        c->rx_cap = ncap;
+    }
+    memcpy(c->rx + c->rx_len, in, len);
+    c->rx_len += (uint32_t)len;
+    if (final) {
+        if (lws_frame_is_binary(wsi))
+            mh_session_error(c, "bad_frame", "binary frames are not supported; send JSON text");
+        else
+            mh_session_frame(c, c->rx, c->rx_len);
+        /* Reassembly memory is only kept while a frame is in flight. */
+        free(c->rx);
+        c->rx = NULL;
+        c->rx_len = c->rx_cap = 0;
+    }
+    return 0;
+}
+
+static int callback_mizan(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                          size_t len)
+{
+    mh_conn *c = user;
+    mh_hub *h = hub_of(wsi);
+
+    switch (reason) {
+    case LWS_CALLBACK_ESTABLISHED:
+        if (mh_conn_open(c, h, wsi))
+            return -1;
+        mh_debug("conn %s: open", c->name);
+        mh_session_welcome(c);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        if (!c->established || c->closing)
+            return 0;
+        return receive(c, wsi, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (!c->established)
+            return 0;
+        return mh_conn_writable(c);
+    case LWS_CALLBACK_CLOSED:
+        mh_debug("conn %s: closed", c->name);
+        mh_conn_release(c);
+        return 0;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static struct lws_protocols protocols[] = {
+    {"http", callback_http, sizeof(http_pss), 0, 0, NULL, 0},
+    {"mizan.v1", callback_mizan, sizeof(mh_conn), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static lws_retry_bo_t retry;
+
+/* Browsers usually ask for no subprotocol: make ours the default, not "http". */
+static const struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "default", "1"};
+static const struct lws_protocol_vhost_options pvo = {NULL, &pvo_default, "mizan.v1", ""};
+
+static void lws_log_emit(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    if (level & LLL_ERR)
+        mh_error("lws: %.*s", (int)n, line);
+    else if (level & LLL_WARN)
+        mh_warn("lws: %.*s", (int)n, line);
+    else
+        mh_debug("lws: %.*s", (int)n, line);
+}
+
+int mh_transport_start(mh_hub *h)
+{
+    const mh_config *cfg = h->cfg;
+    struct lws_context_creation_info info;
+    static void *loops[1];
+
+    lws_set_log_level(LLL_ERR | LLL_WARN | (mh_log_level == MH_LOG_DEBUG ? LLL_NOTICE : 0),
+                      lws_log_emit);
+    memset(&info, 0, sizeof info);
+    loops[0] = h->loop;
+    info.foreign_loops = loops;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE |
+                   LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.port = cfg->listen_port;
+    info.iface = strcmp(cfg->listen_host, "0.0.0.0") ? cfg->listen_host : NULL;
+    info.protocols = protocols;
+    info.pvo = &pvo;
+    info.user = h;
+    info.count_threads = 1;
+    info.fd_limit_per_thread = 0;
+    /* Idle sockets cost what these buffers cost: keep them small. */
+    protocols[1].rx_buffer_size = 1024;
+    protocols[1].tx_packet_size = 0;
+    info.pt_serv_buf_size = 16384;
+    info.max_http_header_pool = 16;
+    info.max_http_header_data = 4096;
+    info.timeout_secs = 10;
+    retry.secs_since_valid_ping = (uint16_t)cfg->ping_interval;
+    retry.secs_since_valid_hangup = (uint16_t)(cfg->ping_interval + cfg->pong_timeout);
+    info.retry_and_idle_policy = &retry;
+    if (cfg->tls_cert[0]) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->tls_cert;
+        info.ssl_private_key_filepath = cfg->tls_key;
+    }
+    h->lws = lws_create_context(&info);
+    if (!h->lws) {
+        mh_error("cannot listen on %s:%d (in use, or bad TLS files?)", cfg->listen_host,
+                 cfg->listen_port);
+        return -1;
+    }
+    mh_info("listening on %s://%s:%d/ (HTTP /healthz /readyz /metrics on the same port)",
+            cfg->tls_cert[0] ? "wss" : "ws", cfg->listen_host, cfg->listen_port);
+    return 0;
+}
+
+void mh_transport_drain(mh_hub *h)
+{
+    if (h->draining)
+        return;
+    h->draining = true;
+    h->drain_start_ms = mh_mono_ms();
+    h->drain_total = h->conns.count;
+    mh_info("draining: refusing new connections, closing %zu over %d s with 1012", h->drain_total,
+            h->cfg->drain_window);
+}
+
+size_t mh_transport_drain_step(mh_hub *h)
+{
+    uint64_t window = (uint64_t)h->cfg->drain_window * 1000,
+             elapsed = mh_mono_ms() - h->drain_start_ms;
+    size_t target_closed, open = 0, closing = 0, to_close;
+    size_t it = 0;
+    void *v;
+
+    /* Spread evenly over the window so clients do not all reconnect at once. */
+    target_closed = window == 0 || elapsed >= window
+                        ? h->drain_total
+                        : (size_t)((double)h->drain_total * (double)elapsed / (double)window);
+    while (mh_map_next(&h->conns, &it, NULL, NULL, &v)) {
+        mh_conn *c = v;
+        open++;
+        if (c->closing)
+            closing++;
+    }
+    to_close = h->drain_total - (open - closing) < target_closed
+                   ? target_closed - (h->drain_total - (open - closing))
+                   : 0;
+    if (elapsed >= window)
+        to_close = open;
+    it = 0;
+    while (to_close && mh_map_next(&h->conns, &it, NULL, NULL, &v)) {
+        mh_conn *c = v;
+        if (c->closing)
+            continue;
+        mh_conn_close(c, 1012, "server restarting");
+        h->metrics.drain_closes++;
+        to_close--;
+    }
+    return open;
+}
+
+void mh_transport_stop(mh_hub *h)
+{
+    if (h->lws) {
+        lws_context_destroy(h->lws);
+        h->lws = NULL;
+    }
+}
