@@ -1,8 +1,45 @@
 """mizan-hub's Django app (distribution ``django-mizan-hub``).
 
-For now it holds only :mod:`mizan_hub.protocol`, the pure-Python codecs of
-``protocol/SPEC.md``. The app modules come later; this file stays free of
-Django imports so that the codecs can be used and tested without settings.
+The public API is importable from here -- ``mizan_hub.invalidate``,
+``mizan_hub.publish``, ``mizan_hub.rpc`` ... -- but loaded on first use:
+:mod:`mizan_hub.protocol` has no Django import and must stay usable (and
+testable) without settings, and importing this package must not import the
+app's Django modules before the app registry is ready.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "invalidate": "publishing",
+    "publish": "publishing",
+    "disconnect": "publishing",
+    "PublishError": "publishing",
+    "invalidation_header": "transports",
+    "parse_invalidation_header": "transports",
+    "add_invalidation_header": "transports",
+    "watch": "receivers",
+    "connection_token": "tokens",
+    "subscription_token": "tokens",
+    "rpc": "handlers",
+    "channel_handler": "handlers",
+    "context_handler": "handlers",
+    "subscription_guard": "handlers",
+    "RpcError": "handlers",
+    "build_registry": "registry",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

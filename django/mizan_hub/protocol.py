@@ -825,10 +825,15 @@ def _env_required(env: Mapping, field: str) -> Any:
     return env[field]
 
 
+#: Byte limits of the envelope's string fields (SPEC section 11).
+_ENV_STRING_LIMITS = {"conn": 128, "sub": 256, "hub": 64, "nonce": 64}
+
+
 def _env_string(env: Mapping, field: str) -> str:
     value = _env_required(env, field)
-    if not isinstance(value, str) or not value:
-        raise _bad_envelope(f"{field} must be a non-empty string", "/" + field)
+    limit = _ENV_STRING_LIMITS[field]
+    if not isinstance(value, str) or not 1 <= len(value.encode("utf-8", "surrogatepass")) <= limit:
+        raise _bad_envelope(f"{field} must be a string of 1 to {limit} bytes", "/" + field)
     return value
 
 
@@ -860,9 +865,7 @@ def _env_message(env: Mapping) -> dict:
         params = _normalize_params(env.get("params", {}), "/params", "bad_envelope")
     except ProtocolError as exc:
         raise _bad_envelope(f"{exc.code}: {exc.message}", exc.path or "/params") from None
-    kind = env.get("type", "message")
-    if not isinstance(kind, str):
-        raise _bad_envelope("type must be a string", "/type")
+    kind = _check_name(env.get("type", "message"), "/type", "bad_envelope")
     seq = _integer(_env_required(env, "seq"))
     if seq is None or seq < 1:
         raise _bad_envelope("seq must be an integer >= 1", "/seq")

@@ -1,0 +1,162 @@
+"""The ``MIZAN_HUB`` settings dict, with its defaults filled in.
+
+Everything the app reads from settings goes through :func:`hub_settings`, so
+the defaults live in one table (:data:`DEFAULTS`) that the README mirrors and
+the system checks (:mod:`mizan_hub.checks`) validate. The merged result is
+cached and dropped on Django's ``setting_changed`` signal, so
+``override_settings(MIZAN_HUB=...)`` in tests takes effect at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+#: Every key of ``MIZAN_HUB`` and its default. Nested dicts (``TOKEN``,
+#: ``WORKER``, ``IZANA``) are merged key by key with the user's values.
+DEFAULTS: dict[str, Any] = {
+    # Where the hub's Redis is; the hub must be pointed at the same one.
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    # Prepended to every Redis name (SPEC section 11); the hub's --prefix.
+    "PREFIX": "mizan:",
+    # False: a publish that cannot reach Redis is logged and counted, and the
+    # request goes on. True: it raises mizan_hub.PublishError.
+    "STRICT": False,
+    # Seconds to wait for Redis before giving up (connect and each command):
+    # short, because publishing runs inside requests.
+    "REDIS_TIMEOUT": 1.0,
+    # The hub's WebSocket URL, for pages and the demo (the hub's --listen).
+    "HUB_URL": "ws://127.0.0.1:8765/",
+    # The registry (SPEC section 12): contexts and channels by name, e.g.
+    # {"user": {"params": ["user_id"], "guard": "auth",
+    #           "param_rules": {"user_id": "sub"}}}
+    # Channels may add "history": N (messages kept for resume, 0 = none)
+    # and "ttl": seconds (overrides CHANNEL_TTL for that channel).
+    "CONTEXTS": {},
+    "CHANNELS": {},
+    # Unknown contexts/channels: "deny" (not_found) or "allow" (as "auth").
+    "DEFAULT": "deny",
+    # Seconds a channel's seq/epoch hash and history stream live after
+    # their last message (PEXPIRE); 0 keeps them forever.
+    "CHANNEL_TTL": 7 * 24 * 3600,
+    # Models whose saves and deletes invalidate contexts:
+    # {"todos.Todo": ["todos", ("todo", {"id": "pk"})]}
+    "MODELS": {},
+    # Keep the session registry (SPEC section 12) on login and logout.
+    "SESSIONS": True,
+    "TOKEN": {
+        # Signing keys by kid; the hub is given the same ones. None: the
+        # one key is IZANA_MWT_SECRET when that setting exists, else tokens
+        # cannot be minted (check mizan_hub.E008 says so when views need it).
+        "KEYS": None,
+        # The kid new tokens are signed with (a key of KEYS).
+        "KID": "v1",
+        # HS256/384/512, RS256 or ES256 (the last two need cryptography and
+        # a PEM private key in KEYS).
+        "ALGORITHM": "HS256",
+        # Connection token lifetime in seconds (MWT's default).
+        "LIFETIME": 300,
+        # The connection token's aud claim (izana's decode_mwt expects
+        # "izana" unless told otherwise).
+        "AUDIENCE": "mizan",
+        # Subscription token lifetime in seconds (SPEC section 12).
+        "SUBSCRIPTION_LIFETIME": 60,
+        # "auto": mint connection tokens with izana_core.mwt.create_mwt when
+        # it is installed and ALGORITHM is HS256; True: always; False: never.
+        "USE_IZANA": "auto",
+    },
+    "WORKER": {
+        # The consumer group on {prefix}in that Django workers share.
+        "GROUP": "django",
+        # How long one XREADGROUP waits (ms); also how fast SIGTERM is seen.
+        "BLOCK_MS": 2000,
+        # Entries read at a time.
+        "COUNT": 32,
+        # Entries pending longer than this (ms) belong to a dead worker and
+        # are claimed (XAUTOCLAIM).
+        "CLAIM_IDLE_MS": 60000,
+        # rpc/ctx entries older than this (ms) are acknowledged unhandled:
+        # the hub has answered TIMEOUT long ago. 0 handles them all.
+        "MAX_RPC_AGE_MS": 60000,
+        # Modules to import for their @rpc/@channel_handler registrations,
+        # besides every installed app's "hub" module.
+        "HANDLER_MODULES": [],
+    },
+    "IZANA": {
+        # "auto": use django-izana's registries when it is installed.
+        "ENABLED": "auto",
+        # Where izana's urls are mounted, for the registry's "endpoints".
+        "BASE_URL": "/api/izana",
+    },
+}
+
+NESTED = ("TOKEN", "WORKER", "IZANA")
+
+
+def user_settings() -> dict:
+    """``settings.MIZAN_HUB`` as given (``{}`` when absent)."""
+    value = getattr(settings, "MIZAN_HUB", {})
+    return value if isinstance(value, dict) else {}
+
+
+@functools.lru_cache(maxsize=None)
+def hub_settings() -> dict[str, Any]:
+    """The effective settings: :data:`DEFAULTS` overlaid with ``MIZAN_HUB``.
+
+    Not validated here (the system checks do that, with ids a user can look
+    up); a value of the wrong type fails where it is used.
+    """
+    given = user_settings()
+    merged = copy.deepcopy(DEFAULTS)
+    for key, value in given.items():
+        if key in NESTED and isinstance(value, dict):
+            merged[key].update(value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def get(key: str) -> Any:
+    return hub_settings()[key]
+
+
+def prefix() -> str:
+    return hub_settings()["PREFIX"]
+
+
+def token_keys() -> dict[str, str]:
+    """The signing keys by kid, with izana's MWT secret as the fallback."""
+    keys = hub_settings()["TOKEN"]["KEYS"]
+    if keys:
+        return dict(keys)
+    secret = getattr(settings, "IZANA_MWT_SECRET", None)
+    if secret:
+        return {hub_settings()["TOKEN"]["KID"]: secret}
+    return {}
+
+
+_listeners = []
+
+
+def on_reset(func):
+    """Register ``func`` to run when the settings change (caches built on
+    them, such as the Redis client, are dropped)."""
+    _listeners.append(func)
+    return func
+
+
+def reset() -> None:
+    hub_settings.cache_clear()
+    for func in _listeners:
+        func()
+
+
+@receiver(setting_changed)
+def _setting_changed(setting: str, **kwargs: Any) -> None:
+    if setting in ("MIZAN_HUB", "IZANA_MWT_SECRET"):
+        reset()

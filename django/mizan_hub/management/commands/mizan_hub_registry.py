@@ -1,0 +1,41 @@
+"""``manage.py mizan_hub_registry [--output FILE]``: write the hub's registry."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from django.core.management.base import BaseCommand
+
+from mizan_hub.registry import registry_json
+
+
+class Command(BaseCommand):
+    help = ("Write the authorization registry the hub loads (SPEC section 12) from "
+            "MIZAN_HUB['CONTEXTS'/'CHANNELS'] and, when installed, izana's registry.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--output", "-o", help="file to write (default: stdout)")
+        parser.add_argument("--indent", type=int, default=2,
+                            help="JSON indentation, 0 for one line (default 2)")
+
+    def handle(self, *args, **options):
+        text = registry_json(indent=options["indent"] or None)
+        output = options["output"]
+        if not output:
+            self.stdout.write(text, ending="")
+            return
+        # Replaced in one rename: a hub reloading on SIGHUP never reads half a file.
+        path = Path(output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        self.stderr.write(f"registry written to {path}")

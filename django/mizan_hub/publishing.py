@@ -1,0 +1,323 @@
+"""Publishing: ``invalidate()`` and ``publish()``.
+
+Both wait for the surrounding transaction to commit (``transaction.on_commit``):
+a browser told to refetch before the commit would read the old rows and keep
+them. Calls made inside one transaction (one savepoint scope, precisely) are
+gathered into one batch, duplicates collapsed, and sent together after the
+commit; a rollback drops the batch with the other ``on_commit`` callbacks.
+Outside a transaction they are sent at once.
+
+Sending is one run of the publish script per envelope (:mod:`mizan_hub.script`),
+which bumps the version counters of SPEC section 10 and publishes on
+``{prefix}events``. A Redis error is logged and counted
+(``stats.get("publish_failures")``) and the request goes on; with
+``MIZAN_HUB["STRICT"]`` it raises :class:`PublishError` instead.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+
+from . import conf, protocol, script, stats
+from .connection import events_channel, get_redis, key
+
+logger = logging.getLogger("mizan_hub.publish")
+
+__all__ = ["invalidate", "publish", "PublishError", "normalize_entries"]
+
+
+class PublishError(Exception):
+    """A publish could not reach Redis (raised only when ``STRICT``)."""
+
+
+def _json(value: Any) -> str:
+    """Compact JSON with non-ASCII raw: the bytes the hub will be sent."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _ts() -> str:
+    """Now, in Unix milliseconds, as JSON number text (a fraction allowed)."""
+    return repr(round(time.time() * 1000, 3))
+
+
+# --------------------------------------------------------------------------
+# Entries
+# --------------------------------------------------------------------------
+
+def _as_entry(entry: Any) -> Any:
+    """The JSON form of one argument: ``"ctx"``, ``("ctx", {...})`` or
+    ``{"context": "ctx", "params": {...}}``."""
+    if isinstance(entry, tuple):
+        if len(entry) != 2:
+            raise protocol.ProtocolError(
+                "bad_invalidation", "a tuple entry is (context, params)", path="")
+        return {"context": entry[0], "params": {} if entry[1] is None else entry[1]}
+    return entry
+
+
+def normalize_entries(entries: Iterable[Any]) -> list[protocol.Entry]:
+    """The normalized invalidation list (SPEC section 2) of Python arguments.
+
+    Raises :class:`~mizan_hub.protocol.ProtocolError` for a bad name or param:
+    that is a bug in the caller, not an outage, so it is never swallowed.
+    """
+    entries = [_as_entry(e) for e in entries]
+    # The 256-entry limit is per envelope; batches are split when sent.
+    out: list[protocol.Entry] = []
+    for start in range(0, len(entries), protocol.MAX_ENTRIES):
+        out.extend(protocol.decode_invalidation(entries[start:start + protocol.MAX_ENTRIES]))
+    return out
+
+
+def _identity(entry: protocol.Entry) -> tuple[str, str]:
+    """What makes two entries the same: the context for whole-context
+    entries (unscoped or ``{}``), the canonical key for scoped ones."""
+    if isinstance(entry, str):
+        return ("*", entry)
+    if not entry["params"]:
+        return ("*", entry["context"])
+    return ("=", protocol.canonical_key(entry["context"], entry["params"]))
+
+
+def collapse(entries: Iterable[protocol.Entry]) -> list[protocol.Entry]:
+    """Drop duplicates, and scoped entries a whole-context entry covers.
+
+    A whole-context entry (unscoped, or scoped with ``{}``) matches every
+    subscription of its context and bumps the context's ``u`` version, which
+    the resume rule checks first, so the scoped entries beside it add
+    nothing but traffic. Order is kept (first occurrence wins).
+    """
+    entries = list(entries)
+    whole = {_entry_context(e) for e in entries if _identity(e)[0] == "*"}
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for entry in entries:
+        ident = _identity(entry)
+        if ident in seen or (ident[0] == "=" and entry["context"] in whole):
+            continue
+        seen.add(ident)
+        out.append(entry)
+    return out
+
+
+def _entry_context(entry: protocol.Entry) -> str:
+    return entry if isinstance(entry, str) else entry["context"]
+
+
+# --------------------------------------------------------------------------
+# Operations and batches
+# --------------------------------------------------------------------------
+
+@dataclass
+class _Invalidation:
+    entries: list
+
+
+@dataclass
+class _Message:
+    channel: str
+    params: dict
+    type: str
+    data_json: str
+
+    @property
+    def identity(self) -> tuple:
+        return (protocol.canonical_key(self.channel, self.params), self.type, self.data_json)
+
+
+@dataclass(eq=False)
+class _Batch:
+    """What one transaction (savepoint scope) publishes after its commit.
+
+    It is itself the ``on_commit`` callback, so later calls in the same scope
+    find it in ``connection.run_on_commit`` and add to it, and Django discards
+    it with the scope on rollback.
+    """
+
+    sids: set
+    ops: list = field(default_factory=list)
+
+    def __call__(self) -> None:
+        send(self.ops)
+
+
+def _enqueue(op: Any, using: str | None) -> None:
+    connection = transaction.get_connection(using)
+    if not connection.in_atomic_block:
+        send([op])
+        return
+    sids = set(connection.savepoint_ids)
+    for entry in reversed(connection.run_on_commit):
+        func = entry[1]
+        if isinstance(func, _Batch) and func.sids == sids:
+            func.ops.append(op)
+            return
+    batch = _Batch(sids, [op])
+    transaction.on_commit(batch, using=using)
+
+
+# Entries declared during the current request (see the middleware), so that
+# a response declaring what the view already published is not sent twice.
+_request_entries: contextvars.ContextVar[set | None] = contextvars.ContextVar(
+    "mizan_hub_request_entries", default=None)
+
+
+def begin_request() -> contextvars.Token:
+    return _request_entries.set(set())
+
+
+def end_request(token: contextvars.Token) -> None:
+    _request_entries.reset(token)
+
+
+def not_yet_declared(entries: list[protocol.Entry]) -> list[protocol.Entry]:
+    """``entries`` less those already passed to :func:`invalidate` in this
+    request (whole-context ones cover the scoped ones of their context)."""
+    seen = _request_entries.get()
+    if not seen:
+        return entries
+    return [e for e in entries
+            if _identity(e) not in seen and ("*", _entry_context(e)) not in seen]
+
+
+# --------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------
+
+def invalidate(*entries: Any, using: str | None = None) -> None:
+    """Tell every subscribed browser that these contexts changed.
+
+    ``invalidate("notifications", ("user", {"user_id": 5}))`` -- entries are
+    context names (the whole context), ``(context, params)`` tuples or
+    ``{"context", "params"}`` dicts, exactly like a mutation response's
+    ``invalidate`` list. Sent after the transaction on ``using`` commits;
+    nothing is sent if it rolls back.
+    """
+    normalized = normalize_entries(entries)
+    if not normalized:
+        return
+    seen = _request_entries.get()
+    if seen is not None:
+        seen.update(_identity(e) for e in normalized)
+    _enqueue(_Invalidation(normalized), using)
+
+
+def publish(channel: str, params: Mapping[str, Any] | None = None, data: Any = None, *,
+            type: str = "message", using: str | None = None) -> None:
+    """Send a message to every subscriber of a channel instance.
+
+    ``publish("chat", {"room": "lobby"}, {"text": "hi"}, type="ChatMessage")``.
+    The browser receives Mizan's channel frame plus ``seq`` and ``epoch``;
+    channels with ``history`` in ``MIZAN_HUB["CHANNELS"]`` also keep it for
+    clients that resume. ``data`` is encoded with Django's JSON encoder
+    (dates, decimals, UUIDs). Sent after the transaction commits.
+    """
+    if not isinstance(type, str):
+        raise TypeError("type must be a string")
+    data_json = json.dumps(data, cls=DjangoJSONEncoder, ensure_ascii=False,
+                           separators=(",", ":"), allow_nan=False)
+    # Checked now, as every hub will check it, so a bad call fails in the
+    # code that made it rather than as a dropped envelope later.
+    checked = protocol.decode_envelope(protocol.encode_envelope({
+        "kind": "message", "channel": channel, "params": params or {}, "type": type,
+        "data": json.loads(data_json), "seq": 1, "epoch": "0"}))
+    _enqueue(_Message(checked["channel"], checked["params"], type, data_json), using)
+
+
+def disconnect(user_or_sub: Any, reason: str = "") -> None:
+    """Close every hub connection of a user (``disconnect`` envelope), e.g.
+    after a password change. Sent at once, not on commit."""
+    sub = str(getattr(user_or_sub, "pk", user_or_sub))
+    text = protocol.encode_envelope({"kind": "disconnect", "sub": sub, "reason": reason})
+    _guarded("disconnect", lambda: get_redis().publish(events_channel(), text.encode()))
+
+
+# --------------------------------------------------------------------------
+# Sending
+# --------------------------------------------------------------------------
+
+def _guarded(what: str, call) -> Any:
+    try:
+        return call()
+    except redis.RedisError as exc:
+        stats.incr("publish_failures")
+        logger.error("mizan-hub: %s not published, Redis failed: %s", what, exc,
+                     exc_info=logger.isEnabledFor(logging.DEBUG))
+        if conf.get("STRICT"):
+            raise PublishError(f"{what} not published: {exc}") from exc
+        return None
+
+
+def send(ops: list) -> None:
+    """Publish a batch now: its invalidations collapsed into as few
+    envelopes as the 256-entry limit allows, its messages deduplicated."""
+    entries: list = []
+    messages: dict[tuple, _Message] = {}
+    for op in ops:
+        if isinstance(op, _Invalidation):
+            entries.extend(op.entries)
+        else:
+            messages.setdefault(op.identity, op)
+    entries = collapse(entries)
+    for start in range(0, len(entries), protocol.MAX_ENTRIES):
+        chunk = entries[start:start + protocol.MAX_ENTRIES]
+        if _guarded(f"invalidation of {len(chunk)} entries",
+                    lambda: _send_invalidation(chunk)) is not None:
+            stats.incr("invalidations_published")
+    for message in messages.values():
+        if _guarded(f"message on {message.channel!r}",
+                    lambda: _send_message(message)) is not None:
+            stats.incr("messages_published")
+
+
+def _send_invalidation(entries: list) -> str:
+    """One script run: the version fields each entry bumps, then the envelope."""
+    fields: dict[str, list[str]] = {}
+    for entry in entries:
+        context = _entry_context(entry)
+        slot = fields.setdefault(context, [])
+        if isinstance(entry, str) or not entry["params"]:
+            name = "u"
+        else:
+            name = str(protocol.bucket(protocol.canonical_key(context, entry["params"])))
+        if name not in slot:
+            slot.append(name)
+    keys = [key("v:", context) for context in fields]
+    head = ('{"v":1,"kind":"invalidate","ts":' + _ts() + ',"invalidate":' + _json(entries))
+    args: list[str] = ["invalidate", events_channel(), head]
+    for context, names in fields.items():
+        args += [_json(context), str(len(names)), *names]
+    envelope = script.run(get_redis(), keys, args)
+    return envelope.decode("utf-8") if isinstance(envelope, bytes) else envelope
+
+
+def _send_message(message: _Message) -> tuple[int, str]:
+    canonical = protocol.canonical_key(message.channel, message.params)
+    config = channel_config(message.channel)
+    ttl_ms = int(config["ttl"] * 1000)
+    body = ('"channel":' + _json(message.channel) + ',"params":' + _json(message.params)
+            + ',"type":' + _json(message.type) + ',"data":' + message.data_json)
+    seq, epoch, _ = script.run(
+        get_redis(), [key("c:", canonical), key("h:", canonical)],
+        ["message", events_channel(), _ts(), body, str(config["history"]), str(ttl_ms)])
+    return int(seq), epoch.decode() if isinstance(epoch, bytes) else epoch
+
+
+def channel_config(name: str) -> dict:
+    """History size and key expiry of a channel, from ``CHANNELS``."""
+    spec = conf.get("CHANNELS").get(name) or {}
+    history = spec.get("history", 0)
+    if isinstance(history, Mapping):  # the registry's own {"size": N} spelling
+        history = history.get("size", 0)
+    return {"history": int(history or 0),
+            "ttl": spec.get("ttl", conf.get("CHANNEL_TTL")) or 0}

@@ -1,0 +1,336 @@
+"""The inbound worker: browser ``message``/``rpc``/``ctx`` frames, handled in Django.
+
+Hubs append one entry per such frame to the ``{prefix}in`` stream (SPEC
+section 11). Workers share a consumer group, so each entry goes to one of
+them; an entry is acknowledged (``XACK``) only after it was handled and its
+reply published, so a worker that dies mid-entry leaves it pending, and
+another worker claims it (``XAUTOCLAIM``) once it has been idle longer than
+``CLAIM_IDLE_MS``: at-least-once. A handler may therefore run twice for one
+frame; make handlers idempotent where that matters.
+
+Replies go to the hub that holds the connection, on ``{prefix}hub:{hub id}``:
+``{"v":1,"kind":"reply","conn":...,"frame":{"id":...,"ok":true,"data":...}}``.
+A handler's exception becomes ``"ok": false`` with an ``INTERNAL`` error and a
+log line; the worker goes on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import close_old_connections
+from django.http import Http404
+
+from . import conf, handlers, izana_compat, protocol, stats
+from .connection import get_redis, key
+from .handlers import HubRequest, Message, RpcError
+
+logger = logging.getLogger("mizan_hub.worker")
+
+KINDS = ("message", "rpc", "ctx")
+
+
+class BadEntry(ValueError):
+    """A stream entry that breaks SPEC section 11: acknowledged and dropped."""
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON values (dates, decimals, UUIDs by Django's
+    encoder); raises TypeError/ValueError for what JSON cannot carry."""
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False))
+
+
+def hub_channel(hub: str) -> str:
+    return key("hub:", hub)
+
+
+def send_to_connection(hub: str, conn: str, frame: dict, client: redis.Redis | None = None) -> None:
+    """Forward ``frame`` to one connection (a ``send`` envelope)."""
+    text = protocol.encode_envelope({"kind": "send", "conn": conn, "frame": _jsonable(frame)})
+    (client or get_redis()).publish(hub_channel(hub), text.encode("utf-8"))
+
+
+def _error(code: str, message: str, details: Any = None) -> dict:
+    error = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return error
+
+
+class Worker:
+    """One consumer of the group. ``run()`` loops until :meth:`stop`."""
+
+    def __init__(self, *, consumer: str | None = None, client: redis.Redis | None = None):
+        options = conf.get("WORKER")
+        self.client = client or get_redis()
+        self.stream = key("in")
+        self.group = options["GROUP"]
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.block_ms = int(options["BLOCK_MS"])
+        self.count = int(options["COUNT"])
+        self.claim_idle_ms = int(options["CLAIM_IDLE_MS"])
+        self.max_rpc_age_ms = int(options["MAX_RPC_AGE_MS"])
+        self._stop = threading.Event()
+        self._next_claim = 0.0
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def stop(self) -> None:
+        """Finish the entry in hand, then return from :meth:`run`."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def ensure_group(self) -> None:
+        """Create the group (and the stream) unless they exist. A new group
+        starts at the stream's beginning: entries queued while no worker ran
+        are handled (stale rpc/ctx ones are skipped, see MAX_RPC_AGE_MS)."""
+        try:
+            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def run(self) -> None:
+        logger.info("mizan-hub worker %s reading %s (group %s)", self.consumer,
+                    self.stream, self.group)
+        backoff = 0.1
+        group_ready = False
+        while not self.stopping:
+            try:
+                if not group_ready:
+                    self.ensure_group()
+                    group_ready = True
+                self.step()
+                backoff = 0.1
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):  # the stream was deleted under us
+                    group_ready = False
+                    continue
+                raise
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                logger.warning("mizan-hub worker: Redis unavailable (%s); retrying in %.1fs",
+                               exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+        logger.info("mizan-hub worker %s stopped", self.consumer)
+
+    def step(self) -> int:
+        """Claim what dead workers left (when due), then read and handle one
+        batch of new entries. Returns how many entries were handled."""
+        handled = 0
+        now = time.monotonic()
+        if now >= self._next_claim:
+            handled += self.claim()
+            self._next_claim = now + min(max(self.claim_idle_ms / 2000, 0.1), 30.0)
+        block = max(1, min(self.block_ms,
+                            int((self._next_claim - time.monotonic()) * 1000) or 1))
+        response = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"},
+                                          count=self.count, block=block)
+        for _stream, entries in response or []:
+            for entry_id, fields in entries:
+                self.handle_entry(entry_id, fields)
+                handled += 1
+                if self.stopping:
+                    return handled
+        return handled
+
+    def claim(self) -> int:
+        """Take over entries pending longer than CLAIM_IDLE_MS (their worker
+        died or hangs) and handle them. Returns how many were handled."""
+        handled = 0
+        start = "0-0"
+        while not self.stopping:
+            result = self.client.xautoclaim(self.stream, self.group, self.consumer,
+                                            min_idle_time=self.claim_idle_ms,
+                                            start_id=start, count=self.count)
+            start, entries = result[0], result[1]
+            for entry_id, fields in entries:
+                stats.incr("worker_claimed")
+                logger.info("mizan-hub worker %s claimed %s", self.consumer,
+                            entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
+                if fields is None:  # trimmed from the stream meanwhile
+                    self.client.xack(self.stream, self.group, entry_id)
+                    continue
+                self.handle_entry(entry_id, fields)
+                handled += 1
+                if self.stopping:
+                    break
+            if start in (b"0-0", "0-0"):
+                break
+        self._forget_idle_consumers()
+        return handled
+
+    def _forget_idle_consumers(self) -> None:
+        """Every worker process is a new consumer name; drop the ones gone
+        long ago that hold nothing, so XINFO stays readable."""
+        limit = max(self.claim_idle_ms * 10, 3600_000)
+        try:
+            for info in self.client.xinfo_consumers(self.stream, self.group):
+                name = info["name"]
+                name = name.decode() if isinstance(name, bytes) else name
+                if name != self.consumer and info["pending"] == 0 and info["idle"] > limit:
+                    self.client.xgroup_delconsumer(self.stream, self.group, name)
+        except redis.ResponseError:
+            pass
+
+    # -- one entry ---------------------------------------------------------
+
+    def handle_entry(self, entry_id: Any, fields: dict) -> None:
+        """Handle, publish the reply, acknowledge. A Redis error while
+        publishing leaves the entry pending (it is claimed again later)."""
+        try:
+            outgoing = self.dispatch(fields)
+        except BadEntry as exc:
+            stats.incr("worker_bad_entries")
+            logger.error("mizan-hub worker: dropping bad entry %r: %s", entry_id, exc)
+            outgoing = []
+        for channel, text in outgoing:
+            self.client.publish(channel, text.encode("utf-8"))
+        self.client.xack(self.stream, self.group, entry_id)
+
+    def dispatch(self, fields: dict) -> list[tuple[str, str]]:
+        """The envelopes (channel, text) that answer one entry."""
+        entry = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+        text = {k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+                for k, v in entry.items()}
+        if text.get("v") != "1":
+            raise BadEntry(f"v must be 1, got {text.get('v')!r}")
+        kind = text.get("kind")
+        if kind not in KINDS:
+            raise BadEntry(f"unknown kind {kind!r}")
+        hub, conn = text.get("hub", ""), text.get("conn", "")
+        if not hub or not conn:
+            raise BadEntry("hub and conn are required")
+        try:
+            identity = json.loads(text.get("identity", "null"))
+            frame = protocol.decode_frame(entry.get("body", b""))
+        except (ValueError, protocol.ProtocolError) as exc:
+            raise BadEntry(f"bad identity or body: {exc}") from None
+        if identity is not None and not (isinstance(identity, dict)
+                                         and isinstance(identity.get("sub"), str)):
+            raise BadEntry("identity must be null or {\"sub\": string, ...}")
+        if frame["action"] != kind:
+            raise BadEntry(f"kind {kind!r} carries a {frame['action']!r} frame")
+        try:
+            ts = float(text["ts"]) if "ts" in text else None
+        except ValueError:
+            ts = None
+        request = HubRequest(identity=identity, hub=hub, conn=conn, ts=ts, frame=frame)
+
+        if kind != "message" and ts is not None and self.max_rpc_age_ms > 0 \
+                and time.time() * 1000 - ts > self.max_rpc_age_ms:
+            stats.incr("worker_skipped_stale")
+            logger.info("mizan-hub worker: %s %r is older than MAX_RPC_AGE_MS, skipped",
+                        kind, frame["id"])
+            return []
+
+        close_old_connections()
+        try:
+            if kind == "message":
+                frames = self.on_message(request, frame)
+                return [(hub_channel(hub), protocol.encode_envelope(
+                    {"kind": "send", "conn": conn, "frame": f})) for f in frames]
+            reply = self.on_call(request, frame)
+        finally:
+            close_old_connections()
+        stats.incr("worker_handled")
+        try:
+            text_out = protocol.encode_envelope({"kind": "reply", "conn": conn, "frame": reply})
+        except protocol.ProtocolError as exc:  # data JSON cannot carry, too deep...
+            logger.error("mizan-hub worker: reply to %r cannot be sent: %s", frame["id"], exc)
+            text_out = protocol.encode_envelope({"kind": "reply", "conn": conn, "frame": {
+                "id": frame["id"], "ok": False,
+                "error": _error("INTERNAL", "the reply could not be encoded")}})
+        return [(hub_channel(hub), text_out)]
+
+    def on_message(self, request: HubRequest, frame: dict) -> list[dict]:
+        """Run the channel's handler; returns frames for the sender (an error
+        frame when there is no handler or it failed)."""
+        channel, params = frame["channel"], frame["params"]
+        handler = handlers.get_channel_handler(channel)
+        try:
+            if handler is not None:
+                handler(request, Message(channel, params, frame["data"]))
+            elif not izana_compat.handle_message(request, channel, params, frame["data"]):
+                logger.warning("mizan-hub worker: no handler for channel %r", channel)
+                return [{"error": _error("not_found", f"no handler for channel {channel!r}"),
+                         "channel": channel, "params": params}]
+        except Exception:
+            stats.incr("worker_handler_errors")
+            logger.exception("mizan-hub worker: handler of channel %r failed", channel)
+            return [{"error": _error("internal", "the message handler failed"),
+                     "channel": channel, "params": params}]
+        stats.incr("worker_handled")
+        return []
+
+    def on_call(self, request: HubRequest, frame: dict) -> dict:
+        """The rpc reply frame of an ``rpc`` or ``ctx`` frame."""
+        call_id = frame["id"]
+        try:
+            if frame["action"] == "rpc":
+                data = self._rpc(request, frame)
+            else:
+                data = self._ctx(request, frame)
+            if isinstance(data, izana_compat.Reply):
+                return {"id": call_id, **data.frame}
+            return {"id": call_id, "ok": True, "data": _jsonable(data)}
+        except RpcError as exc:
+            return {"id": call_id, "ok": False, "error": _error(exc.code, exc.message, exc.details)}
+        except (PermissionDenied, PermissionError) as exc:
+            return {"id": call_id, "ok": False,
+                    "error": _error("FORBIDDEN", str(exc) or "permission denied")}
+        except (ObjectDoesNotExist, Http404) as exc:
+            return {"id": call_id, "ok": False,
+                    "error": _error("NOT_FOUND", str(exc) or "not found")}
+        except ValidationError as exc:
+            return {"id": call_id, "ok": False,
+                    "error": _error("BAD_REQUEST", "; ".join(exc.messages))}
+        except Exception as exc:
+            stats.incr("worker_handler_errors")
+            logger.exception("mizan-hub worker: %s %r failed", frame["action"],
+                             frame.get("fn") or frame.get("context"))
+            message = "internal error"
+            if settings.DEBUG:
+                message += f": {type(exc).__name__}: {exc}"
+            return {"id": call_id, "ok": False, "error": _error("INTERNAL", message)}
+
+    def _rpc(self, request: HubRequest, frame: dict) -> Any:
+        fn, args = frame["fn"], frame["args"]
+        handler = handlers.get_rpc(fn)
+        if handler is None:
+            reply = izana_compat.execute_rpc(request, fn, args)
+            if reply is None:
+                raise RpcError("NOT_FOUND", f"function {fn!r} not found")
+            return reply
+        positional = args if isinstance(args, list) else []
+        named = args if isinstance(args, dict) else {}
+        try:
+            inspect.signature(handler).bind(request, *positional, **named)
+        except TypeError as exc:
+            raise RpcError("BAD_REQUEST", f"bad arguments for {fn!r}: {exc}") from None
+        return handler(request, *positional, **named)
+
+    def _ctx(self, request: HubRequest, frame: dict) -> Any:
+        name, params = frame["context"], frame["params"]
+        handler = handlers.get_context_handler(name)
+        if handler is None:
+            reply = izana_compat.execute_ctx(request, name, params)
+            if reply is None:
+                raise RpcError("NOT_FOUND", f"context {name!r} not found")
+            return reply
+        return handler(request, params)

@@ -1,0 +1,122 @@
+"""Fixtures: a private redis-server for the session, a clean database of
+Redis keys and counters per test, and a subscriber on the events channel."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import redis
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """Starts redis-server on a free loopback port; stops it at the end."""
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.exit(f"redis-server did not start on port {port}", returncode=3)
+            time.sleep(0.02)
+    client.close()
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hub_settings(redis_url, django_db_blocker):
+    """Points MIZAN_HUB at the private server for the whole session."""
+    from django.conf import settings
+    from django.test import override_settings
+    override = override_settings(MIZAN_HUB={**settings.MIZAN_HUB, "REDIS_URL": redis_url})
+    override.enable()
+    yield
+    override.disable()
+
+
+@pytest.fixture
+def r(redis_url):
+    """A client of the test server, emptied before the test; counters zeroed."""
+    from mizan_hub import stats
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    stats.reset()
+    yield client
+    client.close()
+
+
+class Subscriber:
+    def __init__(self, client: redis.Redis, channel: str):
+        self.pubsub = client.pubsub()
+        self.pubsub.subscribe(channel)
+        assert self.pubsub.get_message(timeout=2)["type"] == "subscribe"
+
+    def texts(self, timeout: float = 0.3) -> list[str]:
+        """Everything published so far (waits ``timeout`` for the first)."""
+        out = []
+        while True:
+            message = self.pubsub.get_message(timeout=timeout)
+            if message is None:
+                return out
+            if message["type"] == "message":
+                out.append(message["data"].decode("utf-8"))
+            timeout = 0.05
+
+    def envelopes(self, timeout: float = 0.3) -> list[dict]:
+        from mizan_hub import protocol
+        out = []
+        for text in self.texts(timeout):
+            env = protocol.decode_envelope(text)  # every envelope must pass the hub's rules
+            assert json.loads(text)["v"] == 1
+            out.append(env)
+        return out
+
+    def close(self):
+        self.pubsub.close()
+
+
+@pytest.fixture
+def events(r):
+    sub = Subscriber(r, "mizan:events")
+    yield sub
+    sub.close()
+
+
+@pytest.fixture
+def subscriber(r):
+    subs = []
+
+    def make(channel):
+        sub = Subscriber(r, channel)
+        subs.append(sub)
+        return sub
+    yield make
+    for sub in subs:
+        sub.close()
