@@ -155,6 +155,7 @@ static int run_worker(const mh_config *cfg)
     /* lws and hiredis close their handles on the loop; let them finish. */
     uv_walk(&loop, close_handle, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
+    mh_transport_finish(&h);
     if (uv_loop_close(&loop))
         mh_warn("loop closed with handles still open");
     mh_rpc_free_all(&h);
@@ -179,7 +180,8 @@ static pid_t spawn(mh_config *cfg, const char *base_id, int i)
     pid_t pid = fork();
     if (pid == 0) {
         char comp[32];
-        snprintf(cfg->hub_id, sizeof cfg->hub_id, "%.28s-%d", base_id, i);
+        /* ids stay within 32 characters: 28 of the base, "-", two digits */
+        snprintf(cfg->hub_id, sizeof cfg->hub_id, "%.28s-%u", base_id, (unsigned)i % 100u);
         snprintf(comp, sizeof comp, "w%d", i);
         mh_log_setup(cfg->log_level, cfg->log_json, comp);
         signal(SIGTERM, SIG_DFL);

@@ -322,8 +322,16 @@ size_t mh_transport_drain_step(mh_hub *h)
 
 void mh_transport_stop(mh_hub *h)
 {
-    if (h->lws) {
+    if (h->lws)
         lws_context_destroy(h->lws);
+}
+
+void mh_transport_finish(mh_hub *h)
+{
+    /* With a foreign loop, lws 4.1 leaves its last stage (the fd tables and
+     * the context) for after its handles closed on our loop. */
+    if (h->lws) {
+        lws_context_destroy2(h->lws);
         h->lws = NULL;
     }
 }

@@ -20,4 +20,7 @@ size_t mh_transport_drain_step(mh_hub *h);
 /** Destroys the lws context (the loop must keep running until its handles close). */
 void mh_transport_stop(mh_hub *h);
 
+/** Frees what lws keeps until the loop has closed its handles. */
+void mh_transport_finish(mh_hub *h);
+
 #endif
