@@ -37,6 +37,14 @@ def already_published(request):
                                                      "other"]})
 
 
+def change_password(request):
+    from django.contrib.auth import update_session_auth_hash
+    request.user.set_password("new-password")
+    request.user.save()
+    update_session_auth_hash(request, request.user)
+    return HttpResponse("changed")
+
+
 def plain(request):
     return JsonResponse({"result": 1})
 
@@ -49,5 +57,6 @@ urlpatterns = [
     path("failed/", failed_mutation),
     path("already/", already_published),
     path("plain/", plain),
+    path("change-password/", change_password),
     path("hub/", include("mizan_hub.urls")),
 ]
