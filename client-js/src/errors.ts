@@ -41,8 +41,9 @@ export class ProtocolError extends Error {
     super(`${code}: ${detail}${where}`);
     this.code = code;
     // Only the fields that apply exist, so `'pos' in err` says whether it has one.
-    if (place?.pos !== undefined) Object.defineProperty(this, 'pos', { value: place.pos, enumerable: true });
-    if (place?.path !== undefined) Object.defineProperty(this, 'path', { value: place.path, enumerable: true });
+    for (const k of ['pos', 'path'] as const) {
+      if (place?.[k] !== undefined) Object.defineProperty(this, k, { value: place[k], enumerable: true });
+    }
   }
 }
 

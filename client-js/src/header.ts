@@ -41,130 +41,119 @@ function hexValue(c: number): number {
 
 function describeAt(s: string, i: number): string {
   if (i >= s.length) return 'the end of the value';
-  const c = s.codePointAt(i) as number;
-  if (c > 0x7f) return `U+${c.toString(16).toUpperCase().padStart(4, '0')} (non-ASCII must be percent-encoded)`;
-  if (c < 0x21 || c === 0x7f) return `byte 0x${c.toString(16).padStart(2, '0')}`;
-  return JSON.stringify(s.charAt(i));
+  return s.charCodeAt(i) > 0x7e ? 'non-ASCII (percent-encode it)' : JSON.stringify(s.charAt(i));
 }
 
-/** One decoding pass over a header value. */
-class HeaderDecoder {
-  private readonly out: InvalidationList = [];
+/**
+ * One decoding pass over a header value. Closures rather than a class:
+ * locals minify, method names do not (the core bundle has a size budget).
+ */
+function decodePass(s: string): InvalidationList {
+  const out: InvalidationList = [];
+  const n = s.length;
+  const at = (i: number): number => s.charCodeAt(i); // NaN past the end: equal to nothing
 
-  constructor(private readonly s: string) {}
+  const fail = (code: ErrorCode, i: number, detail: string): never => {
+    throw new ProtocolError(code, detail, { pos: utf8Length(s.slice(0, i)) });
+  };
 
-  private fail(code: ErrorCode, i: number, detail: string): never {
-    throw new ProtocolError(code, detail, { pos: utf8Length(this.s.slice(0, i)) });
-  }
+  const unexpected = (i: number, wanted: string): never => fail('bad_header', i, `expected ${wanted}, found ${describeAt(s, i)}`);
 
-  private unexpected(i: number, wanted: string): never {
-    this.fail('bad_header', i, `expected ${wanted}, found ${describeAt(this.s, i)}`);
-  }
-
-  private at(i: number): number {
-    return this.s.charCodeAt(i); // NaN past the end: equal to nothing
-  }
-
-  private skipOws(i: number): number {
-    while (i < this.s.length && (this.at(i) === SP || this.at(i) === HTAB)) i++;
+  const skipOws = (i: number): number => {
+    while (at(i) === SP || at(i) === HTAB) i++;
     return i;
-  }
+  };
 
   /** Scans `name` or `value` from `i`: returns where it ends and its percent-decoded bytes. */
-  private token(i: number): [number, Uint8Array] {
+  const token = (i: number): [number, Uint8Array] => {
     const bytes: number[] = [];
     for (;;) {
-      const c = this.at(i);
+      const c = at(i);
       if (isTchar(c)) {
         bytes.push(c);
         i++;
       } else if (c === PERCENT) {
-        const h = this.at(i + 1);
-        const l = this.at(i + 2);
-        if (!isHexDigit(h) || !isHexDigit(l)) this.fail('bad_header', i, '"%" is not followed by two hex digits');
+        const h = at(i + 1);
+        const l = at(i + 2);
+        if (!isHexDigit(h) || !isHexDigit(l)) fail('bad_header', i, '"%" is not followed by two hex digits');
         bytes.push(hexValue(h) * 16 + hexValue(l));
         i += 3;
       } else {
         return [i, Uint8Array.from(bytes)];
       }
     }
-  }
+  };
 
-  private name(start: number, end: number, bytes: Uint8Array, max: number, what: string): string {
+  /** A name token at `start`; returns the decoded name and where it ends. */
+  const name = (start: number, max: number, what: string): [string, number] => {
+    const [end, bytes] = token(start);
+    if (end === start) unexpected(start, `a ${what}`);
     const text = decodeUtf8(bytes);
-    if (text === null) this.fail('bad_name', start, `${what} is not valid UTF-8 once percent-decoded`);
+    if (text === null) return fail('bad_name', start, `${what} is not valid UTF-8 once percent-decoded`);
     const problem = nameProblem(text, max);
-    if (problem !== null) this.fail('bad_name', start, `${what} ${JSON.stringify(this.s.slice(start, end))} ${problem}`);
-    return text;
-  }
+    if (problem !== null) fail('bad_name', start, `${what} ${JSON.stringify(s.slice(start, end))} ${problem}`);
+    return [text, end];
+  };
 
-  private value(start: number, bytes: Uint8Array): string {
+  const value = (start: number, bytes: Uint8Array): string => {
     const text = decodeUtf8(bytes);
-    if (text === null) this.fail('bad_param', start, 'param value is not valid UTF-8 once percent-decoded');
+    if (text === null) return fail('bad_param', start, 'param value is not valid UTF-8 once percent-decoded');
     const problem = valueProblem(text, LIMITS.value);
-    if (problem !== null) this.fail('bad_param', start, `param value ${problem}`);
+    if (problem !== null) fail('bad_param', start, `param value ${problem}`);
     return text;
-  }
+  };
 
   /** element = name [ OWS ";" [ OWS param *( OWS ";" OWS param ) ] ]; returns where it ends. */
-  private element(start: number): number {
-    const [nameEnd, nameBytes] = this.token(start);
-    if (nameEnd === start) this.unexpected(start, 'a context name');
-    const context = this.name(start, nameEnd, nameBytes, LIMITS.name, 'context name');
-
-    const semi = this.skipOws(nameEnd);
-    if (this.at(semi) !== SEMI) {
-      this.out.push(context);
+  const element = (start: number): number => {
+    const [context, nameEnd] = name(start, LIMITS.name, 'context name');
+    const semi = skipOws(nameEnd);
+    if (at(semi) !== SEMI) {
+      out.push(context);
       return nameEnd;
     }
-    let i = this.skipOws(semi + 1);
+    let i = skipOws(semi + 1);
     const params: Params = {};
-    if (i >= this.s.length || this.at(i) === COMMA) {
-      this.out.push({ context, params }); // `name;`: scoped, no params
+    if (i >= n || at(i) === COMMA) {
+      out.push({ context, params }); // `name;`: scoped, no params
       return i;
     }
     const seen = new Set<string>();
     for (;;) {
       // param = name OWS "=" OWS value
-      const [pEnd, pBytes] = this.token(i);
-      if (pEnd === i) this.unexpected(i, 'a param name');
-      const pname = this.name(i, pEnd, pBytes, LIMITS.paramName, 'param name');
-      if (seen.has(pname)) this.fail('bad_header', i, `param ${JSON.stringify(pname)} is given twice`);
-      if (seen.size === LIMITS.params) this.fail('too_large', i, `more than ${LIMITS.params} params`);
+      const [pname, pEnd] = name(i, LIMITS.paramName, 'param name');
+      if (seen.has(pname)) fail('bad_header', i, `param ${JSON.stringify(pname)} is given twice`);
+      if (seen.size === LIMITS.params) fail('too_large', i, `more than ${LIMITS.params} params`);
       seen.add(pname);
-      const eq = this.skipOws(pEnd);
-      if (this.at(eq) !== EQUALS) this.unexpected(eq, '"="');
-      const vStart = this.skipOws(eq + 1);
-      const [vEnd, vBytes] = this.token(vStart);
-      put(params, pname, this.value(vStart, vBytes));
-      const next = this.skipOws(vEnd);
-      if (this.at(next) !== SEMI) {
-        this.out.push({ context, params });
+      const eq = skipOws(pEnd);
+      if (at(eq) !== EQUALS) unexpected(eq, '"="');
+      const vStart = skipOws(eq + 1);
+      const [vEnd, vBytes] = token(vStart);
+      put(params, pname, value(vStart, vBytes));
+      const next = skipOws(vEnd);
+      if (at(next) !== SEMI) {
+        out.push({ context, params });
         return vEnd;
       }
-      i = this.skipOws(next + 1);
+      i = skipOws(next + 1);
     }
-  }
+  };
 
-  /** header = OWS [ element ] *( OWS "," OWS [ element ] ) OWS */
-  decode(): InvalidationList {
-    const n = this.s.length;
-    let i = 0;
-    for (;;) {
-      i = this.skipOws(i);
-      if (i >= n) break;
-      if (this.at(i) === COMMA) {
-        i++; // empty element
-        continue;
-      }
-      if (this.out.length === LIMITS.entries) this.fail('too_large', i, `more than ${LIMITS.entries} entries`);
-      i = this.skipOws(this.element(i));
-      if (i >= n) break;
-      if (this.at(i) !== COMMA) this.unexpected(i, '"," or the end of the value');
-      i++;
+  // header = OWS [ element ] *( OWS "," OWS [ element ] ) OWS
+  let i = 0;
+  for (;;) {
+    i = skipOws(i);
+    if (i >= n) break;
+    if (at(i) === COMMA) {
+      i++; // empty element
+      continue;
     }
-    return this.out;
+    if (out.length === LIMITS.entries) fail('too_large', i, `more than ${LIMITS.entries} entries`);
+    i = skipOws(element(i));
+    if (i >= n) break;
+    if (at(i) !== COMMA) unexpected(i, '"," or the end of the value');
+    i++;
   }
+  return out;
 }
 
 /**
@@ -183,7 +172,7 @@ export function decodeHeader(s: string): InvalidationList {
   if (utf8Length(s) > LIMITS.header) {
     throw new ProtocolError('too_large', `the header value is over ${LIMITS.header} bytes`, { pos: LIMITS.header });
   }
-  return new HeaderDecoder(s).decode();
+  return decodePass(s);
 }
 
 /**

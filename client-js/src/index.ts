@@ -1,54 +1,40 @@
 /**
- * @mizan/hub-client: the protocol codecs shared with the C library
- * (`protocol/`) and the Django app, checked by `protocol/vectors/*.json`.
+ * @mizan/hub-client: the browser runtime for mizan-hub (`connect`) and the
+ * codecs it shares with a `fetch` response's invalidations. The full codec
+ * set (header encoder, frame and envelope decoders) is in
+ * `@mizan/hub-client/protocol`; React hooks in `@mizan/hub-client/react`.
  * SPEC: `protocol/SPEC.md`.
  */
+
+export { RpcError, connect } from './client.js';
+export type {
+  CallOptions,
+  Channel,
+  ChannelMessage,
+  CloseInfo,
+  ConnectOptions,
+  Gap,
+  HubClient,
+  HubError,
+  Identity,
+  InvalidationEvent,
+  InvalidationListener,
+  SocketConstructor,
+  SocketLike,
+  State,
+  SubscribeOptions,
+  Welcome,
+} from './client.js';
 
 export { ProtocolError } from './errors.js';
 export type { ErrorCode, ErrorPlace } from './errors.js';
 
-export { LIMITS, valueString } from './values.js';
-export type { ParamValue, Params, ParamsInput } from './values.js';
-
-export { decodeInvalidation } from './invalidation.js';
-export type { Entry, EntryInput, InvalidationList, NormalizedScope, Scope, ScopedEntry } from './invalidation.js';
-
-export { BUCKETS, bucket, canonicalKey, fnv1a32, matches } from './key.js';
-
-export { INVALIDATE_HEADER, decodeHeader, encodeHeader } from './header.js';
-
 export { invalidationsFrom } from './from.js';
 export type { HeadersLike, InvalidationBody, InvalidationSource } from './from.js';
 
-export { compareCodePoints } from './text.js';
+export { decodeInvalidation } from './invalidation.js';
+export type { Entry, EntryInput, InvalidationList, Scope, ScopedEntry } from './invalidation.js';
 
-export type { JsonObject, JsonValue } from './json.js';
+export { canonicalKey } from './key.js';
 
-export { ACTIONS, decodeFrame } from './frame.js';
-export type {
-  Action,
-  AuthFrame,
-  CtxFrame,
-  Frame,
-  MessageFrame,
-  PingFrame,
-  Ref,
-  RpcFrame,
-  SubscribeFrame,
-  Target,
-  UnsubscribeFrame,
-} from './frame.js';
-
-export { KINDS, decodeEnvelope } from './envelope.js';
-export type {
-  CanaryEnvelope,
-  CloseEnvelope,
-  DisconnectEnvelope,
-  Envelope,
-  InvalidateEnvelope,
-  Kind,
-  LogoutEnvelope,
-  MessageEnvelope,
-  ReplyEnvelope,
-  SendEnvelope,
-} from './envelope.js';
+export type { ParamValue, Params, ParamsInput } from './values.js';

@@ -80,11 +80,5 @@ export function decodeInvalidation(value: unknown): InvalidationList {
 /** Normalizes a scope found at `path`; `params` absent or undefined is `{}`. */
 export function normalizeScopeAt(scope: unknown, path: string): NormalizedScope {
   if (!isPlainObject(scope)) throw errorAt('bad_invalidation', path, 'a scope is {"context": NAME, "params": {...}}');
-  const context = own(scope, 'context');
-  if (typeof context !== 'string') throw errorAt('bad_invalidation', `${path}/context`, '"context" is not a string');
-  checkName(context, `${path}/context`, 'context');
-  const p = own(scope, 'params');
-  if (p === undefined) return { context, params: {} };
-  if (!isPlainObject(p)) throw errorAt('bad_invalidation', `${path}/params`, '"params" is not an object');
-  return { context, params: normalizeParams(p, `${path}/params`) };
+  return decodeEntryAt(scope, path) as NormalizedScope; // an object decodes as a scoped entry
 }

@@ -3,6 +3,9 @@
  * form, percent-encoding, JSON-pointer tokens. No I/O, no state.
  */
 
+const encoder = /* @__PURE__ */ new TextEncoder();
+const decoder = /* @__PURE__ */ new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 function isLead(c: number): boolean {
   return c >= 0xd800 && c <= 0xdbff;
 }
@@ -37,19 +40,9 @@ function scan(s: string, controls: boolean): number {
   return bytes;
 }
 
-/** Length in bytes of the UTF-8 encoding of `s` (a lone surrogate counts as the 3 bytes of U+FFFD). */
+/** Length in bytes of the UTF-8 encoding of `s` (a lone surrogate counts as the 3 bytes of U+FFFD, as `TextEncoder` writes it). */
 export function utf8Length(s: string): number {
-  let bytes = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) bytes += 1;
-    else if (c < 0x800) bytes += 2;
-    else if (isLead(c) && i + 1 < s.length && isTrail(s.charCodeAt(i + 1))) {
-      bytes += 4;
-      i++;
-    } else bytes += 3;
-  }
-  return bytes;
+  return encoder.encode(s).length;
 }
 
 /** Why `s` is not a name of 1 to `max` bytes (SPEC section 1), or null when it is one. */
@@ -122,8 +115,6 @@ export function jsonQuote(s: string): string {
 }
 
 const HEX_UPPER = '0123456789ABCDEF';
-const encoder = new TextEncoder();
-const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function isUnreserved(b: number): boolean {
   return (

@@ -18,8 +18,8 @@ import {
   invalidationsFrom,
   matches,
   valueString,
-} from '@mizan/hub-client';
-import type { ParamsInput } from '@mizan/hub-client';
+} from '@mizan/hub-client/protocol';
+import type { ParamsInput } from '@mizan/hub-client/protocol';
 
 /** Asserts that `fn` throws a ProtocolError with exactly these fields. */
 function throwsProtocol(fn: () => unknown, want: { code: string; pos?: number; path?: string }): void {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { bucket, canonicalKey, compareCodePoints, encodeHeader, fnv1a32 } from '@mizan/hub-client';
+import { bucket, canonicalKey, compareCodePoints, encodeHeader, fnv1a32 } from '@mizan/hub-client/protocol';
 
 /** A key built the naive way, with the given order of names. */
 function naiveKey(context: string, params: Record<string, string>, names: string[]): string {

@@ -24,8 +24,8 @@ import {
   encodeHeader,
   matches,
   valueString,
-} from '@mizan/hub-client';
-import type { EntryInput, ParamsInput, Scope } from '@mizan/hub-client';
+} from '@mizan/hub-client/protocol';
+import type { EntryInput, ParamsInput, Scope } from '@mizan/hub-client/protocol';
 
 const VECTORS_DIR = process.env['MIZAN_VECTORS'] ?? fileURLToPath(new URL('../../protocol/vectors/', import.meta.url));
 

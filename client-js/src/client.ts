@@ -1,0 +1,779 @@
+/**
+ * The browser runtime (SPEC sections 6-10): one WebSocket to a hub, cookie
+ * or token authentication, context subscriptions with version tracking and
+ * resume, channels with sequence dedup and gap reports, rpc, and reconnect
+ * with full-jitter backoff.
+ *
+ * Written as one closure rather than a class: locals minify, properties do
+ * not, and the core entry must stay under 6 KiB min+gz.
+ */
+
+import { invalidationsFrom } from './from.js';
+import type { InvalidationSource } from './from.js';
+import { normalizeScopeAt } from './invalidation.js';
+import type { Entry } from './invalidation.js';
+import { keyOf } from './key.js';
+import type { Params, ParamsInput } from './values.js';
+
+/** Connection states. `open` means welcomed (and, with a token, authenticated). */
+export type State = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+/** Why the last connection ended: the WebSocket close code and reason text. */
+export interface CloseInfo {
+  code: number;
+  reason: string;
+}
+
+/** Who the hub thinks the connection is (SPEC section 8). */
+export interface Identity {
+  sub: string;
+  staff: boolean;
+  super: boolean;
+}
+
+/** The hub's first frame (SPEC section 8). */
+export interface Welcome {
+  protocol: number;
+  hub: string;
+  conn: string;
+  identity: Identity | null;
+  /** Unix time (seconds) the credentials end, or null */
+  expires: number | null;
+  /** default refetch spread window, ms */
+  spread_ms: number;
+  max_frame: number;
+}
+
+/** What a context subscription's callback receives: one call per key per microtask batch. */
+export interface InvalidationEvent {
+  context: string;
+  /** the subscription's params, normalized (string values) */
+  params: Params;
+  /** the subscription's canonical key */
+  key: string;
+  /** the entries of the batch that matched this subscription */
+  entries: Entry[];
+  /** `"gap"` or `"resume"` when the hub healed a gap (last one of the batch), else undefined */
+  reason: string | undefined;
+  /** ms waited before this call: uniformly random in [0, spread_ms), 0 without spread */
+  delay: number;
+}
+
+export type InvalidationListener = (event: InvalidationEvent) => void;
+
+export interface SubscribeOptions {
+  /** wait a random delay within the hub's `spread_ms` before calling back (default true) */
+  spread?: boolean;
+  /** a version the caller's data is known to reflect (e.g. embedded by SSR); used for the first subscribe only */
+  since?: string;
+}
+
+/** A channel message (SPEC section 8). `seq`/`epoch` are absent on frames a worker sent directly. */
+export interface ChannelMessage {
+  type: string;
+  data: unknown;
+  seq?: number;
+  epoch?: string;
+  ts?: number;
+}
+
+/** Missed channel messages the hub could not replay (SPEC section 8). */
+export interface Gap {
+  from: number;
+  to: number;
+  recovered: boolean;
+  /** `history_trimmed`, `no_history`, `epoch_changed` or `hub_link_lost` */
+  reason: string;
+}
+
+/** One handle on a channel instance; several handles on one key share one server subscription. */
+export interface Channel {
+  readonly name: string;
+  readonly params: Params;
+  readonly key: string;
+  /** Sends `{"action":"message",...}`; queued while the connection is down. */
+  send(data?: unknown): void;
+  /** Listens for messages; returns the function that stops listening. */
+  on(listener: (message: ChannelMessage) => void): () => void;
+  /** Listens for gap reports; returns the function that stops listening. */
+  onGap(listener: (gap: Gap) => void): () => void;
+  /** Drops this handle (and its listeners); the last one unsubscribes. */
+  close(): void;
+}
+
+/** An rpc/ctx failure: `code` is SPEC section 8's upper-case code, or the client's `TIMEOUT` / `DISCONNECTED`. */
+export class RpcError extends Error {
+  override readonly name = 'RpcError';
+  readonly code: string;
+  readonly details: unknown;
+
+  constructor(code: string, message: string, details?: unknown) {
+    super(`${code}: ${message}`);
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export interface CallOptions {
+  /** ms before the promise rejects with `TIMEOUT` (default: the client's `rpcTimeout`) */
+  timeout?: number;
+}
+
+/** An error frame from the hub (SPEC section 8), as received. */
+export interface HubError {
+  error: { code: string; message: string };
+  ref?: string | number;
+  context?: string;
+  channel?: string;
+  params?: Params;
+}
+
+/** The WebSocket surface the client uses; the browser's `WebSocket` has it. */
+export interface SocketLike {
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: never) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+}
+
+export type SocketConstructor = new (url: string, protocols?: string | string[]) => SocketLike;
+
+interface EventSourceLike {
+  addEventListener(type: string, listener: () => void): void;
+  removeEventListener(type: string, listener: () => void): void;
+}
+
+interface DocumentLike extends EventSourceLike {
+  readonly visibilityState: string;
+}
+
+export interface ConnectOptions {
+  /** `ws://` or `wss://` URL of the hub (any path but /healthz, /readyz, /metrics) */
+  url: string;
+  /** Token auth: called before every connection and refresh; without it the browser's cookies authenticate. */
+  token?: () => Promise<string>;
+  /** WebSocket subprotocols; default none (a server that answers none would fail a requested one) */
+  protocols?: string | string[];
+  /** first backoff ceiling, ms (default 500); attempt n waits random() × min(maxDelay, baseDelay × 2^n) */
+  baseDelay?: number;
+  /** backoff cap, ms (default 30000) */
+  maxDelay?: number;
+  /** after close 1012 (drain), reconnect after random() × drainDelay ms (default 5000) */
+  drainDelay?: number;
+  /** a connection open this long (ms, default 5000) resets the backoff */
+  stableAfter?: number;
+  /** refresh the token this many seconds before `expires` (default 60); the hub's `expiring` also triggers it */
+  refreshBefore?: number;
+  /** default rpc/ctx timeout, ms (default 35000: after the hub's own 30 s TIMEOUT) */
+  rpcTimeout?: number;
+  /** injectable for tests and other environments */
+  WebSocket?: SocketConstructor;
+  random?: () => number;
+  now?: () => number;
+  setTimeout?: (fn: () => void, ms: number) => unknown;
+  clearTimeout?: (handle: unknown) => void;
+  /** where `online` is listened for; default `window` when there is one */
+  window?: EventSourceLike | null;
+  /** where `visibilitychange` is listened for; default `document` when there is one */
+  document?: DocumentLike | null;
+}
+
+export interface HubClient {
+  readonly state: State;
+  /** why the last connection ended (null while the first one is being made) */
+  readonly reason: CloseInfo | null;
+  readonly welcome: Welcome | null;
+  readonly identity: Identity | null;
+  /** Calls `listener(state, reason)` on every change; returns the function that stops it. */
+  onState(listener: (state: State, reason: CloseInfo | null) => void): () => void;
+  /** Error frames from the hub. */
+  onError(listener: (error: HubError) => void): () => void;
+  /** Every frame from the hub, parsed, before the client handles it. */
+  onFrame(listener: (frame: Record<string, unknown>) => void): () => void;
+  /**
+   * Subscribes to a context scope; several subscriptions of one canonical key
+   * share one server subscription. Throws a `ProtocolError` for a bad name or
+   * params. Returns the unsubscribe function (idempotent).
+   */
+  subscribe(context: string, params: ParamsInput | undefined, onInvalidate: InvalidationListener, options?: SubscribeOptions): () => void;
+  /** Delivers invalidations from a mutation response (body, `Headers` or header value) to the local subscriptions, without spread. */
+  invalidate(source: InvalidationSource): void;
+  /** The largest version seen for a context (its resume point), or undefined. */
+  version(context: string): string | undefined;
+  channel(name: string, params?: ParamsInput): Channel;
+  /** Calls a server function; resolves its `data`, rejects with an `RpcError`. */
+  rpc(fn: string, args?: unknown, options?: CallOptions): Promise<unknown>;
+  /** Fetches a context through the hub (`ctx` action). */
+  ctx(context: string, params?: ParamsInput, options?: CallOptions): Promise<unknown>;
+  /** Reconnects now: after a fatal close (new credentials), after `close()`, or to skip a backoff wait. */
+  reconnect(): void;
+  /** Closes for good (until `reconnect()`): no retry; pending calls reject with `DISCONNECTED`. */
+  close(): void;
+}
+
+interface Listener {
+  f: InvalidationListener;
+  s: boolean;
+  /** the delayed call not made yet (spread), to which later batches add entries */
+  p?: InvalidationEvent | undefined;
+  t?: unknown;
+}
+
+interface Sub {
+  c: string;
+  p: Params;
+  k: string;
+  ls: Set<Listener>;
+  /** the caller's `since`, for the first subscribe */
+  since: string | undefined;
+  /** acknowledged at least once */
+  a: boolean;
+  /** created while the connection was down after having been up: heal with "0:0" when no version is known */
+  o: boolean;
+}
+
+interface Chan {
+  n: string;
+  p: Params;
+  k: string;
+  refs: number;
+  m: Set<(m: ChannelMessage) => void>;
+  g: Set<(g: Gap) => void>;
+  e?: string;
+  q?: number;
+}
+
+interface Call {
+  ok: (v: unknown) => void;
+  no: (e: RpcError) => void;
+  t: unknown;
+  /** the frame, while it waits in the outbox */
+  f: Out | undefined;
+}
+
+type Out = { [k: string]: unknown };
+
+/** What the hub sends; every member optional, checked where used. */
+interface In {
+  welcome?: Welcome;
+  authed?: { identity: Identity | null; expires: number | null };
+  expiring?: unknown;
+  subscribed?: boolean;
+  context?: string;
+  channel?: string;
+  params?: ParamsInput;
+  version?: string;
+  epoch?: string;
+  seq?: number;
+  invalidate?: unknown;
+  versions?: { [context: string]: unknown };
+  spread_ms?: number;
+  reason?: string;
+  type?: string;
+  data?: unknown;
+  ts?: number;
+  gap?: Gap & { channel: string; params?: ParamsInput };
+  id?: string | number;
+  ok?: boolean;
+  error?: { code?: string; message?: string; details?: unknown };
+  ref?: string | number;
+}
+
+/** Close codes after which only new credentials help (SPEC section 9). */
+const FATAL = [4001, 4003, 4005];
+
+/** Whether version `b` is not newer than `a` in the same epoch (counters compared as decimal strings, which may pass 2^53). */
+function notNewer(a: string, b: string): boolean {
+  const i = a.indexOf(':');
+  const j = b.indexOf(':');
+  if (a.slice(0, i) !== b.slice(0, j)) return false;
+  const x = a.slice(i + 1);
+  const y = b.slice(j + 1);
+  return y.length < x.length || (y.length === x.length && y <= x);
+}
+
+function scope(name: string, params: ParamsInput | undefined): [Params, string] {
+  const s = normalizeScopeAt({ context: name, params: params ?? {} }, '');
+  return [s.params, keyOf(name, s.params)];
+}
+
+function addTo<T>(set: Set<T>, item: T): () => void {
+  set.add(item);
+  return () => void set.delete(item);
+}
+
+/**
+ * Opens a connection to the hub and keeps it open: reconnects with backoff,
+ * re-authenticates, resubscribes and heals gaps (SPEC section 10) until
+ * `close()` or a close code that needs new credentials (4001, 4003, 4005).
+ */
+export function connect(options: ConnectOptions): HubClient {
+  const o = options;
+  const WS = o.WebSocket ?? (globalThis as unknown as { WebSocket: SocketConstructor }).WebSocket;
+  const random = o.random ?? Math.random;
+  const now = o.now ?? Date.now;
+  const setT = o.setTimeout ?? ((fn: () => void, ms: number): unknown => setTimeout(fn, ms));
+  const clearT = o.clearTimeout ?? ((h: unknown) => clearTimeout(h as ReturnType<typeof setTimeout>));
+  const tokenFn = o.token;
+  const base = o.baseDelay ?? 500;
+  const cap = o.maxDelay ?? 3e4;
+  const win = o.window !== undefined ? o.window : typeof window === 'object' ? window : null;
+  const doc = o.document !== undefined ? o.document : typeof document === 'object' ? document : null;
+
+  let state: State = 'connecting';
+  let reason: CloseInfo | null = null;
+  let welcome: Welcome | null = null;
+  let identity: Identity | null = null;
+  let sock: SocketLike | undefined;
+  /** welcomed (and authenticated): frames may be sent */
+  let ready = false;
+  let everReady = false;
+  let stopped = false;
+  /** bumped by every dial and loss, so late token promises and sockets are ignored */
+  let gen = 0;
+  let tries = 0;
+  let retryT: unknown;
+  let stableT: unknown;
+  let refreshT: unknown;
+  let lastExpires: number | null = null;
+  let refreshing = false;
+  let spreadDefault = 0;
+  let flushing = false;
+  let rid = 0;
+
+  const stateLs = new Set<(s: State, r: CloseInfo | null) => void>();
+  const errorLs = new Set<(e: HubError) => void>();
+  const frameLs = new Set<(f: Record<string, unknown>) => void>();
+  const subs = new Map<string, Sub>();
+  const byContext = new Map<string, Set<Sub>>();
+  const chans = new Map<string, Chan>();
+  const versions = new Map<string, string>();
+  const calls = new Map<number, Call>();
+  let outbox: Out[] = [];
+  let batch = new Map<Sub, { e: Entry[]; s: number; r: string | undefined }>();
+
+  const setState = (s: State, r: CloseInfo | null): void => {
+    state = s;
+    reason = r;
+    for (const l of [...stateLs]) l(s, r);
+  };
+
+  const raw = (f: Out): void => sock?.send(JSON.stringify(f));
+
+  /** Sends now when ready, else queues (messages, rpc); subscriptions are replayed on open instead. */
+  const out = (f: Out): void => {
+    if (ready) raw(f);
+    else outbox.push(f);
+  };
+
+  const noteVersion = (c: string, v: unknown): void => {
+    if (typeof v !== 'string') return;
+    const old = versions.get(c);
+    if (old === undefined || !notNewer(old, v)) versions.set(c, v);
+  };
+
+  const sendSub = (s: Sub): void => {
+    const since = (!s.a && s.since) || versions.get(s.c) || (s.o ? '0:0' : undefined);
+    const f: Out = { action: 'subscribe', context: s.c, params: s.p };
+    if (since) f['since'] = since;
+    raw(f);
+  };
+
+  const sendChan = (c: Chan): void => {
+    const f: Out = { action: 'subscribe', channel: c.n, params: c.p };
+    if (c.e !== undefined) f['since'] = c.e + ':' + c.q;
+    raw(f);
+  };
+
+  /**
+   * At the end of the microtask, unless someone took the key again (React
+   * StrictMode unmounts and remounts in one go): `remove` says whether it
+   * removed the entry, and only then is the unsubscribe frame sent.
+   */
+  const release = (remove: () => boolean, f: Out): void =>
+    queueMicrotask(() => {
+      if (remove() && ready) raw(f);
+    });
+
+  // ---- invalidations ----
+
+  const call = (l: Listener, ev: InvalidationEvent): void => {
+    try {
+      l.f(ev);
+    } catch (e) {
+      void Promise.reject(e); // reported, without breaking the other listeners
+    }
+  };
+
+  const flush = (): void => {
+    flushing = false;
+    const b = batch;
+    batch = new Map();
+    for (const [s, x] of b) {
+      for (const l of s.ls) {
+        if (l.p) {
+          l.p.entries.push(...x.e); // a delayed call is still waiting: it will see these too
+          if (x.r) l.p.reason = x.r;
+          continue;
+        }
+        const delay = l.s && x.s > 0 ? random() * x.s : 0;
+        const ev: InvalidationEvent = { context: s.c, params: s.p, key: s.k, entries: x.e.slice(), reason: x.r, delay };
+        if (delay > 0) {
+          l.p = ev;
+          l.t = setT(() => {
+            l.p = undefined;
+            call(l, ev);
+          }, delay);
+        } else call(l, ev);
+      }
+    }
+  };
+
+  /** Matches a normalized list against the subscriptions (SPEC section 4) and batches the hits. */
+  const deliver = (list: Entry[], spread: number, why: string | undefined): void => {
+    for (const e of list) {
+      const scoped = typeof e !== 'string';
+      for (const s of byContext.get(scoped ? e.context : e) ?? []) {
+        if (scoped && Object.keys(e.params).some((n) => s.p[n] !== e.params[n])) continue;
+        let x = batch.get(s);
+        if (!x) batch.set(s, (x = { e: [], s: 0, r: undefined }));
+        x.e.push(e);
+        if (spread > x.s) x.s = spread;
+        if (why) x.r = why;
+      }
+    }
+    if (batch.size && !flushing) {
+      flushing = true;
+      queueMicrotask(flush);
+    }
+  };
+
+  // ---- connection ----
+
+  const opened = (): void => {
+    ready = everReady = true;
+    setState('open', null);
+    stableT = setT(() => (tries = 0), o.stableAfter ?? 5e3);
+    subs.forEach(sendSub);
+    chans.forEach(sendChan);
+    const q = outbox;
+    outbox = [];
+    for (const f of q) {
+      const c = calls.get(f['id'] as number);
+      if (c) c.f = undefined;
+      raw(f);
+    }
+  };
+
+  const refresh = (): void => {
+    if (!tokenFn || refreshing || !ready) return;
+    refreshing = true;
+    const s = sock;
+    tokenFn().then(
+      (token) => {
+        refreshing = false;
+        if (sock === s && ready) raw({ action: 'refresh', token, ref: 'refresh' });
+      },
+      () => (refreshing = false), // the hub's 4004 will make the next connection fetch a token
+    );
+  };
+
+  /** Plans a refresh `refreshBefore` s before a new `expires` (the `expiring` frame is the backstop). */
+  const expiresAt = (exp: unknown): void => {
+    if (!tokenFn || typeof exp !== 'number' || exp === lastExpires) return;
+    lastExpires = exp;
+    clearT(refreshT);
+    const ms = exp * 1e3 - now() - (o.refreshBefore ?? 60) * 1e3;
+    if (ms < 2 ** 31) refreshT = setT(refresh, ms > 0 ? ms : 0);
+  };
+
+  const lost = (code: number, text: string): void => {
+    sock = undefined;
+    ready = false;
+    gen++;
+    clearT(stableT);
+    clearT(refreshT);
+    lastExpires = null;
+    calls.forEach((c, id) => c.f || settle(id, new RpcError('DISCONNECTED', 'the connection dropped before a reply')));
+    if (stopped) return;
+    const r = { code, reason: text };
+    if (FATAL.includes(code)) return setState('closed', r);
+    const delay =
+      code === 4004 && tokenFn ? 0 : random() * (code === 1012 ? (o.drainDelay ?? 5e3) : Math.min(cap, base * 2 ** tries++));
+    setState(everReady ? 'reconnecting' : 'connecting', r);
+    retryT = setT(dial, delay);
+  };
+
+  /** Ends the current socket from this side and handles it as a loss (`close` events of a detached socket are ignored). */
+  const drop = (code: number, text: string): void => {
+    const s = sock;
+    if (s) {
+      s.onclose = s.onmessage = s.onopen = null;
+      s.close(code, text);
+    }
+    lost(code, text);
+  };
+
+  const onFrame = (text: unknown): void => {
+    let f: In;
+    try {
+      f = JSON.parse(text as string) as In;
+    } catch {
+      return;
+    }
+    if (typeof f !== 'object' || f === null) return;
+    for (const l of [...frameLs]) l(f as Record<string, unknown>);
+
+    if (f.welcome) {
+      welcome = f.welcome;
+      identity = welcome.identity;
+      spreadDefault = +welcome.spread_ms || 0;
+      expiresAt(welcome.expires);
+      if (!tokenFn) opened();
+    } else if (f.authed) {
+      identity = f.authed.identity;
+      expiresAt(f.authed.expires);
+      if (!ready) opened();
+    } else if (f.expiring) {
+      refresh();
+    } else if (f.error) {
+      if (f.ref === 'auth') return drop(4001, f.error.message ?? 'authentication failed');
+      if (f.id !== undefined && f.ok === false) onReply(f);
+      else for (const l of [...errorLs]) l(f as HubError);
+    } else if (f.subscribed) {
+      if (typeof f.context === 'string') {
+        const s = subs.get(keyFrom(f.context, f.params));
+        noteVersion(f.context, f.version);
+        if (s) {
+          s.a = true;
+          s.o = false;
+        }
+      } else if (typeof f.channel === 'string') {
+        const c = chans.get(keyFrom(f.channel, f.params));
+        if (c && typeof f.epoch === 'string' && typeof f.seq === 'number') {
+          if (c.e !== f.epoch || (c.q as number) < f.seq) c.q = f.seq;
+          c.e = f.epoch;
+        }
+      }
+    } else if (f.invalidate !== undefined) {
+      let list: Entry[];
+      try {
+        list = invalidationsFrom(f as InvalidationSource);
+      } catch {
+        return;
+      }
+      if (typeof f.versions === 'object') for (const c in f.versions) noteVersion(c, f.versions[c]);
+      deliver(list, typeof f.spread_ms === 'number' ? f.spread_ms : spreadDefault, f.reason);
+    } else if (f.gap) {
+      const c = chans.get(keyFrom(f.gap.channel, f.gap.params));
+      const g = f.gap;
+      if (c) for (const l of [...c.g]) l({ from: g.from, to: g.to, recovered: g.recovered, reason: g.reason });
+    } else if (f.id !== undefined && f.ok !== undefined) {
+      onReply(f);
+    } else if (typeof f.channel === 'string' && !('unsubscribed' in f)) {
+      const c = chans.get(keyFrom(f.channel, f.params));
+      if (!c) return;
+      const m: ChannelMessage = { type: f.type ?? 'message', data: f.data };
+      if (typeof f.seq === 'number' && typeof f.epoch === 'string') {
+        if (f.epoch === c.e && f.seq <= (c.q as number)) return; // replay and live delivery overlapped
+        c.e = m.epoch = f.epoch;
+        c.q = m.seq = f.seq;
+      }
+      if (typeof f.ts === 'number') m.ts = f.ts;
+      for (const l of [...c.m]) l(m);
+    }
+  };
+
+  const keyFrom = (name: string, params: ParamsInput | undefined): string => {
+    try {
+      return scope(name, params)[1];
+    } catch {
+      return '';
+    }
+  };
+
+  function dial(): void {
+    retryT = undefined;
+    const g = ++gen;
+    const go = (token?: string): void => {
+      if (g !== gen || stopped) return;
+      let s: SocketLike;
+      try {
+        s = new WS(o.url, o.protocols);
+      } catch (e) {
+        return lost(1006, String(e));
+      }
+      sock = s;
+      s.onopen = () => token !== undefined && raw({ action: 'auth', token, ref: 'auth' });
+      s.onmessage = (e) => sock === s && onFrame(e.data);
+      s.onclose = (e) => sock === s && lost(e.code, e.reason);
+    };
+    if (tokenFn) {
+      Promise.resolve()
+        .then(tokenFn)
+        .then(go, (e) => g === gen && lost(1006, 'token: ' + String(e)));
+    } else go();
+  }
+
+  // ---- rpc ----
+
+  function settle(id: number, e: RpcError | null, v?: unknown): void {
+    const c = calls.get(id);
+    if (!c) return;
+    calls.delete(id);
+    clearT(c.t);
+    if (c.f) outbox = outbox.filter((f) => f !== c.f);
+    if (e) c.no(e);
+    else c.ok(v);
+  }
+
+  function onReply(f: In): void {
+    const e = f.error;
+    if (f.ok) settle(f.id as number, null, f.data);
+    else settle(f.id as number, new RpcError(e?.code ?? 'INTERNAL', e?.message ?? '', e?.details));
+  }
+
+  const request = (f: Out, opts: CallOptions | undefined): Promise<unknown> =>
+    new Promise((ok, no) => {
+      const id = ++rid; // never 0: Mizan's consumer treats a falsy id as missing
+      f['id'] = id;
+      const c: Call = {
+        ok,
+        no,
+        t: setT(() => settle(id, new RpcError('TIMEOUT', 'no reply in time')), opts?.timeout ?? o.rpcTimeout ?? 35e3),
+        f: ready ? undefined : f,
+      };
+      calls.set(id, c);
+      out(f);
+    });
+
+  // ---- online / visibility ----
+
+  const wake = (): void => {
+    if (retryT !== undefined && doc?.visibilityState !== 'hidden') {
+      clearT(retryT);
+      dial();
+    }
+  };
+  const listen = (on: boolean): void => {
+    const m = on ? 'addEventListener' : 'removeEventListener';
+    win?.[m]('online', wake);
+    doc?.[m]('visibilitychange', wake);
+  };
+
+  listen(true);
+  dial();
+
+  return {
+    get state() {
+      return state;
+    },
+    get reason() {
+      return reason;
+    },
+    get welcome() {
+      return welcome;
+    },
+    get identity() {
+      return identity;
+    },
+    onState: (l) => addTo(stateLs, l),
+    onError: (l) => addTo(errorLs, l),
+    onFrame: (l) => addTo(frameLs, l),
+
+    subscribe(context, params, onInvalidate, opts) {
+      const [p, k] = scope(context, params);
+      let s = subs.get(k);
+      if (!s) {
+        s = { c: context, p, k, ls: new Set(), since: opts?.since, a: false, o: !ready && everReady };
+        subs.set(k, s);
+        const set = byContext.get(context) ?? new Set<Sub>();
+        byContext.set(context, set.add(s));
+        if (ready) sendSub(s);
+      }
+      const sub = s;
+      const l: Listener = { f: onInvalidate, s: opts?.spread !== false };
+      sub.ls.add(l);
+      return () => {
+        if (!sub.ls.delete(l)) return;
+        clearT(l.t);
+        l.p = undefined; // only mounted subscribers refetch
+        if (!sub.ls.size) {
+          release(
+            () => !sub.ls.size && subs.get(k) === sub && subs.delete(k) && !!byContext.get(context)?.delete(sub),
+            { action: 'unsubscribe', context, params: p },
+          );
+        }
+      };
+    },
+
+    invalidate: (source) => deliver(invalidationsFrom(source), 0, undefined),
+
+    version: (context) => versions.get(context),
+
+    channel(name, params) {
+      const [p, k] = scope(name, params);
+      let c = chans.get(k);
+      if (!c) {
+        chans.set(k, (c = { n: name, p, k, refs: 0, m: new Set(), g: new Set() }));
+        if (ready) sendChan(c);
+      }
+      const ch = c;
+      ch.refs++;
+      let closed = false;
+      const mine = new Set<() => void>();
+      const track = (off: () => void): (() => void) => {
+        mine.add(off);
+        return () => {
+          mine.delete(off);
+          off();
+        };
+      };
+      return {
+        name,
+        params: p,
+        key: k,
+        send(data = null) {
+          if (closed) throw new Error('channel closed');
+          out({ action: 'message', channel: name, params: p, data });
+        },
+        on: (l) => track(addTo(ch.m, l)),
+        onGap: (l) => track(addTo(ch.g, l)),
+        close() {
+          if (closed) return;
+          closed = true;
+          mine.forEach((off) => off());
+          if (!--ch.refs) release(() => !ch.refs && chans.get(k) === ch && chans.delete(k), { action: 'unsubscribe', channel: name, params: p });
+        },
+      };
+    },
+
+    rpc: (fn, args = {}, opts) => request({ action: 'rpc', fn, args }, opts),
+
+    ctx: (context, params = {}, opts) => request({ action: 'ctx', context, params: scope(context, params)[0] }, opts),
+
+    reconnect() {
+      if (stopped) listen(true);
+      stopped = true; // so that dropping the current socket plans no retry
+      drop(4000, 'reconnect');
+      stopped = false;
+      tries = 0;
+      clearT(retryT);
+      setState(everReady ? 'reconnecting' : 'connecting', reason);
+      dial();
+    },
+
+    close() {
+      if (stopped) return;
+      stopped = true;
+      listen(false);
+      clearT(retryT);
+      retryT = undefined;
+      const r = { code: 1000, reason: 'client closed' };
+      drop(1000, r.reason);
+      calls.forEach((_c, id) => settle(id, new RpcError('DISCONNECTED', 'the client was closed')));
+      setState('closed', r);
+    },
+  };
+}

@@ -1,0 +1,21 @@
+/**
+ * The core entry's size budget: under 6 KiB minified and gzipped (zlib level
+ * 9), as measured by ../bundle.mjs (which ci-test runs before the tests).
+ */
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+
+const BUDGET = 6 * 1024;
+
+test('bundle: the core entry is under 6 KiB min+gz and free of React', () => {
+  const sizes = JSON.parse(readFileSync(new URL('../dist-bundle/sizes.json', import.meta.url), 'utf8')) as {
+    [entry: string]: { min: number; gzip: number };
+  };
+  const core = sizes['index'];
+  assert.ok(core, 'dist-bundle/sizes.json has no "index" entry: run ../bundle.mjs');
+  assert.ok(core.gzip < BUDGET, `core bundle is ${core.gzip} bytes min+gz, over ${BUDGET}`);
+  const code = readFileSync(new URL('../dist-bundle/index.min.js', import.meta.url), 'utf8');
+  assert.ok(!/from\s*"react"|require\("react"\)/.test(code), 'the core bundle imports React');
+});
