@@ -31,11 +31,10 @@ def forbidden(request):
 
 @mizan_hub.rpc("test.slow")
 def slow(request, marker):
-    """Writes ``marker`` when it starts; hangs when MIZAN_HUB_TEST_HANG is
-    set (the worker is then killed mid-entry)."""
+    """Writes ``marker`` when it starts, then sleeps MIZAN_HUB_TEST_HANG
+    seconds (the worker is killed or stopped meanwhile)."""
     Path(marker).write_text(str(os.getpid()))
-    if os.environ.get("MIZAN_HUB_TEST_HANG"):
-        time.sleep(60)
+    time.sleep(float(os.environ.get("MIZAN_HUB_TEST_HANG", "0")))
     return {"done": True}
 
 

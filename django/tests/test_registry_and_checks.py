@@ -1,0 +1,97 @@
+"""The registry export and the system checks."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.checks import run_checks
+from django.core.management import call_command
+from django.test import override_settings
+
+import mizan_hub
+
+
+def hub(**changes):
+    return override_settings(MIZAN_HUB={**mizan_hub.conf.user_settings(), **changes})
+
+
+def without_izana():
+    return hub(IZANA={"ENABLED": False})
+
+
+def test_registry_export_to_a_file(tmp_path):
+    target = tmp_path / "sub" / "registry.json"
+    with without_izana():
+        call_command("mizan_hub_registry", output=str(target), stderr=io.StringIO())
+    registry = json.loads(target.read_text())
+    assert registry == {
+        "version": 1,
+        "default": "deny",
+        "contexts": {
+            "billing": {"params": ["org"], "guard": "token"},
+            "list": {"params": ["list_id"], "guard": "public"},
+            "notes": {"params": ["owner"], "guard": "auth"},
+            "todo": {"params": ["id"], "guard": "public"},
+            "todos": {"params": [], "guard": "public"},
+            "user": {"endpoints": ["/api/mizan/ctx/user/"], "views": ["/profile/:user_id/"],
+                     "params": ["user_id"], "guard": "auth", "param_rules": {"user_id": "sub"}},
+        },
+        "channels": {
+            "chat": {"params": ["room"], "guard": "auth", "history": {"size": 50}},
+            "ticker": {"params": [], "guard": "public"},
+        },
+    }
+
+
+def test_registry_export_to_stdout():
+    out = io.StringIO()
+    with without_izana(), hub(CONTEXTS={}, CHANNELS={}, DEFAULT="allow", IZANA={"ENABLED": False}):
+        call_command("mizan_hub_registry", indent=0, stdout=out)
+    assert out.getvalue() == ('{"version": 1, "default": "allow", "contexts": {}, '
+                              '"channels": {}}\n')
+
+
+def ids(**changes):
+    if "CONTEXTS" in changes:  # keep the contexts MODELS names (else W002)
+        changes["CONTEXTS"] = {**mizan_hub.conf.user_settings()["CONTEXTS"], **changes["CONTEXTS"]}
+    with hub(**changes):
+        return sorted({m.id for m in run_checks() if m.id.startswith("mizan_hub.")})
+
+
+@pytest.mark.django_db
+def test_good_settings_pass_the_checks():
+    assert ids() == []
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"NOPE": 1}, ["mizan_hub.E001"]),
+    ({"TOKEN": {"LIFTIME": 3}}, ["mizan_hub.E001"]),
+    ({"REDIS_URL": "http://x"}, ["mizan_hub.E002"]),
+    ({"PREFIX": ""}, ["mizan_hub.E003"]),
+    ({"PREFIX": "a b"}, ["mizan_hub.E003"]),
+    ({"STRICT": "yes"}, ["mizan_hub.E004"]),
+    ({"CONTEXTS": {"x": {"guard": "admins"}}}, ["mizan_hub.E005"]),
+    ({"CONTEXTS": {"x": {"params": ["a"], "param_rules": {"b": "sub"}}}}, ["mizan_hub.E005"]),
+    ({"CHANNELS": {"c": {"history": -1}}}, ["mizan_hub.E005"]),
+    ({"CHANNELS": {"": {}}}, ["mizan_hub.E005"]),
+    ({"DEFAULT": "maybe"}, ["mizan_hub.E006"]),
+    ({"MODELS": {"testapp.Nope": ["x"]}}, ["mizan_hub.E007"]),
+    ({"MODELS": {"testapp.Todo": [5]}}, ["mizan_hub.E007"]),
+    ({"MODELS": {"testapp.Todo": ["unlisted"]}}, ["mizan_hub.W002"]),
+    ({"TOKEN": {"ALGORITHM": "none"}}, ["mizan_hub.E008"]),
+    ({"TOKEN": {"KEYS": {"v1": "k" * 40}, "KID": "v2"}}, ["mizan_hub.E008"]),
+    ({"TOKEN": {"KEYS": {"v1": "short"}}}, ["mizan_hub.W001"]),
+    ({"WORKER": {"COUNT": 0}}, ["mizan_hub.E009"]),
+    ({"HUB_URL": "http://127.0.0.1:8765/"}, ["mizan_hub.E010"]),
+    ({"REDIS_TIMEOUT": 0}, ["mizan_hub.E011"]),
+], ids=lambda v: json.dumps(v, default=str)[:40] if isinstance(v, dict) else None)
+@pytest.mark.django_db
+def test_bad_settings_are_reported(changes, expected):
+    assert ids(**changes) == expected
+
+
+def test_a_non_dict_setting():
+    with override_settings(MIZAN_HUB=[1]):
+        assert [m.id for m in run_checks() if m.id.startswith("mizan_hub.")] == ["mizan_hub.E001"]
