@@ -1,6 +1,6 @@
 #include "mh_redis.h"
 
-#include <hiredis/adapters/libuv.h>
+#include "mh_redis_uv.h"
 #include <hiredis/async.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,8 +90,10 @@ static void link_lost(link *l, const char *why)
         r->h->metrics.redis_reconnects++;
         mh_warn("redis %s link lost: %s", l->name, why);
     } else if (!r->stopping) {
-        mh_warn("redis %s link: cannot connect to %s:%d: %s", l->name, r->h->cfg->redis_host,
-                r->h->cfg->redis_port, why);
+        /* The first failure and every tenth: enough to see, not a flood. */
+        MH_LOG(l->attempt % 10 == 0 ? MH_LOG_WARN : MH_LOG_DEBUG,
+               "redis %s link: cannot connect to %s:%d: %s (attempt %u)", l->name,
+               r->h->cfg->redis_host, r->h->cfg->redis_port, why, l->attempt + 1);
     }
     if (l == &r->sub) {
         if (r->subscribed || was_up) {
@@ -197,7 +199,7 @@ static void link_connect(link *l)
     ac->data = l;
     l->ac = ac;
     l->state = LINK_CONNECTING;
-    if (redisLibuvAttach(ac, l->r->h->loop) != REDIS_OK) {
+    if (mh_redis_uv_attach(ac, l->r->h->loop) != REDIS_OK) {
         redisAsyncFree(ac);
         link_lost(l, "cannot attach to the loop");
         return;
