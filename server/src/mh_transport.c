@@ -114,12 +114,6 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         free(p->body);
         p->body = NULL;
         return 0;
-    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        if (h->draining) {
-            h->metrics.connections_rejected++;
-            return 1; /* refuse the upgrade; the LB moves the client elsewhere */
-        }
-        return 0;
     default:
         break;
     }
@@ -179,6 +173,14 @@ static int callback_mizan(struct lws *wsi, enum lws_callback_reasons reason, voi
     mh_hub *h = hub_of(wsi);
 
     switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        /* Refused before the upgrade, with an HTTP status the LB understands. */
+        if (h->draining) {
+            h->metrics.connections_rejected++;
+            lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "draining");
+            return 1;
+        }
+        return 0;
     case LWS_CALLBACK_ESTABLISHED:
         if (mh_conn_open(c, h, wsi))
             return -1;
@@ -303,9 +305,11 @@ size_t mh_transport_drain_step(mh_hub *h)
         if (c->closing)
             closing++;
     }
-    to_close = h->drain_total - (open - closing) < target_closed
-                   ? target_closed - (h->drain_total - (open - closing))
-                   : 0;
+    {
+        size_t pending = open - closing; /* not yet asked to close */
+        size_t handled = h->drain_total > pending ? h->drain_total - pending : 0;
+        to_close = target_closed > handled ? target_closed - handled : 0;
+    }
     if (elapsed >= window)
         to_close = open;
     it = 0;
