@@ -1,0 +1,72 @@
+/*
+ * mh_jwt — JWT/MWT verification with the algorithm pinned per key.
+ *
+ * libjwt 1.x verifies with whatever algorithm the token's header names, so
+ * a token saying HS256 would be checked with an RSA public key used as an
+ * HMAC secret. Here the header is read first, the key is found by `kid`, the
+ * token's `alg` must equal the key's, and only then does libjwt check the
+ * signature. `none` never verifies. Claims are checked here, with a leeway.
+ */
+#ifndef MH_JWT_H
+#define MH_JWT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MH_SUB_MAX 256
+
+typedef struct mh_jwt_key {
+    char kid[65];
+    int alg;            /* jwt_alg_t */
+    unsigned char *key; /* owned: HMAC secret, or PEM public key */
+    int key_len;
+} mh_jwt_key;
+
+typedef struct mh_jwt_keys {
+    mh_jwt_key *v;
+    size_t n;
+} mh_jwt_keys;
+
+typedef struct mh_jwt_policy {
+    const char *audience; /* required `aud` when not NULL/empty */
+    const char *issuer;   /* required `iss` when not NULL/empty */
+    int leeway;           /* seconds of clock skew tolerated on exp/nbf/iat */
+} mh_jwt_policy;
+
+typedef struct mh_identity {
+    char sub[MH_SUB_MAX + 1];
+    bool staff, super;
+    int64_t exp; /* Unix seconds */
+    char kid[65];
+} mh_identity;
+
+void mh_jwt_keys_free(mh_jwt_keys *ks);
+
+/**
+ * Adds a key. 'alg' is "HS256", "HS384", "HS512", "RS256" or "ES256"; for HS
+ * 'key' is the secret, for RS/ES a PEM public key. Returns 0 or -1 ('err').
+ */
+int mh_jwt_keys_add(mh_jwt_keys *ks, const char *kid, const char *alg, const void *key, size_t len,
+                    char *err, size_t errlen);
+
+/**
+ * Loads a JWKS file (RFC 7517): "oct" keys (k), "RSA" (n, e), "EC" P-256
+ * (x, y), each with "kid" and "alg" (required: the pin); or a PEM in
+ * "pem" / "pem_file". Returns 0 or -1 ('err' names the key and why).
+ */
+int mh_jwt_keys_load(mh_jwt_keys *ks, const char *path, char *err, size_t errlen);
+
+/**
+ * Verifies 'token' at time 'now'. Returns 0 and fills 'id', or -1 with
+ * *reason one of: malformed, alg_none, unknown_kid, alg_mismatch,
+ * bad_signature, missing_exp, expired, not_yet_valid, issued_in_future,
+ * wrong_audience, wrong_issuer, missing_sub.
+ */
+int mh_jwt_verify(const mh_jwt_keys *ks, const mh_jwt_policy *p, const char *token, size_t len,
+                  int64_t now, mh_identity *id, const char **reason);
+
+/** base64url (no padding) decode into a new buffer (caller frees); NULL on bad input. */
+unsigned char *mh_b64url_decode(const char *s, size_t n, size_t *out_len);
+
+#endif
