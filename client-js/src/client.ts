@@ -470,7 +470,9 @@ export function connect(options: ConnectOptions): HubClient {
     if (!tokenFn || refreshing || !ready) return;
     refreshing = true;
     const s = sock;
-    tokenFn().then(
+    Promise.resolve()
+      .then(tokenFn)
+      .then(
       (token) => {
         refreshing = false;
         if (sock === s && ready) raw({ action: 'refresh', token, ref: 'refresh' });

@@ -1,0 +1,147 @@
+/**
+ * The React entry (`@mizan/hub-client/react`) rendered with
+ * react-test-renderer: useInvalidation's counter, useChannel's messages and
+ * send, subscriptions tied to mounting.
+ */
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { StrictMode, createElement, useEffect } from 'react';
+import type { ReactElement } from 'react';
+import TestRenderer from 'react-test-renderer';
+import type { ReactTestRenderer } from 'react-test-renderer';
+
+import type { HubClient, InvalidationEvent } from '@mizan/hub-client';
+import { HubProvider, useChannel, useHub, useInvalidation } from '@mizan/hub-client/react';
+import type { UseChannel } from '@mizan/hub-client/react';
+
+import { settle, setup, welcome } from './fake.js';
+
+(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
+const consoleError = console.error;
+console.error = (...args: unknown[]) => {
+  if (typeof args[0] === 'string' && args[0].includes('react-test-renderer is deprecated')) return;
+  consoleError(...args);
+};
+
+const { act, create } = TestRenderer;
+
+async function render(client: HubClient, element: ReactElement): Promise<ReactTestRenderer> {
+  let r: ReactTestRenderer | undefined;
+  await act(async () => {
+    r = create(createElement(HubProvider, { client }, element));
+  });
+  return r as ReactTestRenderer;
+}
+
+test('react: useInvalidation returns a counter that goes up on invalidation, while mounted', async () => {
+  const env = setup();
+  const s = welcome(env);
+  const seen: number[] = [];
+  const events: InvalidationEvent[] = [];
+  let loads = 0;
+  function Profile(props: { id: number }) {
+    const v = useInvalidation('user', { user_id: props.id }, (e) => events.push(e));
+    useEffect(() => {
+      loads++; // what a component would do: refetch when v changes
+    }, [v]);
+    seen.push(v);
+    return null;
+  }
+  const r = await render(env.client, createElement(Profile, { id: 5 }));
+  assert.deepEqual(s.take(), [{ action: 'subscribe', context: 'user', params: { user_id: '5' } }]);
+  assert.equal(loads, 1);
+  await act(async () => {
+    s.receive({ invalidate: [{ context: 'user', params: { user_id: 5 } }], versions: { user: 'e:1' } });
+    await settle();
+  });
+  assert.equal(seen.at(-1), 1);
+  assert.equal(loads, 2);
+  assert.equal(events.length, 1);
+
+  await act(async () => r.update(createElement(HubProvider, { client: env.client }, createElement(Profile, { id: 5 }))));
+  assert.deepEqual(s.take(), [], 'a re-render with equal params does not resubscribe');
+
+  await act(async () => r.update(createElement(HubProvider, { client: env.client }, createElement(Profile, { id: 6 }))));
+  await act(settle);
+  assert.deepEqual(s.take(), [
+    // a new key of a context with a known version resumes from it (README: "since")
+    { action: 'subscribe', context: 'user', params: { user_id: '6' }, since: 'e:1' },
+    { action: 'unsubscribe', context: 'user', params: { user_id: '5' } },
+  ]);
+  await act(async () => r.unmount());
+  await act(settle);
+  assert.deepEqual(s.take(), [{ action: 'unsubscribe', context: 'user', params: { user_id: '6' } }]);
+});
+
+test('react: StrictMode double effects share one server subscription', async () => {
+  const env = setup();
+  const s = welcome(env);
+  function A() {
+    useInvalidation('todos');
+    return null;
+  }
+  const r = await render(env.client, createElement(StrictMode, null, createElement(A), createElement(A)));
+  await act(settle);
+  assert.deepEqual(s.take(), [{ action: 'subscribe', context: 'todos', params: {} }]);
+  await act(async () => r.unmount());
+  await act(settle);
+  assert.deepEqual(s.take(), [{ action: 'unsubscribe', context: 'todos', params: {} }]);
+});
+
+test('react: useChannel gives the latest message and gap, and send()', async () => {
+  const env = setup();
+  const s = welcome(env);
+  let api: UseChannel | undefined;
+  const all: unknown[] = [];
+  function Chat(props: { room: string }) {
+    api = useChannel('chat', { room: props.room }, (m) => all.push(m.data));
+    return null;
+  }
+  const r = await render(env.client, createElement(Chat, { room: 'lobby' }));
+  assert.deepEqual(s.take(), [{ action: 'subscribe', channel: 'chat', params: { room: 'lobby' } }]);
+  assert.equal(api?.last, null);
+  await act(async () => {
+    s.receive({ channel: 'chat', params: { room: 'lobby' }, type: 'ChatMessage', data: { text: 'hi' }, seq: 1, epoch: 'e' });
+    s.receive({ gap: { channel: 'chat', params: { room: 'lobby' }, from: 2, to: 3, recovered: false, reason: 'no_history' } });
+  });
+  assert.deepEqual(api?.last, { type: 'ChatMessage', data: { text: 'hi' }, seq: 1, epoch: 'e' });
+  assert.equal(api?.gap?.reason, 'no_history');
+  assert.deepEqual(all, [{ text: 'hi' }]);
+  api?.send({ text: 'yo' });
+  assert.deepEqual(s.take(), [{ action: 'message', channel: 'chat', params: { room: 'lobby' }, data: { text: 'yo' } }]);
+
+  await act(async () => r.update(createElement(HubProvider, { client: env.client }, createElement(Chat, { room: 'b' }))));
+  assert.equal(api?.last, null, "another instance: the old room's message is not shown");
+  await act(async () => r.unmount());
+  await act(settle);
+  assert.deepEqual(s.take().map((f) => [f['action'], (f['params'] as { room: string }).room]), [
+    ['subscribe', 'b'],
+    ['unsubscribe', 'lobby'],
+    ['unsubscribe', 'b'],
+  ]);
+});
+
+test('react: the hooks need a HubProvider', async () => {
+  function Lost() {
+    useHub();
+    return null;
+  }
+  const errors: unknown[] = [];
+  console.error = () => {}; // React logs the error it rethrows
+  try {
+    await act(async () => {
+      try {
+        create(createElement(Lost));
+      } catch (e) {
+        errors.push(e);
+      }
+    });
+  } catch (e) {
+    errors.push(e);
+  } finally {
+    console.error = consoleError;
+  }
+  assert.match(String(errors[0]), /HubProvider/);
+});
