@@ -36,7 +36,13 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
+_SUBMODULES = {"conf", "stats", "protocol", "publishing", "transports", "receivers",
+               "sessions", "tokens", "handlers", "registry", "worker", "izana_compat"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -72,9 +72,16 @@ def _run(hook, *args):
     return hook(*args)
 
 
+_discovered = False
+
+
 def _discover() -> None:
-    """izana registers @client functions by visiting apps (izana_clients);
-    its own system check does the same at start-up."""
+    """izana registers @client functions by visiting apps (izana_clients),
+    as its own system check does at start-up; once per process."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
     try:
         from izana.setup.discovery import izana_clients
         izana_clients()

@@ -133,15 +133,27 @@ def stored_session_key(request) -> str | None:
 
 
 def check_rotation(request, old_key: str) -> None:
-    """Move the entry when a view rotated the session key of a logged-in
-    session without logging in (``update_session_auth_hash`` after a
-    password change calls ``cycle_key``). The old key's sockets are closed:
-    they were opened with a cookie that no longer exists."""
+    """Keep the entry in step with the session after a response.
+
+    When a view rotated the session key of a logged-in session without
+    logging in (``update_session_auth_hash`` after a password change calls
+    ``cycle_key``), the entry moves to the new key and the old key's sockets
+    are closed: they were opened with a cookie that no longer exists. When
+    the session is about to be saved (modified, or
+    ``SESSION_SAVE_EVERY_REQUEST``), its expiry moves, and so does the
+    entry's.
+    """
     new_key = request.session.session_key
-    if not new_key or new_key == old_key or SESSION_KEY not in request.session:
+    if not new_key or SESSION_KEY not in request.session:
         return
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
+        return
+    if new_key == old_key:
+        if request.session.modified or settings.SESSION_SAVE_EVERY_REQUEST:
+            ttl = max(1, int(request.session.get_expiry_age()))
+            _guarded("expiry", lambda: get_redis().expire(key("sess:", session_hash(new_key)),
+                                                          ttl, xx=True))
         return
 
     def move() -> None:

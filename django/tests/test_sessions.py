@@ -66,6 +66,16 @@ def test_a_rotated_session_key_moves_the_entry(client, user, r, events):
     assert events.envelopes() == [{"v": 1, "kind": "logout", "session": sha(old)}]
 
 
+def test_a_saved_session_extends_its_entry(client, user, r):
+    assert client.login(username="ann", password="pw")
+    name = f"mizan:sess:{sha(client.cookies['sessionid'].value)}"
+    r.expire(name, 100)
+    client.get("/plain/")  # session not modified: not saved, expiry unchanged
+    assert r.ttl(name) <= 100
+    client.get("/touch-session/")
+    assert r.ttl(name) > 14 * 24 * 3600 - 5
+
+
 def test_registry_off(client, user, r):
     with override_settings(MIZAN_HUB={**mizan_hub.conf.user_settings(), "SESSIONS": False}):
         client.login(username="ann", password="pw")

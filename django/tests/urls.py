@@ -45,6 +45,11 @@ def change_password(request):
     return HttpResponse("changed")
 
 
+def touch_session(request):
+    request.session["seen"] = request.session.get("seen", 0) + 1
+    return HttpResponse("touched")
+
+
 def plain(request):
     return JsonResponse({"result": 1})
 
@@ -58,5 +63,6 @@ urlpatterns = [
     path("already/", already_published),
     path("plain/", plain),
     path("change-password/", change_password),
+    path("touch-session/", touch_session),
     path("hub/", include("mizan_hub.urls")),
 ]
