@@ -8,6 +8,7 @@
  * not, and the core entry must stay under 6 KiB min+gz.
  */
 
+import { ProtocolError } from './errors.js';
 import { invalidationsFrom } from './from.js';
 import type { InvalidationSource } from './from.js';
 import { normalizeScopeAt } from './invalidation.js';
@@ -298,6 +299,11 @@ function scope(name: string, params: ParamsInput | undefined): [Params, string] 
   return [s.params, keyOf(name, s.params)];
 }
 
+/** Calls every listener in `set` (a copy: listeners may come and go meanwhile). */
+function emit<A extends unknown[]>(set: Set<(...args: A) => void>, ...args: A): void {
+  for (const l of [...set]) l(...args);
+}
+
 function addTo<T>(set: Set<T>, item: T): () => void {
   set.add(item);
   return () => void set.delete(item);
@@ -356,7 +362,7 @@ export function connect(options: ConnectOptions): HubClient {
   const setState = (s: State, r: CloseInfo | null): void => {
     state = s;
     reason = r;
-    for (const l of [...stateLs]) l(s, r);
+    emit(stateLs, s, r);
   };
 
   const raw = (f: Out): void => sock?.send(JSON.stringify(f));
@@ -411,21 +417,32 @@ export function connect(options: ConnectOptions): HubClient {
     const b = batch;
     batch = new Map();
     for (const [s, x] of b) {
-      for (const l of s.ls) {
-        if (l.p) {
-          l.p.entries.push(...x.e); // a delayed call is still waiting: it will see these too
-          if (x.r) l.p.reason = x.r;
-          continue;
+      for (const l of [...s.ls]) {
+        // A delayed call still waiting takes these entries too; an event
+        // without spread (a local mutation's response) calls it now.
+        const ev = l.p ?? {
+          context: s.c,
+          params: s.p,
+          key: s.k,
+          entries: [],
+          reason: undefined,
+          delay: l.s && x.s > 0 ? random() * x.s : 0,
+        };
+        ev.entries.push(...x.e);
+        if (x.r) ev.reason = x.r;
+        if (ev.delay > 0 && x.s > 0) {
+          if (!l.p) {
+            l.p = ev;
+            l.t = setT(() => {
+              l.p = undefined;
+              call(l, ev);
+            }, ev.delay);
+          }
+        } else {
+          clearT(l.t);
+          l.p = undefined;
+          call(l, ev);
         }
-        const delay = l.s && x.s > 0 ? random() * x.s : 0;
-        const ev: InvalidationEvent = { context: s.c, params: s.p, key: s.k, entries: x.e.slice(), reason: x.r, delay };
-        if (delay > 0) {
-          l.p = ev;
-          l.t = setT(() => {
-            l.p = undefined;
-            call(l, ev);
-          }, delay);
-        } else call(l, ev);
       }
     }
   };
@@ -497,7 +514,9 @@ export function connect(options: ConnectOptions): HubClient {
     clearT(stableT);
     clearT(refreshT);
     lastExpires = null;
-    calls.forEach((c, id) => c.f || settle(id, new RpcError('DISCONNECTED', 'the connection dropped before a reply')));
+    calls.forEach((c, id) => c.f || settle(id, new RpcError('DISCONNECTED', 'connection lost')));
+    // Whatever happens until the next ack is unseen: without a version, heal from 0:0.
+    if (everReady) subs.forEach((s) => (s.o = true));
     if (stopped) return;
     const r = { code, reason: text };
     if (FATAL.includes(code)) return setState('closed', r);
@@ -525,7 +544,7 @@ export function connect(options: ConnectOptions): HubClient {
       return;
     }
     if (typeof f !== 'object' || f === null) return;
-    for (const l of [...frameLs]) l(f as Record<string, unknown>);
+    emit(frameLs, f as Record<string, unknown>);
 
     if (f.welcome) {
       welcome = f.welcome;
@@ -540,9 +559,11 @@ export function connect(options: ConnectOptions): HubClient {
     } else if (f.expiring) {
       refresh();
     } else if (f.error) {
-      if (f.ref === 'auth') return drop(4001, f.error.message ?? 'authentication failed');
-      if (f.id !== undefined && f.ok === false) onReply(f);
-      else for (const l of [...errorLs]) l(f as HubError);
+      if (f.ref === 'auth') return drop(4001, f.error.message ?? 'auth failed');
+      // An rpc reply, or the hub refusing an rpc/ctx frame (it echoes `ref`: rate_limited, too_large...)
+      const id = f.id ?? f.ref;
+      if (calls.has(id as number)) onReply(id, f);
+      else emit(errorLs, f as HubError);
     } else if (f.subscribed) {
       if (typeof f.context === 'string') {
         const s = subs.get(keyFrom(f.context, f.params));
@@ -568,11 +589,11 @@ export function connect(options: ConnectOptions): HubClient {
       if (typeof f.versions === 'object') for (const c in f.versions) noteVersion(c, f.versions[c]);
       deliver(list, typeof f.spread_ms === 'number' ? f.spread_ms : spreadDefault, f.reason);
     } else if (f.gap) {
-      const c = chans.get(keyFrom(f.gap.channel, f.gap.params));
-      const g = f.gap;
-      if (c) for (const l of [...c.g]) l({ from: g.from, to: g.to, recovered: g.recovered, reason: g.reason });
+      const { channel, params, ...gap } = f.gap;
+      const c = chans.get(keyFrom(channel, params));
+      if (c) emit(c.g, gap);
     } else if (f.id !== undefined && f.ok !== undefined) {
-      onReply(f);
+      onReply(f.id, f);
     } else if (typeof f.channel === 'string' && !('unsubscribed' in f)) {
       const c = chans.get(keyFrom(f.channel, f.params));
       if (!c) return;
@@ -583,7 +604,7 @@ export function connect(options: ConnectOptions): HubClient {
         c.q = m.seq = f.seq;
       }
       if (typeof f.ts === 'number') m.ts = f.ts;
-      for (const l of [...c.m]) l(m);
+      emit(c.m, m);
     }
   };
 
@@ -630,20 +651,22 @@ export function connect(options: ConnectOptions): HubClient {
     else c.ok(v);
   }
 
-  function onReply(f: In): void {
+  function onReply(id: unknown, f: In): void {
     const e = f.error;
-    if (f.ok) settle(f.id as number, null, f.data);
-    else settle(f.id as number, new RpcError(e?.code ?? 'INTERNAL', e?.message ?? '', e?.details));
+    if (f.ok) settle(id as number, null, f.data);
+    else settle(id as number, new RpcError(e?.code ?? 'INTERNAL', e?.message ?? '', e?.details));
   }
 
-  const request = (f: Out, opts: CallOptions | undefined): Promise<unknown> =>
+  /** Sends the frame `make` builds (a throw rejects: bad names, params, args) and waits for its reply. */
+  const request = (make: () => Out, opts: CallOptions | undefined): Promise<unknown> =>
     new Promise((ok, no) => {
+      const f = make();
       const id = ++rid; // never 0: Mizan's consumer treats a falsy id as missing
-      f['id'] = id;
+      f['id'] = f['ref'] = id;
       const c: Call = {
         ok,
         no,
-        t: setT(() => settle(id, new RpcError('TIMEOUT', 'no reply in time')), opts?.timeout ?? o.rpcTimeout ?? 35e3),
+        t: setT(() => settle(id, new RpcError('TIMEOUT', 'no reply')), opts?.timeout ?? o.rpcTimeout ?? 35e3),
         f: ready ? undefined : f,
       };
       calls.set(id, c);
@@ -751,9 +774,14 @@ export function connect(options: ConnectOptions): HubClient {
       };
     },
 
-    rpc: (fn, args = {}, opts) => request({ action: 'rpc', fn, args }, opts),
+    rpc: (fn, args = {}, opts) =>
+      request(() => {
+        scope(fn, {}); // the name rules of SPEC section 1
+        if (typeof args !== 'object' || !args) throw new ProtocolError('bad_frame', 'args: not an object or array');
+        return { action: 'rpc', fn, args };
+      }, opts),
 
-    ctx: (context, params = {}, opts) => request({ action: 'ctx', context, params: scope(context, params)[0] }, opts),
+    ctx: (context, params = {}, opts) => request(() => ({ action: 'ctx', context, params: scope(context, params)[0] }), opts),
 
     reconnect() {
       if (stopped) listen(true);
@@ -774,7 +802,7 @@ export function connect(options: ConnectOptions): HubClient {
       retryT = undefined;
       const r = { code: 1000, reason: 'client closed' };
       drop(1000, r.reason);
-      calls.forEach((_c, id) => settle(id, new RpcError('DISCONNECTED', 'the client was closed')));
+      calls.forEach((_c, id) => settle(id, new RpcError('DISCONNECTED', 'client closed')));
       setState('closed', r);
     },
   };

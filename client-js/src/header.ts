@@ -75,7 +75,7 @@ function decodePass(s: string): InvalidationList {
       } else if (c === PERCENT) {
         const h = at(i + 1);
         const l = at(i + 2);
-        if (!isHexDigit(h) || !isHexDigit(l)) fail('bad_header', i, '"%" is not followed by two hex digits');
+        if (!isHexDigit(h) || !isHexDigit(l)) fail('bad_header', i, 'bad "%" escape');
         bytes.push(hexValue(h) * 16 + hexValue(l));
         i += 3;
       } else {
@@ -89,7 +89,7 @@ function decodePass(s: string): InvalidationList {
     const [end, bytes] = token(start);
     if (end === start) unexpected(start, `a ${what}`);
     const text = decodeUtf8(bytes);
-    if (text === null) return fail('bad_name', start, `${what} is not valid UTF-8 once percent-decoded`);
+    if (text === null) return fail('bad_name', start, `${what}: invalid UTF-8`);
     const problem = nameProblem(text, max);
     if (problem !== null) fail('bad_name', start, `${what} ${JSON.stringify(s.slice(start, end))} ${problem}`);
     return [text, end];
@@ -97,7 +97,7 @@ function decodePass(s: string): InvalidationList {
 
   const value = (start: number, bytes: Uint8Array): string => {
     const text = decodeUtf8(bytes);
-    if (text === null) return fail('bad_param', start, 'param value is not valid UTF-8 once percent-decoded');
+    if (text === null) return fail('bad_param', start, 'param value: invalid UTF-8');
     const problem = valueProblem(text, LIMITS.value);
     if (problem !== null) fail('bad_param', start, `param value ${problem}`);
     return text;

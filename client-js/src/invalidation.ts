@@ -40,7 +40,7 @@ export interface NormalizedScope {
 export function decodeEntryAt(v: unknown, path: string): Entry {
   if (typeof v === 'string') return checkName(v, path, 'context');
   if (!isPlainObject(v)) {
-    throw errorAt('bad_invalidation', path, 'an entry is a context name or {"context": NAME, "params": {...}}');
+    throw errorAt('bad_invalidation', path, 'an entry is a name or {"context", "params"}');
   }
   const context = own(v, 'context');
   if (typeof context !== 'string') {
@@ -79,6 +79,6 @@ export function decodeInvalidation(value: unknown): InvalidationList {
 
 /** Normalizes a scope found at `path`; `params` absent or undefined is `{}`. */
 export function normalizeScopeAt(scope: unknown, path: string): NormalizedScope {
-  if (!isPlainObject(scope)) throw errorAt('bad_invalidation', path, 'a scope is {"context": NAME, "params": {...}}');
+  if (!isPlainObject(scope)) throw errorAt('bad_invalidation', path, 'a scope is {"context", "params"}');
   return decodeEntryAt(scope, path) as NormalizedScope; // an object decodes as a scoped entry
 }

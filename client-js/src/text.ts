@@ -50,7 +50,7 @@ export function nameProblem(s: string, max: number): string | null {
   if (s.length === 0) return 'is empty';
   const n = scan(s, true);
   if (n === -2) return 'contains a control character';
-  if (n === -1) return 'contains a lone surrogate (not Unicode text)';
+  if (n === -1) return 'contains a lone surrogate';
   if (n > max) return `is ${n} bytes, over ${max}`;
   return null;
 }
@@ -59,7 +59,7 @@ export function nameProblem(s: string, max: number): string | null {
 export function valueProblem(s: string, max: number): string | null {
   if (s.indexOf('\u0000') >= 0) return 'contains U+0000';
   const n = scan(s, false);
-  if (n === -1) return 'contains a lone surrogate (not Unicode text)';
+  if (n === -1) return 'contains a lone surrogate';
   if (n > max) return `is ${n} bytes, over ${max}`;
   return null;
 }

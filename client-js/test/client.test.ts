@@ -382,11 +382,11 @@ test('rpc: resolves data; ids are positive integers; the frame is SPEC section 7
   const s = welcome(env);
   const p = env.client.rpc('todos.add', { title: 'milk' });
   const [frame] = s.take();
-  assert.deepEqual(frame, { action: 'rpc', fn: 'todos.add', args: { title: 'milk' }, id: 1 });
+  assert.deepEqual(frame, { action: 'rpc', fn: 'todos.add', args: { title: 'milk' }, id: 1, ref: 1 });
   s.receive({ id: 1, ok: true, data: { result: { id: 3 }, invalidate: ['todos'] } });
   assert.deepEqual(await p, { result: { id: 3 }, invalidate: ['todos'] });
   const q = env.client.ctx('user', { user_id: 5 });
-  assert.deepEqual(s.take(), [{ action: 'ctx', context: 'user', params: { user_id: '5' }, id: 2 }]);
+  assert.deepEqual(s.take(), [{ action: 'ctx', context: 'user', params: { user_id: '5' }, id: 2, ref: 2 }]);
   s.receive({ id: 2, ok: true, data: { profile: {} } });
   assert.deepEqual(await q, { profile: {} });
   assert.equal(env.clock.timers.size, 1, 'only the stable-connection timer is left');
@@ -432,7 +432,7 @@ test('rpc: queued while down and sent on open; a sent call rejects DISCONNECTED 
   const later = env.client.rpc('b', [1, 2]);
   env.clock.advance(1000); // the first retry waits at most baseDelay (500 ms); the call's timeout is 35 s
   s = welcome(env);
-  assert.deepEqual(s.take('rpc'), [{ action: 'rpc', fn: 'b', args: [1, 2], id: 2 }]);
+  assert.deepEqual(s.take('rpc'), [{ action: 'rpc', fn: 'b', args: [1, 2], id: 2, ref: 2 }]);
   s.receive({ id: 2, ok: true, data: null });
   assert.equal(await later, null);
   s.drop(1006);
@@ -715,4 +715,55 @@ test('options: protocols are passed to the WebSocket constructor', () => {
   assert.equal(env.sock().protocols, 'mizan.v1');
   const t = new FakeTarget();
   assert.equal(t.count('x'), 0);
+});
+
+test('resume: a subscription sent but not acked before a drop heals from 0:0 (no version known)', () => {
+  const env = setup();
+  let s = welcome(env);
+  record(env, 'feed');
+  assert.deepEqual(s.take(), [{ action: 'subscribe', context: 'feed', params: {} }]);
+  s = dropAndRedial(env); // dropped before the ack: events may have been missed meanwhile
+  s.open();
+  s.receive({ welcome: { protocol: 1, hub: 'h', conn: 'h.2', identity: null, expires: null, spread_ms: 0 } });
+  assert.deepEqual(s.take(), [{ action: 'subscribe', context: 'feed', params: {}, since: '0:0' }]);
+  s.receive({ subscribed: true, context: 'feed', params: {}, version: 'f:3' });
+  record(env, 'other');
+  assert.deepEqual(s.take(), [{ action: 'subscribe', context: 'other', params: {} }], 'made while open: no since');
+});
+
+test('spread: a local invalidate() (no spread) calls a waiting subscriber at once, with the waiting entries', async () => {
+  const env = setup();
+  const s = welcome(env, { spread_ms: 1000 });
+  env.clock.advance(5000);
+  const sub = record(env, 'todos');
+  s.receive({ invalidate: ['todos'], versions: { todos: 'e:1' } });
+  await settle();
+  assert.equal(env.clock.timers.size, 1);
+  env.client.invalidate({ invalidate: [{ context: 'todos', params: {} }] });
+  await settle();
+  assert.equal(sub.events.length, 1);
+  assert.deepEqual(sub.events[0]?.entries, ['todos', { context: 'todos', params: {} }]);
+  assert.equal(env.clock.timers.size, 0, 'the delayed call is cancelled, not made twice');
+  env.clock.advance(1000);
+  assert.equal(sub.events.length, 1);
+});
+
+test('rpc: an error frame the hub sends for the rpc frame (echoing ref) rejects the call with that code', async () => {
+  const env = setup();
+  const s = welcome(env);
+  const p = env.client.rpc('todos.add', { title: 'x' });
+  const [frame] = s.take();
+  assert.equal(frame?.['ref'], frame?.['id']);
+  s.receive({ error: { code: 'rate_limited', message: 'slow down' }, ref: frame?.['ref'] as number });
+  await assert.rejects(p, { name: 'RpcError', code: 'rate_limited', message: 'rate_limited: slow down' });
+});
+
+test('rpc: a bad function name or args rejects before anything is sent', async () => {
+  const env = setup();
+  const s = welcome(env);
+  await assert.rejects(env.client.rpc(''), { name: 'ProtocolError', code: 'bad_name' });
+  await assert.rejects(env.client.rpc('f', 5 as never), { name: 'ProtocolError', code: 'bad_frame' });
+  await assert.rejects(env.client.rpc('f', null as never), { name: 'ProtocolError', code: 'bad_frame' });
+  await assert.rejects(env.client.ctx('user', { a: [] as never }), { code: 'bad_param' });
+  assert.deepEqual(s.take(), []);
 });
