@@ -129,13 +129,20 @@ export interface HubError {
   params?: Params;
 }
 
-/** The WebSocket surface the client uses; the browser's `WebSocket` has it. */
+/**
+ * An event handler property. Declared through a method so that its
+ * parameter is bivariant: the browser's `(ev: MessageEvent) => any` fits
+ * `Handler<{ data: unknown }>`.
+ */
+export type Handler<E> = { bivarianceHack(event: E): void }['bivarianceHack'] | null;
+
+/** The WebSocket surface the client uses; the browser's `WebSocket` (and the `ws` package's) has it. */
 export interface SocketLike {
   send(data: string): void;
   close(code?: number, reason?: string): void;
-  onopen: ((event: never) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onopen: Handler<unknown>;
+  onmessage: Handler<{ data: unknown }>;
+  onclose: Handler<{ code: number; reason: string }>;
 }
 
 export type SocketConstructor = new (url: string, protocols?: string | string[]) => SocketLike;

@@ -14,6 +14,7 @@ export type {
   CloseInfo,
   ConnectOptions,
   Gap,
+  Handler,
   HubClient,
   HubError,
   Identity,

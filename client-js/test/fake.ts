@@ -17,7 +17,7 @@ export type Frame = { [key: string]: unknown };
 export class FakeSocket {
   readonly sent: Frame[] = [];
   closed: { code: number; reason: string } | null = null;
-  onopen: ((event: never) => void) | null = null;
+  onopen: ((event: unknown) => void) | null = null;
   onmessage: ((event: { data: unknown }) => void) | null = null;
   onclose: ((event: { code: number; reason: string }) => void) | null = null;
 
@@ -39,7 +39,7 @@ export class FakeSocket {
   // ---- the hub's side ----
 
   open(): void {
-    this.onopen?.(undefined as never);
+    this.onopen?.(undefined);
   }
 
   receive(frame: Frame | string): void {
