@@ -237,6 +237,8 @@ interface Sub {
   since: string | undefined;
   /** acknowledged at least once */
   a: boolean;
+  /** the version of its last ack */
+  v?: string | undefined;
   /** created while the connection was down after having been up: heal with "0:0" when no version is known */
   o: boolean;
 }
@@ -331,8 +333,10 @@ export function connect(options: ConnectOptions): HubClient {
   const tokenFn = o.token;
   const base = o.baseDelay ?? 500;
   const cap = o.maxDelay ?? 3e4;
-  const win = o.window !== undefined ? o.window : typeof window === 'object' ? window : null;
-  const doc = o.document !== undefined ? o.document : typeof document === 'object' ? document : null;
+  // Absent where there is no DOM (workers, Node): then nothing is listened for.
+  const g = globalThis as { window?: EventSourceLike; document?: DocumentLike };
+  const win = 'window' in o ? o.window : g.window;
+  const doc = 'document' in o ? o.document : g.document;
 
   let state: State = 'connecting';
   let reason: CloseInfo | null = null;
@@ -361,7 +365,10 @@ export function connect(options: ConnectOptions): HubClient {
   const subs = new Map<string, Sub>();
   const byContext = new Map<string, Set<Sub>>();
   const chans = new Map<string, Chan>();
+  /** per context, the largest version seen anywhere (acks, frames): the resume point of new subscriptions */
   const versions = new Map<string, string>();
+  /** per context, the largest version of in-order stream frames (no ack, no `reason`): see sendSub */
+  const streamed = new Map<string, string>();
   const calls = new Map<number, Call>();
   let outbox: Out[] = [];
   let batch = new Map<Sub, { e: Entry[]; s: number; r: string | undefined }>();
@@ -380,17 +387,27 @@ export function connect(options: ConnectOptions): HubClient {
     else outbox.push(f);
   };
 
-  const noteVersion = (c: string, v: unknown): void => {
+  /** Keeps `v` for `c` in `map` unless the map has a newer version of the same epoch. */
+  const noteVersion = (c: string, v: unknown, map = versions): void => {
     if (typeof v !== 'string') return;
-    const old = versions.get(c);
-    if (old === undefined || !notNewer(old, v)) versions.set(c, v);
+    const old = map.get(c);
+    if (old === undefined || !notNewer(old, v)) map.set(c, v);
   };
 
+  /**
+   * `since` (SPEC section 10). An acked subscription resumes from its own
+   * ack or the newest in-order invalidate frame of its context, whichever is
+   * newer; never from another subscription's ack, whose version is read from
+   * Redis and may be ahead of events still on their way to this one. A new
+   * subscription may use the context's newest version of any source: every
+   * event up to it happened before the caller fetched its data.
+   */
   const sendSub = (s: Sub): void => {
-    const since = (!s.a && s.since) || versions.get(s.c) || (s.o ? '0:0' : undefined);
-    const f: Out = { action: 'subscribe', context: s.c, params: s.p };
-    if (since) f['since'] = since;
-    raw(f);
+    const f = streamed.get(s.c);
+    const since = (s.a ? (s.v && f && notNewer(s.v, f) ? s.v : f || s.v) : s.since || versions.get(s.c)) || (s.o ? '0:0' : '');
+    const out: Out = { action: 'subscribe', context: s.c, params: s.p };
+    if (since) out['since'] = since;
+    raw(out);
   };
 
   const sendChan = (c: Chan): void => {
@@ -578,6 +595,7 @@ export function connect(options: ConnectOptions): HubClient {
         if (s) {
           s.a = true;
           s.o = false;
+          if (typeof f.version === 'string') s.v = f.version;
         }
       } else if (typeof f.channel === 'string') {
         const c = chans.get(keyFrom(f.channel, f.params));
@@ -593,7 +611,13 @@ export function connect(options: ConnectOptions): HubClient {
       } catch {
         return;
       }
-      if (typeof f.versions === 'object') for (const c in f.versions) noteVersion(c, f.versions[c]);
+      if (typeof f.versions === 'object') {
+        for (const c in f.versions) {
+          noteVersion(c, f.versions[c]);
+          // A healing frame's version is read from Redis like an ack's: not a stream position.
+          if (!f.reason) noteVersion(c, f.versions[c], streamed);
+        }
+      }
       deliver(list, typeof f.spread_ms === 'number' ? f.spread_ms : spreadDefault, f.reason);
     } else if (f.gap) {
       const { channel, params, ...gap } = f.gap;

@@ -73,26 +73,15 @@ export function put<T>(o: { [key: string]: T }, key: string, value: T): void {
 
 /** The string form of a JSON scalar, or undefined when `v` is not one. */
 function stringForm(v: unknown): string | undefined {
-  switch (typeof v) {
-    case 'string':
-      return v;
-    case 'number':
-      // ECMAScript Number::toString; String(-0) is "0".
-      return Number.isFinite(v) ? String(v) : undefined;
-    case 'boolean':
-      return v ? 'true' : 'false';
-    case 'object':
-      return v === null ? 'null' : undefined;
-    default:
-      return undefined;
-  }
+  // Numbers: ECMAScript Number::toString, which is String(); String(-0) is "0".
+  const t = typeof v;
+  return t === 'string' || t === 'boolean' || v === null || (t === 'number' && Number.isFinite(v))
+    ? String(v)
+    : undefined;
 }
 
 function describe(v: unknown): string {
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'object') return 'an object';
-  if (typeof v === 'number') return `${v}, not a JSON number,`;
-  return `a ${typeof v}`;
+  return Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : typeof v === 'number' ? String(v) : `a ${typeof v}`;
 }
 
 /**

@@ -767,3 +767,26 @@ test('rpc: a bad function name or args rejects before anything is sent', async (
   await assert.rejects(env.client.ctx('user', { a: [] as never }), { code: 'bad_param' });
   assert.deepEqual(s.take(), []);
 });
+
+test("resume: an acked subscription resumes from its own ack or in-order frames, never another subscription's ack", () => {
+  const env = setup();
+  let s = welcome(env);
+  record(env, 'user', { user_id: 5 });
+  s.receive({ subscribed: true, context: 'user', params: { user_id: '5' }, version: 'e:40' });
+  s.receive({ invalidate: [{ context: 'user', params: { user_id: '5' } }], versions: { user: 'e:45' } });
+  // B's ack is read from Redis at 50 while event 49 (for user 5 only) may still be on its way.
+  record(env, 'user', { user_id: 6 });
+  s.receive({ subscribed: true, context: 'user', params: { user_id: '6' }, version: 'e:50' });
+  // A healing frame's version is a Redis read too.
+  s.receive({ invalidate: [{ context: 'user', params: { user_id: '6' } }], reason: 'gap', versions: { user: 'e:52' } });
+  assert.equal(env.client.version('user'), 'e:52', 'the context-wide point takes every source');
+  s = dropAndRedial(env);
+  s.open();
+  s.receive({ welcome: { protocol: 1, hub: 'h', conn: 'h.2', identity: null, expires: null, spread_ms: 0 } });
+  assert.deepEqual(s.take(), [
+    { action: 'subscribe', context: 'user', params: { user_id: '5' }, since: 'e:45' },
+    { action: 'subscribe', context: 'user', params: { user_id: '6' }, since: 'e:50' },
+  ]);
+  record(env, 'user', { user_id: 7 });
+  assert.deepEqual(s.take(), [{ action: 'subscribe', context: 'user', params: { user_id: '7' }, since: 'e:52' }], 'a new one uses the context-wide point');
+});
