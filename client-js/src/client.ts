@@ -120,9 +120,9 @@ export interface CallOptions {
   timeout?: number;
 }
 
-/** An error frame from the hub (SPEC section 8), as received. */
+/** An error frame (SPEC section 8), as received; Mizan's own channel consumer sends `error` as a bare string. */
 export interface HubError {
-  error: { code: string; message: string };
+  error: { code: string; message: string } | string;
   ref?: string | number;
   context?: string;
   channel?: string;

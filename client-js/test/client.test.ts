@@ -790,3 +790,22 @@ test("resume: an acked subscription resumes from its own ack or in-order frames,
   record(env, 'user', { user_id: 7 });
   assert.deepEqual(s.take(), [{ action: 'subscribe', context: 'user', params: { user_id: '7' }, since: 'e:52' }], 'a new one uses the context-wide point');
 });
+
+test("Mizan's consumer: a string error reaches onError; an id-less channel message and a push frame do no harm", async () => {
+  const env = setup();
+  const s = welcome(env);
+  const errors: unknown[] = [];
+  env.client.onError((e) => errors.push(e.error));
+  const ch = env.client.channel('chat', { room: 'lobby' });
+  const got: unknown[] = [];
+  ch.on((m) => got.push(m));
+  s.receive({ error: 'Unknown channel: chat' });
+  s.receive({ subscribed: true, channel: 'chat', params: { room: 'lobby' } }); // no epoch/seq
+  s.receive({ channel: 'chat', params: { room: 'lobby' }, type: 'message', data: {} });
+  s.receive({ type: 'push', topic: 't', data: {} });
+  const p = env.client.rpc('f');
+  s.receive({ id: 1, ok: false, error: { code: 'VALIDATION_ERROR', message: 'title', details: { title: ['required'] } } });
+  await assert.rejects(p, { code: 'VALIDATION_ERROR' });
+  assert.deepEqual(errors, ['Unknown channel: chat']);
+  assert.deepEqual(got, [{ type: 'message', data: {} }]);
+});
