@@ -243,7 +243,7 @@ void mh_fanout_envelope(mh_hub *h, const char *channel, size_t chlen, const char
         break;
     case MH_KIND_CANARY:
         if (!strcmp(env.hub, h->cfg->hub_id))
-            mh_redis_canary_seen(h->redis);
+            mh_redis_canary_seen(h->redis, env.nonce);
         break;
     case MH_KIND_LOGOUT:
         /* Session-bound connections arrive with authentication (SPEC 12). */

@@ -234,6 +234,27 @@ static void ack_channel(mh_conn *c, const mh_entry *e, const char *epoch, uint64
     mh_buf_free(&b);
 }
 
+static void on_channel_synced(mh_hub *h, void *arg)
+{
+    sub_req *q = arg;
+    mh_keynode *node;
+    mh_conn *c = req_conn(h, q, &node);
+
+    if (c)
+        ack_channel(c, &q->entry, q->cur_epoch, q->cur_seq, q->ref);
+    req_free(q);
+}
+
+/*
+ * The position came from Redis, and messages up to it may still be on their
+ * way through pub/sub; ack once they have passed, so every message this
+ * connection has not been sent has a seq above the ack's (SPEC 10).
+ */
+static void ack_channel_synced(mh_hub *h, sub_req *q)
+{
+    mh_redis_sync(h->redis, on_channel_synced, q);
+}
+
 static void send_gap(mh_conn *c, const mh_entry *e, uint64_t from, uint64_t to, const char *reason)
 {
     mh_buf b;
@@ -274,7 +295,8 @@ static void on_channel_history(mh_hub *h, redisReply *reply, void *arg)
         if (last < q->cur_seq)
             send_gap(c, &q->entry, last + 1, q->cur_seq, "history_trimmed");
     }
-    ack_channel(c, &q->entry, q->cur_epoch, q->cur_seq, q->ref);
+    ack_channel_synced(h, q);
+    return;
 done:
     req_free(q);
 }
@@ -334,7 +356,8 @@ static void on_channel_pos(mh_hub *h, redisReply *reply, void *arg)
                (!q->since_ok || strcmp(q->since_epoch, q->cur_epoch) || q->since_n > q->cur_seq)) {
         send_gap(c, &q->entry, q->since_ok ? q->since_n + 1 : 1, q->cur_seq, "epoch_changed");
     }
-    ack_channel(c, &q->entry, q->cur_epoch, q->cur_seq, q->ref);
+    ack_channel_synced(h, q);
+    return;
 done:
     req_free(q);
 }

@@ -2,6 +2,7 @@
 
 #include "mh_redis_uv.h"
 #include <hiredis/async.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,13 @@ typedef struct link {
     bool ever_up;
 } link;
 
+typedef struct sync_wait {
+    struct sync_wait *next;
+    uint64_t nonce;
+    mh_redis_sync_fn fn;
+    void *arg;
+} sync_wait;
+
 struct mh_redis {
     mh_hub *h;
     link sub, cmd;
@@ -35,7 +43,22 @@ struct mh_redis {
     uint64_t canary_seen_ms;   /* mono time our canary last came back */
     uint64_t subscribed_at_ms; /* mono time the subscription was confirmed */
     bool stopping;
+    sync_wait *sync_head, *sync_tail;
+    uint64_t sync_nonce;
 };
+
+/* Completes waits up to 'upto' (all of them when upto is UINT64_MAX). */
+static void sync_complete(mh_redis *r, uint64_t upto)
+{
+    while (r->sync_head && r->sync_head->nonce <= upto) {
+        sync_wait *w = r->sync_head;
+        r->sync_head = w->next;
+        if (!r->sync_head)
+            r->sync_tail = NULL;
+        w->fn(r->h, w->arg);
+        free(w);
+    }
+}
 
 typedef struct pending_cmd {
     mh_redis *r;
@@ -102,6 +125,7 @@ static void link_lost(link *l, const char *why)
         }
         r->subscribed = false;
         r->confirmed = 0;
+        sync_complete(r, UINT64_MAX);
     }
     schedule_retry(l);
 }
@@ -242,9 +266,48 @@ static void on_canary_timer(uv_timer_t *t)
     mh_redis_cmd(r, on_canary_published, NULL, 3, argv, lens);
 }
 
-void mh_redis_canary_seen(mh_redis *r)
+void mh_redis_canary_seen(mh_redis *r, const char *nonce)
 {
     r->canary_seen_ms = mh_mono_ms();
+    if (nonce[0] == 's')
+        sync_complete(r, strtoull(nonce + 1, NULL, 10));
+}
+
+static void on_sync_published(mh_hub *h, redisReply *reply, void *arg)
+{
+    (void)h, (void)arg;
+    if (!reply) /* never reaches the subscriber: do not leave anyone waiting */
+        sync_complete(h->redis, UINT64_MAX);
+}
+
+void mh_redis_sync(mh_redis *r, mh_redis_sync_fn fn, void *arg)
+{
+    sync_wait *w = calloc(1, sizeof *w);
+    char payload[256];
+    const char *argv[3];
+    size_t lens[3];
+
+    if (!w || !r->subscribed) {
+        free(w);
+        fn(r->h, arg);
+        return;
+    }
+    w->nonce = ++r->sync_nonce;
+    w->fn = fn;
+    w->arg = arg;
+    if (r->sync_tail)
+        r->sync_tail->next = w;
+    else
+        r->sync_head = w;
+    r->sync_tail = w;
+    snprintf(payload, sizeof payload,
+             "{\"v\":1,\"kind\":\"canary\",\"hub\":\"%s\",\"nonce\":\"s%llu\"}", r->h->cfg->hub_id,
+             (unsigned long long)w->nonce);
+    argv[0] = "PUBLISH", lens[0] = 7;
+    argv[1] = r->events, lens[1] = strlen(r->events);
+    argv[2] = payload, lens[2] = strlen(payload);
+    if (mh_redis_cmd(r, on_sync_published, NULL, 3, argv, lens))
+        sync_complete(r, UINT64_MAX);
 }
 
 mh_redis *mh_redis_new(mh_hub *h)
@@ -280,6 +343,7 @@ void mh_redis_start(mh_redis *r)
 void mh_redis_stop(mh_redis *r)
 {
     r->stopping = true;
+    sync_complete(r, UINT64_MAX);
     uv_timer_stop(&r->canary);
     uv_timer_stop(&r->sub.retry);
     uv_timer_stop(&r->cmd.retry);

@@ -47,7 +47,18 @@ int mh_redis_cmd(mh_redis *r, mh_redis_reply_fn fn, void *arg, int argc, const c
                  const size_t *lens);
 
 /** Our canary came back through the subscription (called by fan-out). */
-void mh_redis_canary_seen(mh_redis *r);
+void mh_redis_canary_seen(mh_redis *r, const char *nonce);
+
+typedef void (*mh_redis_sync_fn)(mh_hub *h, void *arg);
+
+/**
+ * Calls 'fn' once every event published before now has come through this
+ * hub's subscription: a marker is published on the events channel and pub/sub
+ * keeps order. Used so an ack's position read from Redis is never ahead of
+ * what the connection has been sent. 'fn' is called exactly once (also when
+ * the link drops first: the gap heal then covers what was missed).
+ */
+void mh_redis_sync(mh_redis *r, mh_redis_sync_fn fn, void *arg);
 
 /** Redis names, prefixed: "events", "in", "v:<ctx>" ... written into 'out'. */
 void mh_redis_name(const mh_redis *r, mh_buf *out, const char *suffix, const char *rest,
