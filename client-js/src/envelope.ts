@@ -126,6 +126,7 @@ function readString(o: JsonObject, key: string, min: number, max: number, requir
   if (typeof v !== 'string') return bad(`"${key}" is not a string`);
   const n = utf8Length(v);
   if (n < min || n > max) bad(`"${key}" is ${n} bytes, not ${min} to ${max}`);
+  if (v.includes('\u0000')) bad(`"${key}" contains U+0000`);
   return v;
 }
 

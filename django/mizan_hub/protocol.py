@@ -834,6 +834,8 @@ def _env_string(env: Mapping, field: str) -> str:
     limit = _ENV_STRING_LIMITS[field]
     if not isinstance(value, str) or not 1 <= len(value.encode("utf-8", "surrogatepass")) <= limit:
         raise _bad_envelope(f"{field} must be a string of 1 to {limit} bytes", "/" + field)
+    if "\x00" in value:
+        raise _bad_envelope(f"{field} contains U+0000", "/" + field)
     return value
 
 
@@ -892,6 +894,8 @@ def _env_reason(env: Mapping) -> str:
         raise _bad_envelope("reason must be a string", "/reason")
     if len(reason.encode("utf-8")) > MAX_CLOSE_REASON_BYTES:
         raise _bad_envelope(f"reason is at most {MAX_CLOSE_REASON_BYTES} bytes", "/reason")
+    if "\x00" in reason:
+        raise _bad_envelope("reason contains U+0000", "/reason")
     return reason
 
 
