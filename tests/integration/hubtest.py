@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "django"))
-from mizan_hub.protocol import bucket, canonical_key  # noqa: E402  (stdlib only)
+from mizan_hub.protocol import bucket, canonical_key  # noqa: E402,F401  (re-exported; stdlib only)
 
 HUB_BIN = os.environ.get("MH_HUB_BIN") or str(ROOT / "build" / "bin" / "mizan-hub")
 if not os.path.isabs(HUB_BIN):
@@ -177,6 +177,7 @@ class Hub:
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self.returncode: int | None = None
+        self.term_sent = False
         self.stderr_path = self.dir / "hub.stderr"
         self.stdout_path = self.dir / "hub.stdout"
         self._files = []
@@ -230,6 +231,8 @@ class Hub:
 
     def signal(self, sig: int) -> None:
         if self.running():
+            if sig == signal.SIGTERM:
+                self.term_sent = True
             os.kill(self.proc.pid, sig)
 
     def wait(self, timeout: float) -> int | None:
@@ -254,6 +257,8 @@ class Hub:
             return self.returncode
         if timeout is None:
             timeout = (float(self.settings.get("drain_window") or 0) + 5) * SLOW
+            if self.term_sent:  # the test sent one and waited already
+                timeout = 2
         self.signal(signal.SIGTERM)
         rc = self.wait(timeout)
         if rc is None:
@@ -558,8 +563,8 @@ class RawWS:
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
         assert head.startswith(b"HTTP/1.1 101"), head
 
-    def send_text(self, text: str, opcode: int = 1) -> None:
-        payload = text.encode()
+    def send_text(self, text: str | bytes, opcode: int = 1) -> None:
+        payload = text.encode() if isinstance(text, str) else text
         n = len(payload)
         hdr = bytes([0x80 | opcode])
         if n < 126:

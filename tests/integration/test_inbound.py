@@ -88,3 +88,27 @@ def test_rpc_without_reply_times_out(make_hub, redis_server, r):
         await c.close()
 
     run(main())
+
+
+def test_worker_send_and_close_reach_one_connection(hub, r):
+    """`send` forwards a frame as is and `close` closes with its code and
+    reason, each on exactly the connection named (SPEC 11)."""
+
+    async def main():
+        a = await connect(hub)
+        b = await connect(hub)
+        frame = {"channel": "chat", "params": {}, "type": "Hello", "data": {"x": [1, "é"]}}
+        send_to_conn(r, a.hub_id, a.conn, frame)
+        assert await a.recv() == frame
+        r.publish(hub_channel(a.hub_id), json.dumps(
+            {"v": 1, "kind": "close", "conn": a.conn, "code": 4005, "reason": "session ended"}))
+        code, reason = await a.wait_closed(5)
+        assert (code, reason) == (4005, "session ended")
+        # An unknown connection id is ignored; b is untouched and still served.
+        send_to_conn(r, b.hub_id, b.hub_id + ".999999", frame)
+        send_to_conn(r, b.hub_id, b.conn, SENTINEL)
+        assert await b.recv() == SENTINEL
+        assert await b.ping_barrier() == []
+        await b.close()
+
+    run(main())

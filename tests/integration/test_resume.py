@@ -75,6 +75,7 @@ def test_context_resume(hub, r):
 
         r.hset(HASH, mapping={"e": "k2f9a", "n": 42, "u": 10, str(b5): 30})
         await case("same version", "k2f9a:42", False, "k2f9a:42")
+        await case("since 0:0, context published", "0:0", True, "k2f9a:42")
         await case("older, nothing matching since", "k2f9a:35", False, "k2f9a:42")
         r.hset(HASH, mapping={"n": 43, "u": 43})
         await case("unscoped entry after since", "k2f9a:42", True, "k2f9a:43")
