@@ -143,6 +143,7 @@ export interface SocketLike {
   onopen: Handler<unknown>;
   onmessage: Handler<{ data: unknown }>;
   onclose: Handler<{ code: number; reason: string }>;
+  onerror?: Handler<unknown>;
 }
 
 export type SocketConstructor = new (url: string, protocols?: string | string[]) => SocketLike;
@@ -661,7 +662,9 @@ export function connect(options: ConnectOptions): HubClient {
       sock = s;
       s.onopen = () => token !== undefined && raw({ action: 'auth', token, ref: 'auth' });
       s.onmessage = (e) => sock === s && onFrame(e.data);
-      s.onclose = (e) => sock === s && lost(e.code, e.reason);
+      // Browsers follow a failed connection's `error` with `close` (1006);
+      // Node 20's WebSocket (undici 6) fires only `error`, and would hang here.
+      s.onerror = s.onclose = (e) => sock === s && lost(e.code || 1006, e.reason || '');
     };
     if (tokenFn) {
       Promise.resolve()
