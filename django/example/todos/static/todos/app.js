@@ -1,7 +1,12 @@
 // The demo page: renders /api/todos/, sends mutations, and refetches when
-// the hub says "todos" changed (or when a mutation response says so, which
-// is how the tab that made the change learns it first, as in Mizan).
-import { createHubClient } from "./hub-lite.js";
+// "todos" is invalidated -- by the hub (another tab, process or worker
+// changed it), or by this tab's own mutation response, which goes through
+// the same subscription (hub.invalidate), as in Mizan.
+//
+// ./hub-client.js is @mizan/hub-client's core bundle (client-js/, built with
+// `npm run bundle`), copied here by ../../../run at start: it is build
+// output, not committed.
+import { connect } from "./hub-client.js";
 
 const $ = (id) => document.getElementById(id);
 const csrf = () => (document.cookie.match(/(?:^|; )csrftoken=([^;]*)/) || [])[1] || "";
@@ -11,12 +16,19 @@ function log(text) {
   $("log").textContent = (line + $("log").textContent).slice(0, 4000);
 }
 
+let fetches = 0;
 async function refetch(reason) {
   const started = performance.now();
-  const response = await fetch("/api/todos/", { headers: { Accept: "application/json" } });
-  const { todos } = await response.json();
-  render(todos);
-  log(`refetched (${reason}) in ${Math.round(performance.now() - started)} ms`);
+  const mine = ++fetches;
+  try {
+    const response = await fetch("/api/todos/", { headers: { Accept: "application/json" } });
+    const { todos } = await response.json();
+    if (mine !== fetches) return; // a later refetch started meanwhile: it wins
+    render(todos);
+    log(`refetched (${reason}) in ${Math.round(performance.now() - started)} ms`);
+  } catch (e) {
+    log(`refetch (${reason}) failed: ${e}`);
+  }
 }
 
 function render(todos) {
@@ -24,6 +36,7 @@ function render(todos) {
   list.replaceChildren(...todos.map((todo) => {
     const li = document.createElement("li");
     li.className = todo.done ? "done" : "";
+    li.dataset.id = todo.id;
     const box = Object.assign(document.createElement("input"), { type: "checkbox", checked: todo.done });
     box.onchange = () => mutate(`/api/todos/${todo.id}/toggle/`);
     const title = Object.assign(document.createElement("span"), { textContent: ` ${todo.title}` });
@@ -34,28 +47,71 @@ function render(todos) {
   }));
 }
 
-async function mutate(url, body = {}) {
-  const response = await fetch(url, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },
-    body: JSON.stringify(body),
-  });
-  const payload = await response.json();
-  if (Array.isArray(payload.invalidate) && payload.invalidate.length) refetch("own mutation");
+function showState(hub, state, reason) {
+  const el = $("status");
+  el.dataset.state = state;
+  let text = state;
+  if (state === "open" && hub.welcome) text += ` (hub ${hub.welcome.hub}, connection ${hub.welcome.conn})`;
+  else if (reason) text += ` (last close ${reason.code}${reason.reason ? ": " + reason.reason : ""})`;
+  el.textContent = text;
+  log(`hub: ${text}`);
 }
 
 export function start({ hubUrl }) {
+  // The demo caps the reconnect backoff at 5 s (the default is 30 s) so that
+  // a restarted hub is found quickly; everything else is the default.
+  const hub = connect({ url: hubUrl, maxDelay: 5000 });
+  window.mizanHub = hub; // for the console (and tests/e2e)
+
+  async function mutate(url, body = {}) {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },
+      body: JSON.stringify(body),
+    });
+    const payload = await response.json();
+    if (!response.ok) return log(`${url}: ${response.status} ${JSON.stringify(payload)}`);
+    // {"result": ..., "invalidate": ["todos"]}: this tab's subscribers
+    // refetch at once, without waiting for the hub (which may be down).
+    hub.invalidate(payload);
+  }
+
   $("add").onsubmit = (event) => {
     event.preventDefault();
     const input = event.target.elements.title;
     mutate("/api/todos/add/", { title: input.value });
     input.value = "";
   };
-  const hub = createHubClient({ url: hubUrl, onStatus: (s) => ($("status").textContent = s), log });
-  hub.subscribe("todos", {}, (entry, frame) => {
-    const ts = frame.ts ? ` ${Math.round(Date.now() - frame.ts)} ms after publish` : "";
-    $("last").textContent = `${new Date().toLocaleTimeString()}${ts}`;
-    refetch(`hub${frame.reason ? " " + frame.reason : ""}`);
+
+  showState(hub, hub.state, hub.reason);
+  hub.onState((state, reason) => showState(hub, state, reason));
+  hub.onError((e) => log(`hub error: ${JSON.stringify(e)}`));
+
+  let acked = false;
+  hub.onFrame((frame) => {
+    if (frame.invalidate && frame.ts) {
+      $("last").textContent = `${new Date().toLocaleTimeString()}, ${Math.round(Date.now() - frame.ts)} ms after publish` +
+        (frame.reason ? ` (${frame.reason})` : "");
+    } else if (frame.invalidate) {
+      $("last").textContent = `${new Date().toLocaleTimeString()}${frame.reason ? ` (${frame.reason})` : ""}`;
+    }
+    // SPEC 10: data fetched before the first ack may be older than it, so
+    // fetch once more after the first ack (the version of the page-load
+    // fetch is not known).
+    if (frame.subscribed && frame.context === "todos" && !acked) {
+      acked = true;
+      log(`subscribed to todos at ${frame.version}`);
+      refetch("first ack");
+    } else if (frame.subscribed && frame.context === "todos") {
+      log(`resubscribed to todos at ${frame.version}`);
+    }
+  });
+
+  hub.subscribe("todos", {}, (event) => {
+    // reason: "resume" or "gap" when the hub healed a gap; delay: the
+    // refetch spread the client waited (0 for this tab's own mutations).
+    const why = event.reason ? `hub: ${event.reason}` : "invalidated";
+    refetch(event.delay ? `${why}, after ${Math.round(event.delay)} ms spread` : why);
   });
   refetch("page load");
 }

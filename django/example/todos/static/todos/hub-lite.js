@@ -1,3 +1,7 @@
+// NOT USED: the demo page now loads the real client, @mizan/hub-client
+// (./hub-client.js, copied from client-js by ../../../run). This file stays
+// only until django/tests/test_demo.py stops fetching it; then delete it.
+//
 // hub-lite.js -- a deliberately small stand-in for @mizan/hub-client, the
 // browser client of mizan-hub (client-js/ in the repository), until that
 // package is published. It speaks SPEC.md sections 6-10 just enough for the
