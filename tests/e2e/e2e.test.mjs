@@ -1,0 +1,159 @@
+// The demo (django/example, the shared todo list) in a real browser -- Debian's
+// Chromium, headless, driven by playwright-core -- through the real hub and
+// Redis, all on free ports of 127.0.0.1:
+//
+//   1. two pages open; a todo added in page A appears in page B within 1 s;
+//   2. the hub is SIGKILLed; a todo is added through page A (Django and Redis
+//      are up, the publish reaches no hub); page B does not have it; the hub
+//      restarts on the same port; page B's client reconnects, resubscribes
+//      with `since`, gets a `resume` invalidation and shows the todo (15 s
+//      deadline);
+//   3. screenshots of both pages: artifacts/a.png, artifacts/b.png and both
+//      side by side in artifacts/screenshot.png.
+//
+// The hub runs with --allow-anonymous: it has no auth yet.
+
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+
+import { chromium } from 'playwright-core';
+
+import { ARTIFACTS, startDemo, startHub, startRedis, tempDir } from './lib.mjs';
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync',
+  // Both pages stay live although only one can be "in front".
+  '--disable-background-timer-throttling', '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows'];
+
+let redis;
+let hub;
+let demo;
+let context;
+let A;
+let B;
+const consoleLog = [];
+
+before(async () => {
+  redis = await startRedis();
+  hub = await startHub(redis.url);
+  demo = await startDemo({ redisUrl: redis.url, hubPort: hub.port });
+  context = await chromium.launchPersistentContext(tempDir('chromium'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ARGS,
+    viewport: { width: 600, height: 640 },
+    timeout: 30_000,
+  });
+  A = context.pages()[0] ?? (await context.newPage());
+  B = await context.newPage();
+  for (const [name, page] of [['A', A], ['B', B]]) {
+    page.on('console', (m) => consoleLog.push(`${name} ${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => consoleLog.push(`${name} pageerror: ${e.message}`));
+    await page.goto(demo.url, { timeout: 15_000 });
+  }
+  await Promise.all([open(A), open(B)]);
+}, { timeout: 75_000 });
+
+after(async () => {
+  if (context) {
+    // Whatever happened, leave the pages as evidence.
+    await A?.screenshot({ path: join(ARTIFACTS, 'a-final.png') }).catch(() => {});
+    await B?.screenshot({ path: join(ARTIFACTS, 'b-final.png') }).catch(() => {});
+    await context.close().catch(() => {});
+  }
+  writeFileSync(join(ARTIFACTS, 'console.log'), consoleLog.join('\n') + '\n');
+  await demo?.stop();
+  await hub?.stop();
+  await redis?.stop();
+});
+
+const state = (page) => page.locator('#status').getAttribute('data-state');
+
+async function open(page, ms = 10_000) {
+  await page.waitForSelector('#status[data-state="open"]', { timeout: ms });
+}
+
+async function titles(page) {
+  return page.$$eval('#todos li span', (spans) => spans.map((s) => s.textContent.trim()));
+}
+
+/** Waits until `page` lists `title`; returns how long it took (ms). */
+async function shows(page, title, ms) {
+  const t0 = Date.now();
+  await page.waitForFunction(
+    (t) => [...document.querySelectorAll('#todos li span')].some((s) => s.textContent.trim() === t),
+    title,
+    { timeout: ms, polling: 20 },
+  );
+  return Date.now() - t0;
+}
+
+async function add(page, title) {
+  await page.fill('#add input[name=title]', title);
+  await page.press('#add input[name=title]', 'Enter');
+}
+
+const timings = {};
+
+test('live: a todo added in page A appears in page B within 1 s', { timeout: 15_000 }, async () => {
+  const title = `milk ${Date.now().toString(36)}`;
+  assert.ok(!(await titles(B)).includes(title));
+  const t0 = Date.now();
+  await add(A, title);
+  const inB = await shows(B, title, 1000).catch(() => null);
+  timings.live = Date.now() - t0;
+  assert.ok(inB !== null, `page B did not show "${title}" within 1 s of the submit in page A; B has ${JSON.stringify(await titles(B))}`);
+  await shows(A, title, 1000);
+  const log = await B.locator('#log').textContent();
+  assert.match(log, /refetched \(invalidated/, 'page B refetched because of a pushed invalidation');
+});
+
+test('outage: the hub is killed, a todo is added through page A, the hub restarts on the same port; page B heals (resume) and shows it', { timeout: 40_000 }, async () => {
+  const port = hub.port;
+  await hub.stop('SIGKILL');
+  await A.waitForSelector('#status[data-state="reconnecting"]', { timeout: 5000 });
+  await B.waitForSelector('#status[data-state="reconnecting"]', { timeout: 5000 });
+
+  // The HTTP write to Django works while the hub is down: the commit
+  // publishes (bumping the version hash in Redis) to no hub at all. Page A
+  // refetches from its own mutation response.
+  const title = `eggs ${Date.now().toString(36)}`;
+  await add(A, title);
+  await shows(A, title, 3000);
+  await B.waitForTimeout(500);
+  assert.ok(!(await titles(B)).includes(title), 'page B cannot know yet: it has no hub');
+  assert.equal(await state(B), 'reconnecting');
+
+  const t0 = Date.now();
+  hub = await startHub(redis.url, port);
+  const inB = await shows(B, title, 15_000).catch(() => null);
+  timings.heal = Date.now() - t0;
+  assert.ok(inB !== null, `page B did not show "${title}" within 15 s of the hub's restart (state ${await state(B)}); B has ${JSON.stringify(await titles(B))}`);
+  await open(A);
+  await open(B);
+  const log = await B.locator('#log').textContent();
+  assert.match(log, /refetched \(hub: resume/, 'page B refetched because the hub healed its subscription (reason resume)');
+});
+
+test('evidence: screenshots of both pages (artifacts/a.png, b.png, screenshot.png)', { timeout: 20_000 }, async () => {
+  const a = await A.screenshot({ path: join(ARTIFACTS, 'a.png') });
+  const b = await B.screenshot({ path: join(ARTIFACTS, 'b.png') });
+  const page = await context.newPage();
+  const img = (png) => `data:image/png;base64,${png.toString('base64')}`;
+  const when = new Date().toISOString().replace('T', ' ').slice(0, 19);
+  await page.setViewportSize({ width: 1240, height: 720 });
+  await page.setContent(`<!doctype html><body style="margin:0;padding:10px;background:#d8d8d8;font:14px system-ui,sans-serif">
+    <div style="margin-bottom:6px">mizan-hub e2e, ${when} UTC: page A (left) and page B (right), after the live update
+    (${timings.live ?? '?'} ms) and the hub restart (healed in ${timings.heal ?? '?'} ms)</div>
+    <div style="display:flex;gap:10px">
+      <img src="${img(a)}" style="border:1px solid #888"><img src="${img(b)}" style="border:1px solid #888">
+    </div></body>`);
+  await page.screenshot({ path: join(ARTIFACTS, 'screenshot.png'), fullPage: true });
+  await page.close();
+  const png = readFileSync(join(ARTIFACTS, 'screenshot.png'));
+  assert.equal(png.subarray(1, 4).toString(), 'PNG');
+  console.log(`live update ${timings.live} ms, healed ${timings.heal} ms after the hub restart; screenshots in ${ARTIFACTS}`);
+});
