@@ -23,6 +23,13 @@
  */
 json_t *mh_json_parse(const char *text, size_t len, mh_err *err);
 
+/**
+ * Like mh_json_parse, but a document nested deeper than 64 levels is still
+ * returned (a new reference) with err set to MH_E_TOO_LARGE and *too_deep set,
+ * so a caller can read a few top-level fields (a frame's `ref`) for its reply.
+ */
+json_t *mh_json_parse_keep(const char *text, size_t len, mh_err *err, int *too_deep);
+
 /** Appends 's' as a JSON string literal, escaped as SPEC section 3 says. */
 void mh_json_put_string(mh_buf *out, const char *s, size_t len);
 

@@ -129,14 +129,24 @@ int mh_frame_decode(const char *text, size_t len, mh_frame *f, mh_err *err)
     const json_t *action;
     const char *name;
     size_t name_len, i;
-    int rc;
+    int rc, too_deep;
 
     memset(f, 0, sizeof *f);
-    f->root = mh_json_parse(text, len, err);
+    f->root = mh_json_parse_keep(text, len, err, &too_deep);
     if (!f->root)
         return err ? err->code : MH_E_BAD_JSON;
     if (!json_is_object(f->root))
-        return mh_err_set(err, MH_E_BAD_FRAME, "a frame is a JSON object");
+        return too_deep ? MH_E_TOO_LARGE
+                        : mh_err_set(err, MH_E_BAD_FRAME, "a frame is a JSON object");
+    /* `ref` first, so every later error can echo it (SPEC 7). */
+    f->ref = json_object_get(f->root, "ref");
+    if (f->ref && check_ref(f->ref, "ref", true, too_deep ? NULL : err)) {
+        f->ref = NULL; /* never echo what failed the check */
+        if (!too_deep)
+            return err ? err->code : MH_E_BAD_FRAME;
+    }
+    if (too_deep)
+        return MH_E_TOO_LARGE;
     action = json_object_get(f->root, "action");
     if (!json_is_string(action))
         return mh_err_set(err, MH_E_BAD_FRAME, "\"action\" must be a string");
@@ -149,12 +159,6 @@ int mh_frame_decode(const char *text, size_t len, mh_frame *f, mh_err *err)
         return mh_err_set(err, MH_E_UNKNOWN_ACTION, "unknown action \"%.*s\"",
                           (int)(name_len > 40 ? 40 : name_len), name);
     f->action = actions[i].action;
-
-    f->ref = json_object_get(f->root, "ref");
-    if (f->ref && (rc = check_ref(f->ref, "ref", true, err))) {
-        f->ref = NULL; /* never echo what failed the check */
-        return rc;
-    }
 
     switch (f->action) {
     case MH_ACT_AUTH:

@@ -39,11 +39,12 @@ int mh_json_depth(const json_t *v, int limit)
     return 0;
 }
 
-json_t *mh_json_parse(const char *text, size_t len, mh_err *err)
+json_t *mh_json_parse_keep(const char *text, size_t len, mh_err *err, int *too_deep)
 {
     json_error_t je;
     json_t *v;
 
+    *too_deep = 0;
     v = json_loadb(text, len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, &je);
     if (!v) {
         if (json_error_code(&je) == json_error_stack_overflow)
@@ -54,8 +55,19 @@ json_t *mh_json_parse(const char *text, size_t len, mh_err *err)
         return NULL;
     }
     if (mh_json_depth(v, MH_JSON_DEPTH_MAX) > MH_JSON_DEPTH_MAX) {
-        json_decref(v);
+        *too_deep = 1;
         mh_err_set(err, MH_E_TOO_LARGE, "JSON nesting is deeper than %d levels", MH_JSON_DEPTH_MAX);
+    }
+    return v;
+}
+
+json_t *mh_json_parse(const char *text, size_t len, mh_err *err)
+{
+    int too_deep;
+    json_t *v = mh_json_parse_keep(text, len, err, &too_deep);
+
+    if (v && too_deep) {
+        json_decref(v);
         return NULL;
     }
     return v;

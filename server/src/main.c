@@ -18,6 +18,7 @@
 
 #include "mh_config.h"
 #include "mh_conn.h"
+#include "mh_hold.h"
 #include "mh_hub.h"
 #include "mh_log.h"
 #include "mh_redis.h"
@@ -66,6 +67,12 @@ static void random_id(char *out, size_t n)
     for (size_t i = 0; i + 1 < n && i < 2 * sizeof raw; i++)
         out[i] = hex[(raw[i / 2] >> (i % 2 ? 0 : 4)) & 15];
     out[n - 1] = '\0';
+}
+
+static void free_node_hold(mh_keynode *node)
+{
+    mh_hold_free(node->hold);
+    node->hold = NULL;
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -128,6 +135,7 @@ static int run_worker(const mh_config *cfg)
     h.loop = &loop;
     uv_loop_init(&loop);
     mh_subs_init(&h.subs);
+    h.subs.node_freed = free_node_hold;
     mh_map_init(&h.conns);
     h.redis = mh_redis_new(&h);
     if (!h.redis)
@@ -197,9 +205,15 @@ static int supervise(mh_config *cfg)
     pid_t *pids = calloc((size_t)cfg->workers, sizeof *pids);
     int alive = 0, rc = 0;
 
+    struct sigaction sa;
+
     snprintf(base, sizeof base, "%s", cfg->hub_id);
-    signal(SIGTERM, supervisor_signal);
-    signal(SIGINT, supervisor_signal);
+    /* No SA_RESTART: waitpid() must return EINTR so the signal is forwarded. */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = supervisor_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     for (int i = 0; i < cfg->workers; i++) {
         pids[i] = spawn(cfg, base, i);
         if (pids[i] > 0)

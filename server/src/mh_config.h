@@ -28,6 +28,8 @@ typedef struct mh_config {
     int pong_timeout;
     int queue_max_msgs;
     int queue_max_bytes;
+    int queue_soft_bytes;
+    int queue_soft_seconds;
     int max_subs;
     int rpc_timeout_ms;
     int spread_max_ms;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mh_hold.h"
 #include "mh_log.h"
 #include "mh_rpc.h"
 
@@ -43,6 +44,7 @@ void mh_conn_release(mh_conn *c)
     while (c->nsubs) {
         mh_sub *s = c->subs[c->nsubs - 1];
         c->nsubs--;
+        mh_hold_free(s->hold);
         mh_subs_remove(&h->subs, s);
     }
     free(c->subs);
@@ -67,6 +69,20 @@ int mh_conn_enqueue(mh_conn *c, mh_msg *m)
                 c->q_count, c->q_bytes);
         mh_conn_close(c, 4008, "slow consumer");
         return -1;
+    }
+    /* Like Redis' pub/sub output limit: a burst may pass the soft limit, a
+     * peer that stays over it for queue_soft_seconds is not keeping up. */
+    if ((uint64_t)c->q_bytes + m->len > (uint64_t)cfg->queue_soft_bytes) {
+        uint64_t now = mh_mono_ms();
+        if (!c->soft_since_ms) {
+            c->soft_since_ms = now;
+        } else if (now - c->soft_since_ms > (uint64_t)cfg->queue_soft_seconds * 1000) {
+            c->hub->metrics.slow_consumer_closes++;
+            mh_info("conn %s: slow consumer (over %d bytes for %d s): closing with 4008", c->name,
+                    cfg->queue_soft_bytes, cfg->queue_soft_seconds);
+            mh_conn_close(c, 4008, "slow consumer");
+            return -1;
+        }
     }
     if (c->q_count == c->q_cap) {
         uint32_t ncap = c->q_cap ? c->q_cap * 2 : 4;
@@ -113,10 +129,10 @@ void mh_conn_close(mh_conn *c, uint16_t code, const char *reason)
     c->close_code = code;
     snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
     queue_clear(c);
+    mh_debug("conn %s: closing with %u (%s)", c->name, code, reason);
     lws_callback_on_writable(c->wsi);
-    /* A peer that never reads never makes us writable: give the close frame
-     * a moment, then drop the socket. */
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 2);
+    /* A peer that never reads never makes us writable: drop it after a while. */
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 3);
 }
 
 int mh_conn_writable(mh_conn *c)
@@ -125,9 +141,15 @@ int mh_conn_writable(mh_conn *c)
     int budget = 32; /* several frames per callback, but stay fair to others */
 
     if (c->closing) {
+        /* In lws 4.1, returning -1 here counts as a failed write, and every
+         * timeout kill marks the socket unusable: both drop the close frame.
+         * A synchronous close with a reason set takes the ws role's polite
+         * path instead: it queues the frame and defers the free until the
+         * peer answers (or a few seconds pass), so this wsi outlives the call. */
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
                          (unsigned char *)c->close_reason, strlen(c->close_reason));
-        return -1;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+        return 0;
     }
     while (c->q_count && budget--) {
         mh_msg *m = c->q[c->q_head];
@@ -148,6 +170,8 @@ int mh_conn_writable(mh_conn *c)
         if (lws_send_pipe_choked(c->wsi))
             break;
     }
+    if (c->q_bytes <= (uint32_t)h->cfg->queue_soft_bytes)
+        c->soft_since_ms = 0;
     if (c->q_count)
         lws_callback_on_writable(c->wsi);
     return 0;

@@ -33,6 +33,7 @@ struct mh_conn {
     mh_msg **q;
     uint32_t q_head, q_count, q_cap;
     uint32_t q_bytes;
+    uint64_t soft_since_ms; /* when the queue went over the soft limit, 0 when under */
     /* subscriptions held (each also in the index) */
     mh_sub **subs;
     uint32_t nsubs, subs_cap;

@@ -5,6 +5,7 @@
 
 #include "mh_conn.h"
 #include "mh_envelope.h"
+#include "mh_hold.h"
 #include "mh_json.h"
 #include "mh_log.h"
 #include "mh_out.h"
@@ -44,6 +45,21 @@ size_t mh_fanout_node(mh_hub *h, mh_keynode *node, mh_msg *m)
             continue;
         c->stamp = h->stamp;
         if (mh_conn_enqueue(c, m) == 0)
+            n++;
+    }
+    h->metrics.deliveries += n;
+    return n;
+}
+
+size_t mh_fanout_channel(mh_hub *h, mh_keynode *node, mh_msg *m, uint64_t seq)
+{
+    size_t n = 0;
+
+    for (uint32_t i = 0; i < node->nsubs; i++) {
+        mh_sub *sub = node->subs[i];
+        if (sub->hold)
+            mh_hold_push(sub->hold, m, seq);
+        else if (mh_conn_enqueue(sub->owner, m) == 0)
             n++;
     }
     h->metrics.deliveries += n;
@@ -141,15 +157,12 @@ static void deliver_message(mh_hub *h, const mh_envelope *env)
 
     if (!node)
         return;
-    if (node->pos_known && !strcmp(node->epoch, env->epoch) && env->seq <= node->seq)
+    if (!node->gap && node->pos_known && !strcmp(node->epoch, env->epoch) && env->seq <= node->seq)
         return; /* already delivered (a replay raced the live message) */
-    if (node->pos_known && !node->gap && !strcmp(node->epoch, env->epoch) &&
+    if (!node->gap && node->pos_known && !strcmp(node->epoch, env->epoch) &&
         env->seq > node->seq + 1)
         mh_warn("channel %s: seq jumped from %llu to %llu without a link loss", node->key,
                 (unsigned long long)node->seq, (unsigned long long)env->seq);
-    snprintf(node->epoch, sizeof node->epoch, "%s", env->epoch);
-    node->seq = env->seq;
-    node->pos_known = true;
     mh_buf_init(&b);
     if (mh_out_channel_message(&b, env)) {
         mh_buf_free(&b);
@@ -161,8 +174,18 @@ static void deliver_message(mh_hub *h, const mh_envelope *env)
     if (!m)
         return;
     m->ts_ms = env->has_ts ? env->ts : 0;
-    mh_fanout_round(h);
-    mh_fanout_node(h, node, m);
+    if (node->gap) {
+        /* Healing: hold live frames until the missed ones are replayed. */
+        if (!node->hold)
+            node->hold = mh_hold_new();
+        if (node->hold)
+            mh_hold_push(node->hold, m, env->seq);
+    } else {
+        snprintf(node->epoch, sizeof node->epoch, "%s", env->epoch);
+        node->seq = env->seq;
+        node->pos_known = true;
+        mh_fanout_channel(h, node, m, env->seq);
+    }
     mh_msg_unref(m);
 }
 

@@ -22,6 +22,13 @@ void mh_fanout_envelope(mh_hub *h, const char *channel, size_t chlen, const char
 /** Queues 'm' to each subscriber of 'node' not yet served in this round. Returns how many. */
 size_t mh_fanout_node(mh_hub *h, mh_keynode *node, mh_msg *m);
 
+/**
+ * Delivers a channel frame with sequence number 'seq' to every subscriber of
+ * 'node', or into the subscriber's hold while it is resuming. Returns how
+ * many connections it was queued to.
+ */
+size_t mh_fanout_channel(mh_hub *h, mh_keynode *node, mh_msg *m, uint64_t seq);
+
 /** Starts a new round: afterwards every connection can receive one copy again. */
 void mh_fanout_round(mh_hub *h);
 

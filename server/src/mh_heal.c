@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mh_fanout.h"
+#include "mh_hold.h"
 #include "mh_json.h"
 #include "mh_key.h"
 #include "mh_log.h"
@@ -26,6 +27,7 @@ typedef struct sub_req {
     /* channel replay */
     char cur_epoch[MH_EPOCH_MAX + 1];
     uint64_t cur_seq;
+    uint64_t flush_after; /* held frames above this seq are released after the replay */
 } sub_req;
 
 static void req_free(sub_req *q)
@@ -161,8 +163,9 @@ static void on_context_hash(mh_hub *h, redisReply *reply, void *arg)
         vh.n = reply_u64(reply->element[1]);
         vh.u = reply_u64(reply->element[2]);
         snprintf(version, sizeof version, "%s:%llu", vh.epoch, (unsigned long long)vh.n);
-        mh_fanout_note_version(node->ctx, version, strlen(version));
     }
+    /* "0:0" too is a known version: nothing was ever published. */
+    mh_fanout_note_version(node->ctx, version, strlen(version));
     for (size_t i = 3; i < reply->elements; i++) {
         uint64_t v = reply_u64(reply->element[i]);
         if (v > max_bucket)
@@ -234,14 +237,43 @@ static void ack_channel(mh_conn *c, const mh_entry *e, const char *epoch, uint64
     mh_buf_free(&b);
 }
 
+static void send_gap(mh_conn *c, const mh_entry *e, uint64_t from, uint64_t to, const char *reason);
+
+/* Ends a resume's hold: frames that arrived live during the replay, in order. */
+static void release_sub_hold(mh_conn *c, mh_keynode *node, uint64_t after)
+{
+    mh_sub *sub = mh_conn_find_sub(c, node);
+    mh_hold *hold = sub ? sub->hold : NULL;
+
+    if (!hold)
+        return;
+    sub->hold = NULL;
+    for (uint32_t i = 0; i < hold->n; i++)
+        if (hold->seqs[i] > after)
+            mh_conn_enqueue(c, hold->msgs[i]);
+    if (hold->overflow)
+        send_gap(c, &node->entry, hold->dropped_from, hold->dropped_to, "history_trimmed");
+    mh_hold_free(hold);
+}
+
 static void on_channel_synced(mh_hub *h, void *arg)
 {
     sub_req *q = arg;
     mh_keynode *node;
     mh_conn *c = req_conn(h, q, &node);
 
-    if (c)
+    if (c) {
+        release_sub_hold(c, node, q->flush_after);
         ack_channel(c, &q->entry, q->cur_epoch, q->cur_seq, q->ref);
+        /* Past the barrier, every message up to the read has come through the
+         * stream: from here the read is this hub's exact position too. */
+        if (!node->gap &&
+            (!node->pos_known || strcmp(node->epoch, q->cur_epoch) || q->cur_seq > node->seq)) {
+            strcpy(node->epoch, q->cur_epoch);
+            node->seq = q->cur_seq;
+            node->pos_known = true;
+        }
+    }
     req_free(q);
 }
 
@@ -265,40 +297,125 @@ static void send_gap(mh_conn *c, const mh_entry *e, uint64_t from, uint64_t to, 
     c->hub->metrics.gap_frames++;
 }
 
+/* ---- channel history (SPEC 10: stream ids are "<seq>-0", field f is the frame) ---- */
+
+/* XRANGE h:K <from>-0 + COUNT 10000: the history from seq 'from' on. */
+static int read_history(mh_hub *h, const mh_keynode *node, uint64_t from, mh_redis_reply_fn fn,
+                        void *arg)
+{
+    mh_buf key, start;
+    const char *argv[6];
+    size_t lens[6];
+    int rc;
+
+    mh_buf_init(&key);
+    mh_buf_init(&start);
+    mh_redis_name(h->redis, &key, "h:", node->key, node->key_len);
+    mh_buf_printf(&start, "%llu-0", (unsigned long long)from);
+    argv[0] = "XRANGE", lens[0] = 6;
+    argv[1] = key.data, lens[1] = key.len;
+    argv[2] = start.data, lens[2] = start.len;
+    argv[3] = "+", lens[3] = 1;
+    argv[4] = "COUNT", lens[4] = 5;
+    argv[5] = "10000", lens[5] = 5;
+    rc = key.oom || start.oom ? -1 : mh_redis_cmd(h->redis, fn, arg, 6, argv, lens);
+    mh_buf_free(&key);
+    mh_buf_free(&start);
+    return rc;
+}
+
+/* HMGET c:K e s: a channel's epoch and last seq. */
+static int read_channel_pos(mh_hub *h, const mh_keynode *node, mh_redis_reply_fn fn, void *arg)
+{
+    mh_buf key;
+    const char *argv[4];
+    size_t lens[4];
+    int rc;
+
+    mh_buf_init(&key);
+    mh_redis_name(h->redis, &key, "c:", node->key, node->key_len);
+    argv[0] = "HMGET", lens[0] = 5;
+    argv[1] = key.data, lens[1] = key.len;
+    argv[2] = "e", lens[2] = 1;
+    argv[3] = "s", lens[3] = 1;
+    rc = key.oom ? -1 : mh_redis_cmd(h->redis, fn, arg, 4, argv, lens);
+    mh_buf_free(&key);
+    return rc;
+}
+
+typedef void (*history_fn)(uint64_t seq, const char *frame, size_t len, void *arg);
+
+/*
+ * Walks an XRANGE reply in order, calling 'fn' for each well-formed entry.
+ * Returns the seq of the first entry (0: no entries, or the reply is not a
+ * history); *last gets the seq of the last entry passed to 'fn'.
+ */
+static uint64_t history_each(const redisReply *reply, uint64_t *last, history_fn fn, void *arg)
+{
+    uint64_t first = 0;
+
+    if (!reply || reply->type != REDIS_REPLY_ARRAY)
+        return 0;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *ent = reply->element[i], *fields;
+        uint64_t seq;
+        if (ent->type != REDIS_REPLY_ARRAY || ent->elements < 2 ||
+            ent->element[0]->type != REDIS_REPLY_STRING ||
+            ent->element[1]->type != REDIS_REPLY_ARRAY)
+            continue;
+        seq = strtoull(ent->element[0]->str, NULL, 10);
+        if (!first)
+            first = seq;
+        fields = ent->element[1];
+        for (size_t k = 0; k + 1 < fields->elements; k += 2) {
+            const redisReply *name = fields->element[k], *val = fields->element[k + 1];
+            if (name->type == REDIS_REPLY_STRING && name->len == 1 && name->str[0] == 'f' &&
+                val->type == REDIS_REPLY_STRING) {
+                if (fn)
+                    fn(seq, val->str, (size_t)val->len, arg);
+                *last = seq;
+            }
+        }
+    }
+    return first;
+}
+
+static void replay_to_conn(uint64_t seq, const char *frame, size_t len, void *arg)
+{
+    (void)seq;
+    mh_conn_send(arg, frame, len);
+}
+
 static void on_channel_history(mh_hub *h, redisReply *reply, void *arg)
 {
     sub_req *q = arg;
     mh_keynode *node;
     mh_conn *c = req_conn(h, q, &node);
-    uint64_t want = q->since_n + 1, last = q->since_n;
+    uint64_t want = q->since_n + 1, last = q->since_n, first;
 
-    if (!c)
-        goto done;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
-        send_gap(c, &q->entry, want, q->cur_seq, reply ? "no_history" : "hub_link_lost");
-    } else if (strtoull(reply->element[0]->element[0]->str, NULL, 10) != want) {
-        send_gap(c, &q->entry, want, q->cur_seq, "history_trimmed");
+    if (!c) {
+        req_free(q);
+        return;
+    }
+    q->flush_after = q->since_n;
+    if (!reply) {
+        send_gap(c, &q->entry, want, q->cur_seq, "hub_link_lost");
     } else {
-        for (size_t i = 0; i < reply->elements; i++) {
-            redisReply *ent = reply->element[i], *fields;
-            if (ent->type != REDIS_REPLY_ARRAY || ent->elements < 2)
-                continue;
-            fields = ent->element[1];
-            for (size_t k = 0; k + 1 < fields->elements; k += 2) {
-                if (fields->element[k]->len == 1 && fields->element[k]->str[0] == 'f') {
-                    mh_conn_send(c, fields->element[k + 1]->str,
-                                 (size_t)fields->element[k + 1]->len);
-                    last = strtoull(ent->element[0]->str, NULL, 10);
-                }
-            }
+        /* Only a history that starts exactly where the client stopped is replayed. */
+        uint64_t ignored = 0;
+        first = history_each(reply, &ignored, NULL, NULL);
+        if (first == 0)
+            send_gap(c, &q->entry, want, q->cur_seq, "no_history");
+        else if (first != want)
+            send_gap(c, &q->entry, want, q->cur_seq, "history_trimmed");
+        else {
+            history_each(reply, &last, replay_to_conn, c);
+            q->flush_after = last;
+            if (last < q->cur_seq)
+                send_gap(c, &q->entry, last + 1, q->cur_seq, "history_trimmed");
         }
-        if (last < q->cur_seq)
-            send_gap(c, &q->entry, last + 1, q->cur_seq, "history_trimmed");
     }
     ack_channel_synced(h, q);
-    return;
-done:
-    req_free(q);
 }
 
 static void on_channel_pos(mh_hub *h, redisReply *reply, void *arg)
@@ -316,41 +433,20 @@ static void on_channel_pos(mh_hub *h, redisReply *reply, void *arg)
         mh_epoch_valid(reply->element[0]->str, (size_t)reply->element[0]->len)) {
         strcpy(q->cur_epoch, reply->element[0]->str);
         q->cur_seq = reply_u64(reply->element[1]);
-        if (!node->pos_known) {
-            strcpy(node->epoch, q->cur_epoch);
-            node->seq = q->cur_seq;
-            node->pos_known = true;
-        }
     } else if (!reply) {
+        release_sub_hold(c, node, 0);
         if (q->has_since)
             send_gap(c, &q->entry, q->since_n + 1, 0, "hub_link_lost");
         ack_channel(c, &q->entry, "0", 0, q->ref);
         goto done;
     }
+    q->flush_after =
+        q->has_since && q->since_ok && !strcmp(q->since_epoch, q->cur_epoch) ? q->since_n : 0;
     if (q->has_since && q->since_ok && !strcmp(q->since_epoch, q->cur_epoch) &&
         q->since_n < q->cur_seq) {
         /* Replay from history; the reply handler acks. */
-        mh_buf key, from;
-        const char *argv[6];
-        size_t lens[6];
-        mh_buf_init(&key);
-        mh_buf_init(&from);
-        mh_redis_name(h->redis, &key, "h:", node->key, node->key_len);
-        mh_buf_printf(&from, "%llu-0", (unsigned long long)(q->since_n + 1));
-        argv[0] = "XRANGE", lens[0] = 6;
-        argv[1] = key.data, lens[1] = key.len;
-        argv[2] = from.data, lens[2] = from.len;
-        argv[3] = "+", lens[3] = 1;
-        argv[4] = "COUNT", lens[4] = 5;
-        argv[5] = "10000", lens[5] = 5;
-        if (!key.oom && !from.oom &&
-            mh_redis_cmd(h->redis, on_channel_history, q, 6, argv, lens) == 0) {
-            mh_buf_free(&key);
-            mh_buf_free(&from);
+        if (read_history(h, node, q->since_n + 1, on_channel_history, q) == 0)
             return;
-        }
-        mh_buf_free(&key);
-        mh_buf_free(&from);
         send_gap(c, &q->entry, q->since_n + 1, q->cur_seq, "hub_link_lost");
     } else if (q->has_since &&
                (!q->since_ok || strcmp(q->since_epoch, q->cur_epoch) || q->since_n > q->cur_seq)) {
@@ -360,24 +456,6 @@ static void on_channel_pos(mh_hub *h, redisReply *reply, void *arg)
     return;
 done:
     req_free(q);
-}
-
-static int read_channel_pos(mh_hub *h, const mh_keynode *node, sub_req *q)
-{
-    mh_buf key;
-    const char *argv[4];
-    size_t lens[4];
-    int rc;
-
-    mh_buf_init(&key);
-    mh_redis_name(h->redis, &key, "c:", node->key, node->key_len);
-    argv[0] = "HMGET", lens[0] = 5;
-    argv[1] = key.data, lens[1] = key.len;
-    argv[2] = "e", lens[2] = 1;
-    argv[3] = "s", lens[3] = 1;
-    rc = key.oom ? -1 : mh_redis_cmd(h->redis, on_channel_pos, q, 4, argv, lens);
-    mh_buf_free(&key);
-    return rc;
 }
 
 void mh_heal_subscribe_channel(mh_conn *c, mh_sub *sub, const char *since, size_t since_len,
@@ -397,10 +475,13 @@ void mh_heal_subscribe_channel(mh_conn *c, mh_sub *sub, const char *since, size_
         return;
     }
     q = req_new(c, sub, true, since, since_len, ref);
-    if (q && read_channel_pos(h, node, q) == 0)
+    if (since && !sub->hold)
+        sub->hold = mh_hold_new(); /* a failed allocation only loses the ordering guard */
+    if (q && read_channel_pos(h, node, on_channel_pos, q) == 0)
         return;
     if (q)
         req_free(q);
+    release_sub_hold(c, node, 0);
     if (since)
         send_gap(c, &node->entry, 0, 0, "hub_link_lost");
     ack_channel(c, &node->entry, "0", 0, ref);
@@ -544,45 +625,71 @@ static void gap_to_node(mh_hub *h, mh_keynode *node, uint64_t from, uint64_t to,
     mh_msg_unref(m);
 }
 
+typedef struct replay_node {
+    mh_hub *h;
+    mh_keynode *node;
+} replay_node;
+
+static void replay_to_node(uint64_t seq, const char *frame, size_t len, void *arg)
+{
+    replay_node *r = arg;
+    mh_msg *m = mh_msg_new(frame, len);
+    if (m) {
+        mh_fanout_channel(r->h, r->node, m, seq);
+        mh_msg_unref(m);
+    }
+}
+
+/*
+ * Ends the heal of a channel: its position becomes (epoch, seq), and frames
+ * held while it healed go out in order, those above 'after' only.
+ */
+static void release_node(mh_hub *h, mh_keynode *node, const char *epoch, uint64_t seq,
+                         uint64_t after)
+{
+    mh_hold *hold = node->hold;
+
+    node->gap = false;
+    node->hold = NULL;
+    snprintf(node->epoch, sizeof node->epoch, "%s", epoch);
+    node->seq = seq;
+    node->pos_known = true;
+    if (!hold)
+        return;
+    for (uint32_t i = 0; i < hold->n; i++) {
+        if (hold->seqs[i] > after) {
+            mh_fanout_channel(h, node, hold->msgs[i], hold->seqs[i]);
+            if (hold->seqs[i] > node->seq)
+                node->seq = hold->seqs[i];
+        }
+    }
+    if (hold->overflow)
+        gap_to_node(h, node, hold->dropped_from, hold->dropped_to, "history_trimmed");
+    mh_hold_free(hold);
+}
+
 static void on_heal_history(mh_hub *h, redisReply *reply, void *arg)
 {
     heal_ch_req *q = arg;
     mh_keynode *node = mh_subs_find(&h->subs, true, &q->entry);
-    uint64_t want = q->seen_seq + 1, last = q->seen_seq;
+    uint64_t want = q->seen_seq + 1, last = q->seen_seq, first, ignored = 0;
 
     if (!node)
         goto done;
-    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements &&
-        strtoull(reply->element[0]->element[0]->str, NULL, 10) == want) {
-        for (size_t i = 0; i < reply->elements; i++) {
-            redisReply *ent = reply->element[i], *fields = ent->element[1];
-            uint64_t seq = strtoull(ent->element[0]->str, NULL, 10);
-            if (seq <= node->seq && !strcmp(node->epoch, q->cur_epoch) && seq <= last)
-                continue;
-            for (size_t k = 0; k + 1 < fields->elements; k += 2) {
-                if (fields->element[k]->len == 1 && fields->element[k]->str[0] == 'f') {
-                    mh_msg *m = mh_msg_new(fields->element[k + 1]->str,
-                                           (size_t)fields->element[k + 1]->len);
-                    if (m) {
-                        mh_fanout_round(h);
-                        mh_fanout_node(h, node, m);
-                        mh_msg_unref(m);
-                    }
-                    last = seq;
-                }
-            }
-        }
+    if (!reply) {
+        node->gap = true; /* the link dropped again: the next heal retries, still holding */
+        goto done;
+    }
+    first = history_each(reply, &ignored, NULL, NULL);
+    if (first == want) {
+        replay_node r = {h, node};
+        history_each(reply, &last, replay_to_node, &r);
         if (last < q->cur_seq)
             gap_to_node(h, node, last + 1, q->cur_seq, "history_trimmed");
     } else {
-        gap_to_node(h, node, want, q->cur_seq,
-                    reply && reply->type == REDIS_REPLY_ARRAY && reply->elements ? "history_trimmed"
-                                                                                 : "hub_link_lost");
+        gap_to_node(h, node, want, q->cur_seq, first ? "history_trimmed" : "no_history");
     }
-    if (q->cur_seq > node->seq || strcmp(node->epoch, q->cur_epoch)) {
-        strcpy(node->epoch, q->cur_epoch);
-        node->seq = q->cur_seq;
-    }
+    release_node(h, node, q->cur_epoch, q->cur_seq > last ? q->cur_seq : last, last);
 done:
     mh_entry_free(&q->entry);
     free(q);
@@ -595,46 +702,34 @@ static void on_heal_channel(mh_hub *h, redisReply *reply, void *arg)
 
     if (!node)
         goto done;
-    node->gap = false;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-        reply->element[0]->type != REDIS_REPLY_STRING) {
-        if (!reply)
-            node->gap = true; /* the link dropped again; the next heal retries */
-        goto done;            /* no channel state in Redis: nothing was published */
+    if (!reply) {
+        node->gap = true; /* the link dropped again: the next heal retries */
+        goto done;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        !mh_epoch_valid(reply->element[0]->str, (size_t)reply->element[0]->len)) {
+        /* No channel state in Redis: nothing was ever published on it. */
+        release_node(h, node, "0", 0, 0);
+        goto done;
     }
     snprintf(q->cur_epoch, sizeof q->cur_epoch, "%s", reply->element[0]->str);
     q->cur_seq = reply_u64(reply->element[1]);
     if (!q->seen_known) {
+        /* Subscribed here while the link was down: what was missed is unknown. */
         gap_to_node(h, node, 0, q->cur_seq, "hub_link_lost");
+        release_node(h, node, q->cur_epoch, q->cur_seq, 0);
     } else if (strcmp(q->seen_epoch, q->cur_epoch)) {
         gap_to_node(h, node, 1, q->cur_seq, "epoch_changed");
+        release_node(h, node, q->cur_epoch, q->cur_seq, 0);
     } else if (q->cur_seq > q->seen_seq) {
-        mh_buf key, from;
-        const char *argv[6];
-        size_t lens[6];
-        int rc;
-        mh_buf_init(&key);
-        mh_buf_init(&from);
-        mh_redis_name(h->redis, &key, "h:", node->key, node->key_len);
-        mh_buf_printf(&from, "%llu-0", (unsigned long long)(q->seen_seq + 1));
-        argv[0] = "XRANGE", lens[0] = 6;
-        argv[1] = key.data, lens[1] = key.len;
-        argv[2] = from.data, lens[2] = from.len;
-        argv[3] = "+", lens[3] = 1;
-        argv[4] = "COUNT", lens[4] = 5;
-        argv[5] = "10000", lens[5] = 5;
-        rc = key.oom || from.oom ? -1 : mh_redis_cmd(h->redis, on_heal_history, q, 6, argv, lens);
-        mh_buf_free(&key);
-        mh_buf_free(&from);
-        if (rc == 0)
-            return;
+        if (read_history(h, node, q->seen_seq + 1, on_heal_history, q) == 0)
+            return; /* on_heal_history releases */
         gap_to_node(h, node, q->seen_seq + 1, q->cur_seq, "hub_link_lost");
+        release_node(h, node, q->cur_epoch, q->cur_seq, q->seen_seq);
+    } else {
+        release_node(h, node, q->cur_epoch, q->seen_seq, q->seen_seq);
     }
-    if (q->seen_known && strcmp(q->seen_epoch, q->cur_epoch) == 0 && q->cur_seq <= q->seen_seq)
-        goto done;
-    strcpy(node->epoch, q->cur_epoch);
-    node->seq = q->cur_seq;
-    node->pos_known = true;
 done:
     mh_entry_free(&q->entry);
     free(q);
@@ -677,8 +772,6 @@ void mh_heal_run(mh_hub *h)
     while (mh_map_next(&h->subs.channels, &it, NULL, NULL, &v)) {
         mh_keynode *node = v;
         heal_ch_req *q;
-        const char *argv[4];
-        size_t lens[4];
         if (!node->gap)
             continue;
         q = calloc(1, sizeof *q);
@@ -689,13 +782,7 @@ void mh_heal_run(mh_hub *h)
         q->seen_known = node->pos_known;
         strcpy(q->seen_epoch, node->epoch);
         q->seen_seq = node->seq;
-        mh_buf_reset(&key);
-        mh_redis_name(h->redis, &key, "c:", node->key, node->key_len);
-        argv[0] = "HMGET", lens[0] = 5;
-        argv[1] = key.data, lens[1] = key.len;
-        argv[2] = "e", lens[2] = 1;
-        argv[3] = "s", lens[3] = 1;
-        if (key.oom || mh_redis_cmd(h->redis, on_heal_channel, q, 4, argv, lens)) {
+        if (read_channel_pos(h, node, on_heal_channel, q)) {
             mh_entry_free(&q->entry);
             free(q);
             continue;

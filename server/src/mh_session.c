@@ -5,6 +5,7 @@
 
 #include "mh_frame.h"
 #include "mh_heal.h"
+#include "mh_hold.h"
 #include "mh_json.h"
 #include "mh_log.h"
 #include "mh_out.h"
@@ -97,6 +98,7 @@ static void do_unsubscribe(mh_conn *c, mh_frame *f)
 
     if (sub) {
         mh_conn_drop_sub(c, sub);
+        mh_hold_free(sub->hold);
         mh_subs_remove(&h->subs, sub);
     }
     mh_buf_init(&b);
@@ -239,7 +241,7 @@ void mh_session_frame(mh_conn *c, const char *text, size_t len)
     rc = mh_frame_decode(text, len, &f, &err);
     if (rc) {
         mh_debug("conn %s: %s: %s", c->name, mh_code_name(rc), err.msg);
-        error_for(c, mh_code_name(rc), err.msg, rc == MH_E_BAD_JSON ? NULL : &f);
+        error_for(c, mh_code_name(rc), err.msg, f.root ? &f : NULL);
         mh_frame_free(&f);
         return;
     }

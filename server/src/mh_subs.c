@@ -150,8 +150,10 @@ static void shape_free(mh_shape *sh)
     free(sh);
 }
 
-static void node_free(mh_keynode *node)
+static void node_free(const mh_subs *s, mh_keynode *node)
 {
+    if (s->node_freed)
+        s->node_freed(node);
     for (uint32_t i = 0; i < node->nsubs; i++)
         free(node->subs[i]);
     free(node->subs);
@@ -178,12 +180,12 @@ void mh_subs_free(mh_subs *s)
         mh_ctx *c = v;
         for (size_t i = 0; i < c->nshapes; i++)
             for (uint32_t k = 0; k < c->shapes[i]->nnodes; k++)
-                node_free(c->shapes[i]->nodes[k]);
+                node_free(s, c->shapes[i]->nodes[k]);
         ctx_free(c);
     }
     it = 0;
     while (mh_map_next(&s->channels, &it, NULL, NULL, &v))
-        node_free(v);
+        node_free(s, v);
     mh_map_free(&s->contexts);
     mh_map_free(&s->channels);
     memset(s, 0, sizeof *s);
@@ -392,7 +394,7 @@ fail:
         } else if (node->shape) {
             shape_remove_node(node->shape, node);
         }
-        node_free(node);
+        node_free(s, node);
     }
     if (new_shape && sh) {
         c->shapes[sh->pos_in_ctx] = c->shapes[--c->nshapes];
@@ -420,14 +422,14 @@ void mh_subs_remove(mh_subs *s, mh_sub *sub)
     s->nnodes--;
     if (node->is_channel) {
         mh_map_del(&s->channels, node->key, node->key_len);
-        node_free(node);
+        node_free(s, node);
         return;
     }
     {
         mh_shape *sh = node->shape;
         mh_ctx *c = sh->ctx;
         shape_remove_node(sh, node);
-        node_free(node);
+        node_free(s, node);
         if (sh->nnodes)
             return;
         c->shapes[sh->pos_in_ctx] = c->shapes[--c->nshapes];

@@ -28,8 +28,11 @@ typedef struct mh_shape mh_shape;
 typedef struct mh_ctx mh_ctx;
 
 /** One subscription: a subscriber on a key node. Owned by the index. */
+struct mh_hold;
+
 typedef struct mh_sub {
-    void *owner; /* the subscriber (a connection), borrowed */
+    void *owner;          /* the subscriber (a connection), borrowed */
+    struct mh_hold *hold; /* channel frames held during a resume; owned by the owner */
     struct mh_keynode *node;
     uint32_t pos_in_node;
     uint32_t pos_in_owner; /* for the owner's own list; maintained by the owner */
@@ -48,7 +51,8 @@ typedef struct mh_keynode {
     uint32_t nsubs, cap;
     /* channel instances: the position this hub last saw, for resume and gaps */
     bool pos_known;
-    bool gap; /* the hub's Redis link dropped since pos was known */
+    bool gap;             /* the hub's Redis link dropped since pos was known */
+    struct mh_hold *hold; /* live frames held while the gap heal replays; see mh_hold.h */
     char epoch[33];
     uint64_t seq;
 } mh_keynode;
@@ -71,6 +75,8 @@ struct mh_ctx {
 };
 
 typedef struct mh_subs {
+    /* called before a key node is freed, for what others hang on it (may be NULL) */
+    void (*node_freed)(mh_keynode *node);
     mh_map contexts; /* name -> mh_ctx */
     mh_map channels; /* canonical key -> mh_keynode */
     size_t nsubs;    /* subscriptions, all kinds */

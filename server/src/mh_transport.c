@@ -1,7 +1,13 @@
+#define _GNU_SOURCE /* accept4 */
 #include "mh_transport.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <libwebsockets.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "mh_conn.h"
 #include "mh_log.h"
@@ -213,6 +219,100 @@ static struct lws_protocols protocols[] = {
 
 static lws_retry_bo_t retry;
 
+/*
+ * The listening socket is ours, not lws's: lws 4.1 sets only SO_REUSEADDR,
+ * and workers need SO_REUSEPORT to share the port. Accepted sockets are
+ * handed to lws, which serves HTTP and the WebSocket upgrade on them.
+ */
+static int listen_fd = -1;
+static uv_poll_t listen_poll;
+static uv_timer_t listen_pause;
+static struct lws_vhost *vhost;
+static bool listening;
+
+static void on_listen(uv_poll_t *p, int status, int events);
+
+static void resume_listen(uv_timer_t *t)
+{
+    (void)t;
+    if (listening)
+        uv_poll_start(&listen_poll, UV_READABLE, on_listen);
+}
+
+static void on_listen(uv_poll_t *p, int status, int events)
+{
+    mh_hub *h = p->data;
+    (void)events;
+
+    if (status < 0)
+        return;
+    /* A bounded batch per wakeup keeps accepting fair to established peers. */
+    for (int i = 0; i < 256; i++) {
+        lws_sock_file_fd_type fd;
+        int s = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (s < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                h->metrics.connections_rejected++;
+                mh_warn("accept: %s; pausing new connections for 250 ms", strerror(errno));
+                uv_poll_stop(&listen_poll);
+                uv_timer_start(&listen_pause, resume_listen, 250, 0);
+            }
+            return;
+        }
+        fd.sockfd = s;
+        /* lws closes the socket itself when adoption fails */
+        if (!lws_adopt_descriptor_vhost(vhost,
+                                        LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP |
+                                            (h->cfg->tls_cert[0] ? LWS_ADOPT_ALLOW_SSL : 0),
+                                        fd, NULL, NULL))
+            h->metrics.connections_rejected++;
+    }
+}
+
+static int open_listener(mh_hub *h)
+{
+    const mh_config *cfg = h->cfg;
+    struct sockaddr_in sa;
+    int one = 1;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)cfg->listen_port);
+    if (inet_pton(AF_INET, cfg->listen_host, &sa.sin_addr) != 1) {
+        mh_error("listen: '%s' is not an IPv4 address", cfg->listen_host);
+        return -1;
+    }
+    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (listen_fd < 0 || setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        setsockopt(listen_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
+        bind(listen_fd, (struct sockaddr *)&sa, sizeof sa) || listen(listen_fd, 4096)) {
+        mh_error("cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port, strerror(errno));
+        if (listen_fd >= 0)
+            close(listen_fd);
+        listen_fd = -1;
+        return -1;
+    }
+    uv_poll_init(h->loop, &listen_poll, listen_fd);
+    uv_timer_init(h->loop, &listen_pause);
+    listen_poll.data = listen_pause.data = h;
+    listening = true;
+    uv_poll_start(&listen_poll, UV_READABLE, on_listen);
+    return 0;
+}
+
+static void close_listener(void)
+{
+    if (!listening)
+        return;
+    listening = false;
+    uv_poll_stop(&listen_poll);
+    uv_timer_stop(&listen_pause);
+    uv_close((uv_handle_t *)&listen_poll, NULL);
+    uv_close((uv_handle_t *)&listen_pause, NULL);
+    close(listen_fd);
+    listen_fd = -1;
+}
+
 /* Browsers usually ask for no subprotocol: make ours the default, not "http". */
 static const struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "default", "1"};
 static const struct lws_protocol_vhost_options pvo = {NULL, &pvo_default, "mizan.v1", ""};
@@ -243,8 +343,7 @@ int mh_transport_start(mh_hub *h)
     info.foreign_loops = loops;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE |
                    LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
-    info.port = cfg->listen_port;
-    info.iface = strcmp(cfg->listen_host, "0.0.0.0") ? cfg->listen_host : NULL;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* we listen: see open_listener() */
     info.protocols = protocols;
     info.pvo = &pvo;
     info.user = h;
@@ -267,10 +366,12 @@ int mh_transport_start(mh_hub *h)
     }
     h->lws = lws_create_context(&info);
     if (!h->lws) {
-        mh_error("cannot listen on %s:%d (in use, or bad TLS files?)", cfg->listen_host,
-                 cfg->listen_port);
+        mh_error("cannot start libwebsockets (bad TLS files?)");
         return -1;
     }
+    vhost = lws_get_vhost_by_name(h->lws, "default");
+    if (!vhost || open_listener(h))
+        return -1;
     mh_info("listening on %s://%s:%d/ (HTTP /healthz /readyz /metrics on the same port)",
             cfg->tls_cert[0] ? "wss" : "ws", cfg->listen_host, cfg->listen_port);
     return 0;
@@ -282,6 +383,7 @@ void mh_transport_drain(mh_hub *h)
         return;
     h->draining = true;
     h->drain_start_ms = mh_mono_ms();
+    close_listener(); /* the load balancer's next attempt goes to another hub */
     h->drain_total = h->conns.count;
     mh_info("draining: refusing new connections, closing %zu over %d s with 1012", h->drain_total,
             h->cfg->drain_window);
@@ -326,6 +428,7 @@ size_t mh_transport_drain_step(mh_hub *h)
 
 void mh_transport_stop(mh_hub *h)
 {
+    close_listener();
     if (h->lws)
         lws_context_destroy(h->lws);
 }
