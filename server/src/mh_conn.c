@@ -167,7 +167,9 @@ int mh_conn_writable(mh_conn *c)
         if (m->ts_ms > 0)
             mh_metrics_latency(&h->metrics, mh_now_ms() - m->ts_ms);
         mh_msg_unref(m);
-        if (lws_send_pipe_choked(c->wsi))
+        /* lws keeps what the kernel did not take; stop then. (Not
+         * lws_send_pipe_choked(): that costs a poll() per frame.) */
+        if (lws_partial_buffered(c->wsi))
             break;
     }
     if (c->q_bytes <= (uint32_t)h->cfg->queue_soft_bytes)
