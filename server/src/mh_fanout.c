@@ -15,6 +15,7 @@
 /* Key nodes matched by the current entry; reused, so steady state allocates nothing. */
 static mh_keynode **hits;
 static size_t nhits, hits_cap;
+static size_t hits_lost; /* matches dropped because the list could not grow */
 
 static void collect(mh_keynode *node, void *arg)
 {
@@ -22,8 +23,10 @@ static void collect(mh_keynode *node, void *arg)
     if (nhits == hits_cap) {
         size_t ncap = hits_cap ? hits_cap * 2 : 256;
         mh_keynode **nh = realloc(hits, ncap * sizeof *nh);
-        if (!nh)
-            return; /* counted below as a short delivery */
+        if (!nh) {
+            hits_lost++;
+            return;
+        }
         hits = nh;
         hits_cap = ncap;
     }
@@ -124,10 +127,14 @@ static void deliver_invalidate(mh_hub *h, const mh_envelope *env)
             continue; /* nobody here subscribes to this context */
         mh_fanout_note_version(ctx, json_string_value(v), json_string_length(v));
         nhits = 0;
+        hits_lost = 0;
         matched = mh_subs_match(&h->subs, e, collect, NULL);
-        if (matched < 0) {
-            mh_error("invalidate %s: out of memory while matching", e->context);
-            continue;
+        if (matched < 0 || hits_lost) {
+            /* Never silent: those subscribers miss this event; the hub says so. */
+            mh_error("invalidate %s: out of memory while matching (%zu key(s) not reached)",
+                     e->context, hits_lost);
+            if (matched < 0)
+                continue;
         }
         if (nhits == 0)
             continue;
