@@ -114,6 +114,15 @@ static void on_tick(uv_timer_t *t)
     mh_hub *h = t->data;
 
     mh_rpc_expire(h);
+    if (h->keys.n) {
+        /* Expiry: a scan of the connections ten times a second is a few
+         * microseconds per thousand connections; no per-connection timers. */
+        int64_t now_s = (int64_t)(mh_now_ms() / 1000);
+        size_t it = 0;
+        void *v;
+        while (mh_map_next(&h->conns, &it, NULL, NULL, &v))
+            mh_conn_check_expiry(v, now_s);
+    }
     if (h->draining) {
         size_t open = mh_transport_drain_step(h);
         uint64_t deadline = (uint64_t)h->cfg->drain_window * 1000 + 3000;
@@ -124,8 +133,11 @@ static void on_tick(uv_timer_t *t)
     }
 }
 
+static mh_jwt_keys keys_loaded;
+
 static int run_worker(const mh_config *cfg)
 {
+    const mh_jwt_keys *keys = &keys_loaded;
     uv_loop_t loop;
     mh_hub h;
 
@@ -133,6 +145,9 @@ static int run_worker(const mh_config *cfg)
     srandom((unsigned)(getpid() ^ (unsigned)time(NULL)));
     h.cfg = cfg;
     h.loop = &loop;
+    h.keys = *keys;
+    h.policy = (mh_jwt_policy){
+        .audience = cfg->jwt_audience, .issuer = cfg->jwt_issuer, .leeway = cfg->jwt_leeway};
     uv_loop_init(&loop);
     mh_subs_init(&h.subs);
     h.subs.node_freed = free_node_hold;
@@ -268,9 +283,16 @@ int main(int argc, char **argv)
         return 2;
     }
     mh_log_setup(cfg.log_level, cfg.log_json, "hub");
-    if (!cfg.allow_anonymous) {
-        fprintf(stderr, "mizan-hub: no authentication is configured in this build; start with "
-                        "--allow-anonymous to serve every context and channel as public\n");
+    if ((cfg.jwt_keys[0] && mh_jwt_keys_load(&keys_loaded, cfg.jwt_keys, err, sizeof err)) ||
+        (cfg.jwt_secret[0] && mh_jwt_keys_add(&keys_loaded, cfg.jwt_kid, "HS256", cfg.jwt_secret,
+                                              strlen(cfg.jwt_secret), err, sizeof err))) {
+        fprintf(stderr, "mizan-hub: invalid value for jwt_keys/jwt_secret: %s\n", err);
+        return 2;
+    }
+    if (!cfg.allow_anonymous && !keys_loaded.n) {
+        fprintf(stderr, "mizan-hub: no authentication is configured: give --jwt-secret or "
+                        "--jwt-keys, or start with --allow-anonymous to serve every context and "
+                        "channel as public\n");
         return 2;
     }
     if (!cfg.hub_id[0])

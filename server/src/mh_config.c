@@ -72,6 +72,21 @@ static const setting table[] = {
      "cap of the jittered exponential backoff between Redis reconnects"},
     {"inbound_maxlen", T_INT, "100000", 100, 100000000, OFF(inbound_maxlen), 0,
      "approximate cap (XADD MAXLEN ~) of the browser->Django stream"},
+    {"jwt_keys", T_STR, "", 0, 0, STR(jwt_keys),
+     "JWKS file of the keys that sign connection tokens (each key pins its alg)"},
+    {"jwt_secret", T_STR, "", 0, 0, STR(jwt_secret),
+     "HS256 secret of Mizan's MWT tokens (at least 32 bytes), key id --jwt-kid"},
+    {"jwt_kid", T_STR, "v1", 0, 0, STR(jwt_kid), "key id of --jwt-secret"},
+    {"jwt_audience", T_STR, "", 0, 0, STR(jwt_audience),
+     "required `aud` of tokens (empty: not checked)"},
+    {"jwt_issuer", T_STR, "", 0, 0, STR(jwt_issuer),
+     "required `iss` of tokens (empty: not checked)"},
+    {"jwt_leeway", T_INT, "30", 0, 600, OFF(jwt_leeway), 0,
+     "seconds of clock skew tolerated on exp, nbf and iat"},
+    {"token_query", T_BOOL, "false", 0, 1, OFF(token_query), 0,
+     "also accept the token in the `token` query parameter (it ends up in access logs)"},
+    {"expiry_warning", T_INT, "30", 1, 3600, OFF(expiry_warning), 0,
+     "seconds before a token expires that the hub sends `expiring`"},
     {"log_level", T_LEVEL, "info", 0, 0, OFF(log_level), 0, "debug, info, warn or error"},
     {"log_format", T_FORMAT, "text", 0, 0, OFF(log_json), 0, "text or json"},
 };
@@ -371,7 +386,14 @@ int mh_config_load(mh_config *c, int argc, char **argv, char *err, size_t errlen
         if (eq) {
             v = eq + 1;
         } else if (s->type == T_BOOL) {
+            /* "--flag" alone is true; "--flag false" takes a literal that follows */
+            static const char *lits[] = {"true", "false", "1", "0", "yes", "no", "on", "off"};
             v = "true";
+            for (size_t k = 0; i + 1 < argc && k < sizeof lits / sizeof lits[0]; k++)
+                if (!strcmp(argv[i + 1], lits[k])) {
+                    v = argv[++i];
+                    break;
+                }
         } else if (i + 1 < argc) {
             v = argv[++i];
         } else {

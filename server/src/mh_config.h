@@ -39,6 +39,14 @@ typedef struct mh_config {
     int canary_window;
     int redis_backoff_max_ms;
     int inbound_maxlen;
+    char jwt_keys[512];
+    char jwt_secret[256];
+    char jwt_kid[65];
+    char jwt_audience[128];
+    char jwt_issuer[128];
+    int jwt_leeway;
+    int token_query;
+    int expiry_warning;
     int log_level;
     int log_json;
     char config_file[512];

@@ -195,6 +195,39 @@ int mh_conn_writable(mh_conn *c)
     return 0;
 }
 
+int mh_conn_set_identity(mh_conn *c, const mh_identity *id)
+{
+    char *sub = strdup(id->sub);
+    if (!sub)
+        return -1;
+    free(c->sub);
+    c->sub = sub;
+    c->staff = id->staff;
+    c->super = id->super;
+    c->expires = id->exp;
+    c->warned = false;
+    return 0;
+}
+
+void mh_conn_check_expiry(mh_conn *c, int64_t now_s)
+{
+    int64_t left;
+    char frame[96];
+
+    if (!c->expires || c->closing)
+        return;
+    left = c->expires - now_s;
+    if (left <= 0) {
+        mh_info("conn %s: token expired", c->name);
+        mh_conn_close(c, 4004, "token expired");
+    } else if (!c->warned && left <= c->hub->cfg->expiry_warning) {
+        c->warned = true;
+        snprintf(frame, sizeof frame, "{\"expiring\":{\"expires\":%lld,\"in\":%lld}}",
+                 (long long)c->expires, (long long)left);
+        mh_conn_send(c, frame, strlen(frame));
+    }
+}
+
 int mh_conn_add_sub(mh_conn *c, mh_sub *sub)
 {
     if (c->nsubs == c->subs_cap) {

@@ -45,6 +45,8 @@ struct mh_conn {
     /* identity: NULL sub means anonymous */
     char *sub;
     bool staff, super;
+    int64_t expires; /* Unix seconds the credentials end; 0: never */
+    bool warned;     /* `expiring` sent for this expiry */
     /* closing */
     uint16_t close_code;
     bool closing;
@@ -78,6 +80,15 @@ void mh_conn_close(mh_conn *c, uint16_t code, const char *reason);
  * libwebsockets should close the connection (the close reason is set).
  */
 int mh_conn_writable(mh_conn *c);
+
+/**
+ * Sets the connection's identity from a verified token (copies it). Returns
+ * 0, or -1 when out of memory.
+ */
+int mh_conn_set_identity(mh_conn *c, const mh_identity *id);
+
+/** Sends `expiring` or closes with 4004 when the credentials are due. */
+void mh_conn_check_expiry(mh_conn *c, int64_t now_s);
 
 /** Adds/removes 'sub' to/from the connection's list (the index owns it). */
 int mh_conn_add_sub(mh_conn *c, mh_sub *sub);

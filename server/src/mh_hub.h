@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "mh_config.h"
+#include "mh_jwt.h"
 #include "mh_map.h"
 #include "mh_metrics.h"
 #include "mh_subs.h"
@@ -30,6 +31,8 @@ typedef struct mh_hub {
     uint64_t next_conn_id;
     mh_redis *redis;
     mh_metrics metrics;
+    mh_jwt_keys keys; /* connection token keys; auth is on when keys.n > 0 */
+    mh_jwt_policy policy;
     uint64_t stamp; /* fan-out generation, to send each connection one copy */
     uint64_t queued_bytes;
     /* rpc deadlines in arrival order; the timeout is constant, so FIFO = sorted */

@@ -33,7 +33,11 @@ void mh_out_welcome(mh_buf *b, const mh_conn *c, int spread_ms, int max_frame)
     } else {
         mh_buf_puts(b, ",\"identity\":null");
     }
-    mh_buf_printf(b, ",\"expires\":null,\"spread_ms\":%d,\"max_frame\":%d}}", spread_ms, max_frame);
+    if (c->expires)
+        mh_buf_printf(b, ",\"expires\":%lld", (long long)c->expires);
+    else
+        mh_buf_puts(b, ",\"expires\":null");
+    mh_buf_printf(b, ",\"spread_ms\":%d,\"max_frame\":%d}}", spread_ms, max_frame);
 }
 
 void mh_out_invalidate(mh_buf *b, const mh_entry *e, const char *version, const char *reason,

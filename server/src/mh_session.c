@@ -47,12 +47,61 @@ void mh_session_welcome(mh_conn *c)
     mh_buf_free(&b);
 }
 
-/* Until the registry arrives (SPEC 12), only --allow-anonymous hubs run, and
- * everything is public there. */
+/* Until the registry arrives (SPEC 12): a verified identity may use every
+ * context and channel; without one, only a hub started with
+ * --allow-anonymous lets anything through. */
 static bool allowed(mh_conn *c, const mh_frame *f)
 {
     (void)f;
-    return c->hub->cfg->allow_anonymous;
+    return c->sub || c->hub->cfg->allow_anonymous;
+}
+
+static const char *refusal(const mh_conn *c)
+{
+    return c->sub ? "forbidden" : "unauthorized";
+}
+
+static void do_auth(mh_conn *c, mh_frame *f)
+{
+    mh_hub *h = c->hub;
+    mh_identity id;
+    const char *reason;
+    char msg[96];
+    mh_buf b;
+
+    if (!h->keys.n) {
+        error_for(c, "unauthorized", "this hub has no authentication configured", f);
+        return;
+    }
+    if (mh_jwt_verify(&h->keys, &h->policy, f->token, f->token_len, (int64_t)(mh_now_ms() / 1000),
+                      &id, &reason)) {
+        snprintf(msg, sizeof msg, "token refused: %s", reason);
+        mh_info("conn %s: %s refused: %s", c->name, mh_action_name(f->action), reason);
+        error_for(c, !strcmp(reason, "expired") ? "token_expired" : "bad_token", msg, f);
+        if (f->action == MH_ACT_AUTH && !c->sub)
+            mh_conn_close(c, 4001, "unauthorized");
+        return;
+    }
+    if (f->action == MH_ACT_REFRESH && c->sub && strcmp(c->sub, id.sub)) {
+        error_for(c, "forbidden", "a refresh must be for the same sub", f);
+        return;
+    }
+    if (mh_conn_set_identity(c, &id)) {
+        error_for(c, "internal", "out of memory", f);
+        return;
+    }
+    mh_buf_init(&b);
+    mh_buf_puts(&b, "{\"authed\":{\"identity\":{\"sub\":");
+    mh_json_put_string(&b, id.sub, strlen(id.sub));
+    mh_buf_printf(&b, ",\"staff\":%s,\"super\":%s},\"expires\":%lld", id.staff ? "true" : "false",
+                  id.super ? "true" : "false", (long long)id.exp);
+    if (f->ref) {
+        mh_buf_puts(&b, ",\"ref\":");
+        mh_json_dump(&b, f->ref);
+    }
+    mh_buf_puts(&b, "}}");
+    send_out(c, &b);
+    mh_buf_free(&b);
 }
 
 static void do_subscribe(mh_conn *c, mh_frame *f)
@@ -63,7 +112,7 @@ static void do_subscribe(mh_conn *c, mh_frame *f)
     mh_sub *sub = node ? mh_conn_find_sub(c, node) : NULL;
 
     if (!allowed(c, f)) {
-        error_for(c, "forbidden", "not allowed to subscribe", f);
+        error_for(c, refusal(c), c->sub ? "not allowed to subscribe" : "authenticate first", f);
         return;
     }
     if (!sub) {
@@ -149,10 +198,11 @@ static void do_inbound(mh_conn *c, mh_frame *f)
         if (is_rpc) {
             mh_buf_init(&id);
             mh_json_dump(&id, f->id);
-            mh_rpc_send_error(c, mh_buf_cstr(&id), "FORBIDDEN", "not allowed");
+            mh_rpc_send_error(c, mh_buf_cstr(&id), c->sub ? "FORBIDDEN" : "UNAUTHORIZED",
+                              c->sub ? "not allowed" : "authenticate first");
             mh_buf_free(&id);
         } else {
-            error_for(c, "forbidden", "not allowed to send on this channel", f);
+            error_for(c, refusal(c), "not allowed to send on this channel", f);
         }
         return;
     }
@@ -267,7 +317,7 @@ void mh_session_frame(mh_conn *c, const char *text, size_t len)
     }
     case MH_ACT_AUTH:
     case MH_ACT_REFRESH:
-        error_for(c, "unauthorized", "this hub has no authentication configured", &f);
+        do_auth(c, &f);
         break;
     }
     mh_frame_free(&f);

@@ -6,6 +6,7 @@
 #include <libwebsockets.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -126,6 +127,48 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+/*
+ * A token on the upgrade request: Authorization: Bearer, X-Mizan-Token, or
+ * (when enabled) ?token=. Copied into 'out'; returns its length, 0 if none.
+ */
+static int upgrade_token(struct lws *wsi, const mh_config *cfg, char *out, int size)
+{
+    int n = lws_hdr_copy(wsi, out, size, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n > 7 && !strncasecmp(out, "Bearer ", 7)) {
+        memmove(out, out + 7, (size_t)(n - 7) + 1);
+        return n - 7;
+    }
+    n = lws_hdr_custom_copy(wsi, out, size, "x-mizan-token:", 14);
+    if (n > 0)
+        return n;
+    if (cfg->token_query && lws_get_urlarg_by_name(wsi, "token=", out, size))
+        return (int)strlen(out);
+    return 0;
+}
+
+/* Verifies the upgrade's token; on failure answers 401 before the upgrade. */
+static int filter_credentials(struct lws *wsi, mh_hub *h, mh_conn *c)
+{
+    char token[8192 + 8];
+    mh_identity id;
+    const char *reason;
+    int n;
+
+    if (!h->keys.n)
+        return 0;
+    n = upgrade_token(wsi, h->cfg, token, sizeof token);
+    if (n <= 0)
+        return 0; /* anonymous for now; an `auth` frame may follow */
+    if (mh_jwt_verify(&h->keys, &h->policy, token, (size_t)n, (int64_t)(mh_now_ms() / 1000), &id,
+                      &reason) == 0 &&
+        c && mh_conn_set_identity(c, &id) == 0)
+        return 0;
+    h->metrics.connections_rejected++;
+    mh_info("upgrade refused: token %s", c ? reason : "(no session memory)");
+    lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, reason);
+    return 1;
+}
+
 static int receive(mh_conn *c, struct lws *wsi, const char *in, size_t len)
 {
     const mh_config *cfg = c->hub->cfg;
@@ -186,7 +229,7 @@ static int callback_mizan(struct lws *wsi, enum lws_callback_reasons reason, voi
             lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "draining");
             return 1;
         }
-        return 0;
+        return filter_credentials(wsi, h, c);
     case LWS_CALLBACK_ESTABLISHED:
         if (mh_conn_open(c, h, wsi))
             return -1;

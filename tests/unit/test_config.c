@@ -55,6 +55,9 @@ static void flags_and_forms(void **state)
     assert_string_equal(c.redis_password, "s3cret");
     assert_int_equal(c.allow_anonymous, 1);
     assert_int_equal(c.max_frame, 1024);
+    assert_int_equal(load(&c, err, 4, "--allow-anonymous", "false", "--workers=2"), 0);
+    assert_int_equal(c.allow_anonymous, 0);
+    assert_int_equal(c.workers, 2);
 }
 
 static void bad_values_name_the_setting(void **state)
