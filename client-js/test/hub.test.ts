@@ -7,12 +7,12 @@
  * and bumps version hashes as SPEC section 11 says, reads `mizan:in`, and
  * answers rpc on `mizan:hub:<hub id>` as a worker would.
  *
- * Not covered here: token auth and refresh. The hub does not take tokens
- * yet (it runs with --allow-anonymous), so refresh before expiry cannot be
- * tested against it; the fake-socket tests cover the client's side.
+ * Token auth and refresh run against a second hub started with
+ * --jwt-secret (the last test), with MWT-shaped HS256 tokens minted here.
  */
 
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { after, before, test } from 'node:test';
 
 import { RpcError, connect } from '@mizan/hub-client';
@@ -333,4 +333,50 @@ test('rpc timeout: a hub with --rpc-timeout-ms 300 and no worker answers TIMEOUT
   assert.equal((reply?.['error'] as { code?: string } | undefined)?.code, 'TIMEOUT', 'the TIMEOUT came from the hub');
   p.hub.close();
   await slow.kill();
+});
+
+const SECRET = '0123456789abcdef0123456789abcdef-client-test';
+
+/** An MWT-shaped HS256 token (kid v1), as the Django app mints them. */
+function mwt(sub: string, ttl: number): string {
+  const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const head = b64({ alg: 'HS256', typ: 'JWT', kid: 'v1' });
+  const body = b64({ sub, iat: now, nbf: now, exp: now + ttl, aud: 'mizan', staff: false, super: false });
+  const sig = createHmac('sha256', SECRET).update(`${head}.${body}`).digest('base64url');
+  return `${head}.${body}.${sig}`;
+}
+
+test('token auth through the auth frame, refreshed before expiry; without refresh the hub closes 4004', { timeout: 30_000 }, async () => {
+  const authHub = await new HubServer(redis, ['--jwt-secret', SECRET, '--jwt-audience', 'mizan', '--expiry-warning', '2']).start();
+  let minted = 0;
+  // Tokens live 4 s; the client refreshes 2 s before `expires`.
+  const p = probe(authHub.url, { token: async () => (minted++, mwt('5', 4)), refreshBefore: 2 });
+  await opened(p);
+  const authed = await waitFor('authed', () => p.got.find((f) => f['authed'] !== undefined));
+  assert.deepEqual((authed['authed'] as { identity: unknown }).identity, { sub: '5', staff: false, super: false });
+  // Past the first token's expiry: still open, because refresh frames went out.
+  await sleep(6000);
+  assert.equal(p.hub.state, 'open');
+  // ...on the same connection: a 4004 followed by an instant reconnect would also end 'open'.
+  assert.ok(!p.states.includes('reconnecting'), `states: ${p.states.join(' ')}`);
+  assert.ok(p.sent.some((f) => f['action'] === 'refresh'), 'no refresh frame was sent');
+  assert.ok(minted >= 2, `only ${minted} token(s) minted`);
+  assert.ok(!p.got.some((f) => f['error'] !== undefined), JSON.stringify(p.got.filter((f) => f['error'] !== undefined)));
+
+  // A client whose token source fails after the first token cannot refresh:
+  // the hub warns (`expiring`) and then closes it with 4004.
+  let calls = 0;
+  const q = probe(authHub.url, {
+    token: async () => {
+      if (calls++ > 0) throw new Error('no more tokens');
+      return mwt('6', 3);
+    },
+    refreshBefore: 0,
+  });
+  const codes: number[] = [];
+  q.hub.onState(() => void (q.hub.reason && codes.push(q.hub.reason.code)));
+  await opened(q);
+  await waitFor('expiring', () => q.got.find((f) => f['expiring'] !== undefined), 6000);
+  await waitFor('a close with 4004', () => codes.includes(4004), 8000);
 });
