@@ -172,6 +172,12 @@ export interface ConnectOptions {
   drainDelay?: number;
   /** a connection open this long (ms, default 5000) resets the backoff */
   stableAfter?: number;
+  /**
+   * after a subscription's first ack, call its listeners once (reason "ack"),
+   * since data fetched before the ack may predate it (SPEC section 10);
+   * default true. Not for subscriptions created with `since`.
+   */
+  refetchOnAck?: boolean;
   /** refresh the token this many seconds before `expires` (default 60); the hub's `expiring` also triggers it */
   refreshBefore?: number;
   /** default rpc/ctx timeout, ms (default 35000: after the hub's own 30 s TIMEOUT) */
@@ -594,9 +600,19 @@ export function connect(options: ConnectOptions): HubClient {
         const s = subs.get(keyFrom(f.context, f.params));
         noteVersion(f.context, f.version);
         if (s) {
+          const first = !s.a;
           s.a = true;
           s.o = false;
           if (typeof f.version === 'string') s.v = f.version;
+          // SPEC 10: data fetched before the first ack may predate it; refetch
+          // once, unless the caller gave the version its data was read at.
+          if (first && s.since === undefined && o.refetchOnAck !== false) {
+            batch.set(s, { e: [{ context: s.c, params: s.p }], s: 0, r: 'ack' });
+            if (!flushing) {
+              flushing = true;
+              queueMicrotask(flush);
+            }
+          }
         }
       } else if (typeof f.channel === 'string') {
         const c = chans.get(keyFrom(f.channel, f.params));

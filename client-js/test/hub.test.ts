@@ -60,7 +60,8 @@ function probe(url: string, extra: Partial<ConnectOptions> = {}): Probe {
       super.send(d);
     }
   } as unknown as SocketConstructor;
-  const c = connect({ url, WebSocket: Recording, baseDelay: 50, maxDelay: 250, window: null, document: null, ...extra });
+  // refetchOnAck is off unless a test is about it: the others count callbacks.
+  const c = connect({ url, WebSocket: Recording, baseDelay: 50, maxDelay: 250, window: null, document: null, refetchOnAck: false, ...extra });
   clients.push(c);
   const p: Probe = { hub: c, sent, got: [], states: [c.state] };
   c.onFrame((f) => void p.got.push(f));
@@ -379,4 +380,20 @@ test('token auth through the auth frame, refreshed before expiry; without refres
   await opened(q);
   await waitFor('expiring', () => q.got.find((f) => f['expiring'] !== undefined), 6000);
   await waitFor('a close with 4004', () => codes.includes(4004), 8000);
+});
+
+test('first ack refetches once (SPEC 10), not with since, not again after a resubscribe', T, async () => {
+  const p = probe(hub.url, { refetchOnAck: true });
+  const plain: InvalidationEvent[] = [];
+  const known: InvalidationEvent[] = [];
+  p.hub.subscribe('ackctx', { k: 1 }, (e) => plain.push(e), { spread: false });
+  await opened(p);
+  const ack = await acked(p, 'ackctx');
+  p.hub.subscribe('ackknown', {}, (e) => known.push(e), { spread: false, since: String(ack['version']) });
+  await acked(p, 'ackknown');
+  await waitFor('the ack refetch', () => plain.length === 1);
+  assert.equal(plain[0]?.reason, 'ack');
+  await sleep(300);
+  assert.equal(plain.length, 1, 'refetched more than once');
+  assert.equal(known.length, 0, 'a subscription with since refetched on its ack');
 });
