@@ -56,6 +56,15 @@ void mh_conn_release(mh_conn *c)
     mh_map_del(&h->conns, &c->id, sizeof c->id);
 }
 
+/* A frame handed to the socket: counters and the publish -> write latency. */
+static void count_written(mh_hub *h, const mh_msg *m)
+{
+    h->metrics.frames_out++;
+    h->metrics.bytes_out += m->len;
+    if (m->ts_ms > 0)
+        mh_metrics_latency(&h->metrics, mh_now_ms() - m->ts_ms);
+}
+
 int mh_conn_enqueue(mh_conn *c, mh_msg *m)
 {
     const mh_config *cfg = c->hub->cfg;
@@ -108,10 +117,7 @@ int mh_conn_enqueue(mh_conn *c, mh_msg *m)
             mh_conn_close(c, 1011, "write failed");
             return -1;
         }
-        c->hub->metrics.frames_out++;
-        c->hub->metrics.bytes_out += m->len;
-        if (m->ts_ms > 0)
-            mh_metrics_latency(&c->hub->metrics, mh_now_ms() - m->ts_ms);
+        count_written(c->hub, m);
         return 0;
     }
     c->q[(c->q_head + c->q_count) % c->q_cap] = mh_msg_ref(m);
@@ -135,6 +141,12 @@ int mh_conn_send(mh_conn *c, const char *text, size_t len)
     rc = mh_conn_enqueue(c, m);
     mh_msg_unref(m);
     return rc;
+}
+
+void mh_conn_send_buf(mh_conn *c, const mh_buf *b)
+{
+    if (!b->oom)
+        mh_conn_send(c, b->data, b->len);
 }
 
 void mh_conn_close(mh_conn *c, uint16_t code, const char *reason)
@@ -178,10 +190,7 @@ int mh_conn_writable(mh_conn *c)
         c->q_count--;
         c->q_bytes -= m->len;
         h->queued_bytes -= m->len;
-        h->metrics.frames_out++;
-        h->metrics.bytes_out += m->len;
-        if (m->ts_ms > 0)
-            mh_metrics_latency(&h->metrics, mh_now_ms() - m->ts_ms);
+        count_written(h, m);
         mh_msg_unref(m);
         /* lws keeps what the kernel did not take; stop then. (Not
          * lws_send_pipe_choked(): that costs a poll() per frame.) */

@@ -69,6 +69,9 @@ int mh_conn_enqueue(mh_conn *c, mh_msg *m);
 /** Queues a copy of text[0..len) (a frame for this connection only). */
 int mh_conn_send(mh_conn *c, const char *text, size_t len);
 
+/** Queues a copy of what an encoder wrote into 'b', unless it ran out of memory. */
+void mh_conn_send_buf(mh_conn *c, const mh_buf *b);
+
 /**
  * Closes with 'code' and 'reason' as soon as the socket can take the close
  * frame; drops what is queued. Safe to call from anywhere on the loop.

@@ -73,19 +73,12 @@ static mh_conn *req_conn(mh_hub *h, sub_req *q, mh_keynode **node)
     return c;
 }
 
-static void send_buf(mh_conn *c, mh_buf *b)
-{
-    if (!b->oom)
-        mh_conn_send(c, b->data, b->len);
-    mh_buf_reset(b);
-}
-
 static void ack_context(mh_conn *c, const mh_entry *e, const char *version, const json_t *ref)
 {
     mh_buf b;
     mh_buf_init(&b);
     mh_out_ack(&b, true, false, e, version, NULL, 0, ref);
-    send_buf(c, &b);
+    mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
 }
 
@@ -94,7 +87,7 @@ static void send_invalidate(mh_conn *c, const mh_entry *e, const char *version, 
     mh_buf b;
     mh_buf_init(&b);
     mh_out_invalidate(&b, e, version, reason, -1, 0);
-    send_buf(c, &b);
+    mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
     if (!strcmp(reason, "resume"))
         c->hub->metrics.resume_invalidations++;
@@ -108,7 +101,7 @@ static void send_bad_version(mh_conn *c, const mh_entry *e, bool channel, const 
     mh_buf_init(&b);
     mh_out_error(&b, "bad_version", "\"since\" is not a version this protocol defines", ref,
                  channel ? 2 : 1, e);
-    send_buf(c, &b);
+    mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
     c->hub->metrics.error_frames++;
 }
@@ -233,7 +226,7 @@ static void ack_channel(mh_conn *c, const mh_entry *e, const char *epoch, uint64
     mh_buf b;
     mh_buf_init(&b);
     mh_out_ack(&b, true, true, e, NULL, epoch, seq, ref);
-    send_buf(c, &b);
+    mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
 }
 
@@ -292,7 +285,7 @@ static void send_gap(mh_conn *c, const mh_entry *e, uint64_t from, uint64_t to, 
     mh_buf b;
     mh_buf_init(&b);
     mh_out_gap(&b, e, from, to, false, reason);
-    send_buf(c, &b);
+    mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
     c->hub->metrics.gap_frames++;
 }

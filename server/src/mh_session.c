@@ -12,12 +12,6 @@
 #include "mh_redis.h"
 #include "mh_rpc.h"
 
-static void send_out(mh_conn *c, mh_buf *b)
-{
-    if (!b->oom)
-        mh_conn_send(c, b->data, b->len);
-}
-
 static void error_for(mh_conn *c, const char *code, const char *message, const mh_frame *f)
 {
     mh_buf b;
@@ -27,7 +21,7 @@ static void error_for(mh_conn *c, const char *code, const char *message, const m
         target = f->target == MH_TARGET_CHANNEL ? 2 : 1;
     mh_buf_init(&b);
     mh_out_error(&b, code, message, f ? f->ref : NULL, target, f ? &f->sub : NULL);
-    send_out(c, &b);
+    mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
     c->hub->metrics.error_frames++;
 }
@@ -43,7 +37,7 @@ void mh_session_welcome(mh_conn *c)
 
     mh_buf_init(&b);
     mh_out_welcome(&b, c, c->hub->cfg->spread_max_ms, c->hub->cfg->max_frame);
-    send_out(c, &b);
+    mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
 }
 
@@ -100,7 +94,7 @@ static void do_auth(mh_conn *c, mh_frame *f)
         mh_json_dump(&b, f->ref);
     }
     mh_buf_puts(&b, "}}");
-    send_out(c, &b);
+    mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
 }
 
@@ -152,7 +146,7 @@ static void do_unsubscribe(mh_conn *c, mh_frame *f)
     }
     mh_buf_init(&b);
     mh_out_ack(&b, false, channel, &f->sub, NULL, NULL, 0, f->ref);
-    send_out(c, &b);
+    mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
 }
 
@@ -311,7 +305,7 @@ void mh_session_frame(mh_conn *c, const char *text, size_t len)
         mh_buf b;
         mh_buf_init(&b);
         mh_out_pong(&b, f.ref);
-        send_out(c, &b);
+        mh_conn_send_buf(c, &b);
         mh_buf_free(&b);
         break;
     }
