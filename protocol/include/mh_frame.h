@@ -68,6 +68,9 @@ int mh_frame_decode(const char *text, size_t len, mh_frame *f, mh_err *err);
 
 void mh_frame_free(mh_frame *f);
 
+/** An rpc `id` by SPEC 7's rule: a string of 1-64 bytes, or an integer. */
+bool mh_frame_id_valid(const json_t *v);
+
 /**
  * Appends the normalized frame (SPEC 7, defaults filled in) as compact JSON;
  * this is what the hub puts in the inbound stream's `body`.

@@ -10,6 +10,7 @@
 #define MH_JSON_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "mh_buf.h"
@@ -39,6 +40,12 @@ void mh_json_put_string(mh_buf *out, const char *s, size_t len);
  * for a non-finite number (then 'out' holds a partial text).
  */
 int mh_json_dump(mh_buf *out, const json_t *v);
+
+/**
+ * True when 'v' is a number JavaScript holds exactly as an integer: integral
+ * (1.0 counts, SPEC 7) and of magnitude at most 2^53 - 1.
+ */
+bool mh_json_is_safe_integer(const json_t *v);
 
 /** Nesting depth of 'v' (a scalar is 0, "[]" is 1). Stops counting past 'limit'. */
 int mh_json_depth(const json_t *v, int limit);

@@ -1,8 +1,8 @@
 #include "mh_envelope.h"
 
-#include <math.h>
 #include <string.h>
 
+#include "mh_frame.h"
 #include "mh_json.h"
 #include "mh_value.h"
 
@@ -143,7 +143,7 @@ static int decode_message(mh_envelope *env, mh_err *err)
     if (!json_is_number(seq))
         return bad(err, "\"seq\" is required");
     s = json_number_value(seq);
-    if (s < 1 || s != floor(s) || s > 9007199254740991.0)
+    if (!mh_json_is_safe_integer(seq) || s < 1)
         return bad(err, "\"seq\" must be an integer >= 1");
     env->seq = (uint64_t)s;
     if (!json_is_string(epoch) ||
@@ -162,15 +162,8 @@ static int decode_frame_field(mh_envelope *env, bool need_id, mh_err *err)
     env->frame = json_object_get(env->root, "frame");
     if (!json_is_object(env->frame))
         return bad(err, "\"frame\" must be an object");
-    if (need_id) {
-        const json_t *id = json_object_get(env->frame, "id");
-        double d = json_number_value(id);
-        bool ok = json_is_string(id)
-                      ? json_string_length(id) >= 1 && json_string_length(id) <= 64
-                      : json_is_number(id) && d == floor(d) && fabs(d) <= 9007199254740991.0;
-        if (!ok)
-            return bad(err, "a reply frame's \"id\" is a string of 1-64 bytes or an integer");
-    }
+    if (need_id && !mh_frame_id_valid(json_object_get(env->frame, "id")))
+        return bad(err, "a reply frame's \"id\" is a string of 1-64 bytes or an integer");
     return 0;
 }
 
@@ -242,7 +235,7 @@ int mh_envelope_decode(const char *text, size_t len, mh_envelope *env, mh_err *e
         if (!json_is_number(code))
             return bad(err, "\"code\" is required");
         c = json_number_value(code);
-        if (c != floor(c) || c < 4000 || c > 4999)
+        if (!mh_json_is_safe_integer(code) || c < 4000 || c > 4999)
             return bad(err, "\"code\" must be an integer in 4000-4999");
         env->code = (int)c;
         env->reason = "";

@@ -1,6 +1,5 @@
 #include "mh_frame.h"
 
-#include <math.h>
 #include <string.h>
 
 #include "mh_json.h"
@@ -35,16 +34,6 @@ void mh_frame_free(mh_frame *f)
     memset(f, 0, sizeof *f);
 }
 
-/* An integer as JSON carries it to JavaScript without loss. */
-static bool is_safe_integer(const json_t *v)
-{
-    double d;
-    if (!json_is_number(v))
-        return false;
-    d = json_number_value(v);
-    return d == floor(d) && fabs(d) <= 9007199254740991.0;
-}
-
 /* A `ref` or rpc `id`: a string of at most 64 bytes (non-empty for ids) or an integer. */
 static int check_ref(const json_t *v, const char *field, bool nonempty, mh_err *err)
 {
@@ -57,9 +46,14 @@ static int check_ref(const json_t *v, const char *field, bool nonempty, mh_err *
                               MH_REF_MAX);
         return 0;
     }
-    if (is_safe_integer(v))
+    if (mh_json_is_safe_integer(v))
         return 0;
     return mh_err_set(err, MH_E_BAD_FRAME, "\"%s\" must be a string or an integer", field);
+}
+
+bool mh_frame_id_valid(const json_t *v)
+{
+    return check_ref(v, "id", true, NULL) == 0;
 }
 
 /* Reads an optional string field with a length limit into *out. */

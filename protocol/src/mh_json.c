@@ -2,7 +2,18 @@
 
 #include "mh_value.h"
 
+#include <math.h>
 #include <string.h>
+
+bool mh_json_is_safe_integer(const json_t *v)
+{
+    double d;
+
+    if (!json_is_number(v))
+        return false;
+    d = json_number_value(v);
+    return d == floor(d) && fabs(d) <= 9007199254740991.0;
+}
 
 int mh_json_depth(const json_t *v, int limit)
 {
