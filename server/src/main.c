@@ -16,12 +16,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mh_auth.h"
 #include "mh_config.h"
 #include "mh_conn.h"
 #include "mh_hold.h"
 #include "mh_hub.h"
 #include "mh_log.h"
 #include "mh_redis.h"
+#include "mh_registry.h"
 #include "mh_rpc.h"
 #include "mh_transport.h"
 
@@ -87,6 +89,12 @@ static void on_signal(uv_signal_t *s, int signum)
     mh_transport_drain(h);
 }
 
+static void on_hup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    mh_auth_registry_reload(s->data);
+}
+
 static void close_handle(uv_handle_t *hd, void *arg)
 {
     (void)arg;
@@ -103,8 +111,10 @@ static void stop_hub(mh_hub *h)
     uv_close((uv_handle_t *)&h->tick, NULL);
     uv_signal_stop(&h->sig_term);
     uv_signal_stop(&h->sig_int);
+    uv_signal_stop(&h->sig_hup);
     uv_close((uv_handle_t *)&h->sig_term, NULL);
     uv_close((uv_handle_t *)&h->sig_int, NULL);
+    uv_close((uv_handle_t *)&h->sig_hup, NULL);
     mh_redis_stop(h->redis);
     mh_transport_stop(h);
 }
@@ -134,6 +144,9 @@ static void on_tick(uv_timer_t *t)
 }
 
 static mh_jwt_keys keys_loaded;
+/* Django's SECRET_KEY then SECRET_KEY_FALLBACKS, read before the fork */
+static char *django_keys[16];
+static size_t ndjango_keys;
 
 static int run_worker(const mh_config *cfg)
 {
@@ -148,6 +161,11 @@ static int run_worker(const mh_config *cfg)
     h.keys = *keys;
     h.policy = (mh_jwt_policy){
         .audience = cfg->jwt_audience, .issuer = cfg->jwt_issuer, .leeway = cfg->jwt_leeway};
+    h.django_keys = (const char *const *)django_keys;
+    h.ndjango_keys = ndjango_keys;
+    mh_map_init(&h.ips);
+    if (mh_auth_registry_load(&h))
+        return 1;
     uv_loop_init(&loop);
     mh_subs_init(&h.subs);
     h.subs.node_freed = free_node_hold;
@@ -162,6 +180,9 @@ static int run_worker(const mh_config *cfg)
     h.sig_term.data = h.sig_int.data = &h;
     uv_signal_start(&h.sig_term, on_signal, SIGTERM);
     uv_signal_start(&h.sig_int, on_signal, SIGINT);
+    uv_signal_init(&loop, &h.sig_hup);
+    h.sig_hup.data = &h;
+    uv_signal_start(&h.sig_hup, on_hup, SIGHUP);
     if (mh_transport_start(&h)) {
         h.exit_code = 1;
         stop_hub(&h);
@@ -169,6 +190,7 @@ static int run_worker(const mh_config *cfg)
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
         mh_redis_free(h.redis);
+        mh_registry_free(h.registry);
         return 1;
     }
     mh_redis_start(h.redis);
@@ -184,18 +206,72 @@ static int run_worker(const mh_config *cfg)
     mh_rpc_free_all(&h);
     mh_subs_free(&h.subs);
     mh_map_free(&h.conns);
+    mh_map_free(&h.ips); /* emptied as the connections went */
     mh_redis_free(h.redis);
+    mh_registry_free(h.registry);
     return h.exit_code;
+}
+
+/* SECRET_KEY (flag/env), or the keys file: SECRET_KEY, then fallbacks, one per line. */
+static int load_django_keys(const mh_config *cfg, char *err, size_t errlen)
+{
+    FILE *f;
+    char line[1024];
+
+    if (cfg->django_secret_key[0]) {
+        django_keys[ndjango_keys] = strdup(cfg->django_secret_key);
+        if (!django_keys[ndjango_keys++])
+            goto oom;
+    }
+    if (!cfg->django_secret_keys_file[0])
+        return 0;
+    f = fopen(cfg->django_secret_keys_file, "r");
+    if (!f) {
+        snprintf(err, errlen, "invalid value for django_secret_keys_file: %.300s: %s",
+                 cfg->django_secret_keys_file, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strcspn(line, "\r\n");
+        if (n == sizeof line - 1 || ndjango_keys == sizeof django_keys / sizeof django_keys[0]) {
+            fclose(f);
+            snprintf(err, errlen,
+                     "invalid value for django_secret_keys_file: %.300s: a key over 1022 bytes "
+                     "or more than 16 keys",
+                     cfg->django_secret_keys_file);
+            return -1;
+        }
+        line[n] = '\0';
+        if (!n)
+            continue;
+        django_keys[ndjango_keys] = strdup(line);
+        if (!django_keys[ndjango_keys++]) {
+            fclose(f);
+            goto oom;
+        }
+    }
+    fclose(f);
+    if (!ndjango_keys) {
+        snprintf(err, errlen, "invalid value for django_secret_keys_file: %.300s: no key in it",
+                 cfg->django_secret_keys_file);
+        return -1;
+    }
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
 }
 
 /* ---- supervisor for --workers N ---- */
 
-static volatile sig_atomic_t supervisor_stop;
+static volatile sig_atomic_t supervisor_stop, supervisor_hup;
 
 static void supervisor_signal(int sig)
 {
-    (void)sig;
-    supervisor_stop = 1;
+    if (sig == SIGHUP)
+        supervisor_hup = 1;
+    else
+        supervisor_stop = 1;
 }
 
 static pid_t spawn(mh_config *cfg, const char *base_id, int i)
@@ -209,6 +285,7 @@ static pid_t spawn(mh_config *cfg, const char *base_id, int i)
         mh_log_setup(cfg->log_level, cfg->log_json, comp);
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
         _exit(run_worker(cfg));
     }
     return pid;
@@ -229,6 +306,7 @@ static int supervise(mh_config *cfg)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     for (int i = 0; i < cfg->workers; i++) {
         pids[i] = spawn(cfg, base, i);
         if (pids[i] > 0)
@@ -239,6 +317,12 @@ static int supervise(mh_config *cfg)
         int status;
         pid_t pid = waitpid(-1, &status, 0);
         if (pid < 0) {
+            if (errno == EINTR && supervisor_hup) {
+                supervisor_hup = 0;
+                for (int i = 0; i < cfg->workers; i++)
+                    if (pids[i] > 0)
+                        kill(pids[i], SIGHUP);
+            }
             if (errno == EINTR && supervisor_stop) {
                 for (int i = 0; i < cfg->workers; i++)
                     if (pids[i] > 0)
@@ -289,10 +373,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "mizan-hub: invalid value for jwt_keys/jwt_secret: %s\n", err);
         return 2;
     }
-    if (!cfg.allow_anonymous && !keys_loaded.n) {
-        fprintf(stderr, "mizan-hub: no authentication is configured: give --jwt-secret or "
-                        "--jwt-keys, or start with --allow-anonymous to serve every context and "
-                        "channel as public\n");
+    if (load_django_keys(&cfg, err, sizeof err)) {
+        fprintf(stderr, "mizan-hub: %s\n", err);
+        return 2;
+    }
+    if (cfg.registry[0]) {
+        /* Checked here so a bad file stops the start, not only a worker. */
+        mh_registry *r = mh_registry_load(cfg.registry, err, sizeof err);
+        if (!r) {
+            fprintf(stderr, "mizan-hub: invalid value for registry (--registry): %s\n", err);
+            return 2;
+        }
+        mh_registry_free(r);
+    }
+    if (!cfg.allow_anonymous && !keys_loaded.n && !ndjango_keys && !cfg.registry[0]) {
+        fprintf(stderr, "mizan-hub: no authentication is configured: give --jwt-secret, "
+                        "--jwt-keys, --django-secret-key(s-file) or --registry, or start with "
+                        "--allow-anonymous to serve every context and channel as public\n");
         return 2;
     }
     if (!cfg.hub_id[0])

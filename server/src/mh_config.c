@@ -87,6 +87,31 @@ static const setting table[] = {
      "also accept the token in the `token` query parameter (it ends up in access logs)"},
     {"expiry_warning", T_INT, "30", 1, 3600, OFF(expiry_warning), 0,
      "seconds before a token expires that the hub sends `expiring`"},
+    {"registry", T_STR, "", 0, 0, STR(registry),
+     "authorization registry file (manage.py mizan_hub_registry): guards and param rules of "
+     "every context and channel (SPEC 12); reloaded on SIGHUP"},
+    {"session_cookie", T_STR, "sessionid", 0, 0, STR(session_cookie),
+     "name of Django's session cookie (SESSION_COOKIE_NAME); empty: cookies are ignored"},
+    {"session_max_age", T_INT, "1209600", 1, 315360000, OFF(session_max_age), 0,
+     "SESSION_COOKIE_AGE: oldest signed-cookie session accepted, in seconds"},
+    {"django_secret_key", T_STR, "", 0, 0, STR(django_secret_key),
+     "Django's SECRET_KEY, to verify signed_cookies sessions (prefer the env var or the file)"},
+    {"django_secret_keys_file", T_STR, "", 0, 0, STR(django_secret_keys_file),
+     "file with SECRET_KEY on its first line and SECRET_KEY_FALLBACKS on the next ones"},
+    {"allowed_origins", T_STR, "", 0, 0, STR(allowed_origins),
+     "comma-separated Origins allowed for cookie-authenticated upgrades (scheme://host[:port], "
+     "'https://*.example.com' for subdomains); empty: only the upgrade's own Host"},
+    {"max_connections", T_INT, "0", 0, 10000000, OFF(max_connections), 0,
+     "connections per worker process before upgrades get HTTP 503 (0: no limit but the "
+     "open-file limit)"},
+    {"max_connections_per_ip", T_INT, "0", 0, 10000000, OFF(max_connections_per_ip), 0,
+     "connections from one IP address per worker before upgrades get HTTP 429 (0: no limit)"},
+    {"frame_rate", T_INT, "100", 0, 1000000, OFF(frame_rate), 0,
+     "browser frames per second per connection; over it: a rate_limited error, then close 4029 "
+     "(0: no limit)"},
+    {"frame_burst", T_INT, "300", 1, 10000000, OFF(frame_burst), 0,
+     "frames a connection may send at once above frame_rate (a page subscribing to everything "
+     "at load)"},
     {"log_level", T_LEVEL, "info", 0, 0, OFF(log_level), 0, "debug, info, warn or error"},
     {"log_format", T_FORMAT, "text", 0, 0, OFF(log_json), 0, "text or json"},
 };

@@ -47,6 +47,16 @@ typedef struct mh_config {
     int jwt_leeway;
     int token_query;
     int expiry_warning;
+    char registry[512];
+    char session_cookie[128];
+    int session_max_age;
+    char django_secret_key[512];
+    char django_secret_keys_file[512];
+    char allowed_origins[2048];
+    int max_connections;
+    int max_connections_per_ip;
+    int frame_rate;
+    int frame_burst;
     int log_level;
     int log_json;
     char config_file[512];

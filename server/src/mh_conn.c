@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mh_auth.h"
 #include "mh_hold.h"
 #include "mh_log.h"
 #include "mh_rpc.h"
@@ -52,6 +53,7 @@ void mh_conn_release(mh_conn *c)
     free(c->q);
     free(c->rx);
     mh_rpc_forget_conn(c);
+    mh_auth_release(c);
     free(c->sub);
     mh_map_del(&h->conns, &c->id, sizeof c->id);
 }
@@ -149,18 +151,29 @@ void mh_conn_send_buf(mh_conn *c, const mh_buf *b)
         mh_conn_send(c, b->data, b->len);
 }
 
-void mh_conn_close(mh_conn *c, uint16_t code, const char *reason)
+static void start_close(mh_conn *c, uint16_t code, const char *reason, bool flush)
 {
     if (c->closing || !c->established)
         return;
     c->closing = true;
     c->close_code = code;
     snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
-    queue_clear(c);
+    if (!flush)
+        queue_clear(c);
     mh_debug("conn %s: closing with %u (%s)", c->name, code, reason);
     lws_callback_on_writable(c->wsi);
     /* A peer that never reads never makes us writable: drop it after a while. */
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 3);
+}
+
+void mh_conn_close(mh_conn *c, uint16_t code, const char *reason)
+{
+    start_close(c, code, reason, false);
+}
+
+void mh_conn_close_flushed(mh_conn *c, uint16_t code, const char *reason)
+{
+    start_close(c, code, reason, true);
 }
 
 int mh_conn_writable(mh_conn *c)
@@ -168,7 +181,7 @@ int mh_conn_writable(mh_conn *c)
     mh_hub *h = c->hub;
     int budget = 32; /* several frames per callback, but stay fair to others */
 
-    if (c->closing) {
+    if (c->closing && !c->q_count) {
         /* In lws 4.1, returning -1 here counts as a failed write, and every
          * timeout kill marks the socket unusable: both drop the close frame.
          * A synchronous close with a reason set takes the ws role's polite
@@ -199,7 +212,7 @@ int mh_conn_writable(mh_conn *c)
     }
     if (c->q_bytes <= (uint32_t)h->cfg->queue_soft_bytes)
         c->soft_since_ms = 0;
-    if (c->q_count)
+    if (c->q_count || c->closing)
         lws_callback_on_writable(c->wsi);
     return 0;
 }

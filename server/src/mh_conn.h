@@ -47,6 +47,15 @@ struct mh_conn {
     bool staff, super;
     int64_t expires; /* Unix seconds the credentials end; 0: never */
     bool warned;     /* `expiring` sent for this expiry */
+    /* mh_auth: the session cookie and its lookup, limits */
+    char *session;    /* owned: sha256 hex of the session id, or NULL */
+    char *cookie_uid; /* owned: a signed cookie's _auth_user_id until the lookup answers */
+    struct mh_held *held; /* owned: frames that arrived during the lookup */
+    uint16_t nheld;
+    bool auth_pending;
+    struct mh_ip_count *ip; /* this peer's entry in hub->ips, or NULL */
+    double rate_tokens;
+    uint64_t rate_ms;
     /* closing */
     uint16_t close_code;
     bool closing;
@@ -65,6 +74,12 @@ void mh_conn_release(mh_conn *c);
  * the queue passed its bound: then the connection is closing with 4008.
  */
 int mh_conn_enqueue(mh_conn *c, mh_msg *m);
+
+/**
+ * Like mh_conn_close, but what is already queued (an error frame saying
+ * why) goes out before the close frame.
+ */
+void mh_conn_close_flushed(mh_conn *c, uint16_t code, const char *reason);
 
 /** Queues a copy of text[0..len) (a frame for this connection only). */
 int mh_conn_send(mh_conn *c, const char *text, size_t len);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mh_auth.h"
 #include "mh_conn.h"
 #include "mh_envelope.h"
 #include "mh_hold.h"
@@ -276,7 +277,7 @@ void mh_fanout_envelope(mh_hub *h, const char *channel, size_t chlen, const char
             mh_redis_canary_seen(h->redis, env.nonce);
         break;
     case MH_KIND_LOGOUT:
-        /* Session-bound connections arrive with authentication (SPEC 12). */
+        mh_auth_logout(h, env.session);
         break;
     case MH_KIND_DISCONNECT:
         close_matching(h, env.sub, 4005, env.reason[0] ? env.reason : "session ended");

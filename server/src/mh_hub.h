@@ -21,6 +21,7 @@ struct lws_vhost;
 typedef struct mh_conn mh_conn;
 typedef struct mh_redis mh_redis;
 typedef struct mh_rpc_wait mh_rpc_wait;
+typedef struct mh_registry mh_registry;
 
 typedef struct mh_hub {
     const mh_config *cfg; /* borrowed, frozen */
@@ -33,6 +34,10 @@ typedef struct mh_hub {
     mh_metrics metrics;
     mh_jwt_keys keys; /* connection token keys; auth is on when keys.n > 0 */
     mh_jwt_policy policy;
+    mh_registry *registry;          /* owned; NULL: no registry (SPEC 6's fallback) */
+    const char *const *django_keys; /* SECRET_KEY then fallbacks; borrowed, frozen */
+    size_t ndjango_keys;
+    mh_map ips; /* peer address -> its connection count (mh_auth), when limited */
     uint64_t stamp; /* fan-out generation, to send each connection one copy */
     uint64_t queued_bytes;
     /* rpc deadlines in arrival order; the timeout is constant, so FIFO = sorted */
@@ -43,7 +48,7 @@ typedef struct mh_hub {
     size_t drain_total;
     bool stopping;
     uv_timer_t tick;
-    uv_signal_t sig_term, sig_int;
+    uv_signal_t sig_term, sig_int, sig_hup;
     int exit_code;
 } mh_hub;
 

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mh_value.h"
+
 static const struct {
     const char *name;
     jwt_alg_t alg;
@@ -325,18 +327,24 @@ static bool aud_matches(const json_t *aud, const char *want)
     return false;
 }
 
-int mh_jwt_verify(const mh_jwt_keys *ks, const mh_jwt_policy *p, const char *token, size_t len,
-                  int64_t now, mh_identity *id, const char **reason)
+/*
+ * The checks every token gets: shape, key by `kid`, the pinned algorithm,
+ * the signature, then exp/nbf/iat (and aud/iss when 'p' sets them). On
+ * success *claims holds the verified claims (caller decrefs).
+ */
+static int verify_signed(const mh_jwt_keys *ks, const mh_jwt_policy *p, const char *token,
+                         size_t len, int64_t now, json_t **claims, const mh_jwt_key **key_out,
+                         int64_t *exp, const char **reason)
 {
     const char *dot1, *dot2;
-    json_t *head = NULL, *claims = NULL, *v;
+    json_t *head = NULL, *cl = NULL, *v;
     const mh_jwt_key *key = NULL;
     const char *alg, *kid;
     jwt_t *jwt = NULL;
     char *tok = NULL;
     int rc = -1;
 
-    memset(id, 0, sizeof *id);
+    *claims = NULL;
     *reason = "malformed";
     if (len == 0 || len > 8192 || memchr(token, '\0', len))
         return -1;
@@ -377,48 +385,84 @@ int mh_jwt_verify(const mh_jwt_keys *ks, const mh_jwt_policy *p, const char *tok
         goto done;
     }
     /* Signature good: now the claims, parsed by us for exact control. */
-    claims = decode_segment(dot1 + 1, (size_t)(dot2 - dot1 - 1));
-    if (!claims)
+    cl = decode_segment(dot1 + 1, (size_t)(dot2 - dot1 - 1));
+    if (!cl)
         goto done;
-    v = json_object_get(claims, "exp");
+    v = json_object_get(cl, "exp");
     if (!json_is_number(v)) {
         *reason = "missing_exp";
         goto done;
     }
-    id->exp = (int64_t)floor(json_number_value(v));
-    if (now >= id->exp + p->leeway) {
+    *exp = (int64_t)floor(json_number_value(v));
+    if (now >= *exp + p->leeway) {
         *reason = "expired";
         goto done;
     }
-    v = json_object_get(claims, "nbf");
+    v = json_object_get(cl, "nbf");
     if (v && (!json_is_number(v) || now + p->leeway < (int64_t)json_number_value(v))) {
         *reason = "not_yet_valid";
         goto done;
     }
-    v = json_object_get(claims, "iat");
+    v = json_object_get(cl, "iat");
     if (v && (!json_is_number(v) || now + p->leeway < (int64_t)json_number_value(v))) {
         *reason = "issued_in_future";
         goto done;
     }
-    if (p->audience && p->audience[0] &&
-        !aud_matches(json_object_get(claims, "aud"), p->audience)) {
+    if (p->audience && p->audience[0] && !aud_matches(json_object_get(cl, "aud"), p->audience)) {
         *reason = "wrong_audience";
         goto done;
     }
     if (p->issuer && p->issuer[0]) {
-        const char *iss = json_string_value(json_object_get(claims, "iss"));
+        const char *iss = json_string_value(json_object_get(cl, "iss"));
         if (!iss || strcmp(iss, p->issuer)) {
             *reason = "wrong_issuer";
             goto done;
         }
     }
-    v = json_object_get(claims, "sub");
+    *claims = cl;
+    cl = NULL;
+    *key_out = key;
+    rc = 0;
+done:
+    jwt_free(jwt);
+    free(tok);
+    json_decref(head);
+    json_decref(cl);
+    return rc;
+}
+
+/* `sub` as a string or an integral number; 0 and the string form, or -1. */
+static int sub_claim(const json_t *v, char out[MH_SUB_MAX + 1])
+{
     if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) <= MH_SUB_MAX &&
         strlen(json_string_value(v)) == json_string_length(v)) {
-        strcpy(id->sub, json_string_value(v));
-    } else if (json_is_number(v) && json_number_value(v) == floor(json_number_value(v))) {
-        snprintf(id->sub, sizeof id->sub, "%.0f", json_number_value(v));
-    } else {
+        strcpy(out, json_string_value(v));
+        return 0;
+    }
+    if (json_is_number(v) && json_number_value(v) == floor(json_number_value(v)) &&
+        fabs(json_number_value(v)) < 9007199254740992.0) {
+        snprintf(out, MH_SUB_MAX + 1, "%.0f", json_number_value(v));
+        return 0;
+    }
+    return -1;
+}
+
+int mh_jwt_verify(const mh_jwt_keys *ks, const mh_jwt_policy *p, const char *token, size_t len,
+                  int64_t now, mh_identity *id, const char **reason)
+{
+    const mh_jwt_key *key = NULL;
+    json_t *claims = NULL;
+    int rc = -1;
+
+    memset(id, 0, sizeof *id);
+    if (verify_signed(ks, p, token, len, now, &claims, &key, &id->exp, reason))
+        return -1;
+    /* A subscription token names one context; it never opens a connection. */
+    if (json_object_get(claims, "scope")) {
+        *reason = "wrong_token_type";
+        goto done;
+    }
+    if (sub_claim(json_object_get(claims, "sub"), id->sub)) {
         *reason = "missing_sub";
         goto done;
     }
@@ -428,9 +472,69 @@ int mh_jwt_verify(const mh_jwt_keys *ks, const mh_jwt_policy *p, const char *tok
     *reason = "ok";
     rc = 0;
 done:
-    jwt_free(jwt);
-    free(tok);
-    json_decref(head);
+    json_decref(claims);
+    return rc;
+}
+
+/* The token's params object equals 'e's params exactly (string forms). */
+static bool params_equal(const json_t *obj, const mh_entry *e)
+{
+    if (!json_is_object(obj) || json_object_size(obj) != e->nparams)
+        return false;
+    for (size_t i = 0; i < e->nparams; i++) {
+        json_t *v = json_object_get(obj, e->params[i].name);
+        char *form = NULL;
+        size_t n = 0;
+        bool same;
+        mh_err err;
+        if (!v || mh_value_form(v, &form, &n, &err))
+            return false;
+        same = n == e->params[i].value_len && !memcmp(form, e->params[i].value, n);
+        free(form);
+        if (!same)
+            return false;
+    }
+    return true;
+}
+
+int mh_jwt_verify_subscription(const mh_jwt_keys *ks, const mh_jwt_policy *p, const char *token,
+                               size_t len, int64_t now, bool channel, const mh_entry *e,
+                               const char *conn_sub, int64_t *exp, const char **reason)
+{
+    /* Django's subscription tokens carry no aud/iss: only the leeway applies. */
+    mh_jwt_policy sp = {.audience = NULL, .issuer = NULL, .leeway = p->leeway};
+    const mh_jwt_key *key = NULL;
+    json_t *claims = NULL;
+    const char *scope, *name;
+    char sub[MH_SUB_MAX + 1];
+    json_t *subv;
+    int rc = -1;
+
+    if (verify_signed(ks, &sp, token, len, now, &claims, &key, exp, reason))
+        return -1;
+    scope = json_string_value(json_object_get(claims, "scope"));
+    name = json_string_value(json_object_get(claims, "name"));
+    if (!scope || strcmp(scope, channel ? "channel" : "context")) {
+        *reason = "wrong_scope";
+        goto done;
+    }
+    if (!name || strlen(name) != e->context_len || memcmp(name, e->context, e->context_len)) {
+        *reason = "wrong_name";
+        goto done;
+    }
+    if (!params_equal(json_object_get(claims, "params"), e)) {
+        *reason = "wrong_params";
+        goto done;
+    }
+    /* Bound to the identity it was minted for: both anonymous, or the same sub. */
+    subv = json_object_get(claims, "sub");
+    if (subv ? (!conn_sub || sub_claim(subv, sub) || strcmp(sub, conn_sub)) : conn_sub != NULL) {
+        *reason = "wrong_sub";
+        goto done;
+    }
+    *reason = "ok";
+    rc = 0;
+done:
     json_decref(claims);
     return rc;
 }

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mh_inval.h"
+
 #define MH_SUB_MAX 256
 
 typedef struct mh_jwt_key {
@@ -61,10 +63,24 @@ int mh_jwt_keys_load(mh_jwt_keys *ks, const char *path, char *err, size_t errlen
  * Verifies 'token' at time 'now'. Returns 0 and fills 'id', or -1 with
  * *reason one of: malformed, alg_none, unknown_kid, alg_mismatch,
  * bad_signature, missing_exp, expired, not_yet_valid, issued_in_future,
- * wrong_audience, wrong_issuer, missing_sub.
+ * wrong_audience, wrong_issuer, missing_sub, wrong_token_type (a
+ * subscription token: it has a `scope` claim).
  */
 int mh_jwt_verify(const mh_jwt_keys *ks, const mh_jwt_policy *p, const char *token, size_t len,
                   int64_t now, mh_identity *id, const char **reason);
+
+/**
+ * Verifies a subscription token (SPEC 12) for subscribing to 'e' (a channel
+ * when 'channel'): same keys, pinning and time checks as connection tokens
+ * (not aud/iss: Django mints these without), and claims `scope`, `name`,
+ * `params` exactly equal to the subscription's, `sub` equal to 'conn_sub'
+ * (both absent for an anonymous connection). Returns 0 with *exp set, or -1
+ * with *reason: a connection-token reason or wrong_scope, wrong_name,
+ * wrong_params, wrong_sub.
+ */
+int mh_jwt_verify_subscription(const mh_jwt_keys *ks, const mh_jwt_policy *p, const char *token,
+                               size_t len, int64_t now, bool channel, const mh_entry *e,
+                               const char *conn_sub, int64_t *exp, const char **reason);
 
 /** base64url (no padding) decode into a new buffer (caller frees); NULL on bad input. */
 unsigned char *mh_b64url_decode(const char *s, size_t n, size_t *out_len);

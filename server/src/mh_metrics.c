@@ -1,5 +1,7 @@
 #include "mh_metrics.h"
 
+#include <string.h>
+
 static const double lat_bounds[MH_LAT_BUCKETS] = {0.5, 1,   2,   5,    10,   20,   50,
                                                   100, 200, 500, 1000, 2000, 5000, 10000};
 
@@ -13,6 +15,23 @@ void mh_metrics_latency(mh_metrics *m, double ms)
     m->lat_counts[i]++;
     m->lat_sum_ms += ms;
     m->lat_count++;
+}
+
+void mh_metrics_reject(mh_metrics *m, const char *stage, const char *reason)
+{
+    /* A few dozen distinct pairs at most, and rejections are rare: a scan. */
+    for (int i = 0; i < MH_REJECT_KINDS; i++) {
+        mh_reject_count *r = &m->rejects[i];
+        if (!r->stage) {
+            r->stage = stage;
+            r->reason = reason;
+        }
+        if (!strcmp(r->stage, stage) && !strcmp(r->reason, reason)) {
+            r->n++;
+            return;
+        }
+    }
+    m->rejects_other++;
 }
 
 static void counter(mh_buf *o, const char *name, const char *help, uint64_t v)
@@ -43,6 +62,15 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
     gauge(o, "queued_bytes", "Bytes waiting in outbound queues.", g->queued_bytes);
     counter(o, "connections_total", "Connections accepted.", m->connections_total);
     counter(o, "connections_rejected_total", "Upgrades refused.", m->connections_rejected);
+    mh_buf_puts(o, "# HELP mizan_hub_rejections_total Connections, frames and subscriptions "
+                   "refused, by stage and reason.\n# TYPE mizan_hub_rejections_total counter\n");
+    for (int i = 0; i < MH_REJECT_KINDS && m->rejects[i].stage; i++)
+        mh_buf_printf(o, "mizan_hub_rejections_total{stage=\"%s\",reason=\"%s\"} %llu\n",
+                      m->rejects[i].stage, m->rejects[i].reason,
+                      (unsigned long long)m->rejects[i].n);
+    if (m->rejects_other)
+        mh_buf_printf(o, "mizan_hub_rejections_total{stage=\"other\",reason=\"other\"} %llu\n",
+                      (unsigned long long)m->rejects_other);
     counter(o, "frames_in_total", "Browser frames received.", m->frames_in);
     counter(o, "bytes_in_total", "Browser frame bytes received.", m->bytes_in);
     counter(o, "frames_out_total", "Frames written to browsers.", m->frames_out);

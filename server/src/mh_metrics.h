@@ -10,6 +10,13 @@
 #include "mh_buf.h"
 
 #define MH_LAT_BUCKETS 14
+#define MH_REJECT_KINDS 64
+
+/* One rejection counter: where (stage) and why (reason), both static strings. */
+typedef struct mh_reject_count {
+    const char *stage, *reason;
+    uint64_t n;
+} mh_reject_count;
 
 typedef struct mh_metrics {
     uint64_t connections_total;
@@ -29,6 +36,8 @@ typedef struct mh_metrics {
     uint64_t rpc_timeouts, rpc_late_replies, replies_unknown_conn;
     uint64_t resume_invalidations, gap_invalidations, gap_frames, heals;
     uint64_t drain_closes;
+    mh_reject_count rejects[MH_REJECT_KINDS];
+    uint64_t rejects_other; /* past MH_REJECT_KINDS distinct pairs (a bug) */
     /* publish -> write latency, milliseconds */
     uint64_t lat_counts[MH_LAT_BUCKETS + 1];
     double lat_sum_ms;
@@ -37,6 +46,13 @@ typedef struct mh_metrics {
 
 /** Records one publish -> write latency observation. */
 void mh_metrics_latency(mh_metrics *m, double ms);
+
+/**
+ * Counts one rejection. 'stage' is upgrade, auth, subscribe, message or
+ * limit; 'reason' a fixed word (jwt/cookie reason, guard code, limit name).
+ * Both must be static strings: they are kept, not copied.
+ */
+void mh_metrics_reject(mh_metrics *m, const char *stage, const char *reason);
 
 /** Gauges the metrics module cannot count itself. */
 typedef struct mh_gauges {

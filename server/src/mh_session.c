@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mh_auth.h"
 #include "mh_frame.h"
 #include "mh_heal.h"
 #include "mh_hold.h"
@@ -41,18 +42,17 @@ void mh_session_welcome(mh_conn *c)
     mh_buf_free(&b);
 }
 
-/* Until the registry arrives (SPEC 12): a verified identity may use every
- * context and channel; without one, only a hub started with
- * --allow-anonymous lets anything through. */
-static bool allowed(mh_conn *c, const mh_frame *f)
+/* The registry's guard (mh_auth); on refusal the error frame says why. */
+static bool permitted(mh_conn *c, const mh_frame *f)
 {
-    (void)f;
-    return c->sub || c->hub->cfg->allow_anonymous;
-}
+    const char *code;
+    char msg[256];
 
-static const char *refusal(const mh_conn *c)
-{
-    return c->sub ? "forbidden" : "unauthorized";
+    if (mh_auth_check(c, f, &code, msg, sizeof msg) == 0)
+        return true;
+    mh_debug("conn %s: %s refused: %s: %s", c->name, mh_action_name(f->action), code, msg);
+    error_for(c, code, msg, f);
+    return false;
 }
 
 static void do_auth(mh_conn *c, mh_frame *f)
@@ -64,19 +64,22 @@ static void do_auth(mh_conn *c, mh_frame *f)
     mh_buf b;
 
     if (!h->keys.n) {
-        error_for(c, "unauthorized", "this hub has no authentication configured", f);
+        mh_metrics_reject(&h->metrics, "auth", "token_not_configured");
+        error_for(c, "unauthorized", "this hub accepts no tokens", f);
         return;
     }
     if (mh_jwt_verify(&h->keys, &h->policy, f->token, f->token_len, (int64_t)(mh_now_ms() / 1000),
                       &id, &reason)) {
         snprintf(msg, sizeof msg, "token refused: %s", reason);
         mh_info("conn %s: %s refused: %s", c->name, mh_action_name(f->action), reason);
+        mh_metrics_reject(&h->metrics, "auth", reason);
         error_for(c, !strcmp(reason, "expired") ? "token_expired" : "bad_token", msg, f);
         if (f->action == MH_ACT_AUTH && !c->sub)
             mh_conn_close(c, 4001, "unauthorized");
         return;
     }
     if (f->action == MH_ACT_REFRESH && c->sub && strcmp(c->sub, id.sub)) {
+        mh_metrics_reject(&h->metrics, "auth", "refresh_other_sub");
         error_for(c, "forbidden", "a refresh must be for the same sub", f);
         return;
     }
@@ -105,10 +108,8 @@ static void do_subscribe(mh_conn *c, mh_frame *f)
     mh_keynode *node = mh_subs_find(&h->subs, channel, &f->sub);
     mh_sub *sub = node ? mh_conn_find_sub(c, node) : NULL;
 
-    if (!allowed(c, f)) {
-        error_for(c, refusal(c), c->sub ? "not allowed to subscribe" : "authenticate first", f);
+    if (!permitted(c, f))
         return;
-    }
     if (!sub) {
         if (c->nsubs >= (uint32_t)h->cfg->max_subs) {
             char msg[96];
@@ -175,6 +176,25 @@ static void on_inbound_added(mh_hub *h, redisReply *reply, void *arg)
     free(q);
 }
 
+/*
+ * rpc and ctx are not guarded by the registry: functions carry their own
+ * auth=, which Django checks (SPEC 8). Without a registry the fallback
+ * applies: an anonymous connection needs --allow-anonymous.
+ */
+static bool rpc_permitted(mh_conn *c, const mh_frame *f)
+{
+    mh_buf id;
+
+    if (c->sub || c->hub->registry || c->hub->cfg->allow_anonymous)
+        return true;
+    mh_metrics_reject(&c->hub->metrics, "rpc", "unauthorized");
+    mh_buf_init(&id);
+    mh_json_dump(&id, f->id);
+    mh_rpc_send_error(c, mh_buf_cstr(&id), "UNAUTHORIZED", "authenticate first");
+    mh_buf_free(&id);
+    return false;
+}
+
 /* message, rpc and ctx go to Django through the inbound stream (SPEC 11). */
 static void do_inbound(mh_conn *c, mh_frame *f)
 {
@@ -188,18 +208,8 @@ static void do_inbound(mh_conn *c, mh_frame *f)
     size_t lens[20];
     int argc = 0;
 
-    if (!allowed(c, f)) {
-        if (is_rpc) {
-            mh_buf_init(&id);
-            mh_json_dump(&id, f->id);
-            mh_rpc_send_error(c, mh_buf_cstr(&id), c->sub ? "FORBIDDEN" : "UNAUTHORIZED",
-                              c->sub ? "not allowed" : "authenticate first");
-            mh_buf_free(&id);
-        } else {
-            error_for(c, refusal(c), "not allowed to send on this channel", f);
-        }
+    if (is_rpc ? !rpc_permitted(c, f) : !permitted(c, f))
         return;
-    }
     mh_buf_init(&stream);
     mh_buf_init(&body);
     mh_buf_init(&ident);
@@ -271,6 +281,14 @@ done:
     mh_buf_free(&body);
     mh_buf_free(&ident);
     mh_buf_free(&id);
+}
+
+void mh_session_input(mh_conn *c, const char *text, size_t len, bool binary)
+{
+    if (binary)
+        mh_session_error(c, "bad_frame", "binary frames are not supported; send JSON text");
+    else
+        mh_session_frame(c, text, len);
 }
 
 void mh_session_frame(mh_conn *c, const char *text, size_t len)

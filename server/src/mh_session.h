@@ -6,12 +6,16 @@
 #ifndef MH_SESSION_H
 #define MH_SESSION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "mh_conn.h"
 
 /** The welcome frame, first on every connection. */
 void mh_session_welcome(mh_conn *c);
+
+/** Handles one complete browser frame; a binary one gets `bad_frame`. */
+void mh_session_input(mh_conn *c, const char *text, size_t len, bool binary);
 
 /** Handles one complete text frame. */
 void mh_session_frame(mh_conn *c, const char *text, size_t len);

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "mh_auth.h"
 #include "mh_conn.h"
 #include "mh_log.h"
 #include "mh_metrics.h"
@@ -127,46 +128,14 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/*
- * A token on the upgrade request: Authorization: Bearer, X-Mizan-Token, or
- * (when enabled) ?token=. Copied into 'out'; returns its length, 0 if none.
- */
-static int upgrade_token(struct lws *wsi, const mh_config *cfg, char *out, int size)
+/* A whole browser frame: rate-limited, kept while the session is looked up. */
+static void deliver(mh_conn *c, struct lws *wsi, const char *text, size_t len)
 {
-    int n = lws_hdr_copy(wsi, out, size, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (n > 7 && !strncasecmp(out, "Bearer ", 7)) {
-        memmove(out, out + 7, (size_t)(n - 7) + 1);
-        return n - 7;
-    }
-    n = lws_hdr_custom_copy(wsi, out, size, "x-mizan-token:", 14);
-    if (n > 0)
-        return n;
-    if (cfg->token_query && lws_get_urlarg_by_name(wsi, "token=", out, size))
-        return (int)strlen(out);
-    return 0;
-}
+    bool binary = lws_frame_is_binary(wsi);
 
-/* Verifies the upgrade's token; on failure answers 401 before the upgrade. */
-static int filter_credentials(struct lws *wsi, mh_hub *h, mh_conn *c)
-{
-    char token[8192 + 8];
-    mh_identity id;
-    const char *reason;
-    int n;
-
-    if (!h->keys.n)
-        return 0;
-    n = upgrade_token(wsi, h->cfg, token, sizeof token);
-    if (n <= 0)
-        return 0; /* anonymous for now; an `auth` frame may follow */
-    if (mh_jwt_verify(&h->keys, &h->policy, token, (size_t)n, (int64_t)(mh_now_ms() / 1000), &id,
-                      &reason) == 0 &&
-        c && mh_conn_set_identity(c, &id) == 0)
-        return 0;
-    h->metrics.connections_rejected++;
-    mh_info("upgrade refused: token %s", c ? reason : "(no session memory)");
-    lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, reason);
-    return 1;
+    if (!mh_auth_rate_ok(c) || mh_auth_hold_frame(c, text, len, binary))
+        return;
+    mh_session_input(c, text, len, binary);
 }
 
 static int receive(mh_conn *c, struct lws *wsi, const char *in, size_t len)
@@ -183,10 +152,7 @@ static int receive(mh_conn *c, struct lws *wsi, const char *in, size_t len)
     }
     if (final && c->rx_len == 0) {
         /* The common case: a whole frame in one piece, decoded in place. */
-        if (lws_frame_is_binary(wsi))
-            mh_session_error(c, "bad_frame", "binary frames are not supported; send JSON text");
-        else
-            mh_session_frame(c, in, len);
+        deliver(c, wsi, in, len);
         return 0;
     }
     if (c->rx_len + len > c->rx_cap) {
@@ -203,10 +169,7 @@ static int receive(mh_conn *c, struct lws *wsi, const char *in, size_t len)
     memcpy(c->rx + c->rx_len, in, len);
     c->rx_len += (uint32_t)len;
     if (final) {
-        if (lws_frame_is_binary(wsi))
-            mh_session_error(c, "bad_frame", "binary frames are not supported; send JSON text");
-        else
-            mh_session_frame(c, c->rx, c->rx_len);
+        deliver(c, wsi, c->rx, c->rx_len);
         /* Reassembly memory is only kept while a frame is in flight. */
         free(c->rx);
         c->rx = NULL;
@@ -229,13 +192,12 @@ static int callback_mizan(struct lws *wsi, enum lws_callback_reasons reason, voi
             lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "draining");
             return 1;
         }
-        return filter_credentials(wsi, h, c);
+        return mh_auth_filter(h, c, wsi);
     case LWS_CALLBACK_ESTABLISHED:
         if (mh_conn_open(c, h, wsi))
             return -1;
         mh_debug("conn %s: open", c->name);
-        mh_session_welcome(c);
-        return 0;
+        return mh_auth_established(c);
     case LWS_CALLBACK_RECEIVE:
         if (!c->established || c->closing)
             return 0;
@@ -247,6 +209,11 @@ static int callback_mizan(struct lws *wsi, enum lws_callback_reasons reason, voi
     case LWS_CALLBACK_CLOSED:
         mh_debug("conn %s: closed", c->name);
         mh_conn_release(c);
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* Also for upgrades refused or failed after the filter counted them. */
+        if (c)
+            mh_auth_release(c);
         return 0;
     default:
         break;
@@ -397,7 +364,8 @@ int mh_transport_start(mh_hub *h)
     protocols[1].tx_packet_size = 0;
     info.pt_serv_buf_size = 16384;
     info.max_http_header_pool = 16;
-    info.max_http_header_data = 4096;
+    /* Browsers send every cookie of the domain: 8 KiB, as nginx allows. */
+    info.max_http_header_data = 8192;
     info.timeout_secs = 10;
     retry.secs_since_valid_ping = (uint16_t)cfg->ping_interval;
     retry.secs_since_valid_hangup = (uint16_t)(cfg->ping_interval + cfg->pong_timeout);

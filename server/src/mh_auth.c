@@ -1,0 +1,634 @@
+#define _GNU_SOURCE /* memmem */
+#include "mh_auth.h"
+
+#include <ctype.h>
+#include <libwebsockets.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mh_djsign.h"
+#include "mh_json.h"
+#include "mh_log.h"
+#include "mh_out.h"
+#include "mh_redis.h"
+#include "mh_registry.h"
+#include "mh_session.h"
+
+/* Frames a connection may send before its session lookup answers. */
+#define HELD_MAX 64
+
+struct mh_held {
+    struct mh_held *next;
+    size_t len;
+    bool binary;
+    char text[];
+};
+
+struct mh_ip_count {
+    uint32_t n;
+    size_t len;
+    char addr[48]; /* the map's key */
+};
+
+/* ---- the registry ---- */
+
+int mh_auth_registry_load(mh_hub *h)
+{
+    char err[512];
+
+    if (!h->cfg->registry[0])
+        return 0;
+    h->registry = mh_registry_load(h->cfg->registry, err, sizeof err);
+    if (!h->registry) {
+        mh_error("registry %s: %s", h->cfg->registry, err);
+        return -1;
+    }
+    mh_info("registry %s: %zu context(s), %zu channel(s)", h->cfg->registry,
+            mh_registry_count(h->registry, false), mh_registry_count(h->registry, true));
+    return 0;
+}
+
+void mh_auth_registry_reload(mh_hub *h)
+{
+    char err[512];
+    mh_registry *r;
+
+    if (!h->cfg->registry[0]) {
+        mh_info("SIGHUP: no --registry to reload");
+        return;
+    }
+    r = mh_registry_load(h->cfg->registry, err, sizeof err);
+    if (!r) {
+        mh_error("SIGHUP: registry %s not reloaded, the previous one stays in force: %s",
+                 h->cfg->registry, err);
+        return;
+    }
+    /* Subscriptions already granted stay: a reload never drops a connection. */
+    mh_registry_free(h->registry);
+    h->registry = r;
+    mh_info("SIGHUP: registry %s reloaded: %zu context(s), %zu channel(s)", h->cfg->registry,
+            mh_registry_count(r, false), mh_registry_count(r, true));
+}
+
+/* ---- limits ---- */
+
+static int refuse_http(mh_hub *h, struct lws *wsi, unsigned status, const char *reason,
+                       const char *text)
+{
+    h->metrics.connections_rejected++;
+    mh_metrics_reject(&h->metrics, "upgrade", reason);
+    lws_return_http_status(wsi, status, text);
+    return 1;
+}
+
+static int check_limits(mh_hub *h, struct lws *wsi, char *addr, size_t addrlen)
+{
+    const mh_config *cfg = h->cfg;
+    struct mh_ip_count *ip;
+
+    if (cfg->max_connections && h->conns.count >= (size_t)cfg->max_connections) {
+        mh_warn("upgrade refused: %zu connections, the limit (--max-connections)", h->conns.count);
+        return refuse_http(h, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "connection_limit",
+                           "connection limit reached");
+    }
+    if (!cfg->max_connections_per_ip)
+        return 0;
+    if (!lws_get_peer_simple(wsi, addr, addrlen))
+        snprintf(addr, addrlen, "?");
+    ip = mh_map_get(&h->ips, addr, strlen(addr));
+    if (ip && ip->n >= (uint32_t)cfg->max_connections_per_ip) {
+        mh_info("upgrade refused: %s has %u connections (--max-connections-per-ip)", addr, ip->n);
+        return refuse_http(h, wsi, 429, "ip_limit", "too many connections from this address");
+    }
+    return 0;
+}
+
+/* Counts the connection against its address until mh_auth_release. */
+static void count_ip(mh_conn *c, const char *addr)
+{
+    mh_hub *h = c->hub;
+    size_t n = strlen(addr);
+    struct mh_ip_count *ip = mh_map_get(&h->ips, addr, n);
+
+    if (!ip) {
+        ip = calloc(1, sizeof *ip);
+        if (!ip)
+            return; /* not counted: the limit is best effort under OOM */
+        snprintf(ip->addr, sizeof ip->addr, "%s", addr);
+        ip->len = strlen(ip->addr);
+        if (mh_map_put(&h->ips, ip->addr, ip->len, ip)) {
+            free(ip);
+            return;
+        }
+    }
+    ip->n++;
+    c->ip = ip;
+}
+
+bool mh_auth_rate_ok(mh_conn *c)
+{
+    const mh_config *cfg = c->hub->cfg;
+    uint64_t now = mh_mono_ms();
+
+    if (!cfg->frame_rate || c->closing)
+        return !c->closing;
+    if (!c->rate_ms) {
+        c->rate_ms = now;
+        c->rate_tokens = cfg->frame_burst;
+    }
+    c->rate_tokens += (double)(now - c->rate_ms) * cfg->frame_rate / 1000.0;
+    if (c->rate_tokens > cfg->frame_burst)
+        c->rate_tokens = cfg->frame_burst;
+    c->rate_ms = now;
+    if (c->rate_tokens >= 1) {
+        c->rate_tokens -= 1;
+        return true;
+    }
+    mh_metrics_reject(&c->hub->metrics, "limit", "frame_rate");
+    mh_info("conn %s: over %d frames/s (burst %d): closing with 4029", c->name, cfg->frame_rate,
+            cfg->frame_burst);
+    {
+        char msg[96];
+        snprintf(msg, sizeof msg, "more than %d frames per second", cfg->frame_rate);
+        mh_session_error(c, "rate_limited", msg);
+    }
+    mh_conn_close_flushed(c, 4029, "rate limited");
+    return false;
+}
+
+/* ---- Origin ---- */
+
+/* One allowlist entry against the Origin: exact, '*', or scheme://\*.domain. */
+static bool origin_entry_matches(const char *e, size_t elen, const char *origin)
+{
+    const char *star;
+    size_t olen = strlen(origin);
+
+    if (elen == 1 && e[0] == '*')
+        return true;
+    star = memmem(e, elen, "://*.", 5);
+    if (star) {
+        size_t scheme = (size_t)(star - e) + 3, suffix = elen - scheme - 1; /* ".domain" */
+        const char *host = origin + scheme;
+        return olen > scheme + suffix && !strncasecmp(origin, e, scheme) &&
+               !strncasecmp(origin + olen - suffix, e + scheme + 1, suffix) &&
+               !memchr(host, '/', (size_t)(origin + olen - host));
+    }
+    return olen == elen && !strncasecmp(origin, e, elen);
+}
+
+static bool origin_allowed(const mh_config *cfg, const char *origin, const char *host)
+{
+    const char *p = cfg->allowed_origins, *sep;
+
+    if (!cfg->allowed_origins[0]) {
+        /* Same origin only: the Origin's authority is the Host asked for. */
+        const char *auth = strstr(origin, "://");
+        return auth && host[0] && !strcasecmp(auth + 3, host);
+    }
+    while (*p) {
+        size_t n;
+        while (*p == ' ' || *p == ',')
+            p++;
+        sep = strchr(p, ',');
+        n = sep ? (size_t)(sep - p) : strlen(p);
+        while (n && p[n - 1] == ' ')
+            n--;
+        if (n && origin_entry_matches(p, n, origin))
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+/* ---- credentials on the upgrade ---- */
+
+/*
+ * A token on the upgrade request: Authorization: Bearer, X-Mizan-Token, or
+ * (when enabled) ?token=. Copied into 'out'; returns its length, 0 if none.
+ */
+static int upgrade_token(struct lws *wsi, const mh_config *cfg, char *out, int size)
+{
+    int n = lws_hdr_copy(wsi, out, size, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n > 7 && !strncasecmp(out, "Bearer ", 7)) {
+        memmove(out, out + 7, (size_t)(n - 7) + 1);
+        return n - 7;
+    }
+    n = lws_hdr_custom_copy(wsi, out, size, "x-mizan-token:", 14);
+    if (n > 0)
+        return n;
+    if (cfg->token_query && lws_get_urlarg_by_name(wsi, "token=", out, size))
+        return (int)strlen(out);
+    return 0;
+}
+
+static void sha256_hex(const char *s, size_t n, char out[65])
+{
+    unsigned char d[SHA256_DIGEST_LENGTH];
+
+    SHA256((const unsigned char *)s, n, d);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static int filter_token(mh_hub *h, mh_conn *c, struct lws *wsi, const char *token, int n)
+{
+    mh_identity id;
+    const char *reason;
+
+    if (!h->keys.n)
+        return refuse_http(h, wsi, HTTP_STATUS_UNAUTHORIZED, "token_not_configured",
+                           "this hub accepts no tokens");
+    if (mh_jwt_verify(&h->keys, &h->policy, token, (size_t)n, (int64_t)(mh_now_ms() / 1000), &id,
+                      &reason) == 0) {
+        if (mh_conn_set_identity(c, &id) == 0)
+            return 0;
+        reason = "out_of_memory";
+    }
+    mh_info("upgrade refused: token %s", reason);
+    h->metrics.connections_rejected++;
+    mh_metrics_reject(&h->metrics, "upgrade", reason);
+    lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, reason);
+    return 1;
+}
+
+/* A verified signed cookie's session data: who, and the registry id. */
+static int signed_session(mh_hub *h, mh_conn *c, struct lws *wsi, const char *value, size_t len)
+{
+    mh_djsign_cfg dc = {.keys = h->django_keys,
+                        .nkeys = h->ndjango_keys,
+                        .salt = NULL,
+                        .max_age = h->cfg->session_max_age};
+    char *json = NULL;
+    size_t json_len = 0;
+    const char *reason;
+    json_t *data = NULL, *uid, *sid;
+    char uidbuf[MH_SUB_MAX + 1], hash[65];
+    mh_err err;
+    int rc = 1;
+
+    if (mh_djsign_unsign(&dc, value, len, (int64_t)(mh_now_ms() / 1000), &json, &json_len,
+                         &reason)) {
+        mh_info("upgrade refused: session cookie %s", reason);
+        h->metrics.connections_rejected++;
+        mh_metrics_reject(&h->metrics, "cookie", reason);
+        lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, "session cookie refused");
+        return 1;
+    }
+    data = mh_json_parse(json, json_len, &err);
+    if (!data || !json_is_object(data)) {
+        mh_info("upgrade refused: signed session is not a JSON object");
+        rc = refuse_http(h, wsi, HTTP_STATUS_UNAUTHORIZED, "bad_session_data",
+                         "session cookie refused");
+        goto done;
+    }
+    uid = json_object_get(data, "_auth_user_id");
+    sid = json_object_get(data, "_mizan_hub_sid");
+    rc = 0;
+    if (!uid)
+        goto done; /* an anonymous session: the connection is anonymous */
+    if (json_is_string(uid) && json_string_length(uid) && json_string_length(uid) <= MH_SUB_MAX)
+        snprintf(uidbuf, sizeof uidbuf, "%s", json_string_value(uid));
+    else if (json_is_integer(uid) || (json_is_real(uid) && mh_json_is_safe_integer(uid)))
+        snprintf(uidbuf, sizeof uidbuf, "%.0f", json_number_value(uid));
+    else
+        goto done;
+    if (!json_is_string(sid) || !json_string_length(sid)) {
+        /* Without the registry entry there are no flags and no logout. */
+        mh_warn("signed session of user %s has no _mizan_hub_sid (is the Django app's session "
+                "registry on?): connection is anonymous",
+                uidbuf);
+        mh_metrics_reject(&h->metrics, "cookie", "unregistered");
+        goto done;
+    }
+    sha256_hex(json_string_value(sid), json_string_length(sid), hash);
+    c->session = strdup(hash);
+    c->cookie_uid = strdup(uidbuf);
+    if (!c->session || !c->cookie_uid) {
+        rc = refuse_http(h, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "out_of_memory", "try again");
+        goto done;
+    }
+    c->auth_pending = true;
+done:
+    json_decref(data);
+    free(json);
+    return rc;
+}
+
+static int filter_cookie(mh_hub *h, mh_conn *c, struct lws *wsi)
+{
+    const mh_config *cfg = h->cfg;
+    int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COOKIE);
+    char *cookies = NULL, origin[512], host[256];
+    const char *value;
+    size_t vlen;
+    int rc = 0;
+
+    if (!cfg->session_cookie[0] || total <= 0)
+        return 0;
+    cookies = malloc((size_t)total + 1);
+    if (!cookies)
+        return refuse_http(h, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "out_of_memory", "try again");
+    if (lws_hdr_copy(wsi, cookies, total + 1, WSI_TOKEN_HTTP_COOKIE) < 0 ||
+        mh_djsign_cookie_find(cookies, strlen(cookies), cfg->session_cookie, &value, &vlen) ||
+        vlen == 0)
+        goto done;
+    /* Cross-site WebSocket hijacking: a cookie rides along with any page's
+     * request; only the Origin says which page asked. */
+    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) > 0) {
+        if (lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST) < 0)
+            host[0] = '\0';
+        if (!origin_allowed(cfg, origin, host)) {
+            mh_info("upgrade refused: session cookie from origin '%.200s' (not allowed)", origin);
+            rc = refuse_http(h, wsi, HTTP_STATUS_FORBIDDEN, "origin", "origin not allowed");
+            goto done;
+        }
+    }
+    if (h->ndjango_keys && memchr(value, ':', vlen)) {
+        rc = signed_session(h, c, wsi, value, vlen);
+    } else {
+        char hash[65];
+        sha256_hex(value, vlen, hash);
+        c->session = strdup(hash);
+        if (!c->session) {
+            rc = refuse_http(h, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "out_of_memory", "try again");
+            goto done;
+        }
+        c->auth_pending = true;
+    }
+done:
+    free(cookies);
+    return rc;
+}
+
+int mh_auth_filter(mh_hub *h, mh_conn *c, struct lws *wsi)
+{
+    char token[8192 + 8], addr[48] = "";
+    int n;
+
+    /* From here on, whatever is refused or fails, lws ends with
+     * LWS_CALLBACK_WSI_DESTROY and mh_auth_release undoes the count. */
+    c->hub = h;
+    if (check_limits(h, wsi, addr, sizeof addr))
+        return 1;
+    if (h->cfg->max_connections_per_ip)
+        count_ip(c, addr);
+    n = upgrade_token(wsi, h->cfg, token, sizeof token);
+    if (n > 0)
+        return filter_token(h, c, wsi, token, n); /* a token wins over a cookie */
+    return filter_cookie(h, c, wsi);
+}
+
+/* ---- the session lookup ---- */
+
+static void release_held(mh_conn *c)
+{
+    while (c->held) {
+        struct mh_held *x = c->held;
+        c->held = x->next;
+        free(x);
+    }
+    c->nheld = 0;
+}
+
+static void lookup_done(mh_conn *c)
+{
+    struct mh_held *list = c->held;
+
+    c->auth_pending = false;
+    free(c->cookie_uid);
+    c->cookie_uid = NULL;
+    c->held = NULL;
+    c->nheld = 0;
+    mh_session_welcome(c);
+    /* The frames that waited, in order, as if they arrived now. */
+    while (list) {
+        struct mh_held *x = list;
+        list = x->next;
+        if (!c->closing)
+            mh_session_input(c, x->text, x->len, x->binary);
+        free(x);
+    }
+}
+
+/* Reads {"sub","staff","super"}; 0 and 'id', or -1. */
+static int parse_entry(const char *s, size_t n, mh_identity *id)
+{
+    json_t *v = json_loadb(s, n, 0, NULL), *sub;
+    int rc = -1;
+
+    memset(id, 0, sizeof *id);
+    if (!json_is_object(v))
+        goto done;
+    sub = json_object_get(v, "sub");
+    if (!json_is_string(sub) || !json_string_length(sub) || json_string_length(sub) > MH_SUB_MAX)
+        goto done;
+    snprintf(id->sub, sizeof id->sub, "%s", json_string_value(sub));
+    id->staff = json_is_true(json_object_get(v, "staff"));
+    id->super = json_is_true(json_object_get(v, "super"));
+    rc = 0;
+done:
+    json_decref(v);
+    return rc;
+}
+
+static void on_session(mh_hub *h, redisReply *reply, void *arg)
+{
+    uint64_t id = *(uint64_t *)arg;
+    mh_conn *c = mh_map_get(&h->conns, &id, sizeof id);
+    mh_identity ident;
+
+    free(arg);
+    if (!c || c->closing)
+        return;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        mh_warn("conn %s: session lookup failed (%s): closing with 1013", c->name,
+                reply ? reply->str : "Redis link lost");
+        mh_metrics_reject(&h->metrics, "cookie", "lookup_failed");
+        mh_conn_close(c, 1013, "cannot verify the session now");
+        return;
+    }
+    if (reply->type != REDIS_REPLY_STRING) {
+        /* As Django does with a session it does not know: anonymous. */
+        mh_info("conn %s: session not in the registry (logged out or expired): anonymous", c->name);
+        mh_metrics_reject(&h->metrics, "cookie", "session_unknown");
+        free(c->session);
+        c->session = NULL;
+    } else if (parse_entry(reply->str, reply->len, &ident) ||
+               (c->cookie_uid && strcmp(c->cookie_uid, ident.sub))) {
+        mh_warn("conn %s: session registry entry %s: anonymous", c->name,
+                c->cookie_uid ? "is for another user" : "is malformed");
+        mh_metrics_reject(&h->metrics, "cookie", "session_mismatch");
+        free(c->session);
+        c->session = NULL;
+    } else if (mh_conn_set_identity(c, &ident)) {
+        mh_conn_close(c, 1011, "out of memory");
+        return;
+    }
+    lookup_done(c);
+}
+
+int mh_auth_established(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+    mh_buf key;
+    uint64_t *arg;
+    const char *argv[2];
+    size_t lens[2];
+    int rc;
+
+    if (!c->auth_pending) {
+        mh_session_welcome(c);
+        return 0;
+    }
+    arg = malloc(sizeof *arg);
+    mh_buf_init(&key);
+    mh_redis_name(h->redis, &key, "sess:", c->session, strlen(c->session));
+    if (!arg || key.oom) {
+        free(arg);
+        mh_buf_free(&key);
+        return -1;
+    }
+    *arg = c->id;
+    argv[0] = "GET";
+    lens[0] = 3;
+    argv[1] = key.data;
+    lens[1] = key.len;
+    rc = mh_redis_cmd(h->redis, on_session, arg, 2, argv, lens);
+    mh_buf_free(&key);
+    if (rc) {
+        free(arg);
+        mh_warn("conn %s: Redis is down, the session cannot be looked up: closing with 1013",
+                c->name);
+        mh_metrics_reject(&h->metrics, "cookie", "lookup_failed");
+        mh_conn_close(c, 1013, "cannot verify the session now");
+    }
+    return 0;
+}
+
+bool mh_auth_hold_frame(mh_conn *c, const char *text, size_t len, bool binary)
+{
+    struct mh_held *x, **tail;
+
+    if (!c->auth_pending)
+        return false;
+    if (c->nheld >= HELD_MAX) {
+        mh_metrics_reject(&c->hub->metrics, "limit", "held_frames");
+        mh_info("conn %s: %d frames before its session was looked up: closing with 4029", c->name,
+                HELD_MAX);
+        mh_conn_close(c, 4029, "too many frames before welcome");
+        return true;
+    }
+    x = malloc(sizeof *x + len);
+    if (!x) {
+        mh_conn_close(c, 1011, "out of memory");
+        return true;
+    }
+    x->next = NULL;
+    x->len = len;
+    x->binary = binary;
+    memcpy(x->text, text, len);
+    for (tail = &c->held; *tail; tail = &(*tail)->next)
+        ;
+    *tail = x;
+    c->nheld++;
+    return true;
+}
+
+void mh_auth_logout(mh_hub *h, const char *session_hash)
+{
+    size_t it = 0, n = 0;
+    void *v;
+
+    /* Logouts are rare next to connections: a scan, no second index. */
+    while (mh_map_next(&h->conns, &it, NULL, NULL, &v)) {
+        mh_conn *c = v;
+        if (c->session && !strcmp(c->session, session_hash)) {
+            mh_conn_close(c, 4005, "session ended");
+            n++;
+        }
+    }
+    if (n)
+        mh_info("logout: closed %zu connection(s) of the session with 4005", n);
+}
+
+void mh_auth_release(mh_conn *c)
+{
+    release_held(c);
+    free(c->session);
+    free(c->cookie_uid);
+    c->session = c->cookie_uid = NULL;
+    if (c->ip) {
+        mh_hub *h = c->hub;
+        if (--c->ip->n == 0) {
+            mh_map_del(&h->ips, c->ip->addr, c->ip->len);
+            free(c->ip);
+        }
+        c->ip = NULL;
+    }
+}
+
+/* ---- the guards ---- */
+
+static int deny(mh_conn *c, const char *stage, const char *code, const char **out)
+{
+    *out = code;
+    mh_metrics_reject(&c->hub->metrics, stage, code);
+    return -1;
+}
+
+int mh_auth_check(mh_conn *c, const mh_frame *f, const char **code, char *msg, size_t msglen)
+{
+    mh_hub *h = c->hub;
+    bool channel = f->target == MH_TARGET_CHANNEL;
+    const char *stage = f->action == MH_ACT_MESSAGE ? "message" : "subscribe";
+    mh_who who = {.sub = c->sub, .staff = c->staff, .super = c->super};
+    const char *reason;
+    int64_t exp;
+
+    if (!h->registry) {
+        /* No registry: an identity may use everything; anonymous connections
+         * nothing, unless the hub serves everything as public. */
+        if (c->sub || h->cfg->allow_anonymous)
+            return 0;
+        snprintf(msg, msglen, "authenticate first");
+        return deny(c, stage, "unauthorized", code);
+    }
+    switch (mh_registry_check(h->registry, channel, &f->sub, &who, code, msg, msglen)) {
+    case MH_REG_ALLOW:
+        return 0;
+    case MH_REG_DENY:
+        return deny(c, stage, *code, code);
+    case MH_REG_NEED_TOKEN:
+        break;
+    }
+    if (f->action == MH_ACT_MESSAGE) {
+        /* Sending needs the subscription the token granted. */
+        mh_keynode *node = mh_subs_find(&h->subs, true, &f->sub);
+        if (node && mh_conn_find_sub(c, node))
+            return 0;
+        snprintf(msg, msglen, "subscribe with a subscription token first");
+        return deny(c, stage, "forbidden", code);
+    }
+    if (!f->token) {
+        snprintf(msg, msglen, "%s '%.128s' needs a subscription token",
+                 channel ? "channel" : "context", f->sub.context);
+        return deny(c, stage, "forbidden", code);
+    }
+    if (!h->keys.n) {
+        snprintf(msg, msglen, "this hub has no keys to verify subscription tokens");
+        return deny(c, stage, "bad_token", code);
+    }
+    if (mh_jwt_verify_subscription(&h->keys, &h->policy, f->token, f->token_len,
+                                   (int64_t)(mh_now_ms() / 1000), channel, &f->sub, c->sub, &exp,
+                                   &reason) == 0)
+        return 0;
+    snprintf(msg, msglen, "subscription token refused: %s", reason);
+    mh_info("conn %s: subscription token refused: %s", c->name, reason);
+    mh_metrics_reject(&h->metrics, "sub_token", reason);
+    *code = !strcmp(reason, "expired") ? "token_expired" : "bad_token";
+    return -1;
+}
