@@ -116,6 +116,10 @@ typedef struct config {
     double ramp, duration, timeout, warmup, slow_fraction, drain;
     const char *subs[MAX_SUBS];
     int nsubs;
+    const char *ack_text[MAX_SUBS]; /* --ack-substring; none: "subscribed":true */
+    size_t ack_len[MAX_SUBS];
+    int nack_text;
+    long acks; /* answers that make a connection subscribed; -1: one per --subscribe */
     struct in_addr src[MAX_SOURCES];
     int nsrc;
     char *headers; /* owned: extra request header lines, CRLF-terminated */
@@ -430,9 +434,10 @@ static int ws_open(void *ctx)
     W.st.established++;
     if (t > W.st.all_established_us)
         W.st.all_established_us = t;
-    if (cfg->nsubs == 0) {
+    if (cfg->nsubs == 0 || cfg->acks == 0) {
         conn_subscribed(c);
-        return 0;
+        if (cfg->nsubs == 0)
+            return 0;
     }
     for (int s = 0; s < cfg->nsubs; s++) {
         int n = render(cfg->subs[s], c->idx, (uint64_t)c->idx * (uint64_t)cfg->nsubs + (uint64_t)s,
@@ -504,9 +509,24 @@ static int parse_ts(const uint8_t *data, size_t len, int64_t *us)
     return 0;
 }
 
+/* An ack: a frame containing one of the --ack-substring texts ("subscribed":true by default). */
+static int is_ack(const uint8_t *data, size_t len)
+{
+    const config *cfg = W.cfg;
+
+    if (!cfg->nack_text)
+        return memmem(data, len, "\"subscribed\":true", 17) != NULL;
+    for (int i = 0; i < cfg->nack_text; i++)
+        if (memmem(data, len, cfg->ack_text[i], cfg->ack_len[i]))
+            return 1;
+    return 0;
+}
+
 static void answered(conn *c)
 {
-    if (!c->subscribed && ++c->answers >= W.cfg->nsubs)
+    long need = W.cfg->acks < 0 ? W.cfg->nsubs : W.cfg->acks;
+
+    if (!c->subscribed && ++c->answers >= need)
         conn_subscribed(c);
 }
 
@@ -527,7 +547,7 @@ static int ws_message(void *ctx, int opcode, uint8_t *data, size_t len)
         return 0;
     }
     W.st.text++;
-    if (memmem(data, len, "\"subscribed\":true", 17)) {
+    if (is_ack(data, len)) {
         W.st.acks++;
         answered(c);
     } else if (memmem(data, len, "\"error\"", 7)) {
@@ -555,8 +575,17 @@ static const mh_wsc_ops ws_ops = {ws_send, ws_open, ws_message, ws_close};
 static void conn_upgrade(conn *c)
 {
     const config *cfg = W.cfg;
-    char req[REQ_MAX];
-    int n = mh_wsc_start(&c->ws, (size_t)cfg->max_message, cfg->host, cfg->path, cfg->headers, req,
+    char req[REQ_MAX], path[sizeof(cfg->path)];
+    const char *p = cfg->path;
+    int n = 0;
+
+    /* {conn} in the URL's path or query: one path per connection (e.g. nchan's channel list) */
+    if (strchr(p, '{')) {
+        n = render(p, c->idx, c->idx, path, sizeof(path));
+        p = path;
+    }
+    if (n >= 0)
+        n = mh_wsc_start(&c->ws, (size_t)cfg->max_message, cfg->host, p, cfg->headers, req,
                          sizeof(req));
 
     c->state = CS_UPGRADING;
@@ -1218,7 +1247,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: mh-loadgen --url ws://HOST:PORT/PATH [options]\n"
-            "  --url URL              WebSocket URL (ws:// only)\n"
+            "  --url URL              WebSocket URL (ws:// only); {conn} in the path: the index\n"
             "  --connections N        connections in all (default 100)\n"
             "  --processes P          worker processes splitting them (default 1)\n"
             "  --sources A-B[,C]      source addresses, round-robin (default: the kernel's)\n"
@@ -1228,6 +1257,10 @@ static void usage(FILE *f)
             "  --subscribe TEXT       a text frame sent after the upgrade; repeatable, in order;\n"
             "                         {conn} = connection index, {sub} = conn*S+s\n"
             "  --header 'Name: value' an extra upgrade request header; repeatable\n"
+            "  --ack-substring TEXT   a frame containing TEXT is an ack; repeatable\n"
+            "                         (default: \"subscribed\":true)\n"
+            "  --acks N               answers (acks or errors) that make a connection subscribed\n"
+            "                         (default: one per --subscribe; 0 = once upgraded)\n"
             "  --timeout S            longest connect phase (default 60)\n"
             "  --duration S           measured phase after the connect phase (default 10)\n"
             "  --warmup S             ignore latencies for the first S of it (default 0)\n"
@@ -1301,6 +1334,7 @@ int main(int argc, char **argv)
         .timeout = 60,
         .duration = 10,
         .drain = 1,
+        .acks = -1,
     };
     static const struct option opts[] = {
         {"url", required_argument, 0, 'u'},
@@ -1311,6 +1345,8 @@ int main(int argc, char **argv)
         {"inflight", required_argument, 0, 'i'},
         {"subscribe", required_argument, 0, 'S'},
         {"header", required_argument, 0, 'H'},
+        {"ack-substring", required_argument, 0, 'a'},
+        {"acks", required_argument, 0, 'A'},
         {"timeout", required_argument, 0, 't'},
         {"duration", required_argument, 0, 'd'},
         {"warmup", required_argument, 0, 'w'},
@@ -1358,6 +1394,18 @@ int main(int argc, char **argv)
             break;
         case 'H':
             bad = add_header(&cfg, optarg);
+            break;
+        case 'a':
+            if (cfg.nack_text == MAX_SUBS || !*optarg) {
+                fprintf(stderr, "--ack-substring: at most %d, not empty\n", MAX_SUBS);
+                bad = 1;
+            } else {
+                cfg.ack_len[cfg.nack_text] = strlen(optarg);
+                cfg.ack_text[cfg.nack_text++] = optarg;
+            }
+            break;
+        case 'A':
+            bad = mh_bench_parse_long("--acks", optarg, 0, MAX_SUBS, &cfg.acks);
             break;
         case 't':
             bad = mh_bench_parse_double("--timeout", optarg, 0.1, 86400, &cfg.timeout);

@@ -1,0 +1,71 @@
+"""Django Channels peer for bench/run (issue 8): the smallest ASGI app a Django
+team would write for cache invalidation over WebSocket.
+
+A client subscribes with the hub's frame {"action":"subscribe","context":C,
+"params":{...}}; the consumer joins group C (or C.K when params.k is set) in
+the channel layer and answers {"subscribed":true}. The publisher
+(publish.py) calls group_send through channels_redis' RedisChannelLayer (the
+layer Channels documents as the default for production), so every event goes
+through Redis; the consumer forwards the event's text unchanged, with the
+publisher's ts.
+
+Settings from the environment: BENCH_REDIS (redis://host:port/db).
+"""
+import json
+import os
+
+import django
+from django.conf import settings
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY="bench-only",
+    ALLOWED_HOSTS=["*"],
+    INSTALLED_APPS=["channels"],
+    CHANNEL_LAYERS={
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")]},
+        }
+    },
+)
+django.setup()
+
+from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+ACK = '{"type":"subscribed","subscribed":true}'
+
+
+def group_of(context, params):
+    k = (params or {}).get("k")
+    return str(context) if k is None else f"{context}.{k}"
+
+
+class BenchConsumer(AsyncWebsocketConsumer):
+    async def connect(self):
+        self.joined = []
+        await self.accept()
+
+    async def receive(self, text_data=None, bytes_data=None):
+        try:
+            m = json.loads(text_data or "")
+        except ValueError:
+            await self.send('{"type":"error","error":"bad json"}')
+            return
+        if m.get("action") != "subscribe":
+            return
+        group = group_of(m.get("context"), m.get("params"))
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.joined.append(group)
+        await self.send(ACK)
+
+    async def bench_event(self, event):
+        await self.send(event["text"])
+
+    async def disconnect(self, code):
+        for g in self.joined:
+            await self.channel_layer.group_discard(g, self.channel_name)
+
+
+application = ProtocolTypeRouter({"websocket": BenchConsumer.as_asgi()})
