@@ -613,8 +613,10 @@ static void gap_to_node(mh_hub *h, mh_keynode *node, uint64_t from, uint64_t to,
     mh_buf_free(&b);
     if (!m)
         return;
-    mh_fanout_round(h);
-    h->metrics.gap_frames += mh_fanout_node(h, node, m);
+    /* Through the holds, as the seq 'to' it reports up to: a subscription
+     * that is resuming gets it after its own replay, or not at all when that
+     * replay already covered the range. */
+    h->metrics.gap_frames += mh_fanout_channel(h, node, m, to);
     mh_msg_unref(m);
 }
 
