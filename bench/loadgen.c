@@ -509,17 +509,27 @@ static int parse_ts(const uint8_t *data, size_t len, int64_t *us)
     return 0;
 }
 
-/* An ack: a frame containing one of the --ack-substring texts ("subscribed":true by default). */
-static int is_ack(const uint8_t *data, size_t len)
+/*
+ * Acks in a frame: each occurrence of an --ack-substring text (some servers
+ * put several replies in one frame, one per line), or 1 for a frame containing
+ * "subscribed":true when there is no --ack-substring.
+ */
+static int acks_in(const uint8_t *data, size_t len)
 {
     const config *cfg = W.cfg;
+    int n = 0;
 
     if (!cfg->nack_text)
         return memmem(data, len, "\"subscribed\":true", 17) != NULL;
-    for (int i = 0; i < cfg->nack_text; i++)
-        if (memmem(data, len, cfg->ack_text[i], cfg->ack_len[i]))
-            return 1;
-    return 0;
+    for (int i = 0; i < cfg->nack_text; i++) {
+        const uint8_t *p = data, *end = data + len, *hit;
+
+        while ((hit = memmem(p, (size_t)(end - p), cfg->ack_text[i], cfg->ack_len[i]))) {
+            n++;
+            p = hit + cfg->ack_len[i];
+        }
+    }
+    return n;
 }
 
 static void answered(conn *c)
@@ -534,6 +544,7 @@ static int ws_message(void *ctx, int opcode, uint8_t *data, size_t len)
 {
     conn *c = ctx;
     int64_t ts;
+    int acks;
 
     if (c->draining) {
         W.st.slow_frames++;
@@ -547,9 +558,10 @@ static int ws_message(void *ctx, int opcode, uint8_t *data, size_t len)
         return 0;
     }
     W.st.text++;
-    if (is_ack(data, len)) {
-        W.st.acks++;
-        answered(c);
+    if ((acks = acks_in(data, len)) > 0) {
+        W.st.acks += (uint64_t)acks;
+        while (acks--)
+            answered(c);
     } else if (memmem(data, len, "\"error\"", 7)) {
         W.st.errors++;
         answered(c);

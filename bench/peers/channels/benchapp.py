@@ -9,6 +9,12 @@ layer Channels documents as the default for production), so every event goes
 through Redis; the consumer forwards the event's text unchanged, with the
 publisher's ts.
 
+One change from the defaults: the layer's Redis pool is redis-py's
+BlockingConnectionPool (100 connections, waits for a free one). With the
+default ConnectionPool, more than 100 consumers touching Redis at once (1,000
+clients subscribing together) get "Too many connections" and their sockets are
+closed; a team that meets a connect burst ends up here.
+
 Settings from the environment: BENCH_REDIS (redis://host:port/db).
 """
 import json
@@ -24,7 +30,7 @@ settings.configure(
     INSTALLED_APPS=["channels"],
     CHANNEL_LAYERS={
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "benchapp.BlockingRedisChannelLayer",
             "CONFIG": {"hosts": [os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")]},
         }
     },
@@ -33,6 +39,18 @@ django.setup()
 
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels_redis.core import RedisChannelLayer  # noqa: E402
+from redis import asyncio as aioredis  # noqa: E402
+
+
+class BlockingRedisChannelLayer(RedisChannelLayer):
+    """RedisChannelLayer whose pool waits for a free connection instead of raising."""
+
+    def create_pool(self, index):
+        host = dict(self.hosts[index])
+        return aioredis.BlockingConnectionPool.from_url(host.pop("address"), max_connections=100,
+                                                        timeout=120, **host)
+
 
 ACK = '{"type":"subscribed","subscribed":true}'
 
