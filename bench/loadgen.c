@@ -119,7 +119,8 @@ typedef struct config {
     const char *ack_text[MAX_SUBS]; /* --ack-substring; none: "subscribed":true */
     size_t ack_len[MAX_SUBS];
     int nack_text;
-    long acks; /* answers that make a connection subscribed; -1: one per --subscribe */
+    long acks;   /* answers that make a connection subscribed; -1: one per --subscribe */
+    long rcvbuf; /* SO_RCVBUF of every socket; 0: the kernel's autotuning */
     struct in_addr src[MAX_SOURCES];
     int nsrc;
     char *headers; /* owned: extra request header lines, CRLF-terminated */
@@ -620,6 +621,12 @@ static void conn_open(conn *c)
         return;
     }
     (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (cfg->rcvbuf) {
+        int rb = (int)cfg->rcvbuf;
+
+        /* a fixed receive buffer (no autotuning), as behind a slow link */
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof(rb));
+    }
     if (cfg->nsrc) {
         struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr = cfg->src[c->idx % cfg->nsrc]};
 
@@ -1280,6 +1287,7 @@ static void usage(FILE *f)
             "  --drain S              at the end, slow consumers read again for up to S to see\n"
             "                         the server's close code (default 1)\n"
             "  --max-message BYTES    largest message accepted (default 1048576)\n"
+            "  --rcvbuf BYTES         fixed SO_RCVBUF per socket (default: kernel autotuning)\n"
             "  --json                 one JSON object on stdout\n");
 }
 
@@ -1365,6 +1373,7 @@ int main(int argc, char **argv)
         {"slow-fraction", required_argument, 0, 'f'},
         {"drain", required_argument, 0, 'D'},
         {"max-message", required_argument, 0, 'm'},
+        {"rcvbuf", required_argument, 0, 'R'},
         {"json", no_argument, 0, 'j'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -1436,6 +1445,9 @@ int main(int argc, char **argv)
             break;
         case 'm':
             bad = mh_bench_parse_long("--max-message", optarg, 1024, 1L << 30, &cfg.max_message);
+            break;
+        case 'R':
+            bad = mh_bench_parse_long("--rcvbuf", optarg, 4096, 1L << 30, &cfg.rcvbuf);
             break;
         case 'j':
             cfg.json = 1;
