@@ -378,12 +378,10 @@ class Report:
                    "hub re-encodes events, so a pad would load only the peers): what a slow "
                    "consumer misses fits in the socket buffers, so this shows whether stalled "
                    "readers slow the others, not the servers' queue limits.",
-                   [sub, ("pad B", lambda r: fnum(r.get("pad"))),
-                    ("frames/s", lambda r: fnum(r["frames_per_s"])),
+                   [sub, ("frames/s", lambda r: fnum(r["frames_per_s"])),
                     ("p99 ms", lambda r: f"**{ms(r['p99'])}**" if r["samples"] else "—"),
-                    ("RSS before → end (KiB)",
-                     lambda r: f"{fnum(r.get('rss_before_kib'))} → {r['rss_end_kib']:,}"
-                     if r.get("rss_before_kib") else f"{r['rss_end_kib']:,}"),
+                    ("RSS at start → end (KiB)",
+                     lambda r: f"{fnum(r.get('rss_start_kib'))} → {r['rss_end_kib']:,}"),
                     ("slow closed by server", lambda r: f"{r['slow']['closed']}/"
                                                         f"{r['slow']['connections']}"),
                     ("close codes", lambda r: ", ".join(f"{k}×{v}" for k, v in
