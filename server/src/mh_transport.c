@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -269,6 +270,10 @@ static void on_listen(uv_poll_t *p, int status, int events)
             }
             return;
         }
+        /* Small frames must leave now: with Nagle a frame waits for the ACK
+         * of the previous one (delayed ACK: up to 40 ms). lws sets this on
+         * the sockets it accepts; these are ours. */
+        setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
         fd.sockfd = s;
         /* lws closes the socket itself when adoption fails */
         if (!lws_adopt_descriptor_vhost(vhost,
