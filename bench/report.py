@@ -245,6 +245,10 @@ class Report:
             self.w("| scoped fan-out cost independent of the number of scopes | not measured | "
                    "**no** |")
         self.w()
+        self.w("Where a goal is missed, `bench/RESULTS.md` (section \"Issue 8: where mizan-hub "
+               "spends its time\") has the profile, taken with `perf` under the same load, and "
+               "the fix it points to.")
+        self.w()
 
     def knee_txt(self, p):
         k, x = self.knee(p)

@@ -364,8 +364,12 @@ int mh_transport_start(mh_hub *h)
     info.user = h;
     info.count_threads = 1;
     info.fd_limit_per_thread = 0;
-    /* Idle sockets cost what these buffers cost: keep them small. */
-    protocols[1].rx_buffer_size = 1024;
+    /* Idle sockets cost what these buffers cost: keep them small. lws keeps
+     * this one per connection for its whole life (bench/RESULTS.md:
+     * 1024 cost 766 B of the 2.9 KB an idle connection had). Browser frames
+     * are small; a bigger one comes in 256-byte pieces and receive()
+     * reassembles it. */
+    protocols[1].rx_buffer_size = 256;
     protocols[1].tx_packet_size = 0;
     info.pt_serv_buf_size = 16384;
     info.max_http_header_pool = 16;
