@@ -173,6 +173,7 @@ static int run_worker(const mh_config *cfg)
     h.redis = mh_redis_new(&h);
     if (!h.redis)
         return 1;
+    mh_conn_flush_init(&h);
     uv_timer_init(&loop, &h.tick);
     h.tick.data = &h;
     uv_signal_init(&loop, &h.sig_term);
@@ -207,6 +208,7 @@ static int run_worker(const mh_config *cfg)
     mh_subs_free(&h.subs);
     mh_map_free(&h.conns);
     mh_map_free(&h.ips); /* emptied as the connections went */
+    mh_conn_flush_free(&h);
     mh_redis_free(h.redis);
     mh_registry_free(h.registry);
     return h.exit_code;

@@ -1,6 +1,7 @@
 #include "mh_conn.h"
 
 #include <libwebsockets.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,133 @@ static void count_written(mh_hub *h, const mh_msg *m)
         mh_metrics_latency(&h->metrics, mh_now_ms() - m->ts_ms);
 }
 
+static void on_flush(uv_check_t *t);
+
+static int mark_dirty(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+
+    if (h->ndirty == h->dirty_cap) {
+        size_t ncap = h->dirty_cap ? h->dirty_cap * 2 : 1024;
+        uint64_t *n = realloc(h->dirty, ncap * sizeof *n);
+        if (!n)
+            return -1;
+        h->dirty = n;
+        h->dirty_cap = ncap;
+    }
+    if (h->ndirty == 0)
+        uv_check_start(&h->flush, on_flush);
+    h->dirty[h->ndirty++] = c->id;
+    c->dirty = true;
+    return 0;
+}
+
+/* WebSocket header of an unmasked, final text frame; returns its length. */
+static size_t frame_header(unsigned char *p, size_t len)
+{
+    p[0] = 0x81;
+    if (len < 126) {
+        p[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len < 65536) {
+        p[1] = 126;
+        p[2] = (unsigned char)(len >> 8);
+        p[3] = (unsigned char)len;
+        return 4;
+    }
+    p[1] = 127;
+    for (int i = 0; i < 8; i++)
+        p[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+/*
+ * Writes the queued frames, framed here and handed to lws as raw bytes in
+ * one write of at most ~256 KiB: lws sends it in one syscall and keeps
+ * whatever the kernel does not take, flushing that before anything else
+ * (pings, the close frame) goes out. Returns 0, or -1 when the write failed.
+ */
+static int write_coalesced(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+    size_t total = 0, n = 0, off;
+
+    while (n < c->q_count && total < 262144) {
+        total += c->q[(c->q_head + n) % c->q_cap]->len + 10;
+        n++;
+    }
+    if (!n)
+        return 0;
+    if (h->scratch_cap < LWS_PRE + total) {
+        unsigned char *b = realloc(h->scratch, LWS_PRE + total);
+        if (!b)
+            return -1;
+        h->scratch = b;
+        h->scratch_cap = LWS_PRE + total;
+    }
+    off = LWS_PRE;
+    for (size_t i = 0; i < n; i++) {
+        mh_msg *m = c->q[(c->q_head + i) % c->q_cap];
+        off += frame_header(h->scratch + off, m->len);
+        memcpy(h->scratch + off, m->data, m->len);
+        off += m->len;
+    }
+    if (lws_write(c->wsi, h->scratch + LWS_PRE, off - LWS_PRE, LWS_WRITE_RAW) <
+        (int)(off - LWS_PRE)) {
+        mh_warn("conn %s: write failed", c->name);
+        return -1;
+    }
+    while (n--) {
+        mh_msg *m = c->q[c->q_head];
+        c->q_head = (c->q_head + 1) % c->q_cap;
+        c->q_count--;
+        c->q_bytes -= m->len;
+        h->queued_bytes -= m->len;
+        count_written(h, m);
+        mh_msg_unref(m);
+    }
+    return 0;
+}
+
+static void on_flush(uv_check_t *t)
+{
+    mh_hub *h = t->data;
+    size_t n = h->ndirty;
+
+    uv_check_stop(&h->flush);
+    h->ndirty = 0;
+    for (size_t i = 0; i < n; i++) {
+        mh_conn *c = mh_map_get(&h->conns, &h->dirty[i], sizeof h->dirty[i]);
+        if (!c) /* closed in the meantime */
+            continue;
+        c->dirty = false;
+        if (c->closing || !c->q_count)
+            continue;
+        if (write_coalesced(c)) {
+            mh_conn_close(c, 1011, "write failed");
+            continue;
+        }
+        if (c->q_count || lws_partial_buffered(c->wsi))
+            lws_callback_on_writable(c->wsi);
+    }
+}
+
+void mh_conn_flush_init(mh_hub *h)
+{
+    uv_check_init(h->loop, &h->flush);
+    h->flush.data = h;
+}
+
+void mh_conn_flush_free(mh_hub *h)
+{
+    free(h->dirty);
+    free(h->scratch);
+    h->dirty = NULL;
+    h->scratch = NULL;
+    h->ndirty = h->dirty_cap = h->scratch_cap = 0;
+}
+
 int mh_conn_enqueue(mh_conn *c, mh_msg *m)
 {
     const mh_config *cfg = c->hub->cfg;
@@ -109,25 +237,19 @@ int mh_conn_enqueue(mh_conn *c, mh_msg *m)
         c->q_cap = ncap;
         c->q_head = 0;
     }
-    /* An idle plain-TCP socket takes the frame now: one send instead of
-     * arming POLLOUT, waking up and disarming it (bench/RESULTS.md: the hub's
-     * cost is syscalls per delivery). What the kernel does not take, lws keeps
-     * and flushes; the queue then waits for WRITEABLE as usual. */
-    if (c->q_count == 0 && !c->hub->cfg->tls_cert[0] && !lws_partial_buffered(c->wsi)) {
-        int n = lws_write(c->wsi, m->data, m->len, LWS_WRITE_TEXT);
-        if (n < (int)m->len) {
-            mh_conn_close(c, 1011, "write failed");
-            return -1;
-        }
-        count_written(c->hub, m);
-        return 0;
-    }
     c->q[(c->q_head + c->q_count) % c->q_cap] = mh_msg_ref(m);
     c->q_count++;
     c->q_bytes += m->len;
     c->hub->queued_bytes += m->len;
-    if (c->q_count == 1)
-        lws_callback_on_writable(c->wsi);
+    if (c->q_count > 1 || c->dirty)
+        return 0; /* a write is already due */
+    /* An idle plain-TCP socket is written at the end of this loop iteration,
+     * with whatever else reaches it by then: no POLLOUT arm/wake/disarm, and
+     * one send for many frames (bench/RESULTS.md: the cost is syscalls per
+     * delivery). TLS sockets wait for WRITEABLE as usual. */
+    if (!c->hub->cfg->tls_cert[0] && !lws_partial_buffered(c->wsi) && mark_dirty(c) == 0)
+        return 0;
+    lws_callback_on_writable(c->wsi);
     return 0;
 }
 
@@ -191,6 +313,11 @@ int mh_conn_writable(mh_conn *c)
                          (unsigned char *)c->close_reason, strlen(c->close_reason));
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
         return 0;
+    }
+    if (!h->cfg->tls_cert[0]) {
+        if (c->q_count && write_coalesced(c))
+            return -1;
+        budget = 0;
     }
     while (c->q_count && budget--) {
         mh_msg *m = c->q[c->q_head];

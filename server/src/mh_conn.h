@@ -48,8 +48,8 @@ struct mh_conn {
     int64_t expires; /* Unix seconds the credentials end; 0: never */
     bool warned;     /* `expiring` sent for this expiry */
     /* mh_auth: the session cookie and its lookup, limits */
-    char *session;    /* owned: sha256 hex of the session id, or NULL */
-    char *cookie_uid; /* owned: a signed cookie's _auth_user_id until the lookup answers */
+    char *session;        /* owned: sha256 hex of the session id, or NULL */
+    char *cookie_uid;     /* owned: a signed cookie's _auth_user_id until the lookup answers */
     struct mh_held *held; /* owned: frames that arrived during the lookup */
     uint16_t nheld;
     bool auth_pending;
@@ -60,6 +60,7 @@ struct mh_conn {
     uint16_t close_code;
     bool closing;
     bool established;
+    bool dirty; /* in hub->dirty: written at the end of this loop iteration */
     char close_reason[64];
 };
 
@@ -107,6 +108,16 @@ int mh_conn_set_identity(mh_conn *c, const mh_identity *id);
 
 /** Sends `expiring` or closes with 4004 when the credentials are due. */
 void mh_conn_check_expiry(mh_conn *c, int64_t now_s);
+
+/**
+ * Sets up write coalescing on 'h' (a check handle on its loop). Frames for an
+ * idle plain-TCP connection are written at the end of the loop iteration,
+ * all of them in one send: when events come faster than a fan-out takes, as
+ * at saturation, each socket gets one syscall for many frames.
+ */
+void mh_conn_flush_init(mh_hub *h);
+/** Frees what coalescing holds (after the loop stopped). */
+void mh_conn_flush_free(mh_hub *h);
 
 /** Adds/removes 'sub' to/from the connection's list (the index owns it). */
 int mh_conn_add_sub(mh_conn *c, mh_sub *sub);

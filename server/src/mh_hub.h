@@ -37,7 +37,7 @@ typedef struct mh_hub {
     mh_registry *registry;          /* owned; NULL: no registry (SPEC 6's fallback) */
     const char *const *django_keys; /* SECRET_KEY then fallbacks; borrowed, frozen */
     size_t ndjango_keys;
-    mh_map ips; /* peer address -> its connection count (mh_auth), when limited */
+    mh_map ips;     /* peer address -> its connection count (mh_auth), when limited */
     uint64_t stamp; /* fan-out generation, to send each connection one copy */
     uint64_t queued_bytes;
     /* rpc deadlines in arrival order; the timeout is constant, so FIFO = sorted */
@@ -48,6 +48,13 @@ typedef struct mh_hub {
     size_t drain_total;
     bool stopping;
     uv_timer_t tick;
+    /* write coalescing (mh_conn): connections with frames to write at the end
+     * of this loop iteration, by id (a connection may close meanwhile) */
+    uv_check_t flush;
+    uint64_t *dirty;
+    size_t ndirty, dirty_cap;
+    unsigned char *scratch; /* LWS_PRE + frames, reused */
+    size_t scratch_cap;
     uv_signal_t sig_term, sig_int, sig_hup;
     int exit_code;
 } mh_hub;

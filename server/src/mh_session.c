@@ -75,7 +75,7 @@ static void do_auth(mh_conn *c, mh_frame *f)
         mh_metrics_reject(&h->metrics, "auth", reason);
         error_for(c, !strcmp(reason, "expired") ? "token_expired" : "bad_token", msg, f);
         if (f->action == MH_ACT_AUTH && !c->sub)
-            mh_conn_close(c, 4001, "unauthorized");
+            mh_conn_close_flushed(c, 4001, "unauthorized");
         return;
     }
     if (f->action == MH_ACT_REFRESH && c->sub && strcmp(c->sub, id.sub)) {
