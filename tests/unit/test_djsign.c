@@ -265,8 +265,7 @@ int main(int argc, char **argv)
     /* scripts/dev hands every cmocka binary the vectors folder: only a .json
      * argument names another data file. */
     size_t alen = argc > 1 ? strlen(argv[1]) : 0;
-    const char *path =
-        alen > 5 && !strcmp(argv[1] + alen - 5, ".json") ? argv[1] : MH_DJSIGN_DATA;
+    const char *path = alen > 5 && !strcmp(argv[1] + alen - 5, ".json") ? argv[1] : MH_DJSIGN_DATA;
     const struct CMUnitTest fixed[] = {
         cmocka_unit_test(cookie_find_edges),
         cmocka_unit_test(zlib_bomb_signed_here),
