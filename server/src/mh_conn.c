@@ -109,6 +109,19 @@ static size_t frame_header(unsigned char *p, size_t len)
     return 10;
 }
 
+/* The frame at the head of the queue went to the socket: drop it, count it. */
+static void pop_written(mh_conn *c)
+{
+    mh_msg *m = c->q[c->q_head];
+
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_count--;
+    c->q_bytes -= m->len;
+    c->hub->queued_bytes -= m->len;
+    count_written(c->hub, m);
+    mh_msg_unref(m);
+}
+
 /*
  * Writes the queued frames, framed here and handed to lws as raw bytes in
  * one write of at most ~256 KiB: lws sends it in one syscall and keeps
@@ -145,15 +158,8 @@ static int write_coalesced(mh_conn *c)
         mh_warn("conn %s: write failed", c->name);
         return -1;
     }
-    while (n--) {
-        mh_msg *m = c->q[c->q_head];
-        c->q_head = (c->q_head + 1) % c->q_cap;
-        c->q_count--;
-        c->q_bytes -= m->len;
-        h->queued_bytes -= m->len;
-        count_written(h, m);
-        mh_msg_unref(m);
-    }
+    while (n--)
+        pop_written(c);
     return 0;
 }
 
@@ -326,12 +332,7 @@ int mh_conn_writable(mh_conn *c)
             mh_warn("conn %s: write failed", c->name);
             return -1;
         }
-        c->q_head = (c->q_head + 1) % c->q_cap;
-        c->q_count--;
-        c->q_bytes -= m->len;
-        h->queued_bytes -= m->len;
-        count_written(h, m);
-        mh_msg_unref(m);
+        pop_written(c);
         /* lws keeps what the kernel did not take; stop then. (Not
          * lws_send_pipe_choked(): that costs a poll() per frame.) */
         if (lws_partial_buffered(c->wsi))
