@@ -75,13 +75,20 @@ void mh_auth_registry_reload(mh_hub *h)
 
 /* ---- limits ---- */
 
+/* Answers the upgrade with 'status' and counts it under 'stage' and 'reason'. */
+static int refuse_stage(mh_hub *h, struct lws *wsi, unsigned status, const char *stage,
+                        const char *reason, const char *text)
+{
+    h->metrics.connections_rejected++;
+    mh_metrics_reject(&h->metrics, stage, reason);
+    lws_return_http_status(wsi, status, text);
+    return 1;
+}
+
 static int refuse_http(mh_hub *h, struct lws *wsi, unsigned status, const char *reason,
                        const char *text)
 {
-    h->metrics.connections_rejected++;
-    mh_metrics_reject(&h->metrics, "upgrade", reason);
-    lws_return_http_status(wsi, status, text);
-    return 1;
+    return refuse_stage(h, wsi, status, "upgrade", reason, text);
 }
 
 static int check_limits(mh_hub *h, struct lws *wsi, char *addr, size_t addrlen)
@@ -249,10 +256,7 @@ static int filter_token(mh_hub *h, mh_conn *c, struct lws *wsi, const char *toke
         reason = "out_of_memory";
     }
     mh_info("upgrade refused: token %s", reason);
-    h->metrics.connections_rejected++;
-    mh_metrics_reject(&h->metrics, "upgrade", reason);
-    lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, reason);
-    return 1;
+    return refuse_http(h, wsi, HTTP_STATUS_UNAUTHORIZED, reason, reason);
 }
 
 /* A verified signed cookie's session data: who, and the registry id. */
@@ -273,10 +277,8 @@ static int signed_session(mh_hub *h, mh_conn *c, struct lws *wsi, const char *va
     if (mh_djsign_unsign(&dc, value, len, (int64_t)(mh_now_ms() / 1000), &json, &json_len,
                          &reason)) {
         mh_info("upgrade refused: session cookie %s", reason);
-        h->metrics.connections_rejected++;
-        mh_metrics_reject(&h->metrics, "cookie", reason);
-        lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, "session cookie refused");
-        return 1;
+        return refuse_stage(h, wsi, HTTP_STATUS_UNAUTHORIZED, "cookie", reason,
+                            "session cookie refused");
     }
     data = mh_json_parse(json, json_len, &err);
     if (!data || !json_is_object(data)) {
@@ -290,11 +292,7 @@ static int signed_session(mh_hub *h, mh_conn *c, struct lws *wsi, const char *va
     rc = 0;
     if (!uid)
         goto done; /* an anonymous session: the connection is anonymous */
-    if (json_is_string(uid) && json_string_length(uid) && json_string_length(uid) <= MH_SUB_MAX)
-        snprintf(uidbuf, sizeof uidbuf, "%s", json_string_value(uid));
-    else if (json_is_integer(uid) || (json_is_real(uid) && mh_json_is_safe_integer(uid)))
-        snprintf(uidbuf, sizeof uidbuf, "%.0f", json_number_value(uid));
-    else
+    if (mh_jwt_sub_form(uid, uidbuf))
         goto done;
     if (!json_is_string(sid) || !json_string_length(sid)) {
         /* Without the registry entry there are no flags and no logout. */

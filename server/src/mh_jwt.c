@@ -431,8 +431,7 @@ done:
     return rc;
 }
 
-/* `sub` as a string or an integral number; 0 and the string form, or -1. */
-static int sub_claim(const json_t *v, char out[MH_SUB_MAX + 1])
+int mh_jwt_sub_form(const json_t *v, char out[MH_SUB_MAX + 1])
 {
     if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) <= MH_SUB_MAX &&
         strlen(json_string_value(v)) == json_string_length(v)) {
@@ -462,7 +461,7 @@ int mh_jwt_verify(const mh_jwt_keys *ks, const mh_jwt_policy *p, const char *tok
         *reason = "wrong_token_type";
         goto done;
     }
-    if (sub_claim(json_object_get(claims, "sub"), id->sub)) {
+    if (mh_jwt_sub_form(json_object_get(claims, "sub"), id->sub)) {
         *reason = "missing_sub";
         goto done;
     }
@@ -528,7 +527,8 @@ int mh_jwt_verify_subscription(const mh_jwt_keys *ks, const mh_jwt_policy *p, co
     }
     /* Bound to the identity it was minted for: both anonymous, or the same sub. */
     subv = json_object_get(claims, "sub");
-    if (subv ? (!conn_sub || sub_claim(subv, sub) || strcmp(sub, conn_sub)) : conn_sub != NULL) {
+    if (subv ? (!conn_sub || mh_jwt_sub_form(subv, sub) || strcmp(sub, conn_sub))
+             : conn_sub != NULL) {
         *reason = "wrong_sub";
         goto done;
     }

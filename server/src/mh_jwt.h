@@ -82,6 +82,14 @@ int mh_jwt_verify_subscription(const mh_jwt_keys *ks, const mh_jwt_policy *p, co
                                size_t len, int64_t now, bool channel, const mh_entry *e,
                                const char *conn_sub, int64_t *exp, const char **reason);
 
+/**
+ * A user id as the protocol carries it: a non-empty string of at most
+ * MH_SUB_MAX bytes without U+0000, or an integer of magnitude below 2^53
+ * (written in decimal). 0 with 'out' filled, or -1. Tokens' `sub` and a
+ * Django session's `_auth_user_id` both go through it.
+ */
+int mh_jwt_sub_form(const json_t *v, char out[MH_SUB_MAX + 1]);
+
 /** base64url (no padding) decode into a new buffer (caller frees); NULL on bad input. */
 unsigned char *mh_b64url_decode(const char *s, size_t n, size_t *out_len);
 
