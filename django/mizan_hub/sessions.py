@@ -56,11 +56,18 @@ def session_hash(secret: str) -> str:
 
 
 def registry_id(session) -> str | None:
-    """The registry id of a session, or None when it has none yet."""
+    """The registry id of a session, or None when it has none yet.
+
+    Signed-cookie sessions have their own key space, ``sha256("s:" + sid)``:
+    the ``_mizan_hub_sid`` can be read inside every signed cookie, and sent
+    as a bare cookie value it must never name a registry entry. A bare value
+    is hashed as it is, and the hub only takes bare values made of Django's
+    session-key characters (no ``:``), so it can never reach this space
+    (SPEC 12.1)."""
     if signed_cookies():
         sid = session.get(SID_KEY)
-    else:
-        sid = session.session_key
+        return session_hash("s:" + sid) if sid else None
+    sid = session.session_key
     return session_hash(sid) if sid else None
 
 

@@ -43,15 +43,15 @@ uint64_t mh_mono_ms(void)
 
 mh_conn *mh_hub_conn_by_name(mh_hub *h, const char *name)
 {
-    size_t idlen = strlen(h->cfg->hub_id);
+    size_t plen = strlen(h->conn_prefix);
     char *end;
     uint64_t id;
 
-    if (strncmp(name, h->cfg->hub_id, idlen) || name[idlen] != '.')
+    if (strncmp(name, h->conn_prefix, plen) || name[plen] < '1' || name[plen] > '9')
         return NULL;
     errno = 0;
-    id = strtoull(name + idlen + 1, &end, 10);
-    if (errno || *end || end == name + idlen + 1)
+    id = strtoull(name + plen, &end, 10);
+    if (errno || *end)
         return NULL;
     return mh_map_get(&h->conns, &id, sizeof id);
 }
@@ -161,6 +161,15 @@ static int run_worker(const mh_config *cfg)
     h.keys = *keys;
     h.policy = (mh_jwt_policy){
         .audience = cfg->jwt_audience, .issuer = cfg->jwt_issuer, .leeway = cfg->jwt_leeway};
+    {
+        char inc[9];
+        unsigned char seed[16];
+        /* each worker its own hash key: what one learns tells nothing of another */
+        if (getrandom(seed, sizeof seed, 0) == (ssize_t)sizeof seed)
+            mh_map_seed(seed);
+        random_id(inc, sizeof inc);
+        snprintf(h.conn_prefix, sizeof h.conn_prefix, "%.40s.%.8s-", cfg->hub_id, inc);
+    }
     h.django_keys = (const char *const *)django_keys;
     h.ndjango_keys = ndjango_keys;
     mh_map_init(&h.ips);

@@ -13,24 +13,23 @@
 #include "mh_json.h"
 #include "mh_log.h"
 #include "mh_out.h"
+#include "mh_peer.h"
 #include "mh_redis.h"
 #include "mh_registry.h"
 #include "mh_session.h"
+#include "mh_upgrade.h"
 
-/* Frames a connection may send before its session lookup answers. */
+/* Frames a connection may send before its session lookup answers, and
+ * their bytes together: a lookup that takes long must not let one
+ * connection park max_frame x HELD_MAX bytes. */
 #define HELD_MAX 64
+#define HELD_BYTES 65536
 
 struct mh_held {
     struct mh_held *next;
     size_t len;
     bool binary;
     char text[];
-};
-
-struct mh_ip_count {
-    uint32_t n;
-    size_t len;
-    char addr[48]; /* the map's key */
 };
 
 /* ---- the registry ---- */
@@ -75,64 +74,48 @@ void mh_auth_registry_reload(mh_hub *h)
 
 /* ---- limits ---- */
 
-/* Answers the upgrade with 'status' and counts it under 'stage' and 'reason'. */
-static int refuse_stage(mh_hub *h, struct lws *wsi, unsigned status, const char *stage,
-                        const char *reason, const char *text)
+int mh_auth_refuse(mh_hub *h, struct lws *wsi, int status, const char *stage, const char *reason,
+                   const char *text)
 {
+    unsigned char buf[LWS_PRE + 1024];
+    int n;
+
     h->metrics.connections_rejected++;
     mh_metrics_reject(&h->metrics, stage, reason);
-    lws_return_http_status(wsi, status, text);
+    /* Our own answer, not lws_return_http_status(): lws 4.1 writes an
+     * HTTP/1.0 status line without a reason phrase for some codes, which
+     * clients such as Python's websockets cannot parse. */
+    n = mh_upgrade_response((char *)buf + LWS_PRE, sizeof buf - LWS_PRE, status, NULL, text);
+    if (n > 0)
+        lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP);
     return 1;
 }
 
-static int refuse_http(mh_hub *h, struct lws *wsi, unsigned status, const char *reason,
+static int refuse_http(mh_hub *h, struct lws *wsi, int status, const char *reason,
                        const char *text)
 {
-    return refuse_stage(h, wsi, status, "upgrade", reason, text);
+    return mh_auth_refuse(h, wsi, status, "upgrade", reason, text);
 }
 
-static int check_limits(mh_hub *h, struct lws *wsi, char *addr, size_t addrlen)
+static int check_limits(mh_hub *h, mh_conn *c, struct lws *wsi)
 {
     const mh_config *cfg = h->cfg;
-    struct mh_ip_count *ip;
 
     if (cfg->max_connections && h->conns.count >= (size_t)cfg->max_connections) {
         mh_warn("upgrade refused: %zu connections, the limit (--max-connections)", h->conns.count);
-        return refuse_http(h, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "connection_limit",
-                           "connection limit reached");
+        return mh_auth_refuse(h, wsi, 503, "limit", "connection_limit",
+                              "connection limit reached");
     }
-    if (!cfg->max_connections_per_ip)
-        return 0;
-    if (!lws_get_peer_simple(wsi, addr, addrlen))
-        snprintf(addr, addrlen, "?");
-    ip = mh_map_get(&h->ips, addr, strlen(addr));
-    if (ip && ip->n >= (uint32_t)cfg->max_connections_per_ip) {
-        mh_info("upgrade refused: %s has %u connections (--max-connections-per-ip)", addr, ip->n);
-        return refuse_http(h, wsi, 429, "ip_limit", "too many connections from this address");
+    /* Plain sockets were counted and checked on accept (mh_transport);
+     * TLS ones are answered here, where HTTP can be spoken. */
+    if (cfg->tls_cert[0] && cfg->max_connections_per_ip && c->peer &&
+        mh_peer_count(c->peer) > (uint32_t)cfg->max_connections_per_ip) {
+        mh_info("upgrade refused: %s has %u connections (--max-connections-per-ip)",
+                c->peer->addr, mh_peer_count(c->peer) - 1);
+        return mh_auth_refuse(h, wsi, 429, "limit", "ip_limit",
+                              "too many connections from this address");
     }
     return 0;
-}
-
-/* Counts the connection against its address until mh_auth_release. */
-static void count_ip(mh_conn *c, const char *addr)
-{
-    mh_hub *h = c->hub;
-    size_t n = strlen(addr);
-    struct mh_ip_count *ip = mh_map_get(&h->ips, addr, n);
-
-    if (!ip) {
-        ip = calloc(1, sizeof *ip);
-        if (!ip)
-            return; /* not counted: the limit is best effort under OOM */
-        snprintf(ip->addr, sizeof ip->addr, "%s", addr);
-        ip->len = strlen(ip->addr);
-        if (mh_map_put(&h->ips, ip->addr, ip->len, ip)) {
-            free(ip);
-            return;
-        }
-    }
-    ip->n++;
-    c->ip = ip;
 }
 
 bool mh_auth_rate_ok(mh_conn *c)
@@ -166,6 +149,46 @@ bool mh_auth_rate_ok(mh_conn *c)
     return false;
 }
 
+/* One token bucket: 'rate' per second, up to twice that at once. */
+static bool bucket_take(double *tokens, uint64_t *last_ms, int rate, uint64_t now)
+{
+    double cap = 2.0 * rate;
+
+    if (!*last_ms) {
+        *last_ms = now;
+        *tokens = cap;
+    }
+    *tokens += (double)(now - *last_ms) * rate / 1000.0;
+    if (*tokens > cap)
+        *tokens = cap;
+    *last_ms = now;
+    if (*tokens < 1)
+        return false;
+    *tokens -= 1;
+    return true;
+}
+
+bool mh_auth_inbound_ok(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+    const mh_config *cfg = h->cfg;
+    uint64_t now = mh_mono_ms();
+
+    /* The stream to Django is capped (MAXLEN ~): what one connection adds
+     * beyond its share would push others' unread entries out. */
+    if (cfg->inbound_conn_rate &&
+        !bucket_take(&c->in_tokens, &c->in_ms, cfg->inbound_conn_rate, now)) {
+        mh_metrics_reject(&h->metrics, "limit", "inbound_conn_rate");
+        return false;
+    }
+    if (cfg->inbound_rate &&
+        !bucket_take(&h->in_tokens, &h->in_ms, cfg->inbound_rate, now)) {
+        mh_metrics_reject(&h->metrics, "limit", "inbound_rate");
+        return false;
+    }
+    return true;
+}
+
 /* ---- Origin ---- */
 
 /* One allowlist entry against the Origin: exact, '*', or scheme://\*.domain. */
@@ -187,14 +210,20 @@ static bool origin_entry_matches(const char *e, size_t elen, const char *origin)
     return olen == elen && !strncasecmp(origin, e, elen);
 }
 
-static bool origin_allowed(const mh_config *cfg, const char *origin, const char *host)
+/*
+ * With no list, the same origin only: the Origin is exactly the scheme this
+ * request came by (https behind our TLS, or when the proxy in front says so
+ * with X-Forwarded-Proto) and the Host it asked for.
+ */
+static bool origin_allowed(const mh_config *cfg, const char *origin, const char *host,
+                           const char *scheme)
 {
     const char *p = cfg->allowed_origins, *sep;
 
     if (!cfg->allowed_origins[0]) {
-        /* Same origin only: the Origin's authority is the Host asked for. */
-        const char *auth = strstr(origin, "://");
-        return auth && host[0] && !strcasecmp(auth + 3, host);
+        size_t sl = strlen(scheme);
+        return host[0] && !strncasecmp(origin, scheme, sl) && !strncmp(origin + sl, "://", 3) &&
+               !strcasecmp(origin + sl + 3, host);
     }
     while (*p) {
         size_t n;
@@ -209,6 +238,42 @@ static bool origin_allowed(const mh_config *cfg, const char *origin, const char 
         p += n;
     }
     return false;
+}
+
+/*
+ * A cookie upgrade's Origin, when it has one: 0 allowed (or absent), 1
+ * refused (answered). An Origin that cannot be read whole is refused: the
+ * check never fails open.
+ */
+static int check_origin(mh_hub *h, struct lws *wsi)
+{
+    const mh_config *cfg = h->cfg;
+    int olen = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    char *origin = NULL, host[256], proto[16];
+    const char *scheme = "http";
+    int rc = 0;
+
+    if (olen <= 0)
+        return 0;
+    origin = malloc((size_t)olen + 1);
+    if (!origin || lws_hdr_copy(wsi, origin, olen + 1, WSI_TOKEN_ORIGIN) != olen) {
+        mh_info("upgrade refused: session cookie with an Origin that cannot be read");
+        rc = refuse_http(h, wsi, 403, "origin", "origin not allowed");
+        goto done;
+    }
+    if (lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST) < 0)
+        host[0] = '\0';
+    if (cfg->tls_cert[0] ||
+        (lws_hdr_custom_copy(wsi, proto, sizeof proto, "x-forwarded-proto:", 18) > 0 &&
+         !strcasecmp(proto, "https")))
+        scheme = "https";
+    if (!origin_allowed(cfg, origin, host, scheme)) {
+        mh_info("upgrade refused: session cookie from origin '%.200s' (not allowed)", origin);
+        rc = refuse_http(h, wsi, 403, "origin", "origin not allowed");
+    }
+done:
+    free(origin);
+    return rc;
 }
 
 /* ---- credentials on the upgrade ---- */
@@ -277,7 +342,7 @@ static int signed_session(mh_hub *h, mh_conn *c, struct lws *wsi, const char *va
     if (mh_djsign_unsign(&dc, value, len, (int64_t)(mh_now_ms() / 1000), &json, &json_len,
                          &reason)) {
         mh_info("upgrade refused: session cookie %s", reason);
-        return refuse_stage(h, wsi, HTTP_STATUS_UNAUTHORIZED, "cookie", reason,
+        return mh_auth_refuse(h, wsi, 401, "cookie", reason,
                             "session cookie refused");
     }
     data = mh_json_parse(json, json_len, &err);
@@ -302,8 +367,20 @@ static int signed_session(mh_hub *h, mh_conn *c, struct lws *wsi, const char *va
         mh_metrics_reject(&h->metrics, "cookie", "unregistered");
         goto done;
     }
-    sha256_hex(json_string_value(sid), json_string_length(sid), hash);
-    c->session = strdup(hash);
+    /* Signed sessions have their own key space, sha256("s:" + sid): the sid
+     * is readable in every signed cookie, and a bare cookie value (never
+     * with ':', see bare_session_key) must not reach its entry. */
+    {
+        size_t n = json_string_length(sid);
+        char *pre = malloc(n + 2);
+        if (pre) {
+            memcpy(pre, "s:", 2);
+            memcpy(pre + 2, json_string_value(sid), n);
+            sha256_hex(pre, n + 2, hash);
+            free(pre);
+            c->session = strdup(hash);
+        }
+    }
     c->cookie_uid = strdup(uidbuf);
     if (!c->session || !c->cookie_uid) {
         rc = refuse_http(h, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "out_of_memory", "try again");
@@ -316,11 +393,26 @@ done:
     return rc;
 }
 
+/*
+ * A database/cache session key as Django makes them: 8-128 of [a-z0-9].
+ * Nothing else is looked up bare, so no value can name a signed session's
+ * entry (sha256 of "s:" + sid).
+ */
+static bool bare_session_key(const char *v, size_t n)
+{
+    if (n < 8 || n > 128)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9')))
+            return false;
+    return true;
+}
+
 static int filter_cookie(mh_hub *h, mh_conn *c, struct lws *wsi)
 {
     const mh_config *cfg = h->cfg;
     int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COOKIE);
-    char *cookies = NULL, origin[512], host[256];
+    char *cookies = NULL;
     const char *value;
     size_t vlen;
     int rc = 0;
@@ -336,17 +428,14 @@ static int filter_cookie(mh_hub *h, mh_conn *c, struct lws *wsi)
         goto done;
     /* Cross-site WebSocket hijacking: a cookie rides along with any page's
      * request; only the Origin says which page asked. */
-    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) > 0) {
-        if (lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST) < 0)
-            host[0] = '\0';
-        if (!origin_allowed(cfg, origin, host)) {
-            mh_info("upgrade refused: session cookie from origin '%.200s' (not allowed)", origin);
-            rc = refuse_http(h, wsi, HTTP_STATUS_FORBIDDEN, "origin", "origin not allowed");
-            goto done;
-        }
-    }
+    rc = check_origin(h, wsi);
+    if (rc)
+        goto done;
     if (h->ndjango_keys && memchr(value, ':', vlen)) {
         rc = signed_session(h, c, wsi, value, vlen);
+    } else if (!bare_session_key(value, vlen)) {
+        mh_info("upgrade refused: session cookie is neither signed nor a session key");
+        rc = mh_auth_refuse(h, wsi, 401, "cookie", "malformed", "session cookie refused");
     } else {
         char hash[65];
         sha256_hex(value, vlen, hash);
@@ -364,16 +453,14 @@ done:
 
 int mh_auth_filter(mh_hub *h, mh_conn *c, struct lws *wsi)
 {
-    char token[8192 + 8], addr[48] = "";
+    char token[8192 + 8];
     int n;
 
-    /* From here on, whatever is refused or fails, lws ends with
-     * LWS_CALLBACK_WSI_DESTROY and mh_auth_release undoes the count. */
+    /* Whatever is refused or fails from here, mh_auth_release frees what
+     * this set on 'c' (LWS_CALLBACK_CLOSED only comes after an upgrade). */
     c->hub = h;
-    if (check_limits(h, wsi, addr, sizeof addr))
+    if (check_limits(h, c, wsi))
         return 1;
-    if (h->cfg->max_connections_per_ip)
-        count_ip(c, addr);
     n = upgrade_token(wsi, h->cfg, token, sizeof token);
     if (n > 0)
         return filter_token(h, c, wsi, token, n); /* a token wins over a cookie */
@@ -390,6 +477,7 @@ static void release_held(mh_conn *c)
         free(x);
     }
     c->nheld = 0;
+    c->held_bytes = 0;
 }
 
 static void lookup_done(mh_conn *c)
@@ -401,6 +489,7 @@ static void lookup_done(mh_conn *c)
     c->cookie_uid = NULL;
     c->held = NULL;
     c->nheld = 0;
+    c->held_bytes = 0;
     mh_session_welcome(c);
     /* The frames that waited, in order, as if they arrived now. */
     while (list) {
@@ -513,10 +602,11 @@ bool mh_auth_hold_frame(mh_conn *c, const char *text, size_t len, bool binary)
 
     if (!c->auth_pending)
         return false;
-    if (c->nheld >= HELD_MAX) {
+    if (c->nheld >= HELD_MAX || c->held_bytes + len > HELD_BYTES) {
         mh_metrics_reject(&c->hub->metrics, "limit", "held_frames");
-        mh_info("conn %s: %d frames before its session was looked up: closing with 4029", c->name,
-                HELD_MAX);
+        mh_info("conn %s: over %d frames or %d bytes before its session was looked up: closing "
+                "with 4029",
+                c->name, HELD_MAX, HELD_BYTES);
         mh_conn_close(c, 4029, "too many frames before welcome");
         return true;
     }
@@ -533,6 +623,7 @@ bool mh_auth_hold_frame(mh_conn *c, const char *text, size_t len, bool binary)
         ;
     *tail = x;
     c->nheld++;
+    c->held_bytes += len;
     return true;
 }
 
@@ -559,14 +650,6 @@ void mh_auth_release(mh_conn *c)
     free(c->session);
     free(c->cookie_uid);
     c->session = c->cookie_uid = NULL;
-    if (c->ip) {
-        mh_hub *h = c->hub;
-        if (--c->ip->n == 0) {
-            mh_map_del(&h->ips, c->ip->addr, c->ip->len);
-            free(c->ip);
-        }
-        c->ip = NULL;
-    }
 }
 
 /* ---- the guards ---- */

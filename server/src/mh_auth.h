@@ -38,6 +38,14 @@ void mh_auth_registry_reload(mh_hub *h);
 int mh_auth_filter(mh_hub *h, mh_conn *c, struct lws *wsi);
 
 /**
+ * Answers the upgrade on 'wsi' with 'status' and 'text' (an HTTP/1.1
+ * response, `Connection: close`), counted under 'stage' and 'reason'
+ * (static strings). Returns 1: what the filter callback returns to refuse.
+ */
+int mh_auth_refuse(mh_hub *h, struct lws *wsi, int status, const char *stage, const char *reason,
+                   const char *text);
+
+/**
  * After mh_conn_open: sends `welcome` now, or starts the session lookup and
  * sends it when the answer comes. Returns 0, or -1 to drop the connection.
  */
@@ -55,6 +63,13 @@ bool mh_auth_hold_frame(mh_conn *c, const char *text, size_t len, bool binary);
  * may be handled; false after sending `rate_limited` and closing with 4029.
  */
 bool mh_auth_rate_ok(mh_conn *c);
+
+/**
+ * May 'c' add one more entry to the browser -> Django stream now (its own
+ * share, --inbound-conn-rate, and the worker's, --inbound-rate)? A refusal
+ * is counted; the caller answers it.
+ */
+bool mh_auth_inbound_ok(mh_conn *c);
 
 /** A `logout` envelope: closes that session's connections with 4005. */
 void mh_auth_logout(mh_hub *h, const char *session_hash);

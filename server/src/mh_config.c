@@ -112,6 +112,14 @@ static const setting table[] = {
     {"frame_burst", T_INT, "300", 1, 10000000, OFF(frame_burst), 0,
      "frames a connection may send at once above frame_rate (a page subscribing to everything "
      "at load)"},
+    {"header_timeout", T_INT, "5", 1, 600, OFF(header_timeout), 0,
+     "seconds a new connection has to send its whole request head; slower ones get HTTP 408"},
+    {"inbound_rate", T_INT, "2000", 0, 100000000, OFF(inbound_rate), 0,
+     "message/rpc/ctx frames per second this worker adds to the browser->Django stream, all "
+     "connections together (burst: twice as many); over it a sender gets rate_limited (0: none)"},
+    {"inbound_conn_rate", T_INT, "50", 0, 1000000, OFF(inbound_conn_rate), 0,
+     "message/rpc/ctx frames per second one connection may send to Django (burst: twice as "
+     "many); so one connection cannot fill the capped stream for everyone (0: none)"},
     {"log_level", T_LEVEL, "info", 0, 0, OFF(log_level), 0, "debug, info, warn or error"},
     {"log_format", T_FORMAT, "text", 0, 0, OFF(log_json), 0, "text or json"},
 };

@@ -57,6 +57,9 @@ typedef struct mh_config {
     int max_connections_per_ip;
     int frame_rate;
     int frame_burst;
+    int header_timeout;
+    int inbound_rate;
+    int inbound_conn_rate;
     int log_level;
     int log_json;
     char config_file[512];

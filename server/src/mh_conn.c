@@ -16,7 +16,7 @@ int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi)
     c->hub = h;
     c->wsi = wsi;
     c->id = ++h->next_conn_id;
-    snprintf(c->name, sizeof c->name, "%s.%llu", h->cfg->hub_id, (unsigned long long)c->id);
+    snprintf(c->name, sizeof c->name, "%s%llu", h->conn_prefix, (unsigned long long)c->id);
     if (mh_map_put(&h->conns, &c->id, sizeof c->id, c))
         return -1;
     c->established = true;
@@ -69,6 +69,14 @@ static void count_written(mh_hub *h, const mh_msg *m)
 }
 
 static void on_flush(uv_check_t *t);
+
+/* Under the soft limit again: the next burst gets its own allowance. Both
+ * ways a queue drains (the end-of-loop flush and WRITEABLE) come here. */
+static void note_drained(mh_conn *c)
+{
+    if (c->q_bytes <= (uint32_t)c->hub->cfg->queue_soft_bytes)
+        c->soft_since_ms = 0;
+}
 
 static int mark_dirty(mh_conn *c)
 {
@@ -181,6 +189,7 @@ static void on_flush(uv_check_t *t)
             mh_conn_close(c, 1011, "write failed");
             continue;
         }
+        note_drained(c);
         if (c->q_count || lws_partial_buffered(c->wsi))
             lws_callback_on_writable(c->wsi);
     }
@@ -338,8 +347,7 @@ int mh_conn_writable(mh_conn *c)
         if (lws_partial_buffered(c->wsi))
             break;
     }
-    if (c->q_bytes <= (uint32_t)h->cfg->queue_soft_bytes)
-        c->soft_since_ms = 0;
+    note_drained(c);
     if (c->q_count || c->closing)
         lws_callback_on_writable(c->wsi);
     return 0;

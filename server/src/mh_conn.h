@@ -28,7 +28,7 @@ struct mh_conn {
     mh_hub *hub;
     struct lws *wsi;
     uint64_t id;   /* key in hub->conns (its bytes) */
-    char name[48]; /* "<hub id>.<n>", what Django replies to */
+    char name[88]; /* conn_prefix + n (mh_hub.h), what Django replies to */
     /* outbound: a ring of references to shared frames */
     mh_msg **q;
     uint32_t q_head, q_count, q_cap;
@@ -52,10 +52,13 @@ struct mh_conn {
     char *cookie_uid;     /* owned: a signed cookie's _auth_user_id until the lookup answers */
     struct mh_held *held; /* owned: frames that arrived during the lookup */
     uint16_t nheld;
+    uint32_t held_bytes;
     bool auth_pending;
-    struct mh_ip_count *ip; /* this peer's entry in hub->ips, or NULL */
+    mh_peer *peer; /* borrowed: the wsi owns it (mh_peer.h); NULL when unknown */
     double rate_tokens;
     uint64_t rate_ms;
+    double in_tokens; /* inbound stream share (mh_auth_inbound_ok) */
+    uint64_t in_ms;
     /* closing */
     uint16_t close_code;
     bool closing;

@@ -22,6 +22,7 @@ typedef struct mh_conn mh_conn;
 typedef struct mh_redis mh_redis;
 typedef struct mh_rpc_wait mh_rpc_wait;
 typedef struct mh_registry mh_registry;
+typedef struct mh_peer mh_peer;
 
 typedef struct mh_hub {
     const mh_config *cfg; /* borrowed, frozen */
@@ -30,6 +31,10 @@ typedef struct mh_hub {
     mh_subs subs;
     mh_map conns; /* connection id (8 bytes) -> mh_conn */
     uint64_t next_conn_id;
+    /* "<hub id>.<8 random hex>-": connection names never repeat across a
+     * worker's restarts, so what Django still holds for a dead connection
+     * (replies, sends, closes) cannot reach a new one */
+    char conn_prefix[64];
     mh_redis *redis;
     mh_metrics metrics;
     mh_jwt_keys keys; /* connection token keys; auth is on when keys.n > 0 */
@@ -37,7 +42,12 @@ typedef struct mh_hub {
     mh_registry *registry;          /* owned; NULL: no registry (SPEC 6's fallback) */
     const char *const *django_keys; /* SECRET_KEY then fallbacks; borrowed, frozen */
     size_t ndjango_keys;
-    mh_map ips;     /* peer address -> its connection count (mh_auth), when limited */
+    mh_map ips;     /* peer address -> its open TCP connections (mh_peer) */
+    size_t npeers;  /* accepted sockets not yet closed (mh_peer); gauge */
+    size_t nintake; /* of those, reading their request head (mh_intake); gauge */
+    mh_peer *adopting; /* the peer of the socket lws is adopting right now (mh_transport) */
+    double in_tokens; /* the worker's inbound stream budget (mh_auth_inbound_ok) */
+    uint64_t in_ms;
     uint64_t stamp; /* fan-out generation, to send each connection one copy */
     uint64_t queued_bytes;
     /* rpc deadlines in arrival order; the timeout is constant, so FIFO = sorted */
@@ -65,7 +75,7 @@ double mh_now_ms(void);
 /** Monotonic milliseconds, for timeouts. */
 uint64_t mh_mono_ms(void);
 
-/** The connection with this id string ("<hub>.<n>"), or NULL. */
+/** The connection with this id string ("<hub>.<incarnation>-<n>"), or NULL. */
 mh_conn *mh_hub_conn_by_name(mh_hub *h, const char *name);
 
 #endif

@@ -25,7 +25,14 @@ typedef struct mh_map {
     size_t count;
 } mh_map;
 
+/** Keyed hash of a map key (SipHash-1-3 under the process key). */
 uint64_t mh_map_hash(const void *key, size_t len);
+
+/**
+ * Sets the process's hash key (16 random bytes, at start before any map is
+ * filled; every map's order depends on it).
+ */
+void mh_map_seed(const unsigned char key[16]);
 
 void mh_map_init(mh_map *m);
 /** Frees the slots, not the keys or values. */

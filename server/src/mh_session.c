@@ -195,6 +195,23 @@ static bool rpc_permitted(mh_conn *c, const mh_frame *f)
     return false;
 }
 
+/* Over the inbound budget: the frame is answered, the connection stays. */
+static void inbound_refused(mh_conn *c, const mh_frame *f, bool is_rpc)
+{
+    static const char msg[] = "too many messages and calls to the server; retry later";
+    mh_buf id;
+
+    if (!is_rpc) {
+        error_for(c, "rate_limited", msg, f);
+        return;
+    }
+    mh_buf_init(&id);
+    mh_json_dump(&id, f->id);
+    if (mh_buf_cstr(&id))
+        mh_rpc_send_error(c, id.data, "RATE_LIMITED", msg);
+    mh_buf_free(&id);
+}
+
 /* message, rpc and ctx go to Django through the inbound stream (SPEC 11). */
 static void do_inbound(mh_conn *c, mh_frame *f)
 {
@@ -210,6 +227,10 @@ static void do_inbound(mh_conn *c, mh_frame *f)
 
     if (is_rpc ? !rpc_permitted(c, f) : !permitted(c, f))
         return;
+    if (!mh_auth_inbound_ok(c)) {
+        inbound_refused(c, f, is_rpc);
+        return;
+    }
     mh_buf_init(&stream);
     mh_buf_init(&body);
     mh_buf_init(&ident);

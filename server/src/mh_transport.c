@@ -13,10 +13,14 @@
 
 #include "mh_auth.h"
 #include "mh_conn.h"
+#include "mh_intake.h"
 #include "mh_log.h"
 #include "mh_metrics.h"
 #include "mh_redis.h"
 #include "mh_session.h"
+#include "mh_upgrade.h"
+
+static struct lws_protocols protocols[];
 
 /* HTTP answer kept in the per-session data until the socket is writable. */
 typedef struct http_pss {
@@ -24,6 +28,7 @@ typedef struct http_pss {
     size_t len;
     int status;
     const char *ctype;
+    bool done; /* the answer was written: close */
 } http_pss;
 
 static mh_hub *hub_of(struct lws *wsi)
@@ -89,10 +94,14 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         path[n] = '\0';
         if (http_prepare(wsi, p, h, path))
             return -1;
+        /* One request per connection: every request then goes through the
+         * intake's strict parser, never through lws's keep-alive parsing. */
         if (lws_add_http_common_headers(wsi, (unsigned)p->status, p->ctype, (lws_filepos_t)p->len,
                                         &q, end) ||
             lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                         (const unsigned char *)"no-store", 8, &q, end) ||
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                        (const unsigned char *)"close", 5, &q, end) ||
             lws_finalize_write_http_header(wsi, start, &q, end))
             return 1;
         lws_callback_on_writable(wsi);
@@ -100,6 +109,8 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
     }
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         int n;
+        if (p->done)
+            return -1;
         if (!p->body)
             return -1;
         /* Bodies are small (metrics is a few KB): one write, lws buffers the rest. */
@@ -113,15 +124,28 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         }
         free(p->body);
         p->body = NULL;
+        p->done = true;
         if (n < 0)
             return -1;
-        if (lws_http_transaction_completed(wsi))
-            return -1;
-        return 0;
+        if (lws_partial_buffered(wsi)) {
+            lws_callback_on_writable(wsi); /* closed once lws flushed the rest */
+            return 0;
+        }
+        return -1;
     }
     case LWS_CALLBACK_CLOSED_HTTP:
         free(p->body);
         p->body = NULL;
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* lws 4.1 sends this to the first protocol whatever the wsi became:
+         * the one place a peer's count is released after the intake. */
+        mh_peer_free(lws_get_opaque_user_data(wsi));
+        lws_set_opaque_user_data(wsi, NULL);
+        /* An upgrade the filter let through can still fail before
+         * ESTABLISHED (so no CLOSED): what auth kept on it goes here. */
+        if (user && lws_get_protocol(wsi) == &protocols[1])
+            mh_auth_release(user);
         return 0;
     default:
         break;
@@ -188,11 +212,12 @@ static int callback_mizan(struct lws *wsi, enum lws_callback_reasons reason, voi
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         /* Refused before the upgrade, with an HTTP status the LB understands. */
-        if (h->draining) {
-            h->metrics.connections_rejected++;
-            lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "draining");
-            return 1;
-        }
+        c->hub = h;
+        c->peer = lws_get_opaque_user_data(wsi);
+        if (!c->peer)
+            c->peer = h->adopting; /* refused inside the adoption call */
+        if (h->draining)
+            return mh_auth_refuse(h, wsi, 503, "limit", "draining", "the hub is restarting");
         return mh_auth_filter(h, c, wsi);
     case LWS_CALLBACK_ESTABLISHED:
         if (mh_conn_open(c, h, wsi))
@@ -210,11 +235,6 @@ static int callback_mizan(struct lws *wsi, enum lws_callback_reasons reason, voi
     case LWS_CALLBACK_CLOSED:
         mh_debug("conn %s: closed", c->name);
         mh_conn_release(c);
-        return 0;
-    case LWS_CALLBACK_WSI_DESTROY:
-        /* Also for upgrades refused or failed after the filter counted them. */
-        if (c)
-            mh_auth_release(c);
         return 0;
     default:
         break;
@@ -241,7 +261,36 @@ static uv_timer_t listen_pause;
 static struct lws_vhost *vhost;
 static bool listening;
 
+static mh_intake *intake;
+
 static void on_listen(uv_poll_t *p, int status, int events);
+
+/* Hands a socket to lws; its peer is claimed by LWS_CALLBACK_WSI_CREATE. */
+static void adopt(mh_hub *h, int fd, mh_peer *peer, const char *head, size_t len)
+{
+    lws_sock_file_fd_type sfd;
+    struct lws *wsi;
+
+    /* lws serves a readbuf right inside the adoption call (the filter may
+     * run and refuse there), before the wsi could carry the peer: meanwhile
+     * h->adopting names it. */
+    h->adopting = peer;
+    if (head) {
+        wsi = lws_adopt_socket_vhost_readbuf(vhost, fd, head, len);
+    } else {
+        sfd.sockfd = fd;
+        wsi = lws_adopt_descriptor_vhost(vhost, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP |
+                                                    LWS_ADOPT_ALLOW_SSL,
+                                         sfd, NULL, NULL);
+    }
+    h->adopting = NULL;
+    if (wsi) {
+        lws_set_opaque_user_data(wsi, peer); /* freed by its LWS_CALLBACK_WSI_DESTROY */
+    } else {
+        /* failed or already closed (lws closes the socket itself) */
+        mh_peer_free(peer);
+    }
+}
 
 static void resume_listen(uv_timer_t *t)
 {
@@ -259,8 +308,10 @@ static void on_listen(uv_poll_t *p, int status, int events)
         return;
     /* A bounded batch per wakeup keeps accepting fair to established peers. */
     for (int i = 0; i < 256; i++) {
-        lws_sock_file_fd_type fd;
-        int s = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        mh_peer *peer;
+        int s = accept4(listen_fd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (s < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 h->metrics.connections_rejected++;
@@ -274,13 +325,30 @@ static void on_listen(uv_poll_t *p, int status, int events)
          * of the previous one (delayed ACK: up to 40 ms). lws sets this on
          * the sockets it accepts; these are ours. */
         setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
-        fd.sockfd = s;
-        /* lws closes the socket itself when adoption fails */
-        if (!lws_adopt_descriptor_vhost(vhost,
-                                        LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP |
-                                            (h->cfg->tls_cert[0] ? LWS_ADOPT_ALLOW_SSL : 0),
-                                        fd, NULL, NULL))
+        peer = mh_peer_new(h, (struct sockaddr *)&sa, salen);
+        if (!peer) {
+            close(s);
             h->metrics.connections_rejected++;
+            continue;
+        }
+        if (h->cfg->tls_cert[0]) {
+            /* TLS first: limits and refusals wait for the request (mh_auth). */
+            adopt(h, s, peer, NULL, 0);
+            continue;
+        }
+        /* The address's limit before a byte is read: whoever opens sockets
+         * from one address pays for all of them, probes included. (The
+         * total limit applies to upgrades only, in mh_auth: a full hub
+         * still answers /healthz.) */
+        if (h->cfg->max_connections_per_ip &&
+                   mh_peer_count(peer) > (uint32_t)h->cfg->max_connections_per_ip) {
+            mh_info("connection from %s refused: %u open from it (--max-connections-per-ip)",
+                    peer->addr, mh_peer_count(peer) - 1);
+            mh_intake_refuse(intake, s, peer, 429, "ip_limit",
+                             "too many connections from this address");
+        } else {
+            mh_intake_add(intake, s, peer);
+        }
     }
 }
 
@@ -304,6 +372,12 @@ static int open_listener(mh_hub *h)
         mh_error("cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port, strerror(errno));
         if (listen_fd >= 0)
             close(listen_fd);
+        listen_fd = -1;
+        return -1;
+    }
+    intake = mh_intake_new(h, adopt);
+    if (!intake) {
+        close(listen_fd);
         listen_fd = -1;
         return -1;
     }
@@ -337,7 +411,8 @@ static void lws_log_emit(int level, const char *line)
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    if (level & LLL_ERR)
+    /* lws 4.1 logs the normal readbuf adoption path (mh_intake) at error level */
+    if ((level & LLL_ERR) && !strstr(line, "adopt_socket_readbuf"))
         mh_error("lws: %.*s", (int)n, line);
     else if (level & LLL_WARN)
         mh_warn("lws: %.*s", (int)n, line);
@@ -372,10 +447,14 @@ int mh_transport_start(mh_hub *h)
     protocols[1].rx_buffer_size = 256;
     protocols[1].tx_packet_size = 0;
     info.pt_serv_buf_size = 16384;
-    info.max_http_header_pool = 16;
-    /* Browsers send every cookie of the domain: 8 KiB, as nginx allows. */
-    info.max_http_header_data = 8192;
-    info.timeout_secs = 10;
+    /* Heads reach lws complete (mh_intake), so a table is held for an
+     * instant; a larger pool only matters for TLS, read by lws itself. */
+    info.max_http_header_pool = 256;
+    /* The head is at most MH_UPGRADE_HEAD_MAX; lws's table keeps values and
+     * some bookkeeping, so leave it room. */
+    info.max_http_header_data = MH_UPGRADE_HEAD_MAX + 2048;
+    /* lws reads TLS requests itself: the same bound on the head as the intake's */
+    info.timeout_secs = (unsigned)cfg->header_timeout;
     retry.secs_since_valid_ping = (uint16_t)cfg->ping_interval;
     retry.secs_since_valid_hangup = (uint16_t)(cfg->ping_interval + cfg->pong_timeout);
     info.retry_and_idle_policy = &retry;
@@ -449,6 +528,9 @@ size_t mh_transport_drain_step(mh_hub *h)
 void mh_transport_stop(mh_hub *h)
 {
     close_listener();
+    /* Not on drain: heads being read then still get their answer (503). */
+    mh_intake_stop(intake);
+    intake = NULL;
     if (h->lws)
         lws_context_destroy(h->lws);
 }

@@ -23,7 +23,7 @@ def test_welcome_ack_and_invalidate_frames(make_hub, redis_server, r):
         assert set(w) == {"welcome"}, w
         body = w["welcome"]
         assert body["protocol"] == 1 and body["hub"] == "t1hub", w
-        assert re.fullmatch(r"t1hub\.[0-9]+", body["conn"]), w
+        assert re.fullmatch(r"t1hub\.[0-9a-f]{8}-[1-9][0-9]*", body["conn"]), w
         assert body["identity"] is None and body["expires"] is None, w
         assert isinstance(body["spread_ms"], int) and body["spread_ms"] >= 0, w
         assert body["max_frame"] == 65536, w

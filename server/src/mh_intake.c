@@ -1,0 +1,295 @@
+#include "mh_intake.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "mh_log.h"
+#include "mh_upgrade.h"
+
+/* After a refusal, what the client still sends is read and dropped for a
+ * while (like nginx's lingering close): closing with unread bytes would
+ * send a RST that can destroy the answer before the client reads it. */
+#define LINGER_MS 2000
+#define LINGER_BYTES (1 << 20)
+
+typedef struct intake_sock {
+    uv_poll_t poll; /* first: the memory is released in the close callback */
+    struct intake_sock *prev, *next;
+    mh_intake *in;
+    int fd;
+    mh_peer *peer; /* owned until handed on */
+    char *buf;
+    size_t len, cap;
+    size_t dropped; /* while lingering */
+    uint64_t deadline_ms;
+    bool lingering;
+} intake_sock;
+
+struct mh_intake {
+    mh_hub *h;
+    mh_intake_adopt_fn adopt;
+    intake_sock *head;
+    uv_timer_t timer;
+    bool stopping;
+};
+
+static void on_timer(uv_timer_t *t);
+
+mh_intake *mh_intake_new(mh_hub *h, mh_intake_adopt_fn adopt)
+{
+    mh_intake *in = calloc(1, sizeof *in);
+
+    if (!in)
+        return NULL;
+    in->h = h;
+    in->adopt = adopt;
+    uv_timer_init(h->loop, &in->timer);
+    in->timer.data = in;
+    return in;
+}
+
+static void unlink_sock(intake_sock *s)
+{
+    mh_intake *in = s->in;
+
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        in->head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+    in->h->nintake--;
+    if (!in->head)
+        uv_timer_stop(&in->timer);
+}
+
+static void on_closed(uv_handle_t *hd)
+{
+    intake_sock *s = (intake_sock *)hd;
+    free(s->buf);
+    free(s);
+}
+
+/* Ends 's': the poll handle goes (its memory after the loop turns). */
+static void finish(intake_sock *s)
+{
+    unlink_sock(s);
+    uv_close((uv_handle_t *)&s->poll, on_closed);
+}
+
+static void drop(intake_sock *s)
+{
+    close(s->fd);
+    mh_peer_free(s->peer);
+    s->peer = NULL;
+    finish(s);
+}
+
+/* Best effort: a fresh socket's send buffer always takes a short answer. */
+static void answer(int fd, int status, const char *extra, const char *body)
+{
+    char out[1024];
+    int n = mh_upgrade_response(out, sizeof out, status, extra, body);
+
+    if (n > 0 && send(fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        mh_debug("intake: answer %d not sent: %s", status, strerror(errno));
+    shutdown(fd, SHUT_WR);
+}
+
+static void count_refusal(mh_hub *h, const char *stage, const char *reason)
+{
+    h->metrics.connections_rejected++;
+    mh_metrics_reject(&h->metrics, stage, reason);
+}
+
+static void refuse(intake_sock *s, const char *stage, const mh_upgrade_refusal *why)
+{
+    mh_hub *h = s->in->h;
+
+    count_refusal(h, stage, why->reason);
+    mh_info("request from %s refused: %d %s (%s)", s->peer ? s->peer->addr : "?", why->status,
+            why->reason, why->message);
+    answer(s->fd, why->status, why->extra, why->message);
+    s->lingering = true;
+    s->deadline_ms = mh_mono_ms() + LINGER_MS;
+    free(s->buf);
+    s->buf = NULL;
+    s->len = s->cap = 0;
+}
+
+static void hand_on(intake_sock *s)
+{
+    mh_intake *in = s->in;
+    int fd = s->fd;
+    mh_peer *peer = s->peer;
+
+    s->peer = NULL;
+    /* Closing the poll handle stops watching the fd now (lws is about to
+     * watch it); the buffer stays valid until the close callback. */
+    finish(s);
+    in->adopt(in->h, fd, peer, s->buf, s->len);
+}
+
+static void judge(intake_sock *s, size_t head_len)
+{
+    mh_http_request req;
+    mh_upgrade_refusal why;
+
+    if (mh_upgrade_check(s->buf, head_len, &req, &why)) {
+        refuse(s, "upgrade", &why);
+        return;
+    }
+    hand_on(s);
+}
+
+static void linger_read(intake_sock *s)
+{
+    char sink[4096];
+
+    for (;;) {
+        ssize_t n = read(s->fd, sink, sizeof sink);
+        if (n > 0) {
+            s->dropped += (size_t)n;
+            if (s->dropped < LINGER_BYTES)
+                continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+        drop(s); /* EOF, an error, or enough */
+        return;
+    }
+}
+
+static void on_readable(uv_poll_t *p, int status, int events)
+{
+    intake_sock *s = (intake_sock *)p;
+    long end;
+    (void)events;
+
+    if (status < 0) {
+        drop(s);
+        return;
+    }
+    if (s->lingering) {
+        linger_read(s);
+        return;
+    }
+    for (;;) {
+        ssize_t n;
+        if (s->len == s->cap) {
+            size_t ncap = s->cap ? s->cap * 2 : 1024;
+            char *nb;
+            if (ncap > MH_UPGRADE_HEAD_MAX)
+                ncap = MH_UPGRADE_HEAD_MAX;
+            if (ncap == s->cap)
+                break; /* full: judged below */
+            nb = realloc(s->buf, ncap);
+            if (!nb) {
+                drop(s);
+                return;
+            }
+            s->buf = nb;
+            s->cap = ncap;
+        }
+        n = read(s->fd, s->buf + s->len, s->cap - s->len);
+        if (n > 0) {
+            s->len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        drop(s); /* the client went away before its request was complete */
+        return;
+    }
+    end = mh_upgrade_head_end(s->buf, s->len);
+    if (end < 0) {
+        mh_upgrade_refusal why = {431, "headers_too_large", "request headers too large", NULL};
+        refuse(s, "upgrade", &why);
+    } else if (end > 0) {
+        judge(s, (size_t)end);
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    mh_intake *in = t->data;
+    uint64_t now = mh_mono_ms();
+    intake_sock *s = in->head, *next;
+
+    for (; s; s = next) {
+        next = s->next;
+        if (now < s->deadline_ms)
+            continue;
+        if (s->lingering) {
+            drop(s);
+        } else {
+            mh_upgrade_refusal why = {408, "header_timeout",
+                                      "the request head did not arrive in time", NULL};
+            /* Counted as a limit: the peer was too slow, not malformed. */
+            refuse(s, "limit", &why);
+        }
+    }
+}
+
+static intake_sock *track(mh_intake *in, int fd, mh_peer *peer, uint64_t deadline)
+{
+    intake_sock *s = calloc(1, sizeof *s);
+
+    if (!s || uv_poll_init(in->h->loop, &s->poll, fd)) {
+        free(s);
+        close(fd);
+        mh_peer_free(peer);
+        return NULL;
+    }
+    s->in = in;
+    s->fd = fd;
+    s->peer = peer;
+    s->deadline_ms = deadline;
+    s->next = in->head;
+    if (in->head)
+        in->head->prev = s;
+    in->head = s;
+    in->h->nintake++;
+    if (!uv_is_active((uv_handle_t *)&in->timer))
+        uv_timer_start(&in->timer, on_timer, 250, 250);
+    uv_poll_start(&s->poll, UV_READABLE, on_readable);
+    return s;
+}
+
+void mh_intake_add(mh_intake *in, int fd, mh_peer *peer)
+{
+    track(in, fd, peer, mh_mono_ms() + (uint64_t)in->h->cfg->header_timeout * 1000);
+}
+
+void mh_intake_refuse(mh_intake *in, int fd, mh_peer *peer, int status, const char *reason,
+                      const char *body)
+{
+    intake_sock *s;
+
+    count_refusal(in->h, "limit", reason);
+    answer(fd, status, NULL, body);
+    s = track(in, fd, peer, mh_mono_ms() + LINGER_MS);
+    if (s)
+        s->lingering = true;
+}
+
+static void on_timer_closed(uv_handle_t *hd)
+{
+    free(hd->data);
+}
+
+void mh_intake_stop(mh_intake *in)
+{
+    if (!in || in->stopping)
+        return;
+    in->stopping = true;
+    while (in->head)
+        drop(in->head);
+    uv_timer_stop(&in->timer);
+    uv_close((uv_handle_t *)&in->timer, on_timer_closed);
+}

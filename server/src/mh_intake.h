@@ -1,0 +1,46 @@
+/*
+ * mh_intake — a plain-TCP connection from accept until its request head is
+ * complete: read with a deadline for the whole head (--header-timeout),
+ * judged by mh_upgrade, refused here with a proper HTTP/1.1 answer, or
+ * handed on with the bytes read.
+ *
+ * Slow or malformed requests never reach libwebsockets: its header tables
+ * (a small pool) and its lenient parser only see heads that are complete
+ * and valid, so a few sockets trickling headers cannot delay /healthz or
+ * anybody's upgrade.
+ */
+#ifndef MH_INTAKE_H
+#define MH_INTAKE_H
+
+#include <stddef.h>
+
+#include "mh_hub.h"
+#include "mh_peer.h"
+
+/**
+ * Hands a judged socket on (to lws). Takes 'fd' and 'peer'; 'head' is
+ * borrowed until return (the bytes read so far: the head and whatever
+ * followed it).
+ */
+typedef void (*mh_intake_adopt_fn)(mh_hub *h, int fd, mh_peer *peer, const char *head, size_t len);
+
+typedef struct mh_intake mh_intake;
+
+/** The intake of 'h'; NULL when out of memory. */
+mh_intake *mh_intake_new(mh_hub *h, mh_intake_adopt_fn adopt);
+
+/** Takes an accepted socket and its peer and reads its head. */
+void mh_intake_add(mh_intake *in, int fd, mh_peer *peer);
+
+/**
+ * Refuses an accepted socket before reading anything (a limit): answers
+ * 'status' with 'body', counts it under stage "limit" and 'reason', closes.
+ * Takes 'fd' and 'peer'.
+ */
+void mh_intake_refuse(mh_intake *in, int fd, mh_peer *peer, int status, const char *reason,
+                      const char *body);
+
+/** Closes every socket still in the intake and its timer; frees 'in' after the loop ran. */
+void mh_intake_stop(mh_intake *in);
+
+#endif
