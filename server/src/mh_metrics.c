@@ -60,6 +60,12 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
     gauge(o, "subscriptions", "Context and channel subscriptions held.", g->subscriptions);
     gauge(o, "subscription_keys", "Distinct canonical keys subscribed.", g->keys);
     gauge(o, "queued_bytes", "Bytes waiting in outbound queues.", g->queued_bytes);
+    gauge(o, "sockets", "Accepted TCP connections not yet closed (WebSocket, HTTP, being read).",
+          g->sockets);
+    gauge(o, "intake_sockets", "Of those, connections whose request head is being read.",
+          g->intake);
+    gauge(o, "peer_addresses", "Client addresses with open connections (the per-address counts).",
+          g->addresses);
     counter(o, "connections_total", "Connections accepted.", m->connections_total);
     counter(o, "connections_rejected_total", "Upgrades refused.", m->connections_rejected);
     mh_buf_puts(o, "# HELP mizan_hub_rejections_total Connections, frames and subscriptions "
@@ -97,6 +103,10 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
     counter(o, "rpc_timeouts_total", "rpcs answered with TIMEOUT.", m->rpc_timeouts);
     counter(o, "rpc_late_replies_total", "Replies for unknown or timed-out rpcs.",
             m->rpc_late_replies);
+    counter(o, "replies_unknown_conn_total",
+            "Envelopes from Django for a connection this hub does not hold (closed, or another "
+            "process's).",
+            m->replies_unknown_conn);
     counter(o, "resume_invalidations_total", "Invalidations sent because a resume found a gap.",
             m->resume_invalidations);
     counter(o, "gap_invalidations_total", "Invalidations sent to heal a Redis link gap.",

@@ -60,6 +60,7 @@ typedef struct mh_gauges {
     uint64_t subscriptions;
     uint64_t keys;
     uint64_t queued_bytes;
+    uint64_t sockets, intake, addresses;
     int ready;
     int redis_up;
 } mh_gauges;

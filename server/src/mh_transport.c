@@ -59,6 +59,9 @@ static int http_prepare(struct lws *wsi, http_pss *p, mh_hub *h, const char *pat
         g.subscriptions = h->subs.nsubs;
         g.keys = h->subs.nnodes;
         g.queued_bytes = h->queued_bytes;
+        g.sockets = h->npeers;
+        g.intake = h->nintake;
+        g.addresses = h->ips.count;
         g.ready = !h->draining && mh_redis_ready(h->redis, &w);
         g.redis_up = mh_redis_subscribed(h->redis);
         p->status = 200;
