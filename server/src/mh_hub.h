@@ -24,6 +24,23 @@ typedef struct mh_rpc_wait mh_rpc_wait;
 typedef struct mh_registry mh_registry;
 typedef struct mh_peer mh_peer;
 
+/*
+ * What is counted when something opens and released when it closes, and the
+ * one place that releases each (test_hardening checks they return to zero):
+ *   npeers, ips      mh_peer_new on accept        -> mh_peer_free: the intake
+ *                                                    (refused/failed), else the
+ *                                                    wsi's LWS_CALLBACK_WSI_DESTROY
+ *   nintake          mh_intake track()            -> unlink_sock() (handed on,
+ *                                                    refused, gone, stopped)
+ *   conns            mh_conn_open (ESTABLISHED)   -> mh_conn_release (CLOSED)
+ *   auth state on c  mh_auth_filter               -> mh_auth_release (conn release,
+ *                                                    or WSI_DESTROY when never open)
+ *   subs             mh_subs_add (subscribe)      -> mh_subs_remove (unsubscribe,
+ *                                                    conn release)
+ *   queued_bytes     mh_conn_enqueue              -> pop_written / queue_clear
+ *   rpc_head         mh_rpc_start                 -> mh_rpc_finish (reply, error,
+ *                                                    expiry, mh_rpc_forget_conn)
+ */
 typedef struct mh_hub {
     const mh_config *cfg; /* borrowed, frozen */
     uv_loop_t *loop;

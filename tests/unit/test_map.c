@@ -51,8 +51,31 @@ static void map_agrees_with_array(void **state)
     mh_map_free(&m);
 }
 
+/* The hash is keyed per process: another key scatters the same keys elsewhere. */
+static void hash_depends_on_the_process_key(void **state)
+{
+    unsigned char k1[16] = {1}, k2[16] = {2};
+    uint64_t a, b, c;
+    mh_map m;
+    (void)state;
+
+    mh_map_seed(k1);
+    a = mh_map_hash("user:5", 6);
+    c = mh_map_hash("user:5", 6);
+    mh_map_seed(k2);
+    b = mh_map_hash("user:5", 6);
+    assert_true(a == c);
+    assert_true(a != b);
+    /* and a map filled under a key works */
+    mh_map_init(&m);
+    assert_int_equal(mh_map_put(&m, "k", 1, &m), 0);
+    assert_ptr_equal(mh_map_get(&m, "k", 1), &m);
+    mh_map_free(&m);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(map_agrees_with_array)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(map_agrees_with_array),
+                                       cmocka_unit_test(hash_depends_on_the_process_key)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
