@@ -144,6 +144,7 @@ static void on_tick(uv_timer_t *t)
 }
 
 static mh_jwt_keys keys_loaded;
+static mh_cidr_list trusted_loaded; /* --trusted-proxies, parsed before the fork */
 /* Django's SECRET_KEY then SECRET_KEY_FALLBACKS, read before the fork */
 static char *django_keys[16];
 static size_t ndjango_keys;
@@ -170,6 +171,7 @@ static int run_worker(const mh_config *cfg)
         random_id(inc, sizeof inc);
         snprintf(h.conn_prefix, sizeof h.conn_prefix, "%.40s.%.8s-", cfg->hub_id, inc);
     }
+    h.trusted = trusted_loaded;
     h.django_keys = (const char *const *)django_keys;
     h.ndjango_keys = ndjango_keys;
     mh_map_init(&h.ips);
@@ -382,6 +384,16 @@ int main(int argc, char **argv)
         (cfg.jwt_secret[0] && mh_jwt_keys_add(&keys_loaded, cfg.jwt_kid, "HS256", cfg.jwt_secret,
                                               strlen(cfg.jwt_secret), err, sizeof err))) {
         fprintf(stderr, "mizan-hub: invalid value for jwt_keys/jwt_secret: %s\n", err);
+        return 2;
+    }
+    if (mh_cidr_parse(&trusted_loaded, cfg.trusted_proxies, err, sizeof err)) {
+        fprintf(stderr, "mizan-hub: invalid value for trusted_proxies (--trusted-proxies): %s\n",
+                err);
+        return 2;
+    }
+    if (cfg.proxy_protocol && !trusted_loaded.n) {
+        fprintf(stderr, "mizan-hub: invalid value for proxy_protocol (--proxy-protocol): it needs "
+                        "--trusted-proxies (whose connections carry the header)\n");
         return 2;
     }
     if (load_django_keys(&cfg, err, sizeof err)) {

@@ -120,6 +120,12 @@ static const setting table[] = {
     {"inbound_conn_rate", T_INT, "50", 0, 1000000, OFF(inbound_conn_rate), 0,
      "message/rpc/ctx frames per second one connection may send to Django (burst: twice as "
      "many); so one connection cannot fill the capped stream for everyone (0: none)"},
+    {"trusted_proxies", T_STR, "", 0, 0, STR(trusted_proxies),
+     "comma-separated addresses/CIDRs of the load balancers in front: only their PROXY header "
+     "or X-Forwarded-For names the client (limits and logs use it)"},
+    {"proxy_protocol", T_BOOL, "false", 0, 1, OFF(proxy_protocol), 0,
+     "connections from --trusted-proxies start with a PROXY protocol v1/v2 header "
+     "(HAProxy send-proxy / send-proxy-v2); without it their X-Forwarded-For is read"},
     {"log_level", T_LEVEL, "info", 0, 0, OFF(log_level), 0, "debug, info, warn or error"},
     {"log_format", T_FORMAT, "text", 0, 0, OFF(log_json), 0, "text or json"},
 };

@@ -58,6 +58,8 @@ typedef struct mh_config {
     int frame_rate;
     int frame_burst;
     int header_timeout;
+    char trusted_proxies[2048];
+    int proxy_protocol;
     int inbound_rate;
     int inbound_conn_rate;
     int log_level;

@@ -14,6 +14,7 @@
 #include "mh_jwt.h"
 #include "mh_map.h"
 #include "mh_metrics.h"
+#include "mh_netaddr.h"
 #include "mh_subs.h"
 
 struct lws_context;
@@ -59,6 +60,7 @@ typedef struct mh_hub {
     mh_registry *registry;          /* owned; NULL: no registry (SPEC 6's fallback) */
     const char *const *django_keys; /* SECRET_KEY then fallbacks; borrowed, frozen */
     size_t ndjango_keys;
+    mh_cidr_list trusted; /* --trusted-proxies */
     mh_map ips;     /* peer address -> its open TCP connections (mh_peer) */
     size_t npeers;  /* accepted sockets not yet closed (mh_peer); gauge */
     size_t nintake; /* of those, reading their request head (mh_intake); gauge */

@@ -4,10 +4,12 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "mh_log.h"
+#include "mh_netaddr.h"
 #include "mh_upgrade.h"
 
 /* After a refusal, what the client still sends is read and dropped for a
@@ -27,6 +29,9 @@ typedef struct intake_sock {
     size_t dropped; /* while lingering */
     uint64_t deadline_ms;
     bool lingering;
+    bool await_proxy; /* a PROXY header comes first (trusted proxy, --proxy-protocol) */
+    bool tls;         /* hand on right after the PROXY header */
+    bool trusted;     /* the socket's peer is a trusted proxy */
 } intake_sock;
 
 struct mh_intake {
@@ -135,6 +140,40 @@ static void hand_on(intake_sock *s)
     in->adopt(in->h, fd, peer, s->buf, s->len);
 }
 
+/* The address's limit, once the client's address is known: 0, or -1 refused. */
+static int check_limit(intake_sock *s)
+{
+    const mh_config *cfg = s->in->h->cfg;
+    static const mh_upgrade_refusal why = {429, "ip_limit",
+                                           "too many connections from this address", NULL};
+
+    if (!cfg->max_connections_per_ip ||
+        mh_peer_count(s->peer) <= (uint32_t)cfg->max_connections_per_ip)
+        return 0;
+    mh_info("connection from %s refused: %u open from it (--max-connections-per-ip)",
+            s->peer->addr, mh_peer_count(s->peer) - 1);
+    refuse(s, "limit", &why);
+    return -1;
+}
+
+/* A trusted proxy that terminates HTTP names the client in X-Forwarded-For. */
+static void apply_xff(intake_sock *s, const mh_http_request *req)
+{
+    const char *vals[8];
+    size_t lens[8], n = 0;
+    mh_ip client;
+
+    for (size_t i = 0; i < req->nheaders && n < 8; i++) {
+        const mh_http_header *h = &req->headers[i];
+        if (h->name_len == 15 && !strncasecmp(h->name, "x-forwarded-for", 15)) {
+            vals[n] = h->value;
+            lens[n++] = h->value_len;
+        }
+    }
+    if (n && mh_xff_client(&s->in->h->trusted, vals, lens, n, &client))
+        mh_peer_rekey(s->peer, &client);
+}
+
 static void judge(intake_sock *s, size_t head_len)
 {
     mh_http_request req;
@@ -144,7 +183,49 @@ static void judge(intake_sock *s, size_t head_len)
         refuse(s, "upgrade", &why);
         return;
     }
+    if (s->trusted && !s->in->h->cfg->proxy_protocol) {
+        apply_xff(s, &req);
+        if (check_limit(s))
+            return;
+    }
     hand_on(s);
+}
+
+/*
+ * The PROXY header, peeked and then consumed to its exact length (what
+ * follows may be TLS, which is not ours to read). Returns 1 when done (the
+ * peer names the client now), 0 to wait for more, -1 when 's' was refused.
+ */
+static int read_proxy(intake_sock *s)
+{
+    unsigned char tmp[MH_PROXY_MAX];
+    mh_proxy_info info;
+    ssize_t n = recv(s->fd, tmp, sizeof tmp, MSG_PEEK);
+    int len;
+
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        drop(s);
+        return -1;
+    }
+    if (n < 0)
+        return 0;
+    len = mh_proxy_parse(tmp, (size_t)n, &info);
+    if (len == 0 && (size_t)n < sizeof tmp)
+        return 0;
+    if (len <= 0) {
+        static const mh_upgrade_refusal why = {400, "bad_proxy_header",
+                                               "a PROXY protocol header was expected", NULL};
+        refuse(s, "upgrade", &why);
+        return -1;
+    }
+    if (recv(s->fd, tmp, (size_t)len, 0) != len) {
+        drop(s);
+        return -1;
+    }
+    s->await_proxy = false;
+    if (!info.local)
+        mh_peer_rekey(s->peer, &info.src);
+    return 1;
 }
 
 static void linger_read(intake_sock *s)
@@ -178,6 +259,16 @@ static void on_readable(uv_poll_t *p, int status, int events)
     if (s->lingering) {
         linger_read(s);
         return;
+    }
+    if (s->await_proxy) {
+        if (read_proxy(s) <= 0)
+            return;
+        if (s->tls) {
+            hand_on(s); /* lws answers the limit over TLS (mh_auth) */
+            return;
+        }
+        if (check_limit(s))
+            return;
     }
     for (;;) {
         ssize_t n;
@@ -261,21 +352,26 @@ static intake_sock *track(mh_intake *in, int fd, mh_peer *peer, uint64_t deadlin
     return s;
 }
 
-void mh_intake_add(mh_intake *in, int fd, mh_peer *peer)
+void mh_intake_add(mh_intake *in, int fd, mh_peer *peer, bool tls)
 {
-    track(in, fd, peer, mh_mono_ms() + (uint64_t)in->h->cfg->header_timeout * 1000);
-}
-
-void mh_intake_refuse(mh_intake *in, int fd, mh_peer *peer, int status, const char *reason,
-                      const char *body)
-{
+    const mh_config *cfg = in->h->cfg;
+    bool trusted = in->h->trusted.n && mh_cidr_match(&in->h->trusted, &peer->sock);
     intake_sock *s;
 
-    count_refusal(in->h, "limit", reason);
-    answer(fd, status, NULL, body);
-    s = track(in, fd, peer, mh_mono_ms() + LINGER_MS);
-    if (s)
-        s->lingering = true;
+    if (tls && !(trusted && cfg->proxy_protocol)) {
+        in->adopt(in->h, fd, peer, NULL, 0); /* nothing of ours to read before TLS */
+        return;
+    }
+    s = track(in, fd, peer, mh_mono_ms() + (uint64_t)cfg->header_timeout * 1000);
+    if (!s)
+        return;
+    s->tls = tls;
+    s->trusted = trusted;
+    s->await_proxy = trusted && cfg->proxy_protocol;
+    /* An untrusted peer is the client: its limit before a byte is read.
+     * Behind a proxy the client is known after the PROXY header or the head. */
+    if (!trusted)
+        check_limit(s);
 }
 
 static void on_timer_closed(uv_handle_t *hd)

@@ -12,6 +12,7 @@
 #ifndef MH_INTAKE_H
 #define MH_INTAKE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "mh_hub.h"
@@ -29,16 +30,14 @@ typedef struct mh_intake mh_intake;
 /** The intake of 'h'; NULL when out of memory. */
 mh_intake *mh_intake_new(mh_hub *h, mh_intake_adopt_fn adopt);
 
-/** Takes an accepted socket and its peer and reads its head. */
-void mh_intake_add(mh_intake *in, int fd, mh_peer *peer);
-
 /**
- * Refuses an accepted socket before reading anything (a limit): answers
- * 'status' with 'body', counts it under stage "limit" and 'reason', closes.
- * Takes 'fd' and 'peer'.
+ * Takes an accepted socket and its peer. With 'tls' only a PROXY header (if
+ * one is due) is read here and the rest is handed on untouched (lws does
+ * TLS and reads the head). Otherwise: the address's limit, the PROXY header
+ * or X-Forwarded-For of a trusted proxy (--trusted-proxies,
+ * --proxy-protocol), the head, then the hand-over.
  */
-void mh_intake_refuse(mh_intake *in, int fd, mh_peer *peer, int status, const char *reason,
-                      const char *body);
+void mh_intake_add(mh_intake *in, int fd, mh_peer *peer, bool tls);
 
 /** Closes every socket still in the intake and its timer; frees 'in' after the loop ran. */
 void mh_intake_stop(mh_intake *in);

@@ -1,7 +1,5 @@
 #include "mh_peer.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,45 +10,56 @@ struct mh_ip_count {
     char addr[48]; /* the map's key */
 };
 
-static void addr_text(const struct sockaddr *sa, socklen_t salen, char *out, size_t n)
+/* Counts 'p' against p->addr. */
+static void count(mh_peer *p)
 {
-    if (sa && sa->sa_family == AF_INET && salen >= (socklen_t)sizeof(struct sockaddr_in)) {
-        if (inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n))
+    mh_hub *h = p->hub;
+    size_t len = strlen(p->addr);
+    struct mh_ip_count *ip = mh_map_get(&h->ips, p->addr, len);
+
+    if (!ip) {
+        ip = calloc(1, sizeof *ip);
+        if (!ip)
+            return; /* not counted: the limit is best effort under OOM */
+        memcpy(ip->addr, p->addr, len + 1);
+        ip->len = len;
+        if (mh_map_put(&h->ips, ip->addr, ip->len, ip)) {
+            free(ip);
             return;
-    } else if (sa && sa->sa_family == AF_INET6 && salen >= (socklen_t)sizeof(struct sockaddr_in6)) {
-        if (inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)n))
-            return;
+        }
     }
-    snprintf(out, n, "?");
+    ip->n++;
+    p->ip = ip;
+}
+
+static void uncount(mh_peer *p)
+{
+    if (p->ip && --p->ip->n == 0) {
+        mh_map_del(&p->hub->ips, p->ip->addr, p->ip->len);
+        free(p->ip);
+    }
+    p->ip = NULL;
 }
 
 mh_peer *mh_peer_new(mh_hub *h, const struct sockaddr *sa, socklen_t salen)
 {
     mh_peer *p = calloc(1, sizeof *p);
-    struct mh_ip_count *ip;
-    size_t len;
 
     if (!p)
         return NULL;
     p->hub = h;
     h->npeers++;
-    addr_text(sa, salen, p->addr, sizeof p->addr);
-    len = strlen(p->addr);
-    ip = mh_map_get(&h->ips, p->addr, len);
-    if (!ip) {
-        ip = calloc(1, sizeof *ip);
-        if (!ip)
-            return p; /* not counted: the limit is best effort under OOM */
-        memcpy(ip->addr, p->addr, len + 1);
-        ip->len = len;
-        if (mh_map_put(&h->ips, ip->addr, ip->len, ip)) {
-            free(ip);
-            return p;
-        }
-    }
-    ip->n++;
-    p->ip = ip;
+    mh_ip_from_sockaddr(&p->sock, sa, salen);
+    mh_ip_text(&p->sock, p->addr, sizeof p->addr);
+    count(p);
     return p;
+}
+
+void mh_peer_rekey(mh_peer *p, const mh_ip *ip)
+{
+    uncount(p);
+    mh_ip_text(ip, p->addr, sizeof p->addr);
+    count(p);
 }
 
 uint32_t mh_peer_count(const mh_peer *p)
@@ -60,17 +69,9 @@ uint32_t mh_peer_count(const mh_peer *p)
 
 void mh_peer_free(mh_peer *p)
 {
-    mh_hub *h;
-
     if (!p)
         return;
-    h = p->hub;
-    h->npeers--;
-    if (p->ip) {
-        if (--p->ip->n == 0) {
-            mh_map_del(&h->ips, p->ip->addr, p->ip->len);
-            free(p->ip);
-        }
-    }
+    p->hub->npeers--;
+    uncount(p);
     free(p);
 }

@@ -16,11 +16,13 @@
 #include <sys/socket.h>
 
 #include "mh_hub.h"
+#include "mh_netaddr.h"
 
 typedef struct mh_peer {
     mh_hub *hub;
     struct mh_ip_count *ip; /* the address's entry in hub->ips; NULL: not counted (OOM) */
-    char addr[48];          /* text form, for logs and the count */
+    mh_ip sock;             /* the socket's own peer (a proxy, when one is in front) */
+    char addr[48];          /* the client's address in text, for logs and the count */
 } mh_peer;
 
 /**
@@ -28,6 +30,12 @@ typedef struct mh_peer {
  * its address. Returns NULL when out of memory.
  */
 mh_peer *mh_peer_new(mh_hub *h, const struct sockaddr *sa, socklen_t salen);
+
+/**
+ * The client is 'ip' after all (a trusted proxy said so): the count moves
+ * from the socket's address to it.
+ */
+void mh_peer_rekey(mh_peer *p, const mh_ip *ip);
 
 /** Connections open from the peer's address in this worker, itself included. */
 uint32_t mh_peer_count(const mh_peer *p);

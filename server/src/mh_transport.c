@@ -268,7 +268,8 @@ static mh_intake *intake;
 
 static void on_listen(uv_poll_t *p, int status, int events);
 
-/* Hands a socket to lws; its peer is claimed by LWS_CALLBACK_WSI_CREATE. */
+/* Hands a socket (with the bytes the intake read, if any) to lws; the wsi
+ * then owns the peer. */
 static void adopt(mh_hub *h, int fd, mh_peer *peer, const char *head, size_t len)
 {
     lws_sock_file_fd_type sfd;
@@ -334,24 +335,7 @@ static void on_listen(uv_poll_t *p, int status, int events)
             h->metrics.connections_rejected++;
             continue;
         }
-        if (h->cfg->tls_cert[0]) {
-            /* TLS first: limits and refusals wait for the request (mh_auth). */
-            adopt(h, s, peer, NULL, 0);
-            continue;
-        }
-        /* The address's limit before a byte is read: whoever opens sockets
-         * from one address pays for all of them, probes included. (The
-         * total limit applies to upgrades only, in mh_auth: a full hub
-         * still answers /healthz.) */
-        if (h->cfg->max_connections_per_ip &&
-                   mh_peer_count(peer) > (uint32_t)h->cfg->max_connections_per_ip) {
-            mh_info("connection from %s refused: %u open from it (--max-connections-per-ip)",
-                    peer->addr, mh_peer_count(peer) - 1);
-            mh_intake_refuse(intake, s, peer, 429, "ip_limit",
-                             "too many connections from this address");
-        } else {
-            mh_intake_add(intake, s, peer);
-        }
+        mh_intake_add(intake, s, peer, h->cfg->tls_cert[0] != '\0');
     }
 }
 

@@ -1,8 +1,9 @@
 /*
  * libFuzzer: the upgrade request as a client sends it, before anything else
- * sees it — the head's end, its strict judgement (mh_upgrade), then what
+ * sees it — a PROXY header when there is one, the head's end, its strict judgement (mh_upgrade), then what
  * auth reads from an accepted head: the Cookie header's session cookie and
- * the Origin, Authorization and X-Mizan-Token values. Beyond "no crash":
+ * the Origin, and X-Forwarded-For read against a trusted list; and the
+ * input as a --trusted-proxies text. Beyond "no crash":
  * a refusal has a status the hub answers with and a response that fits,
  * an accepted head's fields all lie inside the input, and the judgement
  * does not depend on what follows the head.
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "mh_djsign.h"
+#include "mh_netaddr.h"
 #include "mh_upgrade.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -22,14 +24,41 @@ static int inside(const char *base, size_t n, const char *p, size_t len)
     return p >= base && p + len <= base + n;
 }
 
+static void cidr_text(const uint8_t *data, size_t size)
+{
+    char text[256], err[128];
+    mh_cidr_list l;
+    size_t n = size < sizeof text - 1 ? size : sizeof text - 1;
+
+    memcpy(text, data, n);
+    text[n] = '\0';
+    if (mh_cidr_parse(&l, text, err, sizeof err) == 0) {
+        CHECK(l.n <= MH_CIDR_MAX);
+        for (size_t i = 0; i < l.n; i++)
+            CHECK(mh_cidr_match(&l, &l.e[i].ip)); /* a network holds its own address */
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const char *buf = (const char *)data;
+    const char *buf;
     mh_http_request req, again;
     mh_upgrade_refusal why = {0}, why2 = {0};
+    mh_proxy_info info;
     char out[2048];
-    long end = mh_upgrade_head_end(buf, size);
-    int rc;
+    long end;
+    int rc, plen;
+
+    cidr_text(data, size);
+    plen = mh_proxy_parse(data, size, &info);
+    CHECK(plen >= -1 && plen <= (int)size && plen <= MH_PROXY_MAX);
+    if (plen > 0) {
+        CHECK(info.local || info.src.family == AF_INET || info.src.family == AF_INET6);
+        data += plen;
+        size -= (size_t)plen;
+    }
+    buf = (const char *)data;
+    end = mh_upgrade_head_end(buf, size);
 
     CHECK(end >= -1 && end <= (long)size);
     if (end < 0) {
@@ -77,6 +106,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t vlen;
         if (ck && mh_djsign_cookie_find(ck->value, ck->value_len, "sessionid", &v, &vlen) == 0)
             CHECK(inside(ck->value, ck->value_len, v, vlen));
+    }
+    {
+        static mh_cidr_list trusted;
+        const mh_http_header *x = mh_upgrade_header(&req, "x-forwarded-for");
+        mh_ip client;
+        if (!trusted.n) {
+            char err[64];
+            CHECK(mh_cidr_parse(&trusted, "10.0.0.0/8, ::1, 127.0.0.1", err, sizeof err) == 0);
+        }
+        if (x) {
+            const char *v = x->value;
+            if (mh_xff_client(&trusted, &v, &x->value_len, 1, &client))
+                CHECK(client.family == AF_INET || client.family == AF_INET6);
+        }
     }
     {
         const mh_http_header *o = mh_upgrade_header(&req, "origin");

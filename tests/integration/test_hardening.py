@@ -469,3 +469,86 @@ def test_frames_parked_before_a_session_lookup_are_bounded_in_bytes(make_hub, re
         ws.close()
         await pause
     run(main())
+
+
+# ---------------------------------------------------------------- behind a load balancer (issue 14)
+
+V2SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v2(src: str, dst: str = "10.0.0.1", local: bool = False) -> bytes:
+    body = socket.inet_aton(src) + socket.inet_aton(dst) + (51234).to_bytes(2, "big") + \
+        (80).to_bytes(2, "big")
+    return V2SIG + bytes([0x20 if local else 0x21, 0x11]) + len(body).to_bytes(2, "big") + body
+
+
+def ws_request(port: int, *extra: str) -> bytes:
+    return ("\r\n".join(ws_lines(port, *extra)) + "\r\n\r\n").encode()
+
+
+def status_of(out: bytes) -> int:
+    return int(out.split(b" ", 2)[1]) if out.startswith(b"HTTP/1.1 ") else -1
+
+
+def hold(port: int, data: bytes, source: str = "127.0.0.1") -> socket.socket:
+    """An upgrade that stays open; asserts its 101."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW, source_address=(source, 0))
+    s.sendall(data)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = s.recv(4096)
+        assert chunk, got
+        got += chunk
+    assert got.startswith(b"HTTP/1.1 101"), got
+    return s
+
+
+def test_proxy_protocol_names_the_client_for_limits_and_logs(make_hub, redis_server):
+    # the balancer is 127.0.0.3; tests' own probes come from 127.0.0.1
+    hub = make_hub(redis_server, allow_anonymous=True, trusted_proxies="127.0.0.3",
+                   proxy_protocol=True, max_connections_per_ip=2)
+    p, lb = hub.port, "127.0.0.3"
+    held = [hold(p, b"PROXY TCP4 203.0.113.7 10.0.0.1 5000 80\r\n" + ws_request(p), lb),
+            hold(p, proxy_v2("203.0.113.7") + ws_request(p), lb)]
+    try:
+        # a third from the same client, through the same proxy: its limit
+        out = raw(p, b"PROXY TCP4 203.0.113.7 10.0.0.1 5001 80\r\n" + ws_request(p), lb)
+        assert status_of(out) == 429, out
+        # another client through the same proxy is not limited by the first
+        held.append(hold(p, proxy_v2("203.0.113.8") + ws_request(p), lb))
+        # the proxy's own health check (v2 LOCAL)
+        out = raw(p, proxy_v2("0.0.0.0", local=True) + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                  lb)
+        assert status_of(out) == 200, out
+        # a trusted peer without the header is refused; an untrusted one needs none
+        assert status_of(raw(p, ws_request(p), lb)) == 400
+        assert status_of(raw(p, ws_request(p))) == 101
+        # and an untrusted peer cannot claim an address
+        out = raw(p, b"PROXY TCP4 198.51.100.1 10.0.0.1 5000 80\r\n" + ws_request(p))
+        assert status_of(out) == 400, out
+    finally:
+        for s in held:
+            s.close()
+    assert "connection from 203.0.113.7 refused" in hub.stderr_text()
+    assert rejections(hub, "upgrade", "bad_proxy_header") == 1
+    g = settled_gauges(hub)
+    assert g["peer_addresses"] == 1
+
+
+def test_x_forwarded_for_is_believed_from_trusted_proxies_only(make_hub, redis_server):
+    hub = make_hub(redis_server, allow_anonymous=True, trusted_proxies="127.0.0.3",
+                   max_connections_per_ip=1)
+    p, lb = hub.port, "127.0.0.3"
+    # the left part is the client's own claim; the proxy appended what it saw
+    a = hold(p, ws_request(p, "X-Forwarded-For: 10.9.9.9, 203.0.113.7"), lb)
+    try:
+        out = raw(p, ws_request(p, "X-Forwarded-For: 203.0.113.7"), lb)
+        assert status_of(out) == 429, out
+        b = hold(p, ws_request(p, "X-Forwarded-For: 203.0.113.8"), lb)
+        b.close()
+        # from an untrusted address the header means nothing: counted as itself
+        c = hold(p, ws_request(p, "X-Forwarded-For: 203.0.113.7"), source="127.0.0.2")
+        c.close()
+    finally:
+        a.close()
+    assert "connection from 203.0.113.7 refused" in hub.stderr_text()
