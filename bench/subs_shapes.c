@@ -9,8 +9,12 @@
  * scoped entry {user_id: k} (what every invalidation of that context pays).
  * Both are process CPU time, so other load on the machine does not count.
  *
- *   build/bin/mh-subs-shapes [N ...]        (default: 0 1000 10000 50000)
+ * The index refuses a new shape past max_shapes per context (the hub's
+ * default, 64; --max-shapes=0 lifts the cap, as before issue 12).
+ *
+ *   build/bin/mh-subs-shapes [--max-shapes=M] [N ...]   (default: 0 1000 10000 50000)
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +24,7 @@
 
 #define HONEST 1000
 #define MATCHES 20000
+#define MAX_SHAPES 64 /* the hub's default --max-shapes (mh_config.c) */
 
 static double cpu_s(void)
 {
@@ -34,15 +39,16 @@ static void count(mh_keynode *node, void *arg)
     ++*(long *)arg;
 }
 
-/* One subscription of 'owner' to feed {name: value}; NULL when refused. */
-static mh_sub *add(mh_subs *s, const char *name, const char *value, void *owner)
+/* One subscription of 'owner' to feed {name: value}; false when refused. */
+static bool add(mh_subs *s, const char *name, const char *value, void *owner)
 {
     mh_param p = {(char *)name, strlen(name), (char *)value, strlen(value)};
     mh_entry e = {"feed", 4, true, 1, &p};
-    return mh_subs_add(s, false, &e, owner);
+    mh_sub *sub;
+    return mh_subs_add(s, false, &e, owner, &sub) == 0;
 }
 
-static int run(long attempted)
+static int run(long attempted, size_t max_shapes)
 {
     mh_subs s;
     int owner;
@@ -50,7 +56,7 @@ static int run(long attempted)
     long accepted = 0, visits = 0;
     double t0, build_cpu, match_cpu;
 
-    mh_subs_init(&s);
+    mh_subs_init(&s, max_shapes);
     for (int i = 0; i < HONEST; i++) {
         snprintf(val, sizeof val, "%d", i);
         if (!add(&s, "user_id", val, &owner)) {
@@ -89,16 +95,22 @@ static int run(long attempted)
 int main(int argc, char **argv)
 {
     static const long defaults[] = {0, 1000, 10000, 50000};
+    size_t shapes = MAX_SHAPES;
+
+    if (argc > 1 && !strncmp(argv[1], "--max-shapes=", 13)) {
+        shapes = (size_t)atol(argv[1] + 13);
+        argv++, argc--;
+    }
 
     printf("| invented shapes attempted | accepted | CPU to add them | CPU per scoped entry |\n"
            "|---|---|---|---|\n");
     if (argc > 1) {
         for (int i = 1; i < argc; i++)
-            if (run(atol(argv[i])))
+            if (run(atol(argv[i]), shapes))
                 return 1;
     } else {
         for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
-            if (run(defaults[i]))
+            if (run(defaults[i], shapes))
                 return 1;
     }
     return 0;

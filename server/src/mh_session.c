@@ -117,8 +117,20 @@ static void do_subscribe(mh_conn *c, mh_frame *f)
             error_for(c, "too_many_subscriptions", msg, f);
             return;
         }
-        sub = mh_subs_add(&h->subs, channel, &f->sub, c);
-        if (!sub || mh_conn_add_sub(c, sub)) {
+        int rc = mh_subs_add(&h->subs, channel, &f->sub, c, &sub);
+        if (rc == MH_SUBS_E_SHAPES) {
+            char msg[256];
+            snprintf(msg, sizeof msg,
+                     "context '%.128s' already has %zu different param-name sets on this hub; "
+                     "subscribe with param names it already uses",
+                     f->sub.context, h->subs.max_shapes);
+            mh_info("conn %s: %s", c->name, msg);
+            h->metrics.shape_limit_refusals++;
+            mh_metrics_reject(&h->metrics, "subscribe", "too_many_shapes");
+            error_for(c, "too_large", msg, f);
+            return;
+        }
+        if (rc || mh_conn_add_sub(c, sub)) {
             if (sub)
                 mh_subs_remove(&h->subs, sub);
             error_for(c, "internal", "out of memory", f);
