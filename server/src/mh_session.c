@@ -11,6 +11,7 @@
 #include "mh_log.h"
 #include "mh_out.h"
 #include "mh_redis.h"
+#include "mh_registry.h"
 #include "mh_rpc.h"
 
 static void error_for(mh_conn *c, const char *code, const char *message, const mh_frame *f)
@@ -55,6 +56,51 @@ static bool permitted(mh_conn *c, const mh_frame *f)
     return false;
 }
 
+/* Ends one of the connection's subscriptions: out of the index and its list. */
+static void end_sub(mh_conn *c, mh_sub *sub)
+{
+    mh_conn_drop_sub(c, sub);
+    mh_hold_free(sub->hold);
+    mh_subs_remove(&c->hub->subs, sub);
+}
+
+/*
+ * After the identity changed: every subscription is checked against the
+ * registry again, and those the new identity may not hold end with an
+ * `unsubscribed` frame carrying the error (SPEC 8). Subscriptions granted by
+ * a subscription token stay: the token named this same sub (a connection's
+ * sub never changes, see do_auth) or an anonymous connection, which the
+ * identity only adds to. Without a registry an identity may hold everything.
+ */
+static void recheck_subs(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+    mh_who who = {.sub = c->sub, .staff = c->staff, .super = c->super};
+
+    if (!h->registry)
+        return;
+    /* Backwards: ending subs[i] moves the last one, already checked, into i. */
+    for (uint32_t i = c->nsubs; i-- > 0;) {
+        mh_sub *sub = c->subs[i];
+        mh_keynode *node = sub->node;
+        const char *code;
+        char msg[256];
+        mh_buf b;
+
+        if (mh_registry_check(h->registry, node->is_channel, &node->entry, &who, &code, msg,
+                              sizeof msg) != MH_REG_DENY)
+            continue;
+        mh_info("conn %s: %s '%s' ended after an identity change: %s", c->name,
+                node->is_channel ? "channel" : "context", node->entry.context, code);
+        mh_buf_init(&b);
+        mh_out_ended(&b, node->is_channel, &node->entry, code, msg);
+        mh_conn_send_buf(c, &b);
+        mh_buf_free(&b);
+        end_sub(c, sub);
+        h->metrics.subs_ended++;
+    }
+}
+
 static void do_auth(mh_conn *c, mh_frame *f)
 {
     mh_hub *h = c->hub;
@@ -78,9 +124,15 @@ static void do_auth(mh_conn *c, mh_frame *f)
             mh_conn_close_flushed(c, 4001, "unauthorized");
         return;
     }
-    if (f->action == MH_ACT_REFRESH && c->sub && strcmp(c->sub, id.sub)) {
-        mh_metrics_reject(&h->metrics, "auth", "refresh_other_sub");
-        error_for(c, "forbidden", "a refresh must be for the same sub", f);
+    /* A connection's user never changes (SPEC 7): a second `auth` is a refresh,
+     * and either must name the sub the connection already has. */
+    if (c->sub && strcmp(c->sub, id.sub)) {
+        mh_info("conn %s: %s for another sub refused", c->name, mh_action_name(f->action));
+        mh_metrics_reject(&h->metrics, "auth",
+                          f->action == MH_ACT_AUTH ? "auth_other_sub" : "refresh_other_sub");
+        error_for(c, "forbidden",
+                  "this connection is signed in as another user; a token must be for the same sub",
+                  f);
         return;
     }
     if (mh_conn_set_identity(c, &id)) {
@@ -99,6 +151,7 @@ static void do_auth(mh_conn *c, mh_frame *f)
     mh_buf_puts(&b, "}}");
     mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
+    recheck_subs(c);
 }
 
 static void do_subscribe(mh_conn *c, mh_frame *f)
@@ -152,11 +205,8 @@ static void do_unsubscribe(mh_conn *c, mh_frame *f)
     mh_sub *sub = node ? mh_conn_find_sub(c, node) : NULL;
     mh_buf b;
 
-    if (sub) {
-        mh_conn_drop_sub(c, sub);
-        mh_hold_free(sub->hold);
-        mh_subs_remove(&h->subs, sub);
-    }
+    if (sub)
+        end_sub(c, sub);
     mh_buf_init(&b);
     mh_out_ack(&b, false, channel, &f->sub, NULL, NULL, 0, f->ref);
     mh_conn_send_buf(c, &b);

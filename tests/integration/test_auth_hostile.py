@@ -722,7 +722,7 @@ def test_signed_cookie_without_a_registry_entry_id_is_anonymous(make_hub, redis_
     assert rejections(hub, "cookie", "unregistered") == 1
 
 
-# ---- 9. issue 12: declared params, the shape cap
+# ---- 9. issue 12: declared params, the shape cap, identity changes
 
 from hubtest import poll, publish_invalidate  # noqa: E402
 
@@ -812,4 +812,80 @@ def test_shape_cap_refuses_new_param_sets_with_too_large(make_hub, redis_server)
         await attacker.subscribe(context="feed", params={"x0": 1})
         await honest.close()
         await attacker.close()
+    run(main())
+
+
+def test_second_auth_for_another_user_is_refused_and_keeps_the_first_users_subscription(env):
+    """Issue 12 item 8: a connection's identity changes only by a token for
+    the same sub; an `auth` frame is no way around `refresh`'s rule."""
+    hub = env["hub"]
+    r = env["redis"].client()
+
+    async def main():
+        before = rejections(hub, "auth", "auth_other_sub")
+        c = await connect(hub)
+        await c.send({"action": "auth", "token": tok(sub="5"), "ref": "a1"})
+        assert (await c.recv())["authed"]["identity"]["sub"] == "5"
+        await c.subscribe(context="user", params={"user_id": 5})
+        await c.send({"action": "auth", "token": tok(sub="6"), "ref": "a2"})
+        f = await c.recv()
+        assert f["error"]["code"] == "forbidden" and f["ref"] == "a2", f
+        assert rejections(hub, "auth", "auth_other_sub") == before + 1
+        # still user 5: 6's scope is refused, 5's invalidations keep coming
+        await c.send({"action": "subscribe", "context": "user", "params": {"user_id": 6},
+                      "ref": "s6"})
+        assert (await c.recv())["error"]["code"] == "forbidden"
+        publish_invalidate(r, [{"context": "user", "params": {"user_id": "5"}}], {"user": "q1:1"})
+        f = await c.recv()
+        assert f["invalidate"] == [{"context": "user", "params": {"user_id": "5"}}], f
+        # the same user's second auth is a refresh: accepted, nothing ends
+        await c.send({"action": "auth", "token": tok(sub="5", exp_in=600), "ref": "a3"})
+        f = await c.recv()
+        assert f["authed"]["identity"]["sub"] == "5" and f["authed"]["ref"] == "a3", f
+        assert await c.ping_barrier() == []
+        # and an upgrade token's user cannot be swapped by a frame either
+        u = await connect(hub, additional_headers=headers_for(USER5))
+        await u.send({"action": "auth", "token": tok(sub="6"), "ref": "x"})
+        assert (await u.recv())["error"]["code"] == "forbidden"
+        assert await u.ping_barrier() == []
+        await c.close()
+        await u.close()
+    run(main())
+
+
+def test_refresh_dropping_staff_ends_staff_only_subscriptions(env):
+    """Issue 12 item 8: after an identity change every subscription is
+    checked again; those no longer allowed end with an `unsubscribed` frame
+    carrying the error, and their invalidations stop."""
+    hub = env["hub"]
+    r = env["redis"].client()
+
+    async def main():
+        ended_before = _metric(hub, "subscriptions_ended_total")
+        c = await connect(hub, additional_headers=headers_for(STAFF5))
+        other_staff = await connect(hub, additional_headers=headers_for(STAFF5))
+        await c.subscribe(context="admin_stats")
+        await c.subscribe(context="user", params={"user_id": 5})
+        await c.subscribe(context="todos")
+        await other_staff.subscribe(context="admin_stats")
+        await c.send({"action": "refresh", "token": tok(sub="5", staff=False), "ref": "r"})
+        f = await c.recv()
+        assert f["authed"]["identity"] == {"sub": "5", "staff": False, "super": False}, f
+        f = await c.recv()
+        assert f.get("unsubscribed") is True and f["context"] == "admin_stats", f
+        assert f["params"] == {} and f["error"]["code"] == "forbidden", f
+        assert "staff" in f["error"]["message"], f
+        assert await c.ping_barrier() == []  # the others stay
+        assert _metric(hub, "subscriptions_ended_total") == ended_before + 1
+        publish_invalidate(r, ["admin_stats"], {"admin_stats": "w1:1"})
+        publish_invalidate(r, ["todos"], {"todos": "w2:1"})
+        f = await other_staff.recv()
+        assert f["invalidate"] == ["admin_stats"], f
+        f = await c.recv()
+        assert f["invalidate"] == ["todos"], f  # admin_stats no longer reaches c
+        # subscribing again is refused like any non-staff subscribe
+        await c.send({"action": "subscribe", "context": "admin_stats", "ref": "again"})
+        assert (await c.recv())["error"]["code"] == "forbidden"
+        await c.close()
+        await other_staff.close()
     run(main())
