@@ -216,7 +216,7 @@ static void do_unsubscribe(mh_conn *c, mh_frame *f)
 typedef struct inbound_req {
     uint64_t conn_id;
     bool is_rpc;
-    char id[72];
+    char id[]; /* rpc: the id as compact JSON, allocated to its length */
 } inbound_req;
 
 static void on_inbound_added(mh_hub *h, redisReply *reply, void *arg)
@@ -313,7 +313,7 @@ static void do_inbound(mh_conn *c, mh_frame *f)
     snprintf(ts, sizeof ts, "%.0f", mh_now_ms());
     if (stream.oom || body.oom || ident.oom || id.oom || !mh_buf_cstr(&id))
         goto fail;
-    if (is_rpc && (id.len >= sizeof q->id || mh_rpc_start(c, id.data)))
+    if (is_rpc && mh_rpc_start(c, id.data))
         goto fail;
 #define ARG(s, n) (argv[argc] = (s), lens[argc++] = (n))
     ARG("XADD", 4);
@@ -337,13 +337,13 @@ static void do_inbound(mh_conn *c, mh_frame *f)
     ARG("ts", 2);
     ARG(ts, strlen(ts));
 #undef ARG
-    q = calloc(1, sizeof *q);
+    q = calloc(1, sizeof *q + id.len + 1);
     if (!q)
         goto fail_pending;
     q->conn_id = c->id;
     q->is_rpc = is_rpc;
     if (is_rpc)
-        strcpy(q->id, id.data);
+        memcpy(q->id, id.data, id.len + 1);
     if (mh_redis_cmd(h->redis, on_inbound_added, q, argc, argv, lens)) {
         free(q);
         goto fail_pending;
