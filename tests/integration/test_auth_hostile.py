@@ -889,3 +889,21 @@ def test_refresh_dropping_staff_ends_staff_only_subscriptions(env):
         await c.close()
         await other_staff.close()
     run(main())
+
+
+def test_default_shape_cap_refuses_the_65th_param_set(make_hub, redis_server):
+    """Issue 12 item 5, with the hub's defaults (no registry): 64 shapes per
+    context, then `too_large`; the index stays at 64."""
+    hub = make_hub(redis_server, allow_anonymous=True)
+
+    async def main():
+        c = await connect(hub)
+        for i in range(64):
+            await c.subscribe(context="feed", params={f"x{i}": 1})
+        await c.send({"action": "subscribe", "context": "feed", "params": {"x64": 1},
+                      "ref": "over"})
+        f = await c.recv()
+        assert f.get("error", {}).get("code") == "too_large" and f["ref"] == "over", f
+        assert _metric(hub, "param_shapes") == 64
+        await c.close()
+    run(main())
