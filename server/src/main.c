@@ -178,7 +178,7 @@ static int run_worker(const mh_config *cfg)
     if (mh_auth_registry_load(&h))
         return 1;
     uv_loop_init(&loop);
-    mh_subs_init(&h.subs);
+    mh_subs_init(&h.subs, (size_t)cfg->max_shapes);
     h.subs.node_freed = free_node_hold;
     mh_map_init(&h.conns);
     h.redis = mh_redis_new(&h);

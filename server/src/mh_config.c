@@ -56,6 +56,9 @@ static const setting table[] = {
     {"queue_soft_seconds", T_INT, "5", 1, 3600, OFF(queue_soft_seconds), 0,
      "how long a connection may stay over queue_soft_bytes"},
     {"max_subs", T_INT, "256", 1, 100000, OFF(max_subs), 0, "subscriptions per connection"},
+    {"max_shapes", T_INT, "64", 1, 65536, OFF(max_shapes), 0,
+     "distinct param-name sets (shapes) subscribed per context, per worker; a subscribe that "
+     "would add one more gets too_large (each scoped invalidation costs one lookup per shape)"},
     {"rpc_timeout_ms", T_INT, "30000", 100, 3600000, OFF(rpc_timeout_ms), 0,
      "an rpc without a reply after this long gets a TIMEOUT error"},
     {"spread_max_ms", T_INT, "2000", 0, 600000, OFF(spread_max_ms), 0,

@@ -31,6 +31,7 @@ typedef struct mh_config {
     int queue_soft_bytes;
     int queue_soft_seconds;
     int max_subs;
+    int max_shapes;
     int rpc_timeout_ms;
     int spread_max_ms;
     int refetch_rate;

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mh_envelope.h"
 #include "mh_hub.h"
 #include "mh_msg.h"
 #include "mh_subs.h"
@@ -21,7 +22,9 @@ struct lws;
 
 typedef struct mh_rpc_pending {
     struct mh_rpc_pending *next;
-    char id[72]; /* the rpc id as compact JSON: "\"7\"" or "42" */
+    /* the rpc id as compact JSON ("\"7\"" or "42"), allocated to its length:
+     * SPEC 7's 64-byte string id escapes to up to 386 bytes */
+    char id[];
 } mh_rpc_pending;
 
 struct mh_conn {
@@ -64,7 +67,7 @@ struct mh_conn {
     bool closing;
     bool established;
     bool dirty; /* in hub->dirty: written at the end of this loop iteration */
-    char close_reason[64];
+    char close_reason[MH_CLOSE_REASON_MAX + 1]; /* a whole SPEC 14 reason, never cut */
 };
 
 /** Sets up 'c' (lws-owned per-session memory, zeroed) for a new connection. */

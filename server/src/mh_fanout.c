@@ -209,6 +209,12 @@ static void close_matching(mh_hub *h, const char *sub, uint16_t code, const char
     }
 }
 
+/* A `close` or `disconnect` reason reaches the browser whole: the envelope
+ * decoder bounds it to what a close frame carries (SPEC 11, 14), and the
+ * connection keeps that many bytes. */
+_Static_assert(sizeof(((mh_conn *)0)->close_reason) > MH_CLOSE_REASON_MAX,
+               "a close reason from an envelope must never be cut");
+
 /* Envelopes on {prefix}hub:{id}: replies and frames for one connection. */
 static void for_this_hub(mh_hub *h, const mh_envelope *env)
 {

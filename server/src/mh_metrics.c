@@ -66,6 +66,8 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
           g->intake);
     gauge(o, "peer_addresses", "Client addresses with open connections (the per-address counts).",
           g->addresses);
+    gauge(o, "param_shapes", "Param-name sets subscribed, all contexts (max_shapes per context).",
+          g->shapes);
     counter(o, "connections_total", "Connections accepted.", m->connections_total);
     counter(o, "connections_rejected_total", "Upgrades refused.", m->connections_rejected);
     mh_buf_puts(o, "# HELP mizan_hub_rejections_total Connections, frames and subscriptions "
@@ -87,6 +89,12 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
             m->slow_consumer_closes);
     counter(o, "drain_closes_total", "Connections closed with 1012 while draining.",
             m->drain_closes);
+    counter(o, "shape_limit_refusals_total",
+            "Subscribes refused (too_large) because their context had max_shapes shapes.",
+            m->shape_limit_refusals);
+    counter(o, "subscriptions_ended_total",
+            "Subscriptions ended because the connection's new identity may not hold them.",
+            m->subs_ended);
     counter(o, "envelopes_total", "Envelopes received from Redis.", m->envelopes_in);
     counter(o, "envelopes_bad_total", "Envelopes rejected (bad_envelope or bad_json).",
             m->envelopes_bad);

@@ -36,6 +36,8 @@ typedef struct mh_metrics {
     uint64_t rpc_timeouts, rpc_late_replies, replies_unknown_conn;
     uint64_t resume_invalidations, gap_invalidations, gap_frames, heals;
     uint64_t drain_closes;
+    uint64_t shape_limit_refusals; /* subscribes over max_shapes (mh_subs) */
+    uint64_t subs_ended;           /* subscriptions ended by an identity change */
     mh_reject_count rejects[MH_REJECT_KINDS];
     uint64_t rejects_other; /* past MH_REJECT_KINDS distinct pairs (a bug) */
     /* publish -> write latency, milliseconds */
@@ -59,6 +61,7 @@ typedef struct mh_gauges {
     uint64_t connections;
     uint64_t subscriptions;
     uint64_t keys;
+    uint64_t shapes; /* param shapes, all contexts */
     uint64_t queued_bytes;
     uint64_t sockets, intake, addresses;
     int ready;

@@ -107,6 +107,17 @@ void mh_out_error(mh_buf *b, const char *code, const char *message, const json_t
     mh_buf_putc(b, '}');
 }
 
+void mh_out_ended(mh_buf *b, bool channel, const mh_entry *e, const char *code, const char *message)
+{
+    mh_buf_puts(b, "{\"unsubscribed\":true");
+    put_target(b, channel, e);
+    mh_buf_puts(b, ",\"error\":{\"code\":");
+    put_str(b, code);
+    mh_buf_puts(b, ",\"message\":");
+    put_str(b, message);
+    mh_buf_puts(b, "}}");
+}
+
 void mh_out_gap(mh_buf *b, const mh_entry *channel, uint64_t from, uint64_t to, bool recovered,
                 const char *reason)
 {

@@ -34,6 +34,13 @@ void mh_out_ack(mh_buf *b, bool subscribed, bool channel, const mh_entry *e, con
 void mh_out_error(mh_buf *b, const char *code, const char *message, const json_t *ref,
                   int target /* 0 none, 1 context, 2 channel */, const mh_entry *e);
 
+/**
+ * {"unsubscribed":true,"context"|"channel":..,"params":..,"error":{"code","message"}}:
+ * the hub ended a subscription the connection may no longer hold (SPEC 8).
+ */
+void mh_out_ended(mh_buf *b, bool channel, const mh_entry *e, const char *code,
+                  const char *message);
+
 void mh_out_gap(mh_buf *b, const mh_entry *channel, uint64_t from, uint64_t to, bool recovered,
                 const char *reason);
 

@@ -14,7 +14,10 @@ typedef struct reg_entry {
     size_t len;
     mh_guard guard;
     size_t nrules;
-    char **rules; /* owned: params that must equal the identity's sub */
+    char **rules;  /* owned: params that must equal the identity's sub */
+    bool declared; /* "params" given: no other param name is accepted */
+    size_t nparams;
+    char **params; /* owned: the declared param names */
 } reg_entry;
 
 struct mh_registry {
@@ -31,6 +34,9 @@ static void entry_free(reg_entry *e)
     for (size_t i = 0; i < e->nrules; i++)
         free(e->rules[i]);
     free(e->rules);
+    for (size_t i = 0; i < e->nparams; i++)
+        free(e->params[i]);
+    free(e->params);
     free(e->name);
     free(e);
 }
@@ -57,6 +63,43 @@ void mh_registry_free(mh_registry *r)
 size_t mh_registry_count(const mh_registry *r, bool channels)
 {
     return channels ? r->channels.count : r->contexts.count;
+}
+
+/* "params": the names a subscription may use (SPEC 12.4); absent or null: any. */
+static int parse_params(const char *kind, const char *name, json_t *list, reg_entry *e, char *err,
+                        size_t errlen)
+{
+    size_t i;
+    json_t *p;
+    mh_err merr;
+
+    if (!list || json_is_null(list))
+        return 0;
+    if (!json_is_array(list)) {
+        snprintf(err, errlen, "%s '%s': params must be a list of param names", kind, name);
+        return -1;
+    }
+    e->declared = true;
+    e->params = calloc(json_array_size(list) + 1, sizeof *e->params);
+    if (!e->params) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    json_array_foreach(list, i, p)
+    {
+        const char *pn = json_string_value(p);
+        if (!pn || mh_name_check(pn, json_string_length(p), 64, &merr)) {
+            snprintf(err, errlen, "%s '%s': params[%zu]: %s", kind, name, i,
+                     pn ? merr.msg : "not a string");
+            return -1;
+        }
+        e->params[e->nparams] = strdup(pn);
+        if (!e->params[e->nparams++]) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int parse_entry(const char *kind, const char *name, json_t *spec, reg_entry **out, char *err,
@@ -98,6 +141,8 @@ static int parse_entry(const char *kind, const char *name, json_t *spec, reg_ent
         }
         e->guard = (mh_guard)i;
     }
+    if (parse_params(kind, name, json_object_get(spec, "params"), e, err, errlen))
+        goto fail;
     rules = json_object_get(spec, "param_rules");
     if (rules && !json_is_null(rules)) {
         const char *param;
@@ -270,6 +315,18 @@ mh_reg_result mh_registry_check(const mh_registry *r, bool channel, const mh_ent
         *code = "not_found";
         snprintf(msg, msglen, "no %s named '%.128s'", kind, e->context);
         return MH_REG_DENY;
+    }
+    /* Before the guard: an undeclared name is a malformed request whoever asks. */
+    for (size_t i = 0; re && re->declared && i < e->nparams; i++) {
+        size_t k = 0;
+        while (k < re->nparams && strcmp(re->params[k], e->params[i].name))
+            k++;
+        if (k == re->nparams) {
+            *code = "bad_param";
+            snprintf(msg, msglen, "params.%.64s: %s '%.128s' has no param named '%.64s'",
+                     e->params[i].name, kind, e->context, e->params[i].name);
+            return MH_REG_DENY;
+        }
     }
     if (guard != MH_GUARD_PUBLIC && guard != MH_GUARD_TOKEN && !who->sub) {
         *code = "unauthorized";

@@ -35,13 +35,14 @@ typedef struct mh_who {
 typedef enum {
     MH_REG_ALLOW = 0,
     MH_REG_NEED_TOKEN = 1, /* the `token` guard: a subscription token decides */
-    MH_REG_DENY = -1,      /* *code is not_found, unauthorized or forbidden */
+    MH_REG_DENY = -1,      /* *code is not_found, bad_param, unauthorized or forbidden */
 } mh_reg_result;
 
 /**
  * Parses registry JSON. Returns a new registry (caller frees) or NULL with
  * 'err' naming the offending entry and why: an unknown guard, a param rule
- * other than "sub", a bad name, a version other than 1.
+ * other than "sub", a bad name, "params" that is not a list of param names,
+ * a version other than 1.
  */
 mh_registry *mh_registry_parse(const char *text, size_t len, char *err, size_t errlen);
 
@@ -55,8 +56,10 @@ size_t mh_registry_count(const mh_registry *r, bool channels);
 
 /**
  * May 'who' subscribe or send to 'e' (a channel when 'channel')? On
- * MH_REG_DENY *code is the SPEC 9 error code and 'msg' says why. Param
- * rules apply whatever the guard, staff and superusers included.
+ * MH_REG_DENY *code is the SPEC 9 error code and 'msg' says why. Where the
+ * entry declares "params", a param name not in the list is bad_param
+ * (checked before the guard). Param rules apply whatever the guard, staff
+ * and superusers included.
  */
 mh_reg_result mh_registry_check(const mh_registry *r, bool channel, const mh_entry *e,
                                 const mh_who *who, const char **code, char *msg, size_t msglen);

@@ -11,24 +11,25 @@ struct mh_rpc_wait {
     mh_rpc_wait *next;
     uint64_t conn_id;
     uint64_t deadline;
-    char id[72];
+    char id[]; /* as mh_rpc_pending's */
 };
 
 int mh_rpc_start(mh_conn *c, const char *id_json)
 {
     mh_hub *h = c->hub;
-    mh_rpc_pending *p = calloc(1, sizeof *p);
-    mh_rpc_wait *w = calloc(1, sizeof *w);
+    size_t n = strlen(id_json) + 1;
+    mh_rpc_pending *p = calloc(1, sizeof *p + n);
+    mh_rpc_wait *w = calloc(1, sizeof *w + n);
 
-    if (!p || !w || strlen(id_json) >= sizeof p->id) {
+    if (!p || !w) {
         free(p);
         free(w);
         return -1;
     }
-    strcpy(p->id, id_json);
+    memcpy(p->id, id_json, n);
     p->next = c->rpcs;
     c->rpcs = p;
-    strcpy(w->id, id_json);
+    memcpy(w->id, id_json, n);
     w->conn_id = c->id;
     w->deadline = mh_mono_ms() + (uint64_t)h->cfg->rpc_timeout_ms;
     if (h->rpc_tail)

@@ -11,6 +11,7 @@
 #include "mh_log.h"
 #include "mh_out.h"
 #include "mh_redis.h"
+#include "mh_registry.h"
 #include "mh_rpc.h"
 
 static void error_for(mh_conn *c, const char *code, const char *message, const mh_frame *f)
@@ -55,6 +56,51 @@ static bool permitted(mh_conn *c, const mh_frame *f)
     return false;
 }
 
+/* Ends one of the connection's subscriptions: out of the index and its list. */
+static void end_sub(mh_conn *c, mh_sub *sub)
+{
+    mh_conn_drop_sub(c, sub);
+    mh_hold_free(sub->hold);
+    mh_subs_remove(&c->hub->subs, sub);
+}
+
+/*
+ * After the identity changed: every subscription is checked against the
+ * registry again, and those the new identity may not hold end with an
+ * `unsubscribed` frame carrying the error (SPEC 8). Subscriptions granted by
+ * a subscription token stay: the token named this same sub (a connection's
+ * sub never changes, see do_auth) or an anonymous connection, which the
+ * identity only adds to. Without a registry an identity may hold everything.
+ */
+static void recheck_subs(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+    mh_who who = {.sub = c->sub, .staff = c->staff, .super = c->super};
+
+    if (!h->registry)
+        return;
+    /* Backwards: ending subs[i] moves the last one, already checked, into i. */
+    for (uint32_t i = c->nsubs; i-- > 0;) {
+        mh_sub *sub = c->subs[i];
+        mh_keynode *node = sub->node;
+        const char *code;
+        char msg[256];
+        mh_buf b;
+
+        if (mh_registry_check(h->registry, node->is_channel, &node->entry, &who, &code, msg,
+                              sizeof msg) != MH_REG_DENY)
+            continue;
+        mh_info("conn %s: %s '%s' ended after an identity change: %s", c->name,
+                node->is_channel ? "channel" : "context", node->entry.context, code);
+        mh_buf_init(&b);
+        mh_out_ended(&b, node->is_channel, &node->entry, code, msg);
+        mh_conn_send_buf(c, &b);
+        mh_buf_free(&b);
+        end_sub(c, sub);
+        h->metrics.subs_ended++;
+    }
+}
+
 static void do_auth(mh_conn *c, mh_frame *f)
 {
     mh_hub *h = c->hub;
@@ -78,9 +124,15 @@ static void do_auth(mh_conn *c, mh_frame *f)
             mh_conn_close_flushed(c, 4001, "unauthorized");
         return;
     }
-    if (f->action == MH_ACT_REFRESH && c->sub && strcmp(c->sub, id.sub)) {
-        mh_metrics_reject(&h->metrics, "auth", "refresh_other_sub");
-        error_for(c, "forbidden", "a refresh must be for the same sub", f);
+    /* A connection's user never changes (SPEC 7): a second `auth` is a refresh,
+     * and either must name the sub the connection already has. */
+    if (c->sub && strcmp(c->sub, id.sub)) {
+        mh_info("conn %s: %s for another sub refused", c->name, mh_action_name(f->action));
+        mh_metrics_reject(&h->metrics, "auth",
+                          f->action == MH_ACT_AUTH ? "auth_other_sub" : "refresh_other_sub");
+        error_for(c, "forbidden",
+                  "this connection is signed in as another user; a token must be for the same sub",
+                  f);
         return;
     }
     if (mh_conn_set_identity(c, &id)) {
@@ -99,6 +151,7 @@ static void do_auth(mh_conn *c, mh_frame *f)
     mh_buf_puts(&b, "}}");
     mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
+    recheck_subs(c);
 }
 
 static void do_subscribe(mh_conn *c, mh_frame *f)
@@ -117,8 +170,20 @@ static void do_subscribe(mh_conn *c, mh_frame *f)
             error_for(c, "too_many_subscriptions", msg, f);
             return;
         }
-        sub = mh_subs_add(&h->subs, channel, &f->sub, c);
-        if (!sub || mh_conn_add_sub(c, sub)) {
+        int rc = mh_subs_add(&h->subs, channel, &f->sub, c, &sub);
+        if (rc == MH_SUBS_E_SHAPES) {
+            char msg[256];
+            snprintf(msg, sizeof msg,
+                     "context '%.128s' already has %zu different param-name sets on this hub; "
+                     "subscribe with param names it already uses",
+                     f->sub.context, h->subs.max_shapes);
+            mh_info("conn %s: %s", c->name, msg);
+            h->metrics.shape_limit_refusals++;
+            mh_metrics_reject(&h->metrics, "subscribe", "too_many_shapes");
+            error_for(c, "too_large", msg, f);
+            return;
+        }
+        if (rc || mh_conn_add_sub(c, sub)) {
             if (sub)
                 mh_subs_remove(&h->subs, sub);
             error_for(c, "internal", "out of memory", f);
@@ -140,11 +205,8 @@ static void do_unsubscribe(mh_conn *c, mh_frame *f)
     mh_sub *sub = node ? mh_conn_find_sub(c, node) : NULL;
     mh_buf b;
 
-    if (sub) {
-        mh_conn_drop_sub(c, sub);
-        mh_hold_free(sub->hold);
-        mh_subs_remove(&h->subs, sub);
-    }
+    if (sub)
+        end_sub(c, sub);
     mh_buf_init(&b);
     mh_out_ack(&b, false, channel, &f->sub, NULL, NULL, 0, f->ref);
     mh_conn_send_buf(c, &b);
@@ -154,7 +216,7 @@ static void do_unsubscribe(mh_conn *c, mh_frame *f)
 typedef struct inbound_req {
     uint64_t conn_id;
     bool is_rpc;
-    char id[72];
+    char id[]; /* rpc: the id as compact JSON, allocated to its length */
 } inbound_req;
 
 static void on_inbound_added(mh_hub *h, redisReply *reply, void *arg)
@@ -251,7 +313,7 @@ static void do_inbound(mh_conn *c, mh_frame *f)
     snprintf(ts, sizeof ts, "%.0f", mh_now_ms());
     if (stream.oom || body.oom || ident.oom || id.oom || !mh_buf_cstr(&id))
         goto fail;
-    if (is_rpc && (id.len >= sizeof q->id || mh_rpc_start(c, id.data)))
+    if (is_rpc && mh_rpc_start(c, id.data))
         goto fail;
 #define ARG(s, n) (argv[argc] = (s), lens[argc++] = (n))
     ARG("XADD", 4);
@@ -275,13 +337,13 @@ static void do_inbound(mh_conn *c, mh_frame *f)
     ARG("ts", 2);
     ARG(ts, strlen(ts));
 #undef ARG
-    q = calloc(1, sizeof *q);
+    q = calloc(1, sizeof *q + id.len + 1);
     if (!q)
         goto fail_pending;
     q->conn_id = c->id;
     q->is_rpc = is_rpc;
     if (is_rpc)
-        strcpy(q->id, id.data);
+        memcpy(q->id, id.data, id.len + 1);
     if (mh_redis_cmd(h->redis, on_inbound_added, q, argc, argv, lens)) {
         free(q);
         goto fail_pending;

@@ -24,6 +24,8 @@ struct mh_shape {
     mh_ctx *ctx;
     char **names; /* owned, sorted */
     size_t nnames;
+    char *names_key; /* owned: its key in ctx->by_names (shape_names_key) */
+    size_t names_key_len;
     mh_map by_key; /* canonical key -> mh_keynode */
     mh_keynode **nodes;
     uint32_t nnodes, cap;
@@ -46,11 +48,26 @@ static int push_ptr(void ***arr, uint32_t *n, uint32_t *cap, void *p)
     return 0;
 }
 
-void mh_subs_init(mh_subs *s)
+void mh_subs_init(mh_subs *s, size_t max_shapes)
 {
     memset(s, 0, sizeof *s);
     mh_map_init(&s->contexts);
     mh_map_init(&s->channels);
+    s->max_shapes = max_shapes;
+}
+
+/*
+ * A shape's identity: its sorted param names, each followed by a NUL (names
+ * never contain one, SPEC 1), so two shapes have the same key exactly when
+ * they have the same names. Sets b->oom when out of memory.
+ */
+static void shape_names_key(mh_buf *b, const mh_entry *e)
+{
+    mh_buf_putc(b, '\0'); /* the empty shape's key is one NUL, never zero bytes */
+    for (size_t i = 0; i < e->nparams; i++) {
+        mh_buf_put(b, e->params[i].name, e->params[i].name_len);
+        mh_buf_putc(b, '\0');
+    }
 }
 
 /* Canonical key of the params of 'e' selected by 'mask' over 'sh->names'. */
@@ -145,6 +162,7 @@ static void shape_free(mh_shape *sh)
     for (size_t i = 0; i < sh->nnames; i++)
         free(sh->names[i]);
     free(sh->names);
+    free(sh->names_key);
     free(sh->nodes);
     mh_map_free(&sh->by_key);
     free(sh);
@@ -167,6 +185,7 @@ static void ctx_free(mh_ctx *c)
     for (size_t i = 0; i < c->nshapes; i++)
         shape_free(c->shapes[i]);
     free(c->shapes);
+    mh_map_free(&c->by_names);
     free(c->name);
     free(c);
 }
@@ -196,30 +215,26 @@ mh_ctx *mh_subs_context(const mh_subs *s, const char *name, size_t len)
     return mh_map_get(&s->contexts, name, len);
 }
 
-static bool shape_is(const mh_shape *sh, const mh_entry *e)
+/* The shape of 'c' whose names key is 'nk', or NULL: one hash lookup. */
+static mh_shape *shape_find(const mh_ctx *c, const mh_buf *nk)
 {
-    if (sh->nnames != e->nparams)
-        return false;
-    for (size_t i = 0; i < e->nparams; i++)
-        if (strcmp(sh->names[i], e->params[i].name))
-            return false;
-    return true;
+    return mh_map_get(&c->by_names, nk->data, nk->len);
 }
 
-static mh_shape *shape_get(mh_ctx *c, const mh_entry *e, bool create)
+/* A new, empty shape of 'c' with the names of 'e' (key 'nk'), or NULL on OOM. */
+static mh_shape *shape_new(mh_ctx *c, const mh_entry *e, const mh_buf *nk)
 {
-    mh_shape *sh, **ns;
+    mh_shape *sh = calloc(1, sizeof *sh);
 
-    for (size_t i = 0; i < c->nshapes; i++)
-        if (shape_is(c->shapes[i], e))
-            return c->shapes[i];
-    if (!create)
-        return NULL;
-    sh = calloc(1, sizeof *sh);
     if (!sh)
         return NULL;
     sh->ctx = c;
     mh_map_init(&sh->by_key);
+    sh->names_key = malloc(nk->len);
+    if (!sh->names_key)
+        goto fail;
+    memcpy(sh->names_key, nk->data, nk->len);
+    sh->names_key_len = nk->len;
     if (e->nparams) {
         sh->names = calloc(e->nparams, sizeof *sh->names);
         if (!sh->names)
@@ -231,16 +246,34 @@ static mh_shape *shape_get(mh_ctx *c, const mh_entry *e, bool create)
             sh->nnames = i + 1;
         }
     }
-    ns = realloc(c->shapes, (c->nshapes + 1) * sizeof *ns);
-    if (!ns)
+    if (c->nshapes == c->shapes_cap) {
+        size_t ncap = c->shapes_cap ? c->shapes_cap * 2 : 4;
+        mh_shape **ns = realloc(c->shapes, ncap * sizeof *ns);
+        if (!ns)
+            goto fail;
+        c->shapes = ns;
+        c->shapes_cap = ncap;
+    }
+    if (mh_map_put(&c->by_names, sh->names_key, sh->names_key_len, sh))
         goto fail;
-    c->shapes = ns;
     sh->pos_in_ctx = (uint32_t)c->nshapes;
     c->shapes[c->nshapes++] = sh;
     return sh;
 fail:
     shape_free(sh);
     return NULL;
+}
+
+/* Removes an (empty) shape from its context and frees it. */
+static void shape_drop(mh_subs *s, mh_shape *sh)
+{
+    mh_ctx *c = sh->ctx;
+
+    mh_map_del(&c->by_names, sh->names_key, sh->names_key_len);
+    c->shapes[sh->pos_in_ctx] = c->shapes[--c->nshapes];
+    c->shapes[sh->pos_in_ctx]->pos_in_ctx = sh->pos_in_ctx;
+    s->nshapes--;
+    shape_free(sh);
 }
 
 static mh_keynode *node_new(const mh_entry *e, const char *key, size_t key_len, bool channel)
@@ -300,33 +333,40 @@ static void shape_remove_node(mh_shape *sh, mh_keynode *node)
 mh_keynode *mh_subs_find(const mh_subs *s, bool channel, const mh_entry *e)
 {
     mh_keynode *node = NULL;
-    mh_buf b;
+    mh_buf b, nk;
 
     mh_buf_init(&b);
+    mh_buf_init(&nk);
     mh_key_canon(&b, e->context, e->context_len, e->params, e->nparams);
-    if (!b.oom) {
-        if (channel) {
-            node = mh_map_get(&s->channels, b.data, b.len);
-        } else {
-            mh_ctx *c = mh_map_get(&s->contexts, e->context, e->context_len);
-            mh_shape *sh = c ? shape_get(c, e, false) : NULL;
-            node = sh ? mh_map_get(&sh->by_key, b.data, b.len) : NULL;
+    if (channel)
+        node = b.oom ? NULL : mh_map_get(&s->channels, b.data, b.len);
+    else {
+        mh_ctx *c = mh_map_get(&s->contexts, e->context, e->context_len);
+        mh_shape *sh = NULL;
+        if (c) {
+            shape_names_key(&nk, e);
+            sh = nk.oom ? NULL : shape_find(c, &nk);
         }
+        node = sh && !b.oom ? mh_map_get(&sh->by_key, b.data, b.len) : NULL;
     }
     mh_buf_free(&b);
+    mh_buf_free(&nk);
     return node;
 }
 
-mh_sub *mh_subs_add(mh_subs *s, bool channel, const mh_entry *e, void *owner)
+int mh_subs_add(mh_subs *s, bool channel, const mh_entry *e, void *owner, mh_sub **out)
 {
     mh_keynode *node = NULL;
     mh_ctx *c = NULL;
     mh_shape *sh = NULL;
     mh_sub *sub;
-    mh_buf b;
+    mh_buf b, nk;
     bool new_node = false, new_ctx = false, new_shape = false;
+    int rc = MH_SUBS_E_NOMEM;
 
+    *out = NULL;
     mh_buf_init(&b);
+    mh_buf_init(&nk);
     mh_key_canon(&b, e->context, e->context_len, e->params, e->nparams);
     if (b.oom)
         goto fail;
@@ -352,15 +392,26 @@ mh_sub *mh_subs_add(mh_subs *s, bool channel, const mh_entry *e, void *owner)
             memcpy(c->name, e->context, e->context_len);
             c->name[e->context_len] = '\0';
             c->name_len = e->context_len;
+            mh_map_init(&c->by_names);
             new_ctx = true;
             if (mh_map_put(&s->contexts, c->name, c->name_len, c))
                 goto fail;
         }
-        size_t before = c->nshapes;
-        sh = shape_get(c, e, true);
-        if (!sh)
+        shape_names_key(&nk, e);
+        if (nk.oom)
             goto fail;
-        new_shape = c->nshapes != before;
+        sh = shape_find(c, &nk);
+        if (!sh) {
+            if (s->max_shapes && c->nshapes >= s->max_shapes) {
+                rc = MH_SUBS_E_SHAPES;
+                goto fail;
+            }
+            sh = shape_new(c, e, &nk);
+            if (!sh)
+                goto fail;
+            new_shape = true;
+            s->nshapes++;
+        }
         node = mh_map_get(&sh->by_key, b.data, b.len);
         if (!node) {
             node = node_new(e, b.data, b.len, false);
@@ -385,7 +436,9 @@ mh_sub *mh_subs_add(mh_subs *s, bool channel, const mh_entry *e, void *owner)
         s->nnodes++;
     s->nsubs++;
     mh_buf_free(&b);
-    return sub;
+    mh_buf_free(&nk);
+    *out = sub;
+    return 0;
 fail:
     /* Undo what this call created, newest first. */
     if (new_node && node) {
@@ -396,17 +449,15 @@ fail:
         }
         node_free(s, node);
     }
-    if (new_shape && sh) {
-        c->shapes[sh->pos_in_ctx] = c->shapes[--c->nshapes];
-        c->shapes[sh->pos_in_ctx]->pos_in_ctx = sh->pos_in_ctx;
-        shape_free(sh);
-    }
+    if (new_shape && sh)
+        shape_drop(s, sh);
     if (new_ctx && c) {
         mh_map_del(&s->contexts, c->name, c->name_len);
         ctx_free(c);
     }
     mh_buf_free(&b);
-    return NULL;
+    mh_buf_free(&nk);
+    return rc;
 }
 
 void mh_subs_remove(mh_subs *s, mh_sub *sub)
@@ -432,9 +483,7 @@ void mh_subs_remove(mh_subs *s, mh_sub *sub)
         node_free(s, node);
         if (sh->nnodes)
             return;
-        c->shapes[sh->pos_in_ctx] = c->shapes[--c->nshapes];
-        c->shapes[sh->pos_in_ctx]->pos_in_ctx = sh->pos_in_ctx;
-        shape_free(sh);
+        shape_drop(s, sh);
         if (c->nshapes)
             return;
         mh_map_del(&s->contexts, c->name, c->name_len);

@@ -10,6 +10,11 @@
  * first use, then kept up to date); an unscoped one visits every node of the
  * context, all of which match.
  *
+ * A scoped entry is looked up in every shape of its context, so the number
+ * of shapes per context is capped (max_shapes): a client inventing param
+ * names cannot make every delivery slower for everyone. Finding a shape by
+ * its names is one hash lookup.
+ *
  * The index does not know connections: a subscriber is an opaque pointer
  * with a back-reference slot, so the transport can remove all of a closing
  * connection's subscriptions without searching.
@@ -62,7 +67,8 @@ struct mh_ctx {
     char *name;
     size_t name_len;
     mh_shape **shapes;
-    size_t nshapes;
+    size_t nshapes, shapes_cap;
+    mh_map by_names; /* shape names key (see shape_names_key) -> mh_shape */
     size_t nnodes;
     /* version this hub has seen: from events, or read from Redis */
     bool version_known;
@@ -77,22 +83,31 @@ struct mh_ctx {
 typedef struct mh_subs {
     /* called before a key node is freed, for what others hang on it (may be NULL) */
     void (*node_freed)(mh_keynode *node);
-    mh_map contexts; /* name -> mh_ctx */
-    mh_map channels; /* canonical key -> mh_keynode */
-    size_t nsubs;    /* subscriptions, all kinds */
-    size_t nnodes;   /* key nodes, all kinds */
+    mh_map contexts;   /* name -> mh_ctx */
+    mh_map channels;   /* canonical key -> mh_keynode */
+    size_t nsubs;      /* subscriptions, all kinds */
+    size_t nnodes;     /* key nodes, all kinds */
+    size_t nshapes;    /* shapes, all contexts */
+    size_t max_shapes; /* per context; 0: no cap */
 } mh_subs;
 
-void mh_subs_init(mh_subs *s);
+/** mh_subs_add's refusals. */
+#define MH_SUBS_E_NOMEM (-1)
+#define MH_SUBS_E_SHAPES (-2) /* the context already has max_shapes shapes */
+
+/** Sets up an empty index whose contexts hold at most 'max_shapes' shapes (0: no cap). */
+void mh_subs_init(mh_subs *s, size_t max_shapes);
 /** Frees everything; subscriptions still held are dropped without notice. */
 void mh_subs_free(mh_subs *s);
 
 /**
  * Subscribes 'owner' to the context or channel 'e' names (e->scoped; params
- * sorted). Returns the new subscription (owned by the index) or NULL on OOM.
+ * sorted). Returns 0 and the new subscription (owned by the index) in *out,
+ * MH_SUBS_E_SHAPES when it would be a new shape of a context that has
+ * max_shapes already, or MH_SUBS_E_NOMEM. On refusal nothing changed.
  * 'e' is copied when a new key node is needed.
  */
-mh_sub *mh_subs_add(mh_subs *s, bool channel, const mh_entry *e, void *owner);
+int mh_subs_add(mh_subs *s, bool channel, const mh_entry *e, void *owner, mh_sub **out);
 
 /** Removes one subscription (and its key node, shape, context once empty). */
 void mh_subs_remove(mh_subs *s, mh_sub *sub);
@@ -108,7 +123,8 @@ typedef void (*mh_subs_visit_fn)(mh_keynode *node, void *arg);
 /**
  * Calls 'visit' for every key node whose subscriptions 'e' matches (SPEC 4),
  * each node once. Returns the number of nodes visited, or -1 on OOM while
- * building a projection (then nothing was visited).
+ * building a projection (then nothing was visited). A scoped entry costs one
+ * lookup per shape of its context (at most max_shapes) plus its matches.
  */
 long mh_subs_match(mh_subs *s, const mh_entry *e, mh_subs_visit_fn visit, void *arg);
 

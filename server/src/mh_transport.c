@@ -58,6 +58,7 @@ static int http_prepare(struct lws *wsi, http_pss *p, mh_hub *h, const char *pat
         g.connections = h->conns.count;
         g.subscriptions = h->subs.nsubs;
         g.keys = h->subs.nnodes;
+        g.shapes = h->subs.nshapes;
         g.queued_bytes = h->queued_bytes;
         g.sockets = h->npeers;
         g.intake = h->nintake;

@@ -720,3 +720,190 @@ def test_signed_cookie_without_a_registry_entry_id_is_anonymous(make_hub, redis_
         await c.close()
     run(main())
     assert rejections(hub, "cookie", "unregistered") == 1
+
+
+# ---- 9. issue 12: declared params, the shape cap, identity changes
+
+from hubtest import poll, publish_invalidate  # noqa: E402
+
+
+def _metric(hub: Hub, name: str) -> float:
+    return hub.metrics().get("mizan_hub_" + name, 0.0)
+
+
+def test_undeclared_param_is_bad_param_and_others_are_unaffected(env):
+    """Issue 12 item 5: the registry's `params` list is enforced, on
+    subscribe and message, for contexts and channels, before the guard."""
+    hub = env["hub"]
+    r = env["redis"].client()
+
+    async def main():
+        before = rejections(hub, "subscribe", "bad_param")
+        before_msg = rejections(hub, "message", "bad_param")
+        good = await connect(hub, additional_headers=headers_for(USER5))
+        await good.subscribe(context="user", params={"user_id": 5})
+        bad = await connect(hub, additional_headers=headers_for(USER5))
+        cases = [
+            {"action": "subscribe", "context": "user", "params": {"user_id": 5, "x1": 1}},
+            {"action": "subscribe", "context": "todos", "params": {"x2": "a"}},  # declares []
+            {"action": "subscribe", "channel": "chat", "params": {"room": "a", "x3": 1}},
+        ]
+        for i, frame in enumerate(cases):
+            await bad.send(dict(frame, ref=i))
+            f = await bad.recv()
+            assert f["error"]["code"] == "bad_param" and f["ref"] == i, f
+            assert f"params.x{i + 1}" in f["error"]["message"], f
+        await bad.send({"action": "message", "channel": "chat", "params": {"room": "a", "x4": 1},
+                        "data": 1, "ref": "m"})
+        f = await bad.recv()
+        assert f["error"]["code"] == "bad_param" and "x4" in f["error"]["message"], f
+        # the guard comes after: an anonymous client learns the same thing
+        anon = await connect(hub)
+        await anon.send({"action": "subscribe", "context": "user",
+                         "params": {"user_id": 5, "x5": 1}, "ref": "a"})
+        assert (await anon.recv())["error"]["code"] == "bad_param"
+        assert rejections(hub, "subscribe", "bad_param") == before + 4
+        assert rejections(hub, "message", "bad_param") == before_msg + 1
+        # declared names still work, and the honest subscriber is served
+        await bad.subscribe(context="user", params={"user_id": "5"})
+        publish_invalidate(r, [{"context": "user", "params": {"user_id": "5"}}], {"user": "p1:1"})
+        for c in (good, bad):
+            f = await c.recv()
+            assert f["invalidate"] == [{"context": "user", "params": {"user_id": "5"}}], f
+        for c in (good, bad, anon):
+            await c.close()
+    run(main())
+
+
+def test_shape_cap_refuses_new_param_sets_with_too_large(make_hub, redis_server):
+    """Issue 12 item 5: at most --max-shapes param-name sets per context;
+    one more is `too_large` (counted), existing shapes and other contexts
+    are unaffected, and a freed shape makes room again."""
+    hub = make_hub(redis_server, allow_anonymous=True, max_shapes=3)
+    r = redis_server.client()
+
+    async def main():
+        honest = await connect(hub)
+        for name in ("a", "b", "c"):
+            await honest.subscribe(context="feed", params={name: 1})
+        assert _metric(hub, "param_shapes") == 3
+        attacker = await connect(hub)
+        for i in range(20):
+            await attacker.send({"action": "subscribe", "context": "feed",
+                                 "params": {f"x{i}": 1}, "ref": i})
+            f = await attacker.recv()
+            assert f["error"]["code"] == "too_large" and f["ref"] == i, f
+            assert "'feed'" in f["error"]["message"] and "3" in f["error"]["message"], f
+            assert f["context"] == "feed" and f["params"] == {f"x{i}": "1"}, f
+        assert _metric(hub, "shape_limit_refusals_total") == 20
+        assert rejections(hub, "subscribe", "too_many_shapes") == 20
+        assert _metric(hub, "param_shapes") == 3
+        # a shape the context has, and another context, still subscribe
+        await attacker.subscribe(context="feed", params={"a": 2})
+        await attacker.subscribe(context="other", params={"x0": 1})
+        publish_invalidate(r, [{"context": "feed", "params": {"a": "1"}}], {"feed": "s1:1"})
+        f = await honest.recv()
+        assert f["invalidate"] == [{"context": "feed", "params": {"a": "1"}}], f
+        assert await attacker.ping_barrier() == []
+        # the last subscription of a shape ends: its place is free again
+        await honest.send({"action": "unsubscribe", "context": "feed", "params": {"c": 1}})
+        assert (await honest.recv()).get("unsubscribed") is True
+        await poll(lambda: _metric(hub, "param_shapes") == 3, 5, what="shape c freed")
+        await attacker.subscribe(context="feed", params={"x0": 1})
+        await honest.close()
+        await attacker.close()
+    run(main())
+
+
+def test_second_auth_for_another_user_is_refused_and_keeps_the_first_users_subscription(env):
+    """Issue 12 item 8: a connection's identity changes only by a token for
+    the same sub; an `auth` frame is no way around `refresh`'s rule."""
+    hub = env["hub"]
+    r = env["redis"].client()
+
+    async def main():
+        before = rejections(hub, "auth", "auth_other_sub")
+        c = await connect(hub)
+        await c.send({"action": "auth", "token": tok(sub="5"), "ref": "a1"})
+        assert (await c.recv())["authed"]["identity"]["sub"] == "5"
+        await c.subscribe(context="user", params={"user_id": 5})
+        await c.send({"action": "auth", "token": tok(sub="6"), "ref": "a2"})
+        f = await c.recv()
+        assert f["error"]["code"] == "forbidden" and f["ref"] == "a2", f
+        assert rejections(hub, "auth", "auth_other_sub") == before + 1
+        # still user 5: 6's scope is refused, 5's invalidations keep coming
+        await c.send({"action": "subscribe", "context": "user", "params": {"user_id": 6},
+                      "ref": "s6"})
+        assert (await c.recv())["error"]["code"] == "forbidden"
+        publish_invalidate(r, [{"context": "user", "params": {"user_id": "5"}}], {"user": "q1:1"})
+        f = await c.recv()
+        assert f["invalidate"] == [{"context": "user", "params": {"user_id": "5"}}], f
+        # the same user's second auth is a refresh: accepted, nothing ends
+        await c.send({"action": "auth", "token": tok(sub="5", exp_in=600), "ref": "a3"})
+        f = await c.recv()
+        assert f["authed"]["identity"]["sub"] == "5" and f["authed"]["ref"] == "a3", f
+        assert await c.ping_barrier() == []
+        # and an upgrade token's user cannot be swapped by a frame either
+        u = await connect(hub, additional_headers=headers_for(USER5))
+        await u.send({"action": "auth", "token": tok(sub="6"), "ref": "x"})
+        assert (await u.recv())["error"]["code"] == "forbidden"
+        assert await u.ping_barrier() == []
+        await c.close()
+        await u.close()
+    run(main())
+
+
+def test_refresh_dropping_staff_ends_staff_only_subscriptions(env):
+    """Issue 12 item 8: after an identity change every subscription is
+    checked again; those no longer allowed end with an `unsubscribed` frame
+    carrying the error, and their invalidations stop."""
+    hub = env["hub"]
+    r = env["redis"].client()
+
+    async def main():
+        ended_before = _metric(hub, "subscriptions_ended_total")
+        c = await connect(hub, additional_headers=headers_for(STAFF5))
+        other_staff = await connect(hub, additional_headers=headers_for(STAFF5))
+        await c.subscribe(context="admin_stats")
+        await c.subscribe(context="user", params={"user_id": 5})
+        await c.subscribe(context="todos")
+        await other_staff.subscribe(context="admin_stats")
+        await c.send({"action": "refresh", "token": tok(sub="5", staff=False), "ref": "r"})
+        f = await c.recv()
+        assert f["authed"]["identity"] == {"sub": "5", "staff": False, "super": False}, f
+        f = await c.recv()
+        assert f.get("unsubscribed") is True and f["context"] == "admin_stats", f
+        assert f["params"] == {} and f["error"]["code"] == "forbidden", f
+        assert "staff" in f["error"]["message"], f
+        assert await c.ping_barrier() == []  # the others stay
+        assert _metric(hub, "subscriptions_ended_total") == ended_before + 1
+        publish_invalidate(r, ["admin_stats"], {"admin_stats": "w1:1"})
+        publish_invalidate(r, ["todos"], {"todos": "w2:1"})
+        f = await other_staff.recv()
+        assert f["invalidate"] == ["admin_stats"], f
+        f = await c.recv()
+        assert f["invalidate"] == ["todos"], f  # admin_stats no longer reaches c
+        # subscribing again is refused like any non-staff subscribe
+        await c.send({"action": "subscribe", "context": "admin_stats", "ref": "again"})
+        assert (await c.recv())["error"]["code"] == "forbidden"
+        await c.close()
+        await other_staff.close()
+    run(main())
+
+
+def test_default_shape_cap_refuses_the_65th_param_set(make_hub, redis_server):
+    """Issue 12 item 5, with the hub's defaults (no registry): 64 shapes per
+    context, then `too_large`; the index stays at 64."""
+    hub = make_hub(redis_server, allow_anonymous=True)
+
+    async def main():
+        c = await connect(hub)
+        for i in range(64):
+            await c.subscribe(context="feed", params={f"x{i}": 1})
+        await c.send({"action": "subscribe", "context": "feed", "params": {"x64": 1},
+                      "ref": "over"})
+        f = await c.recv()
+        assert f.get("error", {}).get("code") == "too_large" and f["ref"] == "over", f
+        assert _metric(hub, "param_shapes") == 64
+        await c.close()
+    run(main())

@@ -77,6 +77,56 @@ static void guards(void **state)
     mh_registry_free(r);
 }
 
+/* "params" declares the names a subscription may use: any other is bad_param. */
+static void declared_params(void **state)
+{
+    const char *d =
+        "{\"version\":1,\"default\":\"allow\",\"contexts\":{"
+        "\"user\":{\"params\":[\"user_id\",\"tab\"],\"param_rules\":{\"user_id\":\"sub\"}},"
+        "\"feed\":{\"params\":[],\"guard\":\"public\"},\"open\":{\"guard\":\"public\"},"
+        "\"nullp\":{\"params\":null,\"guard\":\"public\"}},"
+        "\"channels\":{\"chat\":{\"params\":[\"room\"],\"guard\":\"token\"}}}";
+    char err[256], msg[256];
+    mh_registry *r = mh_registry_parse(d, strlen(d), err, sizeof err);
+    mh_who anon = {0}, u5 = {"5", false, false}, super = {"8", false, true};
+    mh_param ok[2] = {param("tab", "a"), param("user_id", "5")};
+    mh_param bad[2] = {param("evil", "1"), param("user_id", "5")};
+    mh_param x = param("x", "1"), room = param("room", "a");
+    mh_param roomx[2] = {param("room", "a"), param("x", "1")};
+    const char *code;
+    (void)state;
+
+    assert_non_null(r);
+    assert_int_equal(check(r, false, "user", ok, 2, &u5, &code), MH_REG_ALLOW);
+    assert_int_equal(check(r, false, "user", &ok[1], 1, &u5, &code), MH_REG_ALLOW);
+    assert_int_equal(check(r, false, "user", bad, 2, &u5, &code), MH_REG_DENY);
+    assert_string_equal(code, "bad_param");
+    /* before the guard: the same answer for anyone */
+    assert_int_equal(check(r, false, "user", bad, 2, &anon, &code), MH_REG_DENY);
+    assert_string_equal(code, "bad_param");
+    assert_int_equal(check(r, false, "user", bad, 2, &super, &code), MH_REG_DENY);
+    assert_string_equal(code, "bad_param");
+    /* the message names the param */
+    {
+        mh_entry e = {"user", 4, true, 2, bad};
+        assert_int_equal(mh_registry_check(r, false, &e, &u5, &code, msg, sizeof msg), MH_REG_DENY);
+        assert_non_null(strstr(msg, "params.evil"));
+    }
+    /* [] declares no params at all; no "params" (or null) accepts any name */
+    assert_int_equal(check(r, false, "feed", NULL, 0, &anon, &code), MH_REG_ALLOW);
+    assert_int_equal(check(r, false, "feed", &x, 1, &anon, &code), MH_REG_DENY);
+    assert_string_equal(code, "bad_param");
+    assert_int_equal(check(r, false, "open", &x, 1, &anon, &code), MH_REG_ALLOW);
+    assert_int_equal(check(r, false, "nullp", &x, 1, &anon, &code), MH_REG_ALLOW);
+    /* default allow: an undeclared context declares nothing */
+    assert_int_equal(check(r, false, "elsewhere", &x, 1, &u5, &code), MH_REG_ALLOW);
+    /* channels too, also ahead of the token guard */
+    assert_int_equal(check(r, true, "chat", &room, 1, &anon, &code), MH_REG_NEED_TOKEN);
+    assert_int_equal(check(r, true, "chat", roomx, 2, &anon, &code), MH_REG_DENY);
+    assert_string_equal(code, "bad_param");
+    mh_registry_free(r);
+}
+
 static void default_allow_is_auth(void **state)
 {
     const char *d = "{\"version\":1,\"default\":\"allow\"}";
@@ -113,6 +163,13 @@ static void refused_files(void **state)
         {"{\"version\":1,\"contexts\":{\"\":{}}}", "context ''"},
         {"{\"version\":1,\"channels\":{\"c\":3}}", "not an object"},
         {"{\"version\":1,\"version\":1}", "not JSON"},
+        {"{\"version\":1,\"contexts\":{\"a\":{\"params\":\"x\"}}}",
+         "context 'a': params must be a list"},
+        {"{\"version\":1,\"contexts\":{\"a\":{\"params\":[\"x\",3]}}}",
+         "context 'a': params[1]: not a string"},
+        {"{\"version\":1,\"channels\":{\"c\":{\"params\":[\"\"]}}}", "channel 'c': params[0]"},
+        {"{\"version\":1,\"contexts\":{\"a\":{\"params\":[\"b\\u0001\"]}}}",
+         "context 'a': params[0]"},
     };
     (void)state;
 
@@ -136,8 +193,9 @@ static void load_errors(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(guards), cmocka_unit_test(default_allow_is_auth),
-        cmocka_unit_test(refused_files), cmocka_unit_test(load_errors)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(guards), cmocka_unit_test(declared_params),
+                                       cmocka_unit_test(default_allow_is_auth),
+                                       cmocka_unit_test(refused_files),
+                                       cmocka_unit_test(load_errors)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
