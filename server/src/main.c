@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -124,6 +125,7 @@ static void on_tick(uv_timer_t *t)
     mh_hub *h = t->data;
 
     mh_rpc_expire(h);
+    mh_transport_share_metrics(h);
     if (h->keys.n) {
         /* Expiry: a scan of the connections ten times a second is a few
          * microseconds per thousand connections; no per-connection timers. */
@@ -144,6 +146,9 @@ static void on_tick(uv_timer_t *t)
 }
 
 static mh_jwt_keys keys_loaded;
+/* --workers N: one metrics slot per worker, shared (mapped before the fork) */
+static mh_metrics_slot *shared_slots;
+static int worker_slot;
 static mh_cidr_list trusted_loaded; /* --trusted-proxies, parsed before the fork */
 /* Django's SECRET_KEY then SECRET_KEY_FALLBACKS, read before the fork */
 static char *django_keys[16];
@@ -172,6 +177,15 @@ static int run_worker(const mh_config *cfg)
         snprintf(h.conn_prefix, sizeof h.conn_prefix, "%.40s.%.8s-", cfg->hub_id, inc);
     }
     h.trusted = trusted_loaded;
+    if (shared_slots) {
+        h.slots = shared_slots;
+        h.nslots = cfg->workers;
+        h.slot = worker_slot;
+        /* a successor continues its predecessor's counters: totals never go back */
+        if (shared_slots[worker_slot].pid)
+            h.metrics = shared_slots[worker_slot].m;
+        shared_slots[worker_slot].pid = (uint64_t)getpid();
+    }
     h.django_keys = (const char *const *)django_keys;
     h.ndjango_keys = ndjango_keys;
     mh_map_init(&h.ips);
@@ -295,6 +309,7 @@ static pid_t spawn(mh_config *cfg, const char *base_id, int i)
         /* ids stay within 32 characters: 28 of the base, "-", two digits */
         snprintf(cfg->hub_id, sizeof cfg->hub_id, "%.28s-%u", base_id, (unsigned)i % 100u);
         snprintf(comp, sizeof comp, "w%d", i);
+        worker_slot = i;
         mh_log_setup(cfg->log_level, cfg->log_json, comp);
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
@@ -313,6 +328,13 @@ static int supervise(mh_config *cfg)
     struct sigaction sa;
 
     snprintf(base, sizeof base, "%s", cfg->hub_id);
+    shared_slots = mmap(NULL, (size_t)cfg->workers * sizeof *shared_slots, PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared_slots == MAP_FAILED) {
+        mh_warn("supervisor: no shared memory for metrics (%s): /metrics shows one worker",
+                strerror(errno));
+        shared_slots = NULL;
+    }
     /* No SA_RESTART: waitpid() must return EINTR so the signal is forwarded. */
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = supervisor_signal;

@@ -26,8 +26,11 @@ typedef struct setting {
 
 static const setting table[] = {
     {"config", T_STR, "", 0, 0, STR(config_file), "read settings from FILE (lines 'name = value')"},
-    {"listen", T_LISTEN, "127.0.0.1:8765", 0, 0, OFF(listen_host), 0,
+    {"listen", T_LISTEN, "127.0.0.1:8765", 1, 0, OFF(listen_host), 0,
      "HOST:PORT for WebSocket and HTTP (/healthz, /readyz, /metrics)"},
+    {"admin_listen", T_LISTEN, "", 0, 0, OFF(admin_host), 0,
+     "HOST:PORT of a separate HTTP listener for /metrics, /healthz and /readyz (then /metrics "
+     "is not served on --listen); empty: none"},
     {"redis", T_REDIS, "redis://127.0.0.1:6379/0", 0, 0, OFF(redis_url), 0,
      "redis://[:PASSWORD@]HOST:PORT/DB"},
     {"redis_prefix", T_STR, "mizan:", 0, 0, STR(redis_prefix),
@@ -196,13 +199,21 @@ static int set_value(mh_config *c, const setting *s, const char *v, char *err, s
         strcpy(base + s->off, v);
         return 0;
     case T_LISTEN: {
+        /* host[MH_HOST_MAX] then its int port (static asserts in mh_config.h) */
+        char *host = (char *)c + s->off;
+        int *port = (int *)(host + MH_HOST_MAX);
         const char *colon = strrchr(v, ':');
-        if (!colon || colon == v || (size_t)(colon - v) >= sizeof c->listen_host)
+        if (!v[0] && s->min == 0) { /* optional listener: none */
+            host[0] = '\0';
+            *port = 0;
+            return 0;
+        }
+        if (!colon || colon == v || (size_t)(colon - v) >= MH_HOST_MAX)
             return fail(err, errlen, s, v, "expected HOST:PORT");
-        if (parse_port(colon + 1, &c->listen_port))
+        if (parse_port(colon + 1, port))
             return fail(err, errlen, s, v, "port must be 1-65535");
-        memcpy(c->listen_host, v, (size_t)(colon - v));
-        c->listen_host[colon - v] = '\0';
+        memcpy(host, v, (size_t)(colon - v));
+        host[colon - v] = '\0';
         return 0;
     }
     case T_REDIS: {

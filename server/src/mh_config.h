@@ -9,9 +9,13 @@
 
 #include <stddef.h>
 
+#define MH_HOST_MAX 64
+
 typedef struct mh_config {
-    char listen_host[64];
+    char listen_host[MH_HOST_MAX];
     int listen_port;
+    char admin_host[MH_HOST_MAX]; /* "": no admin listener */
+    int admin_port;
     char redis_url[512]; /* as given, for logs (password masked there) */
     char redis_host[256];
     int redis_port;
@@ -67,6 +71,12 @@ typedef struct mh_config {
     int log_json;
     char config_file[512];
 } mh_config;
+
+/* A listener setting is a host buffer followed by its port. */
+_Static_assert(offsetof(mh_config, listen_port) - offsetof(mh_config, listen_host) == MH_HOST_MAX,
+               "listen_port follows listen_host");
+_Static_assert(offsetof(mh_config, admin_port) - offsetof(mh_config, admin_host) == MH_HOST_MAX,
+               "admin_port follows admin_host");
 
 /**
  * Fills 'c' from defaults, the --config file, the environment and argv.

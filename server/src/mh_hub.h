@@ -55,6 +55,9 @@ typedef struct mh_hub {
     char conn_prefix[64];
     mh_redis *redis;
     mh_metrics metrics;
+    /* --workers N: every worker's numbers, shared (mh_metrics_slot); NULL alone */
+    mh_metrics_slot *slots;
+    int nslots, slot;
     mh_jwt_keys keys; /* connection token keys; auth is on when keys.n > 0 */
     mh_jwt_policy policy;
     mh_registry *registry;          /* owned; NULL: no registry (SPEC 6's fallback) */

@@ -1,6 +1,10 @@
 #include "mh_metrics.h"
 
+#include <stddef.h>
 #include <string.h>
+
+_Static_assert(offsetof(mh_metrics, rejects) % sizeof(uint64_t) == 0, "counters are uint64_t");
+_Static_assert(sizeof(mh_gauges) % sizeof(uint64_t) == 0, "gauges are uint64_t");
 
 static const double lat_bounds[MH_LAT_BUCKETS] = {0.5, 1,   2,   5,    10,   20,   50,
                                                   100, 200, 500, 1000, 2000, 5000, 10000};
@@ -34,6 +38,65 @@ void mh_metrics_reject(mh_metrics *m, const char *stage, const char *reason)
     m->rejects_other++;
 }
 
+void mh_metrics_add(mh_metrics *dst, const mh_metrics *src)
+{
+    uint64_t *d = (uint64_t *)dst;
+    const uint64_t *sv = (const uint64_t *)src;
+
+    for (size_t i = 0; i < offsetof(mh_metrics, rejects) / sizeof(uint64_t); i++)
+        d[i] += sv[i];
+    for (int i = 0; i < MH_REJECT_KINDS && src->rejects[i].stage; i++) {
+        /* the same static strings in every forked worker; merged by name */
+        const mh_reject_count *r = &src->rejects[i];
+        int k;
+        for (k = 0; k < MH_REJECT_KINDS && dst->rejects[k].stage; k++)
+            if (!strcmp(dst->rejects[k].stage, r->stage) &&
+                !strcmp(dst->rejects[k].reason, r->reason))
+                break;
+        if (k == MH_REJECT_KINDS) {
+            dst->rejects_other += r->n;
+            continue;
+        }
+        if (!dst->rejects[k].stage) {
+            dst->rejects[k].stage = r->stage;
+            dst->rejects[k].reason = r->reason;
+        }
+        dst->rejects[k].n += r->n;
+    }
+    dst->rejects_other += src->rejects_other;
+    for (int i = 0; i <= MH_LAT_BUCKETS; i++)
+        dst->lat_counts[i] += src->lat_counts[i];
+    dst->lat_sum_ms += src->lat_sum_ms;
+    dst->lat_count += src->lat_count;
+}
+
+void mh_gauges_add(mh_gauges *dst, const mh_gauges *src)
+{
+    uint64_t *d = (uint64_t *)dst;
+    const uint64_t *sv = (const uint64_t *)src;
+
+    for (size_t i = 0; i < sizeof *dst / sizeof(uint64_t); i++)
+        d[i] += sv[i];
+}
+
+void mh_metrics_render_workers(mh_buf *o, const mh_metrics_slot *slots, int n)
+{
+    mh_buf_printf(o,
+                  "# HELP mizan_hub_workers Worker processes reporting.\n"
+                  "# TYPE mizan_hub_workers gauge\nmizan_hub_workers %d\n",
+                  n);
+    mh_buf_puts(o, "# HELP mizan_hub_worker_connections Open WebSocket connections per worker.\n"
+                   "# TYPE mizan_hub_worker_connections gauge\n");
+    for (int i = 0; i < n; i++)
+        mh_buf_printf(o, "mizan_hub_worker_connections{worker=\"%d\"} %llu\n", i,
+                      (unsigned long long)slots[i].g.connections);
+    mh_buf_puts(o, "# HELP mizan_hub_worker_ready 1 when the worker's /readyz answers 200.\n"
+                   "# TYPE mizan_hub_worker_ready gauge\n");
+    for (int i = 0; i < n; i++)
+        mh_buf_printf(o, "mizan_hub_worker_ready{worker=\"%d\"} %llu\n", i,
+                      (unsigned long long)slots[i].g.ready);
+}
+
 static void counter(mh_buf *o, const char *name, const char *help, uint64_t v)
 {
     mh_buf_printf(o, "# HELP mizan_hub_%s %s\n# TYPE mizan_hub_%s counter\nmizan_hub_%s %llu\n",
@@ -54,8 +117,8 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
                   "# HELP mizan_hub_info This hub.\n# TYPE mizan_hub_info gauge\n"
                   "mizan_hub_info{hub=\"%s\",protocol=\"1\"} 1\n",
                   hub_id);
-    gauge(o, "ready", "1 when /readyz answers 200.", (uint64_t)g->ready);
-    gauge(o, "redis_up", "1 while the Redis subscription is live.", (uint64_t)g->redis_up);
+    gauge(o, "ready", "Workers whose /readyz answers 200 (1 for a single process).", g->ready);
+    gauge(o, "redis_up", "Workers whose Redis subscription is live.", g->redis_up);
     gauge(o, "connections", "Open WebSocket connections.", g->connections);
     gauge(o, "subscriptions", "Context and channel subscriptions held.", g->subscriptions);
     gauge(o, "subscription_keys", "Distinct canonical keys subscribed.", g->keys);

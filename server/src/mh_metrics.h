@@ -18,6 +18,10 @@ typedef struct mh_reject_count {
     uint64_t n;
 } mh_reject_count;
 
+/*
+ * Every field before `rejects` is a uint64_t counter: mh_metrics_add sums
+ * them as an array across workers, so a new counter needs nothing else.
+ */
 typedef struct mh_metrics {
     uint64_t connections_total;
     uint64_t connections_rejected;
@@ -64,9 +68,30 @@ typedef struct mh_gauges {
     uint64_t shapes; /* param shapes, all contexts */
     uint64_t queued_bytes;
     uint64_t sockets, intake, addresses;
-    int ready;
-    int redis_up;
-} mh_gauges;
+    uint64_t ready;    /* workers whose /readyz answers 200 */
+    uint64_t redis_up; /* workers whose Redis subscription is live */
+} mh_gauges; /* all uint64_t: summed as an array across workers */
+
+/**
+ * One worker's numbers in memory shared by every worker of a process
+ * (mapped by the supervisor before it forks): each worker copies its own in
+ * on every tick, and whichever worker a scrape reaches sums them all.
+ * Counters of a worker that died are kept and continued by its successor.
+ */
+typedef struct mh_metrics_slot {
+    mh_metrics m;
+    mh_gauges g;
+    uint64_t pid; /* 0: never used */
+} mh_metrics_slot;
+
+/** dst += src (counters, rejections, latency histogram). */
+void mh_metrics_add(mh_metrics *dst, const mh_metrics *src);
+
+/** dst += src. */
+void mh_gauges_add(mh_gauges *dst, const mh_gauges *src);
+
+/** Per-worker gauges (connections, readiness) of 'n' slots, labelled worker="i". */
+void mh_metrics_render_workers(mh_buf *out, const mh_metrics_slot *slots, int n);
 
 /** Appends the Prometheus exposition of 'm' and 'g' to 'out'. */
 void mh_metrics_render(mh_buf *out, const mh_metrics *m, const mh_gauges *g, const char *hub_id);

@@ -12,6 +12,7 @@
 #ifndef MH_PEER_H
 #define MH_PEER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -23,6 +24,7 @@ typedef struct mh_peer {
     struct mh_ip_count *ip; /* the address's entry in hub->ips; NULL: not counted (OOM) */
     mh_ip sock;             /* the socket's own peer (a proxy, when one is in front) */
     char addr[48];          /* the client's address in text, for logs and the count */
+    bool admin;             /* came through --admin-listen: HTTP endpoints only */
 } mh_peer;
 
 /**

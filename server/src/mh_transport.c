@@ -36,10 +36,71 @@ static mh_hub *hub_of(struct lws *wsi)
     return lws_context_user(lws_get_context(wsi));
 }
 
+/* The peer of 'wsi' (during a readbuf adoption, before the wsi carries it). */
+static mh_peer *peer_of(mh_hub *h, struct lws *wsi)
+{
+    mh_peer *p = lws_get_opaque_user_data(wsi);
+    return p ? p : h->adopting;
+}
+
+static void collect_gauges(mh_hub *h, mh_gauges *g)
+{
+    const char *w;
+
+    memset(g, 0, sizeof *g);
+    g->connections = h->conns.count;
+    g->subscriptions = h->subs.nsubs;
+    g->keys = h->subs.nnodes;
+    g->shapes = h->subs.nshapes;
+    g->queued_bytes = h->queued_bytes;
+    g->sockets = h->npeers;
+    g->intake = h->nintake;
+    g->addresses = h->ips.count;
+    g->ready = !h->draining && mh_redis_ready(h->redis, &w);
+    g->redis_up = mh_redis_subscribed(h->redis);
+}
+
+void mh_transport_share_metrics(mh_hub *h)
+{
+    mh_metrics_slot *mine;
+
+    if (!h->slots)
+        return;
+    mine = &h->slots[h->slot];
+    mine->m = h->metrics;
+    collect_gauges(h, &mine->g);
+}
+
+/* This worker's numbers, or every worker's summed (mh_metrics_slot). */
+static void render_metrics(mh_hub *h, mh_buf *b)
+{
+    mh_metrics m;
+    mh_gauges g, one;
+
+    if (!h->slots) {
+        collect_gauges(h, &g);
+        mh_metrics_render(b, &h->metrics, &g, h->cfg->hub_id);
+        return;
+    }
+    mh_transport_share_metrics(h); /* our own slot, fresh */
+    memset(&m, 0, sizeof m);
+    memset(&g, 0, sizeof g);
+    for (int i = 0; i < h->nslots; i++) {
+        mh_metrics_add(&m, &h->slots[i].m);
+        one = h->slots[i].g;
+        mh_gauges_add(&g, &one);
+    }
+    mh_metrics_render(b, &m, &g, h->cfg->hub_id);
+    mh_metrics_render_workers(b, h->slots, h->nslots);
+}
+
 static int http_prepare(struct lws *wsi, http_pss *p, mh_hub *h, const char *path)
 {
     mh_buf b;
     const char *why = "ok";
+    mh_peer *peer = peer_of(h, wsi);
+    /* with an admin listener, /metrics is served there only */
+    bool metrics_here = !h->cfg->admin_host[0] || (peer && peer->admin);
 
     mh_buf_init(&b);
     p->ctype = "text/plain; charset=utf-8";
@@ -52,22 +113,10 @@ static int http_prepare(struct lws *wsi, http_pss *p, mh_hub *h, const char *pat
             why = "draining";
         p->status = ready ? 200 : 503;
         mh_buf_printf(&b, "%s\n", ready ? "ready" : why);
-    } else if (!strcmp(path, "/metrics")) {
-        mh_gauges g = {0};
-        const char *w;
-        g.connections = h->conns.count;
-        g.subscriptions = h->subs.nsubs;
-        g.keys = h->subs.nnodes;
-        g.shapes = h->subs.nshapes;
-        g.queued_bytes = h->queued_bytes;
-        g.sockets = h->npeers;
-        g.intake = h->nintake;
-        g.addresses = h->ips.count;
-        g.ready = !h->draining && mh_redis_ready(h->redis, &w);
-        g.redis_up = mh_redis_subscribed(h->redis);
+    } else if (!strcmp(path, "/metrics") && metrics_here) {
         p->status = 200;
         p->ctype = "text/plain; version=0.0.4; charset=utf-8";
-        mh_metrics_render(&b, &h->metrics, &g, h->cfg->hub_id);
+        render_metrics(h, &b);
     } else {
         p->status = 404;
         mh_buf_puts(&b, "not found\n");
@@ -78,7 +127,6 @@ static int http_prepare(struct lws *wsi, http_pss *p, mh_hub *h, const char *pat
     }
     p->len = b.len;
     p->body = mh_buf_take(&b);
-    (void)wsi;
     return p->body ? 0 : -1;
 }
 
@@ -220,6 +268,9 @@ static int callback_mizan(struct lws *wsi, enum lws_callback_reasons reason, voi
         c->peer = lws_get_opaque_user_data(wsi);
         if (!c->peer)
             c->peer = h->adopting; /* refused inside the adoption call */
+        if (c->peer && c->peer->admin)
+            return mh_auth_refuse(h, wsi, 404, "upgrade", "admin_listener",
+                                  "no WebSocket on the admin listener");
         if (h->draining)
             return mh_auth_refuse(h, wsi, 503, "limit", "draining", "the hub is restarting");
         return mh_auth_filter(h, c, wsi);
@@ -255,16 +306,22 @@ static struct lws_protocols protocols[] = {
 static lws_retry_bo_t retry;
 
 /*
- * The listening socket is ours, not lws's: lws 4.1 sets only SO_REUSEADDR,
- * and workers need SO_REUSEPORT to share the port. Accepted sockets are
- * handed to lws, which serves HTTP and the WebSocket upgrade on them.
+ * The listening sockets are ours, not lws's: lws 4.1 sets only SO_REUSEADDR,
+ * and workers need SO_REUSEPORT to share the port. Accepted sockets go
+ * through the intake (mh_intake) and are then handed to lws, which serves
+ * HTTP and the WebSocket upgrade on them. The admin listener
+ * (--admin-listen) serves the HTTP endpoints only.
  */
-static int listen_fd = -1;
-static uv_poll_t listen_poll;
-static uv_timer_t listen_pause;
-static struct lws_vhost *vhost;
-static bool listening;
+typedef struct listener {
+    mh_hub *h;
+    int fd;
+    uv_poll_t poll;
+    uv_timer_t pause;
+    bool open, admin;
+} listener;
 
+static listener pub = {.fd = -1}, adm = {.fd = -1, .admin = true};
+static struct lws_vhost *vhost;
 static mh_intake *intake;
 
 static void on_listen(uv_poll_t *p, int status, int events);
@@ -299,14 +356,15 @@ static void adopt(mh_hub *h, int fd, mh_peer *peer, const char *head, size_t len
 
 static void resume_listen(uv_timer_t *t)
 {
-    (void)t;
-    if (listening)
-        uv_poll_start(&listen_poll, UV_READABLE, on_listen);
+    listener *l = t->data;
+    if (l->open)
+        uv_poll_start(&l->poll, UV_READABLE, on_listen);
 }
 
 static void on_listen(uv_poll_t *p, int status, int events)
 {
-    mh_hub *h = p->data;
+    listener *l = p->data;
+    mh_hub *h = l->h;
     (void)events;
 
     if (status < 0)
@@ -316,13 +374,13 @@ static void on_listen(uv_poll_t *p, int status, int events)
         struct sockaddr_storage sa;
         socklen_t salen = sizeof sa;
         mh_peer *peer;
-        int s = accept4(listen_fd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int s = accept4(l->fd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (s < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 h->metrics.connections_rejected++;
                 mh_warn("accept: %s; pausing new connections for 250 ms", strerror(errno));
-                uv_poll_stop(&listen_poll);
-                uv_timer_start(&listen_pause, resume_listen, 250, 0);
+                uv_poll_stop(&l->poll);
+                uv_timer_start(&l->pause, resume_listen, 250, 0);
             }
             return;
         }
@@ -336,58 +394,54 @@ static void on_listen(uv_poll_t *p, int status, int events)
             h->metrics.connections_rejected++;
             continue;
         }
-        mh_intake_add(intake, s, peer, h->cfg->tls_cert[0] != '\0');
+        peer->admin = l->admin;
+        /* the admin listener is plain HTTP even when the public one is TLS */
+        mh_intake_add(intake, s, peer, !l->admin && h->cfg->tls_cert[0] != '\0');
     }
 }
 
-static int open_listener(mh_hub *h)
+static int open_listener(mh_hub *h, listener *l, const char *host, int port)
 {
-    const mh_config *cfg = h->cfg;
     struct sockaddr_in sa;
     int one = 1;
 
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)cfg->listen_port);
-    if (inet_pton(AF_INET, cfg->listen_host, &sa.sin_addr) != 1) {
-        mh_error("listen: '%s' is not an IPv4 address", cfg->listen_host);
+    sa.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        mh_error("listen: '%s' is not an IPv4 address", host);
         return -1;
     }
-    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (listen_fd < 0 || setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-        setsockopt(listen_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
-        bind(listen_fd, (struct sockaddr *)&sa, sizeof sa) || listen(listen_fd, 4096)) {
-        mh_error("cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port, strerror(errno));
-        if (listen_fd >= 0)
-            close(listen_fd);
-        listen_fd = -1;
+    l->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->fd < 0 || setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
+        bind(l->fd, (struct sockaddr *)&sa, sizeof sa) || listen(l->fd, 4096)) {
+        mh_error("cannot listen on %s:%d: %s", host, port, strerror(errno));
+        if (l->fd >= 0)
+            close(l->fd);
+        l->fd = -1;
         return -1;
     }
-    intake = mh_intake_new(h, adopt);
-    if (!intake) {
-        close(listen_fd);
-        listen_fd = -1;
-        return -1;
-    }
-    uv_poll_init(h->loop, &listen_poll, listen_fd);
-    uv_timer_init(h->loop, &listen_pause);
-    listen_poll.data = listen_pause.data = h;
-    listening = true;
-    uv_poll_start(&listen_poll, UV_READABLE, on_listen);
+    l->h = h;
+    uv_poll_init(h->loop, &l->poll, l->fd);
+    uv_timer_init(h->loop, &l->pause);
+    l->poll.data = l->pause.data = l;
+    l->open = true;
+    uv_poll_start(&l->poll, UV_READABLE, on_listen);
     return 0;
 }
 
-static void close_listener(void)
+static void close_listener(listener *l)
 {
-    if (!listening)
+    if (!l->open)
         return;
-    listening = false;
-    uv_poll_stop(&listen_poll);
-    uv_timer_stop(&listen_pause);
-    uv_close((uv_handle_t *)&listen_poll, NULL);
-    uv_close((uv_handle_t *)&listen_pause, NULL);
-    close(listen_fd);
-    listen_fd = -1;
+    l->open = false;
+    uv_poll_stop(&l->poll);
+    uv_timer_stop(&l->pause);
+    uv_close((uv_handle_t *)&l->poll, NULL);
+    uv_close((uv_handle_t *)&l->pause, NULL);
+    close(l->fd);
+    l->fd = -1;
 }
 
 /* Browsers usually ask for no subprotocol: make ours the default, not "http". */
@@ -457,10 +511,16 @@ int mh_transport_start(mh_hub *h)
         return -1;
     }
     vhost = lws_get_vhost_by_name(h->lws, "default");
-    if (!vhost || open_listener(h))
+    intake = vhost ? mh_intake_new(h, adopt) : NULL;
+    if (!intake || open_listener(h, &pub, cfg->listen_host, cfg->listen_port) ||
+        (cfg->admin_host[0] && open_listener(h, &adm, cfg->admin_host, cfg->admin_port)))
         return -1;
-    mh_info("listening on %s://%s:%d/ (HTTP /healthz /readyz /metrics on the same port)",
-            cfg->tls_cert[0] ? "wss" : "ws", cfg->listen_host, cfg->listen_port);
+    if (cfg->admin_host[0])
+        mh_info("admin listener on http://%s:%d/ (/healthz /readyz /metrics)", cfg->admin_host,
+                cfg->admin_port);
+    mh_info("listening on %s://%s:%d/ (and HTTP /healthz /readyz%s)",
+            cfg->tls_cert[0] ? "wss" : "ws", cfg->listen_host, cfg->listen_port,
+            cfg->admin_host[0] ? "" : " /metrics");
     return 0;
 }
 
@@ -470,7 +530,7 @@ void mh_transport_drain(mh_hub *h)
         return;
     h->draining = true;
     h->drain_start_ms = mh_mono_ms();
-    close_listener(); /* the load balancer's next attempt goes to another hub */
+    close_listener(&pub); /* the load balancer's next attempt goes to another hub */
     h->drain_total = h->conns.count;
     mh_info("draining: refusing new connections, closing %zu over %d s with 1012", h->drain_total,
             h->cfg->drain_window);
@@ -515,7 +575,8 @@ size_t mh_transport_drain_step(mh_hub *h)
 
 void mh_transport_stop(mh_hub *h)
 {
-    close_listener();
+    close_listener(&pub);
+    close_listener(&adm); /* not on drain: probes must see the drain */
     /* Not on drain: heads being read then still get their answer (503). */
     mh_intake_stop(intake);
     intake = NULL;

@@ -23,4 +23,10 @@ void mh_transport_stop(mh_hub *h);
 /** Frees what lws keeps until the loop has closed its handles. */
 void mh_transport_finish(mh_hub *h);
 
+/**
+ * With --workers: copies this worker's counters and gauges into its shared
+ * slot (every tick), so a scrape that reaches any worker sees them all.
+ */
+void mh_transport_share_metrics(mh_hub *h);
+
 #endif
