@@ -73,6 +73,10 @@ static const setting table[] = {
      "/readyz fails when no canary came back for this many seconds"},
     {"redis_backoff_max_ms", T_INT, "5000", 10, 600000, OFF(redis_backoff_max_ms), 0,
      "cap of the jittered exponential backoff between Redis reconnects"},
+    {"heal_timeout_ms", T_INT, "5000", 100, 600000, OFF(heal_timeout_ms), 0,
+     "after the Redis link comes back, how long a heal whose version reads fail is retried "
+     "(jittered backoff); then every context still unhealed is invalidated and every channel "
+     "still unhealed gets a gap (SPEC 10)"},
     {"inbound_maxlen", T_INT, "100000", 100, 100000000, OFF(inbound_maxlen), 0,
      "approximate cap (XADD MAXLEN ~) of the browser->Django stream"},
     {"jwt_keys", T_STR, "", 0, 0, STR(jwt_keys),
@@ -129,6 +133,12 @@ static const setting table[] = {
     {"proxy_protocol", T_BOOL, "false", 0, 1, OFF(proxy_protocol), 0,
      "connections from --trusted-proxies start with a PROXY protocol v1/v2 header "
      "(HAProxy send-proxy / send-proxy-v2); without it their X-Forwarded-For is read"},
+    {"resume_rate", T_INT, "10", 0, 1000000, OFF(resume_rate), 0,
+     "channel resumes (subscribe with since) per second per connection; over it the subscribe "
+     "gets a rate_limited error and is not made (0: no limit)"},
+    {"resume_burst", T_INT, "256", 1, 10000000, OFF(resume_burst), 0,
+     "channel resumes a connection may make at once above resume_rate (a reconnect resumes "
+     "every channel; keep it at least max_subs)"},
     {"log_level", T_LEVEL, "info", 0, 0, OFF(log_level), 0, "debug, info, warn or error"},
     {"log_format", T_FORMAT, "text", 0, 0, OFF(log_json), 0, "text or json"},
 };

@@ -39,6 +39,7 @@ typedef struct mh_config {
     int canary_interval_ms;
     int canary_window;
     int redis_backoff_max_ms;
+    int heal_timeout_ms;
     int inbound_maxlen;
     char jwt_keys[512];
     char jwt_secret[256];
@@ -63,6 +64,8 @@ typedef struct mh_config {
     int proxy_protocol;
     int inbound_rate;
     int inbound_conn_rate;
+    int resume_rate;
+    int resume_burst;
     int log_level;
     int log_json;
     char config_file[512];
