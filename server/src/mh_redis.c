@@ -312,7 +312,9 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *privdata)
             r->subscribed_at_ms = mh_mono_ms();
             r->canary_seen_ms = 0;
             mh_info("redis: subscribed to %s and %s", r->events, r->hub_channel);
-            if (r->gap) {
+            /* Also the first subscription: what was subscribed before it
+             * (Redis not up yet when the hub started) is in gap too. */
+            if (r->gap || mh_heal_unhealed(r->h)) {
                 r->gap = false;
                 r->heal_pending = true;
             }

@@ -16,7 +16,8 @@ import threading
 import time
 import types
 
-from hubtest import SLOW, bucket, canonical_key, connect, poll, publish_invalidate, run
+from hubtest import (SLOW, RedisServer, bucket, canonical_key, connect, free_port, poll,
+                     publish_invalidate, run)
 
 READS = ("hgetall", "hmget", "xrange")
 ROOM = canonical_key("room", {})
@@ -338,3 +339,32 @@ def test_heal_on_a_half_open_command_link_is_given_up_within_the_bound(make_hub,
     finally:
         admin.close()
         proxy.close()
+
+
+def test_channel_subscribed_before_redis_first_came_up_is_not_held_forever(make_hub, tmp_path):
+    """A hub started before Redis: a channel subscribed meanwhile is in gap,
+    and the first subscription heals it like any other (no heal ran before:
+    its live messages were held until the hold overflowed)."""
+    redis_server = RedisServer(tmp_path / "late-redis")
+    redis_server.port = free_port()
+    hub = make_hub(redis_server, wait_ready=False, redis_backoff_max_ms=200)
+
+    async def main():
+        c = await connect(hub)
+        ack = await c.subscribe(channel="room")
+        assert (ack["epoch"], ack["seq"]) == ("0", 0), ack
+        redis_server.start(port=redis_server.port)
+        admin = redis_server.client()
+        try:
+            await asyncio.to_thread(hub.wait_ready, 15)
+            admin.hset(f"mizan:c:{ROOM}", "e", "c1")
+            _message(admin, 1)
+            assert await c.recv() == _frame(1)
+        finally:
+            admin.close()
+        await c.close()
+
+    try:
+        run(main(), timeout=60)
+    finally:
+        redis_server.kill()
