@@ -405,8 +405,7 @@ typedef struct replay_data {
     bool ok;        /* the read was answered with a history (possibly empty) */
     uint64_t first; /* seq of the first entry; 0: none */
     uint64_t last;  /* seq of the last frame */
-    mh_msg **msgs;
-    uint64_t *seqs;
+    mh_msg **msgs;  /* the frames, encoded once */
     size_t n, cap;
     bool oom;
 } replay_data;
@@ -418,24 +417,19 @@ static void collect_frame(uint64_t seq, const char *frame, size_t len, void *arg
 
     if (d->oom)
         return;
+    (void)seq;
     if (d->n == d->cap) {
         size_t ncap = d->cap ? d->cap * 2 : 64;
         mh_msg **nm = realloc(d->msgs, ncap * sizeof *nm);
-        uint64_t *ns;
         if (!nm)
             goto oom;
         d->msgs = nm;
-        ns = realloc(d->seqs, ncap * sizeof *ns);
-        if (!ns)
-            goto oom;
-        d->seqs = ns;
         d->cap = ncap;
     }
     m = mh_msg_new(frame, len);
     if (!m)
         goto oom;
-    d->msgs[d->n] = m;
-    d->seqs[d->n++] = seq;
+    d->msgs[d->n++] = m;
     return;
 oom:
     d->oom = true;
@@ -446,7 +440,6 @@ static void replay_data_free(replay_data *d)
     for (size_t i = 0; i < d->n; i++)
         mh_msg_unref(d->msgs[i]);
     free(d->msgs);
-    free(d->seqs);
 }
 
 /* One resume's end: replay or gap, then the ack once the replay is ordered. */
@@ -641,8 +634,8 @@ bool mh_heal_resume_ok(mh_conn *c, char *msg, size_t msglen)
     mh_debug("conn %s: over %d channel resumes/s (burst %d)", c->name, cfg->resume_rate,
              cfg->resume_burst);
     snprintf(msg, msglen,
-             "more than %d channel resumes (subscribe with since) per second; "
-             "the subscription was not made, retry later",
+             "more than %d channel resumes (subscribe with since) a second: this subscribe "
+             "was refused, retry later",
              cfg->resume_rate);
     return false;
 }
