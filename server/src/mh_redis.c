@@ -240,8 +240,12 @@ static void on_heal_timer(uv_timer_t *t)
             heal_end(r);
         return;
     }
-    if (r->heal_round)
+    if (r->heal_round) {
+        /* Timers run on the loop's cached time, which may lag the clock the
+         * deadline is on: a little early, wait for the rest. */
+        heal_arm(r, heal_left_ms(r));
         return;
+    }
     if (r->cmd.state != LINK_UP) {
         r->heal_pending = true; /* the command link's return runs the round */
         heal_arm(r, heal_left_ms(r));
