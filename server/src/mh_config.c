@@ -29,7 +29,7 @@ static const setting table[] = {
     {"listen", T_LISTEN, "127.0.0.1:8765", 0, 0, OFF(listen_host), 0,
      "HOST:PORT for WebSocket and HTTP (/healthz, /readyz, /metrics)"},
     {"redis", T_REDIS, "redis://127.0.0.1:6379/0", 0, 0, OFF(redis_url), 0,
-     "redis://[:PASSWORD@]HOST:PORT/DB"},
+     "redis://[[USER]:PASSWORD@]HOST:PORT/DB (USER: a Redis ACL user; none: the default user)"},
     {"redis_prefix", T_STR, "mizan:", 0, 0, STR(redis_prefix),
      "prefix of every Redis key and channel (SPEC 11)"},
     {"hub_id", T_HUBID, "", 0, 0, STR(hub_id),
@@ -219,14 +219,22 @@ static int set_value(mh_config *c, const setting *s, const char *v, char *err, s
         const char *p = v, *at, *colon, *slash;
         char port[16] = "6379";
         if (strncmp(p, "redis://", 8))
-            return fail(err, errlen, s, v, "expected redis://[:PASSWORD@]HOST:PORT/DB");
+            return fail(err, errlen, s, v, "expected redis://[[USER]:PASSWORD@]HOST:PORT/DB");
         if (strlen(v) >= sizeof c->redis_url)
             return fail(err, errlen, s, v, "too long");
         p += 8;
         c->redis_password[0] = '\0';
+        c->redis_user[0] = '\0';
         at = strchr(p, '@');
         if (at) {
             const char *pw = memchr(p, ':', (size_t)(at - p));
+            /* USER:PASSWORD@ authenticates as an ACL user (Redis 6+) */
+            if (pw && pw > p) {
+                if ((size_t)(pw - p) >= sizeof c->redis_user)
+                    return fail(err, errlen, s, v, "user too long");
+                memcpy(c->redis_user, p, (size_t)(pw - p));
+                c->redis_user[pw - p] = '\0';
+            }
             pw = pw ? pw + 1 : p;
             if ((size_t)(at - pw) >= sizeof c->redis_password)
                 return fail(err, errlen, s, v, "password too long");
@@ -466,10 +474,12 @@ int mh_config_load(mh_config *c, int argc, char **argv, char *err, size_t errlen
 
 void mh_config_log(const mh_config *c)
 {
-    mh_info("listen %s:%d%s, redis %s:%d/%d%s prefix '%s', hub id %s, %d worker(s)", c->listen_host,
-            c->listen_port, c->tls_cert[0] ? " (TLS)" : "", c->redis_host, c->redis_port,
-            c->redis_db, c->redis_password[0] ? " (password set)" : "", c->redis_prefix, c->hub_id,
-            c->workers);
+    mh_info(
+        "listen %s:%d%s, redis %s:%d/%d%s prefix '%s', hub id %s, %d worker(s)", c->listen_host,
+        c->listen_port, c->tls_cert[0] ? " (TLS)" : "", c->redis_host, c->redis_port, c->redis_db,
+        c->redis_password[0] ? (c->redis_user[0] ? " (ACL user, password set)" : " (password set)")
+                             : "",
+        c->redis_prefix, c->hub_id, c->workers);
     if (c->allow_anonymous)
         mh_warn("--allow-anonymous: every connection is accepted and everything is public");
 }

@@ -16,6 +16,7 @@ typedef struct mh_config {
     char redis_host[256];
     int redis_port;
     int redis_db;
+    char redis_user[128]; /* from redis://USER:PASSWORD@...; empty: AUTH PASSWORD alone */
     char redis_password[256];
     char redis_prefix[64];
     char hub_id[40];

@@ -345,7 +345,9 @@ static void on_connect(const redisAsyncContext *ac, int status)
     l->state = LINK_UP;
     l->ever_up = true;
     mh_info("redis %s link connected to %s:%d", l->name, cfg->redis_host, cfg->redis_port);
-    if (cfg->redis_password[0])
+    if (cfg->redis_password[0] && cfg->redis_user[0])
+        redisAsyncCommand(l->ac, NULL, NULL, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
+    else if (cfg->redis_password[0])
         redisAsyncCommand(l->ac, NULL, NULL, "AUTH %s", cfg->redis_password);
     if (l == &r->sub) {
         r->confirmed = 0;
