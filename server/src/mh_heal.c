@@ -969,7 +969,6 @@ void mh_heal_run(mh_hub *h)
     void *v;
     mh_buf key;
 
-    h->metrics.heals++;
     mh_buf_init(&key);
     while (mh_map_next(&h->subs.contexts, &it, NULL, NULL, &v)) {
         mh_ctx *ctx = v;

@@ -120,7 +120,9 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
     counter(o, "gap_invalidations_total", "Invalidations sent to heal a Redis link gap.",
             m->gap_invalidations);
     counter(o, "gap_frames_total", "Channel gap frames sent.", m->gap_frames);
-    counter(o, "heals_total", "Gap heals run after a Redis link loss.", m->heals);
+    counter(o, "heals_total",
+            "Gap heals started after a Redis link loss (their retries: heal_retries_total).",
+            m->heals);
     counter(o, "heal_retries_total",
             "Heal rounds retried because versions could not be read (error or no reply).",
             m->heal_retries);

@@ -268,6 +268,7 @@ static void maybe_heal(mh_redis *r)
      * round after another loss gets at least a moment of its own. */
     grace = timeout < 1000 ? timeout : 1000;
     if (!r->healing) {
+        r->h->metrics.heals++;
         r->healing = true;
         r->heal_attempt = 0;
         r->heal_deadline_ms = now + timeout;
