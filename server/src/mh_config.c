@@ -138,7 +138,7 @@ static const setting table[] = {
      "gets a rate_limited error and is not made (0: no limit)"},
     {"resume_burst", T_INT, "256", 1, 10000000, OFF(resume_burst), 0,
      "channel resumes a connection may make at once above resume_rate (a reconnect resumes "
-     "every channel; keep it at least max_subs)"},
+     "every channel, so max_subs when that is larger)"},
     {"log_level", T_LEVEL, "info", 0, 0, OFF(log_level), 0, "debug, info, warn or error"},
     {"log_format", T_FORMAT, "text", 0, 0, OFF(log_json), 0, "text or json"},
 };

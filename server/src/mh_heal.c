@@ -623,16 +623,17 @@ bool mh_heal_resume_ok(mh_conn *c, char *msg, size_t msglen)
 {
     mh_hub *h = c->hub;
     const mh_config *cfg = h->cfg;
+    /* A reconnecting page resumes every channel at once: never refuse that. */
+    int burst = cfg->resume_burst > cfg->max_subs ? cfg->resume_burst : cfg->max_subs;
 
-    if (!cfg->resume_rate || mh_rate_take(&c->resume_tokens, &c->resume_ms, cfg->resume_rate,
-                                          cfg->resume_burst, mh_mono_ms())) {
+    if (!cfg->resume_rate ||
+        mh_rate_take(&c->resume_tokens, &c->resume_ms, cfg->resume_rate, burst, mh_mono_ms())) {
         h->metrics.resumes++;
         return true;
     }
     h->metrics.resumes_refused++;
     mh_metrics_reject(&h->metrics, "limit", "resume_rate");
-    mh_debug("conn %s: over %d channel resumes/s (burst %d)", c->name, cfg->resume_rate,
-             cfg->resume_burst);
+    mh_debug("conn %s: over %d channel resumes/s (burst %d)", c->name, cfg->resume_rate, burst);
     snprintf(msg, msglen,
              "more than %d channel resumes (subscribe with since) a second: this subscribe "
              "was refused, retry later",

@@ -124,3 +124,26 @@ def test_resumes_from_one_point_share_one_history_read(make_hub, redis_server, r
             await c.close()
 
     run(main(), timeout=60)
+
+
+def test_resume_burst_is_never_below_the_subscription_limit(make_hub, redis_server, r):
+    """A reconnecting page resumes all its channels at once: with max_subs 20
+    and resume_burst 5, 20 resumes at once are served, the rest refused."""
+    hub = make_hub(redis_server, frame_rate=0, max_subs=20, resume_burst=5, resume_rate=1)
+    _seed(r, 1)
+
+    async def main():
+        a = await connect(hub)
+        for i in range(30):
+            await a.send({"action": "subscribe", "channel": "feed", "params": {},
+                          "since": "f1:0", "ref": f"a{i}"})
+        answers = {}
+        while len(answers) < 30:
+            f = await a.recv()
+            if "ref" in f:
+                answers[f["ref"]] = "ok" if f.get("subscribed") else f["error"]["code"]
+        served = sum(v == "ok" for v in answers.values())
+        assert 20 <= served <= 22 and set(answers.values()) == {"ok", "rate_limited"}, answers
+        await a.close()
+
+    run(main(), timeout=30)
