@@ -14,6 +14,7 @@
 #include "mh_log.h"
 #include "mh_out.h"
 #include "mh_peer.h"
+#include "mh_rate.h"
 #include "mh_redis.h"
 #include "mh_registry.h"
 #include "mh_session.h"
@@ -125,18 +126,8 @@ bool mh_auth_rate_ok(mh_conn *c)
 
     if (!cfg->frame_rate || c->closing)
         return !c->closing;
-    if (!c->rate_ms) {
-        c->rate_ms = now;
-        c->rate_tokens = cfg->frame_burst;
-    }
-    c->rate_tokens += (double)(now - c->rate_ms) * cfg->frame_rate / 1000.0;
-    if (c->rate_tokens > cfg->frame_burst)
-        c->rate_tokens = cfg->frame_burst;
-    c->rate_ms = now;
-    if (c->rate_tokens >= 1) {
-        c->rate_tokens -= 1;
+    if (mh_rate_take(&c->rate_tokens, &c->rate_ms, cfg->frame_rate, cfg->frame_burst, now))
         return true;
-    }
     mh_metrics_reject(&c->hub->metrics, "limit", "frame_rate");
     mh_info("conn %s: over %d frames/s (burst %d): closing with 4029", c->name, cfg->frame_rate,
             cfg->frame_burst);
@@ -149,25 +140,6 @@ bool mh_auth_rate_ok(mh_conn *c)
     return false;
 }
 
-/* One token bucket: 'rate' per second, up to twice that at once. */
-static bool bucket_take(double *tokens, uint64_t *last_ms, int rate, uint64_t now)
-{
-    double cap = 2.0 * rate;
-
-    if (!*last_ms) {
-        *last_ms = now;
-        *tokens = cap;
-    }
-    *tokens += (double)(now - *last_ms) * rate / 1000.0;
-    if (*tokens > cap)
-        *tokens = cap;
-    *last_ms = now;
-    if (*tokens < 1)
-        return false;
-    *tokens -= 1;
-    return true;
-}
-
 bool mh_auth_inbound_ok(mh_conn *c)
 {
     mh_hub *h = c->hub;
@@ -175,14 +147,15 @@ bool mh_auth_inbound_ok(mh_conn *c)
     uint64_t now = mh_mono_ms();
 
     /* The stream to Django is capped (MAXLEN ~): what one connection adds
-     * beyond its share would push others' unread entries out. */
-    if (cfg->inbound_conn_rate &&
-        !bucket_take(&c->in_tokens, &c->in_ms, cfg->inbound_conn_rate, now)) {
+     * beyond its share would push others' unread entries out. Bursts: twice
+     * the rate. */
+    if (cfg->inbound_conn_rate && !mh_rate_take(&c->in_tokens, &c->in_ms, cfg->inbound_conn_rate,
+                                                2 * cfg->inbound_conn_rate, now)) {
         mh_metrics_reject(&h->metrics, "limit", "inbound_conn_rate");
         return false;
     }
     if (cfg->inbound_rate &&
-        !bucket_take(&h->in_tokens, &h->in_ms, cfg->inbound_rate, now)) {
+        !mh_rate_take(&h->in_tokens, &h->in_ms, cfg->inbound_rate, 2 * cfg->inbound_rate, now)) {
         mh_metrics_reject(&h->metrics, "limit", "inbound_rate");
         return false;
     }

@@ -32,7 +32,7 @@ static const setting table[] = {
      "HOST:PORT of a separate HTTP listener for /metrics, /healthz and /readyz (then /metrics "
      "is not served on --listen); empty: none"},
     {"redis", T_REDIS, "redis://127.0.0.1:6379/0", 0, 0, OFF(redis_url), 0,
-     "redis://[:PASSWORD@]HOST:PORT/DB"},
+     "redis://[[USER]:PASSWORD@]HOST:PORT/DB (USER: a Redis ACL user; none: the default user)"},
     {"redis_prefix", T_STR, "mizan:", 0, 0, STR(redis_prefix),
      "prefix of every Redis key and channel (SPEC 11)"},
     {"hub_id", T_HUBID, "", 0, 0, STR(hub_id),
@@ -76,6 +76,10 @@ static const setting table[] = {
      "/readyz fails when no canary came back for this many seconds"},
     {"redis_backoff_max_ms", T_INT, "5000", 10, 600000, OFF(redis_backoff_max_ms), 0,
      "cap of the jittered exponential backoff between Redis reconnects"},
+    {"heal_timeout_ms", T_INT, "5000", 100, 600000, OFF(heal_timeout_ms), 0,
+     "after the Redis link comes back, how long a heal whose version reads fail is retried "
+     "(jittered backoff); then every context still unhealed is invalidated and every channel "
+     "still unhealed gets a gap (SPEC 10)"},
     {"inbound_maxlen", T_INT, "100000", 100, 100000000, OFF(inbound_maxlen), 0,
      "approximate cap (XADD MAXLEN ~) of the browser->Django stream"},
     {"jwt_keys", T_STR, "", 0, 0, STR(jwt_keys),
@@ -132,6 +136,12 @@ static const setting table[] = {
     {"proxy_protocol", T_BOOL, "false", 0, 1, OFF(proxy_protocol), 0,
      "connections from --trusted-proxies start with a PROXY protocol v1/v2 header "
      "(HAProxy send-proxy / send-proxy-v2); without it their X-Forwarded-For is read"},
+    {"resume_rate", T_INT, "10", 0, 1000000, OFF(resume_rate), 0,
+     "channel resumes (subscribe with since) per second per connection; over it the subscribe "
+     "gets a rate_limited error and is not made (0: no limit)"},
+    {"resume_burst", T_INT, "256", 1, 10000000, OFF(resume_burst), 0,
+     "channel resumes a connection may make at once above resume_rate (a reconnect resumes "
+     "every channel, so max_subs when that is larger)"},
     {"log_level", T_LEVEL, "info", 0, 0, OFF(log_level), 0, "debug, info, warn or error"},
     {"log_format", T_FORMAT, "text", 0, 0, OFF(log_json), 0, "text or json"},
 };
@@ -220,14 +230,22 @@ static int set_value(mh_config *c, const setting *s, const char *v, char *err, s
         const char *p = v, *at, *colon, *slash;
         char port[16] = "6379";
         if (strncmp(p, "redis://", 8))
-            return fail(err, errlen, s, v, "expected redis://[:PASSWORD@]HOST:PORT/DB");
+            return fail(err, errlen, s, v, "expected redis://[[USER]:PASSWORD@]HOST:PORT/DB");
         if (strlen(v) >= sizeof c->redis_url)
             return fail(err, errlen, s, v, "too long");
         p += 8;
         c->redis_password[0] = '\0';
+        c->redis_user[0] = '\0';
         at = strchr(p, '@');
         if (at) {
             const char *pw = memchr(p, ':', (size_t)(at - p));
+            /* USER:PASSWORD@ authenticates as an ACL user (Redis 6+) */
+            if (pw && pw > p) {
+                if ((size_t)(pw - p) >= sizeof c->redis_user)
+                    return fail(err, errlen, s, v, "user too long");
+                memcpy(c->redis_user, p, (size_t)(pw - p));
+                c->redis_user[pw - p] = '\0';
+            }
             pw = pw ? pw + 1 : p;
             if ((size_t)(at - pw) >= sizeof c->redis_password)
                 return fail(err, errlen, s, v, "password too long");
@@ -467,10 +485,12 @@ int mh_config_load(mh_config *c, int argc, char **argv, char *err, size_t errlen
 
 void mh_config_log(const mh_config *c)
 {
-    mh_info("listen %s:%d%s, redis %s:%d/%d%s prefix '%s', hub id %s, %d worker(s)", c->listen_host,
-            c->listen_port, c->tls_cert[0] ? " (TLS)" : "", c->redis_host, c->redis_port,
-            c->redis_db, c->redis_password[0] ? " (password set)" : "", c->redis_prefix, c->hub_id,
-            c->workers);
+    mh_info(
+        "listen %s:%d%s, redis %s:%d/%d%s prefix '%s', hub id %s, %d worker(s)", c->listen_host,
+        c->listen_port, c->tls_cert[0] ? " (TLS)" : "", c->redis_host, c->redis_port, c->redis_db,
+        c->redis_password[0] ? (c->redis_user[0] ? " (ACL user, password set)" : " (password set)")
+                             : "",
+        c->redis_prefix, c->hub_id, c->workers);
     if (c->allow_anonymous)
         mh_warn("--allow-anonymous: every connection is accepted and everything is public");
 }

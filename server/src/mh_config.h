@@ -20,6 +20,7 @@ typedef struct mh_config {
     char redis_host[256];
     int redis_port;
     int redis_db;
+    char redis_user[128]; /* from redis://USER:PASSWORD@...; empty: AUTH PASSWORD alone */
     char redis_password[256];
     char redis_prefix[64];
     char hub_id[40];
@@ -43,6 +44,7 @@ typedef struct mh_config {
     int canary_interval_ms;
     int canary_window;
     int redis_backoff_max_ms;
+    int heal_timeout_ms;
     int inbound_maxlen;
     char jwt_keys[512];
     char jwt_secret[256];
@@ -67,6 +69,8 @@ typedef struct mh_config {
     int proxy_protocol;
     int inbound_rate;
     int inbound_conn_rate;
+    int resume_rate;
+    int resume_burst;
     int log_level;
     int log_json;
     char config_file[512];

@@ -62,6 +62,8 @@ struct mh_conn {
     uint64_t rate_ms;
     double in_tokens; /* inbound stream share (mh_auth_inbound_ok) */
     uint64_t in_ms;
+    double resume_tokens; /* mh_heal_resume_ok: channel resumes (resume_rate) */
+    uint64_t resume_ms;
     /* closing */
     uint16_t close_code;
     bool closing;

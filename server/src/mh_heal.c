@@ -1,5 +1,6 @@
 #include "mh_heal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include "mh_key.h"
 #include "mh_log.h"
 #include "mh_out.h"
+#include "mh_rate.h"
 #include "mh_redis.h"
 #include "mh_versions.h"
 
@@ -28,7 +30,15 @@ typedef struct sub_req {
     char cur_epoch[MH_EPOCH_MAX + 1];
     uint64_t cur_seq;
     uint64_t flush_after; /* held frames above this seq are released after the replay */
+    uint64_t pos_sent;    /* read_clock when its position read was sent */
 } sub_req;
+
+/*
+ * Orders the reads this module sends on the command link, which Redis answers
+ * in order: a history read sent after a resume's position read was sent is
+ * answered after that position was read, so it covers it.
+ */
+static uint64_t read_clock;
 
 static void req_free(sub_req *q)
 {
@@ -373,42 +383,199 @@ static uint64_t history_each(const redisReply *reply, uint64_t *last, history_fn
     return first;
 }
 
-static void replay_to_conn(uint64_t seq, const char *frame, size_t len, void *arg)
+/*
+ * Shared replays (issue 12 item 7): resumes of one channel from one point at
+ * the same time wait on one history read; its frames are encoded once and
+ * every waiter's queue takes references. Keyed by "<from> <canonical key>".
+ */
+typedef struct replay_share {
+    char *key; /* owned; the map's key */
+    size_t key_len;
+    uint64_t want; /* the first seq asked for */
+    uint64_t sent; /* read_clock when sent */
+    sub_req **waiters;
+    size_t n, cap;
+} replay_share;
+
+/* One hub per process, as mh_fanout's match list: reads in flight. */
+static mh_map replays;
+
+/* What a history read gave, shared by its waiters. */
+typedef struct replay_data {
+    bool ok;        /* the read was answered with a history (possibly empty) */
+    uint64_t first; /* seq of the first entry; 0: none */
+    uint64_t last;  /* seq of the last frame */
+    mh_msg **msgs;  /* the frames, encoded once */
+    size_t n, cap;
+    bool oom;
+} replay_data;
+
+static void collect_frame(uint64_t seq, const char *frame, size_t len, void *arg)
 {
+    replay_data *d = arg;
+    mh_msg *m;
+
+    if (d->oom)
+        return;
     (void)seq;
-    mh_conn_send(arg, frame, len);
+    if (d->n == d->cap) {
+        size_t ncap = d->cap ? d->cap * 2 : 64;
+        mh_msg **nm = realloc(d->msgs, ncap * sizeof *nm);
+        if (!nm)
+            goto oom;
+        d->msgs = nm;
+        d->cap = ncap;
+    }
+    m = mh_msg_new(frame, len);
+    if (!m)
+        goto oom;
+    d->msgs[d->n++] = m;
+    return;
+oom:
+    d->oom = true;
 }
 
-static void on_channel_history(mh_hub *h, redisReply *reply, void *arg)
+static void replay_data_free(replay_data *d)
 {
-    sub_req *q = arg;
+    for (size_t i = 0; i < d->n; i++)
+        mh_msg_unref(d->msgs[i]);
+    free(d->msgs);
+}
+
+/* One resume's end: replay or gap, then the ack once the replay is ordered. */
+static void finish_resume(mh_hub *h, sub_req *q, const replay_data *d)
+{
     mh_keynode *node;
     mh_conn *c = req_conn(h, q, &node);
-    uint64_t want = q->since_n + 1, last = q->since_n, first;
+    uint64_t want = q->since_n + 1;
 
     if (!c) {
         req_free(q);
         return;
     }
     q->flush_after = q->since_n;
-    if (!reply) {
+    /* Only a history that starts exactly where the client stopped is replayed. */
+    if (!d->ok)
         send_gap(c, &q->entry, want, q->cur_seq, "hub_link_lost");
-    } else {
-        /* Only a history that starts exactly where the client stopped is replayed. */
-        uint64_t ignored = 0;
-        first = history_each(reply, &ignored, NULL, NULL);
-        if (first == 0)
-            send_gap(c, &q->entry, want, q->cur_seq, "no_history");
-        else if (first != want)
-            send_gap(c, &q->entry, want, q->cur_seq, "history_trimmed");
-        else {
-            history_each(reply, &last, replay_to_conn, c);
-            q->flush_after = last;
-            if (last < q->cur_seq)
-                send_gap(c, &q->entry, last + 1, q->cur_seq, "history_trimmed");
-        }
+    else if (d->first == 0)
+        send_gap(c, &q->entry, want, q->cur_seq, "no_history");
+    else if (d->first != want)
+        send_gap(c, &q->entry, want, q->cur_seq, "history_trimmed");
+    else {
+        for (size_t i = 0; i < d->n && !c->closing; i++)
+            mh_conn_enqueue(c, d->msgs[i]);
+        q->flush_after = d->last;
+        if (d->last < q->cur_seq)
+            send_gap(c, &q->entry, d->last + 1, q->cur_seq, "history_trimmed");
     }
     ack_channel_synced(h, q);
+}
+
+/* Takes 's' off the map (if a newer read has not replaced it there). */
+static void replay_unmap(replay_share *s)
+{
+    if (mh_map_get(&replays, s->key, s->key_len) != s)
+        return;
+    mh_map_del(&replays, s->key, s->key_len);
+    if (!replays.count) { /* nothing kept between bursts (and nothing at exit) */
+        mh_map_free(&replays);
+        mh_map_init(&replays);
+    }
+}
+
+static void replay_share_free(replay_share *s)
+{
+    replay_unmap(s);
+    free(s->waiters);
+    free(s->key);
+    free(s);
+}
+
+static void on_replay_history(mh_hub *h, redisReply *reply, void *arg)
+{
+    replay_share *s = arg;
+    replay_data d = {0};
+
+    /* An error reply (-LOADING, -BUSY ...) is "could not read", not "no history". */
+    d.ok = reply && reply->type == REDIS_REPLY_ARRAY;
+    d.last = s->want - 1;
+    if (d.ok) {
+        uint64_t ignored = 0;
+        d.first = history_each(reply, &ignored, NULL, NULL);
+        if (d.first == s->want)
+            history_each(reply, &d.last, collect_frame, &d);
+        if (d.oom) /* a partial replay would skip frames: say so instead */
+            d.ok = false;
+    }
+    /* Off the map first: nobody may join a read that has answered. */
+    replay_unmap(s);
+    for (size_t i = 0; i < s->n; i++)
+        finish_resume(h, s->waiters[i], &d);
+    replay_data_free(&d);
+    s->n = 0;
+    replay_share_free(s);
+}
+
+static int share_add(replay_share *s, sub_req *q)
+{
+    if (s->n == s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 4;
+        sub_req **nw = realloc(s->waiters, ncap * sizeof *nw);
+        if (!nw)
+            return -1;
+        s->waiters = nw;
+        s->cap = ncap;
+    }
+    s->waiters[s->n++] = q;
+    return 0;
+}
+
+/*
+ * Replays the history from q->since_n + 1 to q's connection: joins a read of
+ * the same channel from the same seq that is in flight and was sent after
+ * q's position was read, or sends one. Returns 0 (q is owned by the read),
+ * or -1 (nothing sent; q is still the caller's).
+ */
+static int replay_join(mh_hub *h, mh_keynode *node, sub_req *q)
+{
+    uint64_t want = q->since_n + 1;
+    replay_share *s;
+    mh_buf key;
+
+    mh_buf_init(&key);
+    mh_buf_printf(&key, "%llu ", (unsigned long long)want);
+    mh_buf_put(&key, node->key, node->key_len);
+    if (key.oom)
+        goto fail;
+    s = mh_map_get(&replays, key.data, key.len);
+    if (s && s->sent > q->pos_sent && share_add(s, q) == 0) {
+        h->metrics.replays_shared++;
+        mh_buf_free(&key);
+        return 0;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s || !(s->key = malloc(key.len))) {
+        free(s);
+        goto fail;
+    }
+    memcpy(s->key, key.data, key.len);
+    s->key_len = key.len;
+    s->want = want;
+    if (share_add(s, q) || read_history(h, node, want, on_replay_history, s)) {
+        s->n = 0;
+        replay_share_free(s);
+        goto fail;
+    }
+    s->sent = ++read_clock;
+    h->metrics.replays++;
+    /* A newer read replaces an older one in the map; the older still answers its waiters. */
+    if (mh_map_put(&replays, s->key, s->key_len, s))
+        mh_debug("replay %s: not shared (out of memory)", node->key);
+    mh_buf_free(&key);
+    return 0;
+fail:
+    mh_buf_free(&key);
+    return -1;
 }
 
 static void on_channel_pos(mh_hub *h, redisReply *reply, void *arg)
@@ -426,7 +593,8 @@ static void on_channel_pos(mh_hub *h, redisReply *reply, void *arg)
         mh_epoch_valid(reply->element[0]->str, (size_t)reply->element[0]->len)) {
         strcpy(q->cur_epoch, reply->element[0]->str);
         q->cur_seq = reply_u64(reply->element[1]);
-    } else if (!reply) {
+    } else if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        /* Could not read (-LOADING, -BUSY, no reply): not "never published". */
         release_sub_hold(c, node, 0);
         if (q->has_since)
             send_gap(c, &q->entry, q->since_n + 1, 0, "hub_link_lost");
@@ -438,7 +606,7 @@ static void on_channel_pos(mh_hub *h, redisReply *reply, void *arg)
     if (q->has_since && q->since_ok && !strcmp(q->since_epoch, q->cur_epoch) &&
         q->since_n < q->cur_seq) {
         /* Replay from history; the reply handler acks. */
-        if (read_history(h, node, q->since_n + 1, on_channel_history, q) == 0)
+        if (replay_join(h, node, q) == 0)
             return;
         send_gap(c, &q->entry, q->since_n + 1, q->cur_seq, "hub_link_lost");
     } else if (q->has_since &&
@@ -449,6 +617,28 @@ static void on_channel_pos(mh_hub *h, redisReply *reply, void *arg)
     return;
 done:
     req_free(q);
+}
+
+bool mh_heal_resume_ok(mh_conn *c, char *msg, size_t msglen)
+{
+    mh_hub *h = c->hub;
+    const mh_config *cfg = h->cfg;
+    /* A reconnecting page resumes every channel at once: never refuse that. */
+    int burst = cfg->resume_burst > cfg->max_subs ? cfg->resume_burst : cfg->max_subs;
+
+    if (!cfg->resume_rate ||
+        mh_rate_take(&c->resume_tokens, &c->resume_ms, cfg->resume_rate, burst, mh_mono_ms())) {
+        h->metrics.resumes++;
+        return true;
+    }
+    h->metrics.resumes_refused++;
+    mh_metrics_reject(&h->metrics, "limit", "resume_rate");
+    mh_debug("conn %s: over %d channel resumes/s (burst %d)", c->name, cfg->resume_rate, burst);
+    snprintf(msg, msglen,
+             "more than %d channel resumes (subscribe with since) a second: this subscribe "
+             "was refused, retry later",
+             cfg->resume_rate);
+    return false;
 }
 
 void mh_heal_subscribe_channel(mh_conn *c, mh_sub *sub, const char *since, size_t since_len,
@@ -470,8 +660,10 @@ void mh_heal_subscribe_channel(mh_conn *c, mh_sub *sub, const char *since, size_
     q = req_new(c, sub, true, since, since_len, ref);
     if (since && !sub->hold)
         sub->hold = mh_hold_new(); /* a failed allocation only loses the ordering guard */
-    if (q && read_channel_pos(h, node, on_channel_pos, q) == 0)
+    if (q && read_channel_pos(h, node, on_channel_pos, q) == 0) {
+        q->pos_sent = ++read_clock;
         return;
+    }
     if (q)
         req_free(q);
     release_sub_hold(c, node, 0);
@@ -504,10 +696,21 @@ void mh_heal_mark_gap(mh_hub *h)
         ((mh_keynode *)v)->gap = true;
 }
 
+/*
+ * Every heal read carries the heal generation it was sent in (mh_redis); a
+ * reply of an older one (the link dropped again, or the heal was given up
+ * meanwhile) changes nothing: what it read may predate events missed since.
+ */
 typedef struct heal_ctx_req {
     char *name;
     size_t len;
+    uint64_t gen;
 } heal_ctx_req;
+
+static bool heal_stale(mh_hub *h, uint64_t gen)
+{
+    return gen != mh_redis_heal_gen(h->redis);
+}
 
 typedef struct heal_scan {
     mh_hub *h;
@@ -517,32 +720,36 @@ typedef struct heal_scan {
     const char *version;
 } heal_scan;
 
+/* Sends 'reason' "gap" invalidations of the node's entry to its subscribers. */
+static void invalidate_node(mh_hub *h, mh_keynode *node, const char *version)
+{
+    mh_buf out;
+    mh_msg *m;
+
+    mh_buf_init(&out);
+    mh_out_invalidate(&out, &node->entry, version, "gap", -1, 0);
+    m = mh_msg_from_buf(&out);
+    mh_buf_free(&out);
+    if (!m)
+        return;
+    mh_fanout_round(h);
+    h->metrics.gap_invalidations += mh_fanout_node(h, node, m);
+    mh_msg_unref(m);
+}
+
 static void heal_node(mh_keynode *node, void *arg)
 {
     heal_scan *s = arg;
     unsigned b[MH_VERSIONS_MAX_BUCKETS];
     int nb = mh_versions_buckets(&node->entry, b);
     uint64_t max_bucket = 0;
-    bool missed;
-    mh_buf out;
-    mh_msg *m;
 
     for (int i = 0; i < nb; i++)
         if (s->buckets[b[i]] > max_bucket)
             max_bucket = s->buckets[b[i]];
-    missed = !s->ctx->gap_epoch[0] ||
-             mh_versions_missed(s->ctx->gap_epoch, s->ctx->gap_n, s->vh, max_bucket, nb >= 0);
-    if (!missed)
-        return;
-    mh_buf_init(&out);
-    mh_out_invalidate(&out, &node->entry, s->version, "gap", -1, 0);
-    m = mh_msg_from_buf(&out);
-    mh_buf_free(&out);
-    if (!m)
-        return;
-    mh_fanout_round(s->h);
-    s->h->metrics.gap_invalidations += mh_fanout_node(s->h, node, m);
-    mh_msg_unref(m);
+    if (!s->ctx->gap_epoch[0] ||
+        mh_versions_missed(s->ctx->gap_epoch, s->ctx->gap_n, s->vh, max_bucket, nb >= 0))
+        invalidate_node(s->h, node, s->version);
 }
 
 static void on_heal_hash(mh_hub *h, redisReply *reply, void *arg)
@@ -554,10 +761,14 @@ static void on_heal_hash(mh_hub *h, redisReply *reply, void *arg)
     char version[MH_EPOCH_MAX + 24] = "0:0";
     heal_scan scan;
 
+    if (heal_stale(h, q->gen))
+        goto stale;
     if (!ctx || !ctx->gap)
         goto done;
     if (!reply || reply->type != REDIS_REPLY_ARRAY) {
-        mh_warn("heal %s: cannot read versions; will retry after the next reconnect", q->name);
+        /* Still in gap: mh_redis retries with backoff, then gives up (SPEC 10). */
+        mh_debug("heal %s: cannot read versions: %s", q->name,
+                 reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
         goto done;
     }
     buckets = calloc(1024, sizeof *buckets);
@@ -589,12 +800,15 @@ static void on_heal_hash(mh_hub *h, redisReply *reply, void *arg)
         mh_fanout_note_version(ctx, version, strlen(version));
 done:
     free(buckets);
+    mh_redis_heal_read_done(h->redis, q->gen);
+stale:
     free(q->name);
     free(q);
 }
 
 typedef struct heal_ch_req {
     mh_entry entry;
+    uint64_t gen;
     uint64_t seen_seq;
     char seen_epoch[MH_EPOCH_MAX + 1];
     bool seen_known;
@@ -615,8 +829,8 @@ static void gap_to_node(mh_hub *h, mh_keynode *node, uint64_t from, uint64_t to,
         return;
     /* Through the holds, as the seq 'to' it reports up to: a subscription
      * that is resuming gets it after its own replay, or not at all when that
-     * replay already covered the range. */
-    h->metrics.gap_frames += mh_fanout_channel(h, node, m, to);
+     * replay already covered the range. An unknown end (0) reaches everyone. */
+    h->metrics.gap_frames += mh_fanout_channel(h, node, m, to ? to : UINT64_MAX);
     mh_msg_unref(m);
 }
 
@@ -663,16 +877,27 @@ static void release_node(mh_hub *h, mh_keynode *node, const char *epoch, uint64_
     mh_hold_free(hold);
 }
 
+static void heal_ch_free(heal_ch_req *q)
+{
+    mh_entry_free(&q->entry);
+    free(q);
+}
+
 static void on_heal_history(mh_hub *h, redisReply *reply, void *arg)
 {
     heal_ch_req *q = arg;
     mh_keynode *node = mh_subs_find(&h->subs, true, &q->entry);
     uint64_t want = q->seen_seq + 1, last = q->seen_seq, first, ignored = 0;
 
-    if (!node)
+    if (heal_stale(h, q->gen)) {
+        heal_ch_free(q);
+        return;
+    }
+    if (!node || !node->gap)
         goto done;
-    if (!reply) {
-        node->gap = true; /* the link dropped again: the next heal retries, still holding */
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        /* Could not read: still in gap and still holding; retried (SPEC 10). */
+        mh_debug("heal %s: cannot read history: %s", node->key, reply ? reply->str : "no reply");
         goto done;
     }
     first = history_each(reply, &ignored, NULL, NULL);
@@ -686,8 +911,8 @@ static void on_heal_history(mh_hub *h, redisReply *reply, void *arg)
     }
     release_node(h, node, q->cur_epoch, q->cur_seq > last ? q->cur_seq : last, last);
 done:
-    mh_entry_free(&q->entry);
-    free(q);
+    mh_redis_heal_read_done(h->redis, q->gen);
+    heal_ch_free(q);
 }
 
 static void on_heal_channel(mh_hub *h, redisReply *reply, void *arg)
@@ -695,14 +920,19 @@ static void on_heal_channel(mh_hub *h, redisReply *reply, void *arg)
     heal_ch_req *q = arg;
     mh_keynode *node = mh_subs_find(&h->subs, true, &q->entry);
 
-    if (!node)
+    if (heal_stale(h, q->gen)) {
+        heal_ch_free(q);
+        return;
+    }
+    if (!node || !node->gap)
         goto done;
-    if (!reply) {
-        node->gap = true; /* the link dropped again: the next heal retries */
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        /* -LOADING, -BUSY, no reply: unknown, not "never published"; retried. */
+        mh_debug("heal %s: cannot read the position: %s", node->key,
+                 reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
         goto done;
     }
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-        reply->element[0]->type != REDIS_REPLY_STRING ||
+    if (reply->elements != 2 || reply->element[0]->type != REDIS_REPLY_STRING ||
         !mh_epoch_valid(reply->element[0]->str, (size_t)reply->element[0]->len)) {
         /* No channel state in Redis: nothing was ever published on it. */
         release_node(h, node, "0", 0, 0);
@@ -718,25 +948,28 @@ static void on_heal_channel(mh_hub *h, redisReply *reply, void *arg)
         gap_to_node(h, node, 1, q->cur_seq, "epoch_changed");
         release_node(h, node, q->cur_epoch, q->cur_seq, 0);
     } else if (q->cur_seq > q->seen_seq) {
-        if (read_history(h, node, q->seen_seq + 1, on_heal_history, q) == 0)
-            return; /* on_heal_history releases */
-        gap_to_node(h, node, q->seen_seq + 1, q->cur_seq, "hub_link_lost");
-        release_node(h, node, q->cur_epoch, q->cur_seq, q->seen_seq);
+        if (read_history(h, node, q->seen_seq + 1, on_heal_history, q) == 0) {
+            /* on_heal_history releases, and ends this read after its own */
+            mh_redis_heal_read_sent(h->redis);
+            mh_redis_heal_read_done(h->redis, q->gen);
+            return;
+        }
+        /* The link is down: retried, still holding. */
     } else {
         release_node(h, node, q->cur_epoch, q->seen_seq, q->seen_seq);
     }
 done:
-    mh_entry_free(&q->entry);
-    free(q);
+    mh_redis_heal_read_done(h->redis, q->gen);
+    heal_ch_free(q);
 }
 
 void mh_heal_run(mh_hub *h)
 {
+    uint64_t gen = mh_redis_heal_gen(h->redis);
     size_t it = 0, nctx = 0, nch = 0;
     void *v;
     mh_buf key;
 
-    h->metrics.heals++;
     mh_buf_init(&key);
     while (mh_map_next(&h->subs.contexts, &it, NULL, NULL, &v)) {
         mh_ctx *ctx = v;
@@ -748,10 +981,11 @@ void mh_heal_run(mh_hub *h)
         q = calloc(1, sizeof *q);
         if (!q || !(q->name = malloc(ctx->name_len + 1))) {
             free(q);
-            continue;
+            continue; /* still in gap: the next round reads it */
         }
         memcpy(q->name, ctx->name, ctx->name_len + 1);
         q->len = ctx->name_len;
+        q->gen = gen;
         mh_buf_reset(&key);
         mh_redis_name(h->redis, &key, "v:", ctx->name, ctx->name_len);
         argv[0] = "HGETALL", lens[0] = 7;
@@ -761,6 +995,7 @@ void mh_heal_run(mh_hub *h)
             free(q);
             continue;
         }
+        mh_redis_heal_read_sent(h->redis);
         nctx++;
     }
     it = 0;
@@ -774,16 +1009,67 @@ void mh_heal_run(mh_hub *h)
             free(q);
             continue;
         }
+        q->gen = gen;
         q->seen_known = node->pos_known;
         strcpy(q->seen_epoch, node->epoch);
         q->seen_seq = node->seq;
         if (read_channel_pos(h, node, on_heal_channel, q)) {
-            mh_entry_free(&q->entry);
-            free(q);
+            heal_ch_free(q);
             continue;
         }
+        mh_redis_heal_read_sent(h->redis);
         nch++;
     }
     mh_buf_free(&key);
     mh_info("redis link regained: healing %zu context(s) and %zu channel(s)", nctx, nch);
+}
+
+size_t mh_heal_unhealed(mh_hub *h)
+{
+    size_t it = 0, n = 0;
+    void *v;
+
+    while (mh_map_next(&h->subs.contexts, &it, NULL, NULL, &v))
+        n += ((mh_ctx *)v)->gap;
+    it = 0;
+    while (mh_map_next(&h->subs.channels, &it, NULL, NULL, &v))
+        n += ((mh_keynode *)v)->gap;
+    return n;
+}
+
+static void give_up_node(mh_keynode *node, void *arg)
+{
+    invalidate_node(arg, node, NULL);
+}
+
+void mh_heal_give_up(mh_hub *h)
+{
+    size_t it = 0;
+    void *v;
+
+    while (mh_map_next(&h->subs.contexts, &it, NULL, NULL, &v)) {
+        mh_ctx *ctx = v;
+        if (!ctx->gap)
+            continue;
+        /* Which subscriptions missed something is unknown: all of them (no
+         * version: none was read), and the next subscribe reads it again. */
+        mh_subs_each_node(ctx, give_up_node, h);
+        ctx->gap = false;
+        ctx->version_known = false;
+    }
+    it = 0;
+    while (mh_map_next(&h->subs.channels, &it, NULL, NULL, &v)) {
+        mh_keynode *node = v;
+        uint64_t from, to;
+        if (!node->gap)
+            continue;
+        /* Missed: after the last seq seen, up to just before the first one held. */
+        from = node->pos_known ? node->seq + 1 : 0;
+        to = node->hold && node->hold->n ? node->hold->seqs[0] - 1 : 0;
+        if (to < from)
+            to = 0; /* unknown (another epoch?) */
+        gap_to_node(h, node, from, to, "hub_link_lost");
+        release_node(h, node, "0", 0, 0);
+        node->pos_known = false; /* the next live message or read sets it */
+    }
 }

@@ -183,7 +183,22 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
     counter(o, "gap_invalidations_total", "Invalidations sent to heal a Redis link gap.",
             m->gap_invalidations);
     counter(o, "gap_frames_total", "Channel gap frames sent.", m->gap_frames);
-    counter(o, "heals_total", "Gap heals run after a Redis link loss.", m->heals);
+    counter(o, "heals_total",
+            "Gap heals started after a Redis link loss (their retries: heal_retries_total).",
+            m->heals);
+    counter(o, "heal_retries_total",
+            "Heal rounds retried because versions could not be read (error or no reply).",
+            m->heal_retries);
+    counter(o, "heal_giveups_total",
+            "Heals given up after heal_timeout_ms: what was still unhealed was invalidated.",
+            m->heal_giveups);
+    counter(o, "resumes_total", "Channel subscribes with since (resumes) accepted.", m->resumes);
+    counter(o, "resumes_refused_total", "Channel resumes refused over resume_rate (rate_limited).",
+            m->resumes_refused);
+    counter(o, "replays_total", "History reads (XRANGE) sent for channel resumes.", m->replays);
+    counter(o, "replays_shared_total",
+            "Channel resumes served by a history read already in flight for the same point.",
+            m->replays_shared);
     mh_buf_puts(o, "# HELP mizan_hub_publish_to_write_ms Publisher timestamp to socket write.\n"
                    "# TYPE mizan_hub_publish_to_write_ms histogram\n");
     for (int i = 0; i < MH_LAT_BUCKETS; i++) {

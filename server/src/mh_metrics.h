@@ -39,6 +39,9 @@ typedef struct mh_metrics {
     uint64_t inbound_ok, inbound_failed;
     uint64_t rpc_timeouts, rpc_late_replies, replies_unknown_conn;
     uint64_t resume_invalidations, gap_invalidations, gap_frames, heals;
+    uint64_t heal_retries, heal_giveups; /* heal rounds retried; heals given up (SPEC 10) */
+    uint64_t resumes, resumes_refused;   /* channel subscribes with since; over resume_rate */
+    uint64_t replays, replays_shared;    /* history reads for resumes; resumes served by one */
     uint64_t drain_closes;
     uint64_t shape_limit_refusals; /* subscribes over max_shapes (mh_subs) */
     uint64_t subs_ended;           /* subscriptions ended by an identity change */

@@ -37,6 +37,16 @@ struct mh_redis {
     bool subscribed; /* both channels confirmed */
     bool gap;        /* the subscription was lost since the last heal */
     bool heal_pending;
+    /* A heal is outstanding from its first round until nothing is left in gap
+     * or it is given up at heal_deadline_ms; /readyz is 503 meanwhile. */
+    bool healing;
+    bool heal_round;   /* a round's reads are in flight */
+    bool heal_in_run;  /* inside mh_heal_run: the round cannot end yet */
+    uint64_t heal_gen; /* replies of an older generation are stale (mh_heal) */
+    size_t heal_reads; /* reads of the current round not answered yet */
+    unsigned heal_attempt;
+    uint64_t heal_deadline_ms;
+    uv_timer_t heal_timer;
     char events[128], hub_channel[160];
     uv_timer_t canary;
     uint64_t canary_nonce;
@@ -78,20 +88,26 @@ void mh_redis_name(const mh_redis *r, mh_buf *out, const char *suffix, const cha
         mh_buf_put(out, rest, rest_len);
 }
 
+/* Capped exponential backoff from 100 ms, full jitter: many hubs losing
+ * Redis together must not return together. */
+static uint64_t backoff_ms(const mh_redis *r, unsigned attempt)
+{
+    uint64_t cap = (uint64_t)r->h->cfg->redis_backoff_max_ms, ceiling = 100;
+
+    for (unsigned i = 0; i < attempt && ceiling < cap; i++)
+        ceiling *= 2;
+    if (ceiling > cap)
+        ceiling = cap;
+    return 1 + (uint64_t)random() % ceiling;
+}
+
 static void schedule_retry(link *l)
 {
-    const mh_config *cfg = l->r->h->cfg;
-    uint64_t cap = (uint64_t)cfg->redis_backoff_max_ms, ceiling = 100;
     uint64_t delay;
 
     if (l->r->stopping)
         return;
-    for (unsigned i = 0; i < l->attempt && ceiling < cap; i++)
-        ceiling *= 2;
-    if (ceiling > cap)
-        ceiling = cap;
-    /* Full jitter: many hubs losing Redis together must not return together. */
-    delay = 1 + (uint64_t)random() % ceiling;
+    delay = backoff_ms(l->r, l->attempt);
     l->attempt++;
     mh_debug("redis %s link: retry in %llu ms", l->name, (unsigned long long)delay);
     uv_timer_start(&l->retry, on_retry, delay, 0);
@@ -122,6 +138,12 @@ static void link_lost(link *l, const char *why)
         if (r->subscribed || was_up) {
             r->gap = true;
             mh_heal_mark_gap(r->h);
+            /* A round in flight read versions before this loss: stale. The
+             * heal stays outstanding; the next subscription starts a round. */
+            r->heal_gen++;
+            r->heal_round = false;
+            r->heal_reads = 0;
+            uv_timer_stop(&r->heal_timer);
         }
         r->subscribed = false;
         r->confirmed = 0;
@@ -130,12 +152,152 @@ static void link_lost(link *l, const char *why)
     schedule_retry(l);
 }
 
+/* ---- heal rounds, retries and the deadline (SPEC 10) ---- */
+
+static void on_heal_timer(uv_timer_t *t);
+
+static void heal_arm(mh_redis *r, uint64_t delay)
+{
+    if (r->stopping)
+        return; /* the timer is closed */
+    uv_timer_start(&r->heal_timer, on_heal_timer, delay, 0);
+}
+
+static uint64_t heal_left_ms(const mh_redis *r)
+{
+    uint64_t now = mh_mono_ms();
+    return r->heal_deadline_ms > now ? r->heal_deadline_ms - now : 0;
+}
+
+static void heal_end(mh_redis *r)
+{
+    r->healing = false;
+    r->heal_round = false;
+    r->heal_pending = false;
+    r->heal_reads = 0;
+    r->heal_attempt = 0;
+    uv_timer_stop(&r->heal_timer);
+}
+
+static void heal_give_up(mh_redis *r, size_t left)
+{
+    r->h->metrics.heal_giveups++;
+    mh_warn("heal: %zu context(s)/channel(s) still unread after %d ms: invalidating every "
+            "subscription of them",
+            left, r->h->cfg->heal_timeout_ms);
+    r->heal_gen++; /* replies still in flight change nothing now */
+    heal_end(r);
+    mh_heal_give_up(r->h);
+}
+
+static void heal_round_over(mh_redis *r)
+{
+    size_t left = mh_heal_unhealed(r->h);
+    uint64_t delay;
+
+    r->heal_round = false;
+    if (!left) {
+        mh_info("redis: heal complete%s", r->heal_attempt ? " after retrying" : "");
+        heal_end(r);
+        return;
+    }
+    if (!heal_left_ms(r)) {
+        heal_give_up(r, left);
+        return;
+    }
+    delay = backoff_ms(r, r->heal_attempt++);
+    if (delay > heal_left_ms(r))
+        delay = heal_left_ms(r);
+    mh_warn("heal: %zu context(s)/channel(s) could not be read; retrying in %llu ms", left,
+            (unsigned long long)delay);
+    heal_arm(r, delay);
+}
+
+/* One round: mh_heal sends the reads; the last answer ends the round. */
+static void heal_round_start(mh_redis *r)
+{
+    r->heal_round = true;
+    r->heal_reads = 0;
+    heal_arm(r, heal_left_ms(r)); /* a round that is never answered ends here */
+    r->heal_in_run = true;
+    mh_heal_run(r->h);
+    r->heal_in_run = false;
+    if (r->heal_round && !r->heal_reads)
+        heal_round_over(r);
+}
+
+static void on_heal_timer(uv_timer_t *t)
+{
+    mh_redis *r = t->data;
+
+    if (!r->healing || !r->subscribed || r->stopping)
+        return; /* the next subscription runs a round */
+    if (!heal_left_ms(r)) {
+        size_t left = mh_heal_unhealed(r->h);
+        if (left)
+            heal_give_up(r, left);
+        else
+            heal_end(r);
+        return;
+    }
+    if (r->heal_round) {
+        /* Timers run on the loop's cached time, which may lag the clock the
+         * deadline is on: a little early, wait for the rest. */
+        heal_arm(r, heal_left_ms(r));
+        return;
+    }
+    if (r->cmd.state != LINK_UP) {
+        r->heal_pending = true; /* the command link's return runs the round */
+        heal_arm(r, heal_left_ms(r));
+        return;
+    }
+    r->h->metrics.heal_retries++;
+    heal_round_start(r);
+}
+
 static void maybe_heal(mh_redis *r)
 {
-    if (r->heal_pending && r->subscribed && r->cmd.state == LINK_UP) {
-        r->heal_pending = false;
-        mh_heal_run(r->h);
+    uint64_t now, timeout, grace;
+
+    if (!r->heal_pending || !r->subscribed || r->cmd.state != LINK_UP)
+        return;
+    r->heal_pending = false;
+    now = mh_mono_ms();
+    timeout = (uint64_t)r->h->cfg->heal_timeout_ms;
+    /* The deadline counts from the first round after the link came back; a
+     * round after another loss gets at least a moment of its own. */
+    grace = timeout < 1000 ? timeout : 1000;
+    if (!r->healing) {
+        r->h->metrics.heals++;
+        r->healing = true;
+        r->heal_attempt = 0;
+        r->heal_deadline_ms = now + timeout;
+    } else if (r->heal_deadline_ms < now + grace) {
+        r->heal_deadline_ms = now + grace;
     }
+    if (r->heal_round)
+        r->heal_gen++; /* a new round supersedes one in flight */
+    heal_round_start(r);
+}
+
+uint64_t mh_redis_heal_gen(const mh_redis *r)
+{
+    return r->heal_gen;
+}
+
+void mh_redis_heal_read_sent(mh_redis *r)
+{
+    r->heal_reads++;
+}
+
+void mh_redis_heal_read_done(mh_redis *r, uint64_t gen)
+{
+    if (gen != r->heal_gen || !r->heal_round || r->stopping)
+        return;
+    if (r->heal_reads)
+        r->heal_reads--;
+    if (!r->heal_reads && !r->heal_in_run)
+        heal_round_over(r);
 }
 
 static void on_sub_message(redisAsyncContext *ac, void *reply, void *privdata)
@@ -155,7 +317,9 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *privdata)
             r->subscribed_at_ms = mh_mono_ms();
             r->canary_seen_ms = 0;
             mh_info("redis: subscribed to %s and %s", r->events, r->hub_channel);
-            if (r->gap) {
+            /* Also the first subscription: what was subscribed before it
+             * (Redis not up yet when the hub started) is in gap too. */
+            if (r->gap || mh_heal_unhealed(r->h)) {
                 r->gap = false;
                 r->heal_pending = true;
             }
@@ -182,7 +346,9 @@ static void on_connect(const redisAsyncContext *ac, int status)
     l->state = LINK_UP;
     l->ever_up = true;
     mh_info("redis %s link connected to %s:%d", l->name, cfg->redis_host, cfg->redis_port);
-    if (cfg->redis_password[0])
+    if (cfg->redis_password[0] && cfg->redis_user[0])
+        redisAsyncCommand(l->ac, NULL, NULL, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
+    else if (cfg->redis_password[0])
         redisAsyncCommand(l->ac, NULL, NULL, "AUTH %s", cfg->redis_password);
     if (l == &r->sub) {
         r->confirmed = 0;
@@ -326,6 +492,8 @@ mh_redis *mh_redis_new(mh_hub *h)
     uv_timer_init(h->loop, &r->sub.retry);
     uv_timer_init(h->loop, &r->cmd.retry);
     uv_timer_init(h->loop, &r->canary);
+    uv_timer_init(h->loop, &r->heal_timer);
+    r->heal_timer.data = r;
     r->sub.retry.data = &r->sub;
     r->cmd.retry.data = &r->cmd;
     r->canary.data = r;
@@ -347,7 +515,9 @@ void mh_redis_stop(mh_redis *r)
     uv_timer_stop(&r->canary);
     uv_timer_stop(&r->sub.retry);
     uv_timer_stop(&r->cmd.retry);
+    uv_timer_stop(&r->heal_timer);
     uv_close((uv_handle_t *)&r->canary, NULL);
+    uv_close((uv_handle_t *)&r->heal_timer, NULL);
     uv_close((uv_handle_t *)&r->sub.retry, NULL);
     uv_close((uv_handle_t *)&r->cmd.retry, NULL);
     if (r->sub.ac)
@@ -385,6 +555,10 @@ bool mh_redis_ready(const mh_redis *r, const char **why)
     }
     if (!r->canary_seen_ms || mh_mono_ms() - r->canary_seen_ms > window) {
         *why = "no canary came back through redis recently";
+        return false;
+    }
+    if (r->healing || r->heal_pending) {
+        *why = "healing: versions missed while the redis link was down are not read yet";
         return false;
     }
     *why = "ok";

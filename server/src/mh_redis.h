@@ -33,7 +33,7 @@ void mh_redis_free(mh_redis *r);
 
 /** Subscribed on both channels. */
 bool mh_redis_subscribed(const mh_redis *r);
-/** Subscribed, and the canary came back within the window. */
+/** Subscribed, the canary came back within the window, and no heal is outstanding. */
 bool mh_redis_ready(const mh_redis *r, const char **why);
 /** The command link is up. */
 bool mh_redis_cmd_up(const mh_redis *r);
@@ -59,6 +59,20 @@ typedef void (*mh_redis_sync_fn)(mh_hub *h, void *arg);
  * the link drops first: the gap heal then covers what was missed).
  */
 void mh_redis_sync(mh_redis *r, mh_redis_sync_fn fn, void *arg);
+
+/*
+ * Heal rounds (mh_heal does the reads, this module the timing): a round's
+ * reads are counted as sent and answered; when the last one is answered and
+ * something is still in gap, another round follows after a jittered backoff,
+ * until heal_timeout_ms after the link came back, when mh_heal_give_up
+ * invalidates what is left. /readyz is 503 "healing" until then.
+ */
+/** The current heal generation: a reply sent in an older one is stale. */
+uint64_t mh_redis_heal_gen(const mh_redis *r);
+/** A heal read of the current round was sent. */
+void mh_redis_heal_read_sent(mh_redis *r);
+/** A heal read sent in generation 'gen' was answered (or failed) and handled. */
+void mh_redis_heal_read_done(mh_redis *r, uint64_t gen);
 
 /** Redis names, prefixed: "events", "in", "v:<ctx>" ... written into 'out'. */
 void mh_redis_name(const mh_redis *r, mh_buf *out, const char *suffix, const char *rest,

@@ -163,6 +163,13 @@ static void do_subscribe(mh_conn *c, mh_frame *f)
 
     if (!permitted(c, f))
         return;
+    if (channel && f->since) { /* a replay reads up to 10,000 entries: SPEC 14's resume_rate */
+        char msg[160];
+        if (!mh_heal_resume_ok(c, msg, sizeof msg)) {
+            error_for(c, "rate_limited", msg, f);
+            return;
+        }
+    }
     if (!sub) {
         if (c->nsubs >= (uint32_t)h->cfg->max_subs) {
             char msg[96];

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import types
 
 from hubtest import (SLOW, RedisServer, bucket, canonical_key, connect, poll,
                      publish_invalidate, run)
@@ -150,3 +151,32 @@ def test_subscriber_link_dropped_loses_no_invalidation(make_hub, redis_server, r
         await c.close()
 
     run(main(), timeout=60)
+
+
+def test_hub_authenticates_as_a_redis_acl_user(make_hub, redis_server):
+    """redis://USER:PASSWORD@... authenticates as that ACL user (AUTH user
+    password), with the default user switched off: the hub gets ready and
+    delivers (before, the user was dropped and AUTH sent the password alone)."""
+    r = redis_server.client()
+    r.execute_command("ACL", "SETUSER", "admin", "on", ">adminpw", "~*", "&*", "+@all")
+    r.execute_command("ACL", "SETUSER", "hubuser", "on", ">hubpw", "~mizan:*", "&mizan:*",
+                      "+@all")
+    r.close()
+    admin = redis_server.client(username="admin", password="adminpw")
+    admin.execute_command("ACL", "SETUSER", "default", "off")
+    admin.hset("mizan:v:doc", mapping={"e": "d1", "n": 1})
+    url = types.SimpleNamespace(url=f"redis://hubuser:hubpw@127.0.0.1:{redis_server.port}/0")
+    hub = make_hub(url)
+
+    async def main():
+        c = await connect(hub)
+        assert (await c.subscribe(context="doc"))["version"] == "d1:1"
+        publish_invalidate(admin, ["doc"], {"doc": "d1:2"})
+        assert await c.recv() == {"invalidate": ["doc"], "versions": {"doc": "d1:2"},
+                                  "spread_ms": 0}
+        await c.close()
+
+    try:
+        run(main(), timeout=30)
+    finally:
+        admin.close()

@@ -37,6 +37,10 @@ static void defaults(void **state)
     assert_string_equal(c.redis_prefix, "mizan:");
     assert_int_equal(c.allow_anonymous, 0);
     assert_int_equal(c.max_frame, 65536);
+    /* issue 12: heals give up after a bound; channel resumes are rate limited */
+    assert_int_equal(c.heal_timeout_ms, 5000);
+    assert_int_equal(c.resume_rate, 10);
+    assert_int_equal(c.resume_burst, 256);
 }
 
 static void flags_and_forms(void **state)
@@ -53,11 +57,20 @@ static void flags_and_forms(void **state)
     assert_int_equal(c.redis_port, 6380);
     assert_int_equal(c.redis_db, 2);
     assert_string_equal(c.redis_password, "s3cret");
+    assert_string_equal(c.redis_user, "");
     assert_int_equal(c.allow_anonymous, 1);
     assert_int_equal(c.max_frame, 1024);
     assert_int_equal(load(&c, err, 4, "--allow-anonymous", "false", "--workers=2"), 0);
     assert_int_equal(c.allow_anonymous, 0);
     assert_int_equal(c.workers, 2);
+    /* USER:PASSWORD@ is an ACL user; PASSWORD@ and :PASSWORD@ the default user */
+    assert_int_equal(load(&c, err, 3, "--redis", "redis://hub:pw@r.example:6380/0"), 0);
+    assert_string_equal(c.redis_user, "hub");
+    assert_string_equal(c.redis_password, "pw");
+    assert_string_equal(c.redis_host, "r.example");
+    assert_int_equal(load(&c, err, 3, "--redis", "redis://pw@r.example"), 0);
+    assert_string_equal(c.redis_user, "");
+    assert_string_equal(c.redis_password, "pw");
 }
 
 static void bad_values_name_the_setting(void **state)
@@ -75,6 +88,10 @@ static void bad_values_name_the_setting(void **state)
     assert_non_null(strstr(err, "not an integer"));
     assert_int_equal(load(&c, err, 3, "--hub-id", "Bad_Id"), -1);
     assert_non_null(strstr(err, "hub_id"));
+    assert_int_equal(load(&c, err, 3, "--heal-timeout-ms", "0"), -1);
+    assert_non_null(strstr(err, "heal_timeout_ms"));
+    assert_int_equal(load(&c, err, 3, "--resume-burst", "0"), -1);
+    assert_non_null(strstr(err, "resume_burst"));
     assert_int_equal(load(&c, err, 2, "--no-such"), -1);
     assert_non_null(strstr(err, "unknown setting"));
     assert_int_equal(load(&c, err, 2, "--max-frame"), -1);
