@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libwebsockets.h>
+
 #include "mh_auth.h"
 #include "mh_config.h"
 #include "mh_conn.h"
@@ -126,6 +128,13 @@ static void on_tick(uv_timer_t *t)
 
     mh_rpc_expire(h);
     mh_transport_share_metrics(h);
+    if (++h->ticks % 10 == 0) /* once a second: a scan, no timer per connection */
+        mh_conn_keepalive_all(h, mh_mono_ms());
+    if (h->lws_kick && h->lws) {
+        /* lws (libuv) re-arms its timers only when serving I/O: this is I/O */
+        h->lws_kick = false;
+        lws_cancel_service(h->lws);
+    }
     if (h->keys.n) {
         /* Expiry: a scan of the connections ten times a second is a few
          * microseconds per thousand connections; no per-connection timers. */

@@ -20,6 +20,7 @@ int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi)
     if (mh_map_put(&h->conns, &c->id, sizeof c->id, c))
         return -1;
     c->established = true;
+    c->last_rx_ms = mh_mono_ms();
     h->metrics.connections_total++;
     return 0;
 }
@@ -145,8 +146,9 @@ static int write_coalesced(mh_conn *c)
         total += c->q[(c->q_head + n) % c->q_cap]->len + 10;
         n++;
     }
-    if (!n)
+    if (!n && !c->ping_due)
         return 0;
+    total += 4; /* room for a ping */
     if (h->scratch_cap < LWS_PRE + total) {
         unsigned char *b = realloc(h->scratch, LWS_PRE + total);
         if (!b)
@@ -155,6 +157,12 @@ static int write_coalesced(mh_conn *c)
         h->scratch_cap = LWS_PRE + total;
     }
     off = LWS_PRE;
+    if (c->ping_due) {
+        /* a final ping with a payload: lws 4.1 reports only non-empty pongs */
+        memcpy(h->scratch + off, "\x89\x02mh", 4);
+        off += 4;
+        c->ping_due = false;
+    }
     for (size_t i = 0; i < n; i++) {
         mh_msg *m = c->q[(c->q_head + i) % c->q_cap];
         off += frame_header(h->scratch + off, m->len);
@@ -183,7 +191,7 @@ static void on_flush(uv_check_t *t)
         if (!c) /* closed in the meantime */
             continue;
         c->dirty = false;
-        if (c->closing || !c->q_count)
+        if (c->closing || (!c->q_count && !c->ping_due))
             continue;
         if (write_coalesced(c)) {
             mh_conn_close(c, 1011, "write failed");
@@ -299,8 +307,11 @@ static void start_close(mh_conn *c, uint16_t code, const char *reason, bool flus
         queue_clear(c);
     mh_debug("conn %s: closing with %u (%s)", c->name, code, reason);
     lws_callback_on_writable(c->wsi);
-    /* A peer that never reads never makes us writable: drop it after a while. */
+    /* A peer that never reads never makes us writable: drop it after a while.
+     * lws only looks at its timers when it has I/O to serve (libuv), so the
+     * tick wakes it (mh_conn_kick_lws). */
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 3);
+    c->hub->lws_kick = true;
 }
 
 void mh_conn_close(mh_conn *c, uint16_t code, const char *reason)
@@ -318,6 +329,8 @@ int mh_conn_writable(mh_conn *c)
     mh_hub *h = c->hub;
     int budget = 32; /* several frames per callback, but stay fair to others */
 
+    if (c->dead)
+        return -1; /* no close handshake with a peer that stopped answering */
     if (c->closing && !c->q_count) {
         /* In lws 4.1, returning -1 here counts as a failed write, and every
          * timeout kill marks the socket unusable: both drop the close frame.
@@ -330,9 +343,15 @@ int mh_conn_writable(mh_conn *c)
         return 0;
     }
     if (!h->cfg->tls_cert[0]) {
-        if (c->q_count && write_coalesced(c))
+        if ((c->q_count || c->ping_due) && write_coalesced(c))
             return -1;
         budget = 0;
+    } else if (c->ping_due) {
+        unsigned char ping[LWS_PRE + 2];
+        c->ping_due = false;
+        memcpy(ping + LWS_PRE, "mh", 2); /* lws 4.1 reports only non-empty pongs */
+        if (lws_write(c->wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 0)
+            return -1;
     }
     while (c->q_count && budget--) {
         mh_msg *m = c->q[c->q_head];
@@ -365,6 +384,59 @@ int mh_conn_set_identity(mh_conn *c, const mh_identity *id)
     c->expires = id->exp;
     c->warned = false;
     return 0;
+}
+
+void mh_conn_heard(mh_conn *c, uint64_t now_ms)
+{
+    c->last_rx_ms = now_ms;
+    c->pinged = false;
+}
+
+/* Returns true when 'c' is to be dropped (silent past the pong timeout). */
+static bool keepalive(mh_conn *c, uint64_t now_ms)
+{
+    const mh_config *cfg = c->hub->cfg;
+    uint64_t idle = now_ms - c->last_rx_ms, ping = (uint64_t)cfg->ping_interval * 1000;
+
+    if (c->closing || !c->established)
+        return false;
+    if (idle >= ping + (uint64_t)cfg->pong_timeout * 1000) {
+        c->hub->metrics.ping_timeouts++;
+        mh_info("conn %s: nothing heard for %llu ms after a ping: dropping", c->name,
+                (unsigned long long)idle);
+        return true;
+    }
+    if (idle < ping || c->pinged)
+        return false;
+    c->pinged = true;
+    c->ping_due = true;
+    if (!c->hub->cfg->tls_cert[0] && !c->dirty && !lws_partial_buffered(c->wsi) &&
+        mark_dirty(c) == 0)
+        return false;
+    lws_callback_on_writable(c->wsi);
+    return false;
+}
+
+void mh_conn_keepalive_all(mh_hub *h, uint64_t now_ms)
+{
+    uint64_t dead[64];
+    size_t ndead = 0, it = 0;
+    void *v;
+
+    while (mh_map_next(&h->conns, &it, NULL, NULL, &v)) {
+        mh_conn *c = v;
+        if (keepalive(c, now_ms) && ndead < sizeof dead / sizeof dead[0])
+            dead[ndead++] = c->id; /* the rest next second */
+    }
+    /* Outside the walk: closing removes the connection from the map. It does
+     * not read, so no close frame: lws closes the socket now. */
+    for (size_t i = 0; i < ndead; i++) {
+        mh_conn *c = mh_map_get(&h->conns, &dead[i], sizeof dead[i]);
+        if (c) {
+            c->closing = c->dead = true;
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+        }
+    }
 }
 
 void mh_conn_check_expiry(mh_conn *c, int64_t now_s)

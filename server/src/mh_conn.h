@@ -64,6 +64,11 @@ struct mh_conn {
     uint64_t in_ms;
     double resume_tokens; /* mh_heal_resume_ok: channel resumes (resume_rate) */
     uint64_t resume_ms;
+    /* keepalive (mh_conn_keepalive): the hub pings, not lws */
+    uint64_t last_rx_ms; /* mono time anything last came from the peer */
+    bool pinged;         /* a ping went out since then */
+    bool ping_due;       /* a ping frame is to be written */
+    bool dead;           /* dropped without a close frame (it stopped answering) */
     /* closing */
     uint16_t close_code;
     bool closing;
@@ -113,6 +118,18 @@ int mh_conn_writable(mh_conn *c);
  * 0, or -1 when out of memory.
  */
 int mh_conn_set_identity(mh_conn *c, const mh_identity *id);
+
+/** Something came from the peer (a frame, a pong): it is alive. */
+void mh_conn_heard(mh_conn *c, uint64_t now_ms);
+
+/**
+ * The keepalive of SPEC 6, for every connection (about once a second):
+ * silent for ping_interval -> a ping; silent for ping_interval +
+ * pong_timeout -> dropped without a close frame. (lws's own validity timers
+ * sit in one sorted list whose every insert walks all of them: at 8k
+ * connections that was over half of a connect storm's CPU.)
+ */
+void mh_conn_keepalive_all(mh_hub *h, uint64_t now_ms);
 
 /** Sends `expiring` or closes with 4004 when the credentials are due. */
 void mh_conn_check_expiry(mh_conn *c, int64_t now_s);

@@ -80,6 +80,8 @@ typedef struct mh_hub {
     size_t drain_total;
     bool stopping;
     uv_timer_t tick;
+    uint64_t ticks;
+    bool lws_kick; /* an lws timeout was set outside lws: wake its timers on the tick */
     /* write coalescing (mh_conn): connections with frames to write at the end
      * of this loop iteration, by id (a connection may close meanwhile) */
     uv_check_t flush;

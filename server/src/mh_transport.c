@@ -282,7 +282,12 @@ static int callback_mizan(struct lws *wsi, enum lws_callback_reasons reason, voi
     case LWS_CALLBACK_RECEIVE:
         if (!c->established || c->closing)
             return 0;
+        mh_conn_heard(c, mh_mono_ms());
         return receive(c, wsi, in, len);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (c->established)
+            mh_conn_heard(c, mh_mono_ms());
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (!c->established)
             return 0;
@@ -497,8 +502,10 @@ int mh_transport_start(mh_hub *h)
     info.max_http_header_data = MH_UPGRADE_HEAD_MAX + 2048;
     /* lws reads TLS requests itself: the same bound on the head as the intake's */
     info.timeout_secs = (unsigned)cfg->header_timeout;
-    retry.secs_since_valid_ping = (uint16_t)cfg->ping_interval;
-    retry.secs_since_valid_hangup = (uint16_t)(cfg->ping_interval + cfg->pong_timeout);
+    /* No lws validity timers: the hub pings itself (mh_conn_keepalive). Each
+     * lws timer insert walks a list of all of them: quadratic in a storm. */
+    retry.secs_since_valid_ping = 0;
+    retry.secs_since_valid_hangup = 0;
     info.retry_and_idle_policy = &retry;
     if (cfg->tls_cert[0]) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
