@@ -1,17 +1,23 @@
 """Publishing: ``invalidate()`` and ``publish()``.
 
-Both wait for the surrounding transaction to commit (``transaction.on_commit``):
-a browser told to refetch before the commit would read the old rows and keep
-them. Calls made inside one transaction (one savepoint scope, precisely) are
-gathered into one batch, duplicates collapsed, and sent together after the
-commit; a rollback drops the batch with the other ``on_commit`` callbacks.
-Outside a transaction they are sent at once.
+Both are durable and wait for the surrounding transaction to commit: each
+call is written to the outbox table in the caller's transaction and
+published right after the commit (:mod:`mizan_hub.outbox`); a browser told
+to refetch before the commit would read the old rows and keep them. A
+rollback (of the transaction or of the savepoint the call was made in)
+drops the row with the change. Outside a transaction the row is written and
+published at once. Invalidations of one transaction are sent collapsed into
+as few envelopes as the 256-entry limit allows, its identical messages once.
 
 Sending is one run of the publish script per envelope (:mod:`mizan_hub.script`),
 which bumps the version counters of SPEC section 10 and publishes on
-``{prefix}events``. A Redis error is logged and counted
-(``stats.get("publish_failures")``) and the request goes on; with
-``MIZAN_HUB["STRICT"]`` it raises :class:`PublishError` instead.
+``{prefix}events``. When Redis is unavailable the event stays in the outbox
+and a relay (the next commit's, ``manage.py mizan_hub_relay`` or the inbound
+worker) publishes it once Redis is back: at least once, in order. The
+failure is logged and counted (``stats.get("publish_failures")``) and the
+request goes on; with ``MIZAN_HUB["STRICT"]`` the commit (or the call, in
+autocommit) raises :class:`PublishError` instead -- the change and the
+queued event are committed all the same.
 """
 
 from __future__ import annotations
@@ -21,23 +27,19 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
 
-from . import conf, protocol, script, stats
+from . import conf, outbox, protocol, script, stats
 from .connection import events_channel, get_redis, key
+from .outbox import PublishError
 
 logger = logging.getLogger("mizan_hub.publish")
 
 __all__ = ["invalidate", "publish", "PublishError", "normalize_entries"]
-
-
-class PublishError(Exception):
-    """A publish could not reach Redis (raised only when ``STRICT``)."""
 
 
 def _json(value: Any) -> str:
@@ -119,11 +121,6 @@ def _entry_context(entry: protocol.Entry) -> str:
 # --------------------------------------------------------------------------
 
 @dataclass
-class _Invalidation:
-    entries: list
-
-
-@dataclass
 class _Message:
     channel: str
     params: dict
@@ -134,36 +131,19 @@ class _Message:
     def identity(self) -> tuple:
         return (protocol.canonical_key(self.channel, self.params), self.type, self.data_json)
 
-
-@dataclass(eq=False)
-class _Batch:
-    """What one transaction (savepoint scope) publishes after its commit.
-
-    It is itself the ``on_commit`` callback, so later calls in the same scope
-    find it in ``connection.run_on_commit`` and add to it, and Django discards
-    it with the scope on rollback.
-    """
-
-    sids: set
-    ops: list = field(default_factory=list)
-
-    def __call__(self) -> None:
-        send(self.ops)
+    def body(self) -> str:
+        """The outbox row's text; ``data`` stays the exact JSON to send."""
+        return _json({"channel": self.channel, "params": self.params, "type": self.type,
+                      "data": self.data_json})
 
 
-def _enqueue(op: Any, using: str | None) -> None:
-    connection = transaction.get_connection(using)
-    if not connection.in_atomic_block:
-        send([op])
-        return
-    sids = set(connection.savepoint_ids)
-    for entry in reversed(connection.run_on_commit):
-        func = entry[1]
-        if isinstance(func, _Batch) and func.sids == sids:
-            func.ops.append(op)
-            return
-    batch = _Batch(sids, [op])
-    transaction.on_commit(batch, using=using)
+def message_from_body(body: str) -> _Message:
+    value = json.loads(body)
+    if not (isinstance(value, dict) and isinstance(value.get("channel"), str)
+            and isinstance(value.get("params"), dict) and isinstance(value.get("type"), str)
+            and isinstance(value.get("data"), str)):
+        raise ValueError("a message row is {channel, params, type, data (JSON text)}")
+    return _Message(value["channel"], value["params"], value["type"], value["data"])
 
 
 # Entries declared during the current request (see the middleware), so that
@@ -209,7 +189,7 @@ def invalidate(*entries: Any, using: str | None = None) -> None:
     seen = _request_entries.get()
     if seen is not None:
         seen.update(_identity(e) for e in normalized)
-    _enqueue(_Invalidation(normalized), using)
+    outbox.write("invalidate", _json(normalized), using)
 
 
 def publish(channel: str, params: Mapping[str, Any] | None = None, data: Any = None, *,
@@ -231,7 +211,8 @@ def publish(channel: str, params: Mapping[str, Any] | None = None, data: Any = N
     checked = protocol.decode_envelope(protocol.encode_envelope({
         "kind": "message", "channel": channel, "params": params or {}, "type": type,
         "data": json.loads(data_json), "seq": 1, "epoch": "0"}))
-    _enqueue(_Message(checked["channel"], checked["params"], type, data_json), using)
+    outbox.write("message", _Message(checked["channel"], checked["params"], type,
+                                     data_json).body(), using)
 
 
 def disconnect(user_or_sub: Any, reason: str = "") -> None:
@@ -258,26 +239,19 @@ def _guarded(what: str, call) -> Any:
         return None
 
 
-def send(ops: list) -> None:
-    """Publish a batch now: its invalidations collapsed into as few
-    envelopes as the 256-entry limit allows, its messages deduplicated."""
-    entries: list = []
-    messages: dict[tuple, _Message] = {}
-    for op in ops:
-        if isinstance(op, _Invalidation):
-            entries.extend(op.entries)
-        else:
-            messages.setdefault(op.identity, op)
+def send_invalidations(entries: list) -> None:
+    """Publish invalidations now (the relay's step): collapsed, in as few
+    envelopes as the 256-entry limit allows. Raises ``redis.RedisError``."""
     entries = collapse(entries)
     for start in range(0, len(entries), protocol.MAX_ENTRIES):
-        chunk = entries[start:start + protocol.MAX_ENTRIES]
-        if _guarded(f"invalidation of {len(chunk)} entries",
-                    lambda: _send_invalidation(chunk)) is not None:
-            stats.incr("invalidations_published")
-    for message in messages.values():
-        if _guarded(f"message on {message.channel!r}",
-                    lambda: _send_message(message)) is not None:
-            stats.incr("messages_published")
+        _send_invalidation(entries[start:start + protocol.MAX_ENTRIES])
+        stats.incr("invalidations_published")
+
+
+def send_message(message: _Message) -> None:
+    """Publish one channel message now. Raises ``redis.RedisError``."""
+    _send_message(message)
+    stats.incr("messages_published")
 
 
 def _send_invalidation(entries: list) -> str:

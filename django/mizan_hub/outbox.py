@@ -1,0 +1,487 @@
+"""The publishing outbox: durable ``invalidate()``/``publish()`` (SPEC section 10).
+
+**Writing.** Every call is one row of ``mizan_hub_outbox``
+(:class:`~mizan_hub.models.OutboxEntry`), inserted at once on the database
+``using`` -- inside the caller's transaction when there is one. The row
+therefore commits with the change that caused it, rolls back with it (a
+savepoint too), and survives a process that dies right after the commit.
+Writing in ``on_commit`` instead would leave a window between the commit and
+the write where a crash loses the event.
+
+**Relaying.** A relay reads pending rows by ascending id, publishes them
+through the publish script (consecutive invalidations merged into as few
+envelopes as the 256-entry limit allows, a transaction's identical messages
+once) and deletes a row only after Redis answered the script for it. Three
+relays share :func:`relay`:
+
+- in-process, right after the commit (``transaction.on_commit``; at once
+  outside a transaction), bounded to :data:`INLINE_MAX_ROWS` rows so that a
+  request never drains a large backlog;
+- ``manage.py mizan_hub_relay`` (a loop, or ``--once``);
+- the inbound worker (``mizan_hub_worker``), between reads.
+
+**Order.** One relay at a time publishes (per database): a process lock,
+and on databases with ``SELECT ... FOR UPDATE`` the rows it publishes stay
+locked (``NOWAIT``) until it deleted them, so another relay that finds them
+locked leaves at once and the holder, which goes on until the queue is
+empty, publishes its rows after them. Rows are published in id order, hence
+in order per context and per channel. SQLite has no row locks: there the
+process lock alone orders relays, and two processes relaying at once may
+both publish a row (a duplicate, which at-least-once allows).
+
+**Failures.** A Redis outage (no connection, a timeout, ``LOADING``,
+``READONLY``, ``OOM``, ...) stops the pass; the row that failed and every
+later one stay queued and are retried (``attempts`` counts, ``error`` keeps
+the reason). After such a failure the in-process relay of this process
+waits :data:`BACKOFF_MIN` .. :data:`BACKOFF_MAX` seconds before trying
+again, so requests do not each pay ``REDIS_TIMEOUT`` while Redis is away;
+the relay command and the worker keep trying. A row Redis *refuses* (the
+script fails: ``WRONGTYPE`` on a key someone overwrote, a script error) or
+that cannot be decoded would fail forever: it is taken out of the queue at
+once (``refused`` set, the reason in ``error``), logged at ERROR and counted
+(``outbox_refused``), and the queue goes on. Refused rows stay in the table
+until ``manage.py mizan_hub_relay --requeue-refused`` puts them back (after
+the cause is fixed) or someone deletes them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, router, transaction
+from django.utils import timezone
+
+from . import conf, stats
+
+logger = logging.getLogger("mizan_hub.outbox")
+
+#: Rows read, published and deleted per relay pass (one DB transaction).
+BATCH = 256
+#: The most rows the in-process relay drains after one commit.
+INLINE_MAX_ROWS = 1024
+#: Seconds the in-process relay pauses after Redis failed (doubling).
+BACKOFF_MIN = 0.5
+BACKOFF_MAX = 5.0
+
+# Error replies that mean "Redis cannot take it now", not "never": the row
+# stays queued. redis-py maps some of them to ConnectionError subclasses
+# (LOADING, max clients) or ResponseError subclasses (READONLY, NOSCRIPT...);
+# the others keep their code as the first word of the message.
+_TRANSIENT_CODES = ("LOADING", "BUSY", "READONLY", "OOM", "MASTERDOWN", "TRYAGAIN",
+                    "CLUSTERDOWN", "NOREPLICAS", "MISCONF", "NOPERM", "NOAUTH", "WRONGPASS",
+                    "EXECABORT")
+
+
+class PublishError(Exception):
+    """A publish could not reach Redis (raised only when ``STRICT``)."""
+
+
+def transient(exc: redis.RedisError) -> bool:
+    """Whether a Redis error is an outage (retry) rather than a refusal."""
+    if not isinstance(exc, redis.ResponseError) or type(exc) is not redis.ResponseError:
+        return True  # connection errors, timeouts, and the classified replies
+    text = str(exc).lstrip("-")
+    return text.split(" ", 1)[0].upper() in _TRANSIENT_CODES
+
+
+def _model():
+    from .models import OutboxEntry
+    return OutboxEntry
+
+
+# --------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------
+
+class _Txn:
+    """The rows this thread wrote in the current transaction of one database."""
+
+    __slots__ = ("token", "ids")
+
+    def __init__(self) -> None:
+        self.token = secrets.token_hex(8)
+        self.ids: list[int] = []
+
+
+_local = threading.local()
+
+
+def write(kind: str, body: str, using: str | None = None) -> None:
+    """Queue one event in the current transaction of ``using`` (or commit
+    it at once in autocommit) and relay it right after the commit."""
+    alias = using or DEFAULT_DB_ALIAS
+    connection = transaction.get_connection(alias)
+    txns = _local.__dict__.setdefault("txns", {})
+    state = txns.get(alias)
+    in_transaction = connection.in_atomic_block
+    if state is None or not in_transaction:
+        # A transaction rolled back leaves its state behind: reusing it is
+        # harmless (its rows are gone, its ids are only a hint).
+        state = txns[alias] = _Txn()
+    row = _model().objects.using(alias).create(txn=state.token, kind=kind, body=body)
+    stats.incr("outbox_written")
+    state.ids.append(row.pk)
+    if in_transaction or connection.get_autocommit():
+        # Runs at once in autocommit. Every call registers its own callback:
+        # a savepoint rolled back discards its callbacks, not the others.
+        transaction.on_commit(functools.partial(_committed, alias, state), using=alias)
+    # else: manual transaction management (set_autocommit(False)): the row
+    # commits with the caller's commit() and the relay command sends it.
+
+
+def _committed(alias: str, state: _Txn) -> None:
+    """After the commit: relay what this transaction wrote (and whatever is
+    older). The first callback of a commit does it for all of them."""
+    ids, state.ids = state.ids, []
+    txns = _local.__dict__.get("txns", {})
+    if txns.get(alias) is state:
+        del txns[alias]
+    if not ids:
+        return
+    strict = conf.get("STRICT")
+    try:
+        result = relay(alias, block=strict, max_rows=INLINE_MAX_ROWS, inline=not strict)
+        if strict:
+            left = _model().objects.using(alias).filter(pk__in=ids)
+            if left.exists():
+                reason = result.error or "the relay did not reach it"
+                raise PublishError(
+                    f"{len(ids)} event(s) committed but not published: {reason}; "
+                    "kept in the outbox, the relay will deliver them")
+    except PublishError:
+        raise
+    except Exception as exc:  # the data is committed: never fail the request for this
+        stats.incr("publish_failures")
+        logger.error("mizan-hub: relay after commit failed (%s); %d event(s) stay queued",
+                     exc, len(ids), exc_info=True)
+        if strict:
+            raise PublishError(f"events committed but not published: {exc}") from exc
+
+
+# --------------------------------------------------------------------------
+# Relaying
+# --------------------------------------------------------------------------
+
+@dataclass
+class RelayResult:
+    published: int = 0  # rows deleted after Redis acknowledged them
+    refused: int = 0  # rows taken out of the queue for good
+    error: str | None = None  # why the relay stopped with rows left (an outage)
+    busy: bool = False  # another relay holds the head of the queue
+    deferred: bool = False  # skipped: Redis failed moments ago (in-process only)
+    limited: bool = False  # stopped at max_rows with rows left
+
+    def add(self, other: "RelayResult") -> None:
+        self.published += other.published
+        self.refused += other.refused
+        self.error = other.error or self.error
+        self.busy = self.busy or other.busy
+        self.limited = self.limited or other.limited
+
+
+@dataclass
+class _Relayer:
+    """Per process and database: who relays now, and the in-process backoff."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    dirty: bool = False
+    retry_at: float = 0.0
+    backoff: float = 0.0
+
+
+_relayers: dict[str, _Relayer] = {}
+_relayers_lock = threading.Lock()
+
+
+def _relayer(alias: str) -> _Relayer:
+    with _relayers_lock:
+        return _relayers.setdefault(alias, _Relayer())
+
+
+@conf.on_reset
+def reset() -> None:
+    """Forget every backoff (settings changed, e.g. another REDIS_URL)."""
+    with _relayers_lock:
+        for relayer in _relayers.values():
+            relayer.retry_at = relayer.backoff = 0.0
+
+
+def relay(using: str | None = None, *, block: bool = True, max_rows: int | None = None,
+          inline: bool = False) -> RelayResult:
+    """Publish pending rows of ``using`` in id order until the queue is
+    empty, ``max_rows`` were handled, or Redis fails.
+
+    ``block=False`` returns at once (``busy``) when another relay of this
+    process or (with row locks) of another process holds the queue's head:
+    that relay goes on until the queue is empty, rows committed meanwhile
+    included. ``inline`` is the in-process relay after a commit, which
+    skips its attempt (``deferred``) for a while after Redis failed.
+    """
+    alias = using or DEFAULT_DB_ALIAS
+    relayer = _relayer(alias)
+    total = RelayResult()
+    if inline and time.monotonic() < relayer.retry_at:
+        stats.incr("outbox_deferred")
+        total.deferred = True
+        return total
+    # Set before trying the lock: a holder that finishes after a failed try
+    # sees it and makes one more pass, so a commit is never left behind.
+    relayer.dirty = True
+    while relayer.dirty:
+        if not relayer.lock.acquire(blocking=block):
+            total.busy = True
+            break
+        try:
+            relayer.dirty = False
+            result = _drain(alias, block=block, max_rows=max_rows)
+        finally:
+            relayer.lock.release()
+        total.add(result)
+        if result.error:
+            relayer.backoff = min(max(relayer.backoff * 2, BACKOFF_MIN), BACKOFF_MAX)
+            relayer.retry_at = time.monotonic() + relayer.backoff
+            break
+        relayer.backoff = relayer.retry_at = 0.0
+        if result.busy or result.limited:
+            break
+        if max_rows is not None:
+            max_rows -= result.published + result.refused
+            if max_rows <= 0:
+                break
+    return total
+
+
+def _drain(alias: str, *, block: bool, max_rows: int | None) -> RelayResult:
+    result = RelayResult()
+    while True:
+        want = BATCH if max_rows is None else min(BATCH, max_rows - result.published
+                                                   - result.refused)
+        if want <= 0:
+            result.limited = _pending(alias).exists()
+            return result
+        try:
+            done, count = _pass(alias, want, nowait=not block)
+        except OperationalError as exc:
+            if not _lock_failure(exc):
+                raise
+            result.busy = True
+            return result
+        result.add(done)
+        if done.error or count < want:
+            return result
+
+
+def _lock_failure(exc: OperationalError) -> bool:
+    """A NOWAIT lock request that found the rows locked (PostgreSQL 55P03,
+    MySQL 3572, Oracle ORA-00054)."""
+    cause = exc.__cause__
+    code = getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
+    if code == "55P03":
+        return True
+    text = str(exc).lower()
+    return "could not obtain lock" in text or "nowait" in text or "ora-00054" in text
+
+
+def _pending(alias: str):
+    return _model().objects.using(alias).filter(refused__isnull=True).order_by("pk")
+
+
+def _pass(alias: str, want: int, *, nowait: bool) -> tuple[RelayResult, int]:
+    """One batch: lock (where the database can), publish, delete. Returns the
+    outcome and how many rows were read."""
+    features = connections[alias].features
+    if not features.has_select_for_update:
+        # SQLite: no row locks, and a transaction held across the Redis calls
+        # would block every writer (rollback journal): read, publish, delete
+        # in autocommit; the process lock orders this process's relays.
+        rows = list(_pending(alias)[:want])
+        return _publish_and_settle(alias, rows), len(rows)
+    with transaction.atomic(using=alias):
+        queue = _pending(alias)
+        if features.supports_select_for_update_with_limit:
+            rows = list(queue.select_for_update(nowait=nowait)[:want])
+        else:
+            ids = list(queue.values_list("pk", flat=True)[:want])
+            rows = list(queue.filter(pk__in=ids).select_for_update(nowait=nowait))
+            if ids and not rows:  # another relay deleted them meanwhile: go on
+                return RelayResult(), want
+        return _publish_and_settle(alias, rows), len(rows)
+
+
+def _publish_and_settle(alias: str, rows: list) -> RelayResult:
+    result = RelayResult()
+    if not rows:
+        return result
+    acked, refused, failed, error = publish_rows(rows)
+    model = _model().objects.using(alias)
+    if acked:
+        model.filter(pk__in=acked).delete()
+        stats.incr("outbox_relayed", len(acked))
+        result.published = len(acked)
+    if refused:
+        now = timezone.now()
+        for pk, reason in refused.items():
+            model.filter(pk=pk).update(refused=now, error=reason[:2000])
+        stats.incr("outbox_refused", len(refused))
+        result.refused = len(refused)
+    if failed:
+        from django.db.models import F
+        model.filter(pk__in=failed).update(attempts=F("attempts") + 1,
+                                           error=(error or "")[:2000])
+        result.error = error
+    return result
+
+
+# --------------------------------------------------------------------------
+# Publishing rows
+# --------------------------------------------------------------------------
+
+@dataclass
+class _Group:
+    kind: str
+    rows: list = field(default_factory=list)
+    entries: list = field(default_factory=list)
+    message: Any = None
+
+
+def _groups(rows: list, refused: dict) -> list[_Group]:
+    """Consecutive invalidation rows become one group (sent collapsed); each
+    message is its own group, its duplicates in the same transaction join it."""
+    from .publishing import message_from_body
+
+    groups: list[_Group] = []
+    messages: dict[tuple, _Group] = {}
+    for row in rows:
+        try:
+            if row.kind == "invalidate":
+                entries = json.loads(row.body)
+                if not isinstance(entries, list):
+                    raise ValueError("the body is not a list of entries")
+                if groups and groups[-1].kind == "invalidate":
+                    groups[-1].rows.append(row)
+                    groups[-1].entries.extend(entries)
+                else:
+                    groups.append(_Group("invalidate", [row], list(entries)))
+            elif row.kind == "message":
+                message = message_from_body(row.body)
+                ident = (row.txn, message.identity)
+                if ident in messages:
+                    messages[ident].rows.append(row)
+                else:
+                    group = messages[ident] = _Group("message", [row], message=message)
+                    groups.append(group)
+            else:
+                raise ValueError(f"unknown kind {row.kind!r}")
+        except (ValueError, TypeError, KeyError) as exc:
+            refused[row.pk] = f"undecodable row: {exc}"
+            logger.error("mizan-hub: outbox row %s cannot be decoded (%s); taken out of "
+                         "the queue", row.pk, exc)
+    return groups
+
+
+def publish_rows(rows: list) -> tuple[list[int], dict[int, str], list[int], str | None]:
+    """Publish rows in order. Returns (acknowledged ids, refused ids with
+    reasons, ids of the group an outage stopped at, that outage)."""
+    from .publishing import send_invalidations, send_message
+
+    acked: list[int] = []
+    refused: dict[int, str] = {}
+    for group in _groups(rows, refused):
+        try:
+            if group.kind == "invalidate":
+                send_invalidations(group.entries)
+            else:
+                send_message(group.message)
+            acked.extend(row.pk for row in group.rows)
+            continue
+        except redis.RedisError as exc:
+            stats.incr("publish_failures")
+            if transient(exc):
+                logger.warning("mizan-hub: Redis unavailable (%s); %d event(s) stay in the "
+                               "outbox and are retried", exc, _pending_hint(rows, acked, refused))
+                return acked, refused, [row.pk for row in group.rows], str(exc) or repr(exc)
+            first_error = exc
+        # Refused: find which row(s) Redis refuses, so the others go through.
+        if len(group.rows) == 1:
+            _refuse(refused, group.rows[0], first_error)
+            continue
+        for row in group.rows:
+            try:
+                if group.kind == "invalidate":
+                    send_invalidations(json.loads(row.body))
+                else:
+                    send_message(group.message)
+                acked.append(row.pk)
+            except redis.RedisError as exc:
+                stats.incr("publish_failures")
+                if transient(exc):
+                    return acked, refused, [row.pk], str(exc) or repr(exc)
+                _refuse(refused, row, exc)
+    return acked, refused, [], None
+
+
+def _refuse(refused: dict, row, exc: Exception) -> None:
+    refused[row.pk] = f"{type(exc).__name__}: {exc}"
+    logger.error("mizan-hub: Redis refused outbox row %s (%s: %s); it is taken out of the "
+                 "queue (manage.py mizan_hub_relay --requeue-refused puts it back)",
+                 row.pk, type(exc).__name__, exc)
+
+
+def _pending_hint(rows: list, acked: list, refused: dict) -> int:
+    return len(rows) - len(acked) - len(refused)
+
+
+# --------------------------------------------------------------------------
+# Operations and metrics
+# --------------------------------------------------------------------------
+
+def databases() -> list[str]:
+    """The databases that hold the outbox table (where migrations put it)."""
+    model = _model()
+    return [alias for alias in settings.DATABASES
+            if router.allow_migrate_model(alias, model)]
+
+
+def requeue_refused(using: str | None = None) -> int:
+    """Put refused rows back in the queue (in their old order)."""
+    return (_model().objects.using(using or DEFAULT_DB_ALIAS)
+            .filter(refused__isnull=False).update(refused=None, attempts=0))
+
+
+def lag(using: str | None = None) -> dict[str, float]:
+    """The relay's lag on one database: rows pending, the age in seconds of
+    the oldest one (0 when none), rows refused."""
+    alias = using or DEFAULT_DB_ALIAS
+    pending = _pending(alias)
+    oldest = pending.values_list("created", flat=True).first()
+    age = max(0.0, (timezone.now() - oldest).total_seconds()) if oldest else 0.0
+    return {"pending": pending.count(), "oldest_age_seconds": age,
+            "refused": _model().objects.using(alias).filter(refused__isnull=False).count()}
+
+
+def _gauges() -> dict[str, dict[tuple, float]]:
+    out: dict[str, dict[tuple, float]] = {"outbox_pending": {}, "outbox_oldest_age_seconds": {},
+                                          "outbox_refused_rows": {}}
+    for alias in databases():
+        try:
+            values = lag(alias)
+        except Exception as exc:  # a missing table must not break the metrics page
+            logger.warning("mizan-hub: outbox lag of %r unreadable: %s", alias, exc)
+            continue
+        labels = (("database", alias),)
+        out["outbox_pending"][labels] = values["pending"]
+        out["outbox_oldest_age_seconds"][labels] = values["oldest_age_seconds"]
+        out["outbox_refused_rows"][labels] = values["refused"]
+    return out
+
+
+stats.register_gauges(_gauges)
