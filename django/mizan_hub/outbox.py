@@ -87,6 +87,8 @@ class PublishError(Exception):
 
 def transient(exc: redis.RedisError) -> bool:
     """Whether a Redis error is an outage (retry) rather than a refusal."""
+    if isinstance(exc, redis.DataError):
+        return False  # refused by redis-py itself: the arguments cannot be sent
     if not isinstance(exc, redis.ResponseError) or type(exc) is not redis.ResponseError:
         return True  # connection errors, timeouts, and the classified replies
     text = str(exc).lstrip("-")
@@ -410,16 +412,15 @@ def publish_rows(rows: list) -> tuple[list[int], dict[int, str], list[int], str 
                                "outbox and are retried", exc, _pending_hint(rows, acked, refused))
                 return acked, refused, [row.pk for row in group.rows], str(exc) or repr(exc)
             first_error = exc
-        # Refused: find which row(s) Redis refuses, so the others go through.
-        if len(group.rows) == 1:
-            _refuse(refused, group.rows[0], first_error)
+        # Refused. A message group is one message (its rows are duplicates);
+        # an invalidation group is tried row by row, so the others go through.
+        if group.kind == "message" or len(group.rows) == 1:
+            for row in group.rows:
+                _refuse(refused, row, first_error)
             continue
         for row in group.rows:
             try:
-                if group.kind == "invalidate":
-                    send_invalidations(json.loads(row.body))
-                else:
-                    send_message(group.message)
+                send_invalidations(json.loads(row.body))
                 acked.append(row.pk)
             except redis.RedisError as exc:
                 stats.incr("publish_failures")

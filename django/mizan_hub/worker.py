@@ -95,6 +95,7 @@ class Worker:
         self._next_claim = 0.0
         self.relay = relay
         self._next_relay = 0.0
+        self._relay_error: str | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -171,8 +172,12 @@ class Worker:
         try:
             for alias in outbox.databases():
                 published += outbox.relay(alias, block=False).published
-        except Exception:
-            logger.exception("mizan-hub worker: relaying the outbox failed")
+            self._relay_error = None
+        except Exception as exc:  # e.g. the table not migrated yet: say so once
+            if str(exc) != self._relay_error:
+                logger.error("mizan-hub worker: relaying the outbox failed: %s", exc,
+                             exc_info=True)
+            self._relay_error = str(exc)
         finally:
             close_old_connections()
         return published
