@@ -68,6 +68,8 @@ logger = logging.getLogger("mizan_hub.outbox")
 BATCH = 256
 #: The most rows the in-process relay drains after one commit.
 INLINE_MAX_ROWS = 1024
+#: Seconds a blocking relay waits for this process's other relay at most.
+LOCK_TIMEOUT = 10.0
 #: Seconds the in-process relay pauses after Redis failed (doubling).
 BACKOFF_MIN = 0.5
 BACKOFF_MAX = 5.0
@@ -193,6 +195,38 @@ def write(kind: str, body: str, using: str | None = None) -> None:
     """Queue one event in the current transaction of ``using`` (or commit
     it at once in autocommit) and relay it right after the commit."""
     alias = using or DEFAULT_DB_ALIAS
+    state, in_transaction = _record(kind, body, alias)
+    if in_transaction or transaction.get_autocommit(using=alias):
+        # Runs at once in autocommit. Every call registers its own callback:
+        # a savepoint rolled back discards its callbacks, not the others.
+        transaction.on_commit(functools.partial(_committed, alias, state), using=alias)
+    # else: manual transaction management (set_autocommit(False)): the row
+    # commits with the caller's commit() and the relay command sends it.
+
+
+async def awrite(kind: str, body: str, using: str | None = None) -> None:
+    """:func:`write` for async code. The row is written by the thread that
+    runs this request's sync code (``sync_to_async``, thread-sensitive): in
+    its transaction when it is in one -- relayed by that transaction's
+    ``on_commit`` like :func:`write` -- else at once, and then relayed here
+    with ``redis.asyncio``."""
+    from asgiref.sync import sync_to_async
+
+    alias = using or DEFAULT_DB_ALIAS
+
+    def record() -> _Txn | None:
+        state, in_transaction = _record(kind, body, alias)
+        if in_transaction:
+            transaction.on_commit(functools.partial(_committed, alias, state), using=alias)
+            return None
+        return state if transaction.get_autocommit(using=alias) else None
+
+    state = await sync_to_async(record)()
+    if state is not None:
+        await _acommitted(alias, state)
+
+
+def _record(kind: str, body: str, alias: str) -> tuple[_Txn, bool]:
     connection = transaction.get_connection(alias)
     txns = _local.__dict__.setdefault("txns", {})
     state = txns.get(alias)
@@ -204,41 +238,65 @@ def write(kind: str, body: str, using: str | None = None) -> None:
     pk = _insert(alias, state.token, kind, body)
     stats.incr("outbox_written")
     state.ids.append(pk)
-    if in_transaction or connection.get_autocommit():
-        # Runs at once in autocommit. Every call registers its own callback:
-        # a savepoint rolled back discards its callbacks, not the others.
-        transaction.on_commit(functools.partial(_committed, alias, state), using=alias)
-    # else: manual transaction management (set_autocommit(False)): the row
-    # commits with the caller's commit() and the relay command sends it.
+    return state, in_transaction
+
+
+def _take(alias: str, state: _Txn) -> list[int]:
+    """The ids a commit's relay is for (empty for all but its first callback)."""
+    ids, state.ids = state.ids, []
+    txns = _local.__dict__.get("txns", {})
+    if txns.get(alias) is state:
+        del txns[alias]
+    return ids
 
 
 def _committed(alias: str, state: _Txn) -> None:
     """After the commit: relay what this transaction wrote (and whatever is
     older). The first callback of a commit does it for all of them."""
-    ids, state.ids = state.ids, []
-    txns = _local.__dict__.get("txns", {})
-    if txns.get(alias) is state:
-        del txns[alias]
+    ids = _take(alias, state)
     if not ids:
         return
     strict = conf.get("STRICT")
     try:
         result = relay(alias, block=strict, max_rows=INLINE_MAX_ROWS, inline=not strict)
         if strict:
-            left = _model().objects.using(alias).filter(pk__in=ids)
-            if left.exists():
-                reason = result.error or "the relay did not reach it"
-                raise PublishError(
-                    f"{len(ids)} event(s) committed but not published: {reason}; "
-                    "kept in the outbox, the relay will deliver them")
+            _check_delivered(alias, ids, result)
     except PublishError:
         raise
     except Exception as exc:  # the data is committed: never fail the request for this
-        stats.incr("publish_failures")
-        logger.error("mizan-hub: relay after commit failed (%s); %d event(s) stay queued",
-                     exc, len(ids), exc_info=True)
+        _relay_failed(exc, ids, strict)
+
+
+async def _acommitted(alias: str, state: _Txn) -> None:
+    from asgiref.sync import sync_to_async
+
+    ids = _take(alias, state)
+    strict = conf.get("STRICT")
+    try:
+        result = await arelay(alias, max_rows=INLINE_MAX_ROWS, inline=not strict)
         if strict:
-            raise PublishError(f"events committed but not published: {exc}") from exc
+            await sync_to_async(_check_delivered)(alias, ids, result)
+    except PublishError:
+        raise
+    except Exception as exc:
+        _relay_failed(exc, ids, strict)
+
+
+def _check_delivered(alias: str, ids: list[int], result: "RelayResult") -> None:
+    """STRICT: raise unless every row of ``ids`` left the queue delivered."""
+    left = _model().objects.using(alias).filter(pk__in=ids)
+    if left.exists():
+        reason = result.error or "the relay did not reach it"
+        raise PublishError(f"{len(ids)} event(s) committed but not published: {reason}; "
+                           "kept in the outbox, the relay will deliver them")
+
+
+def _relay_failed(exc: Exception, ids: list[int], strict: bool) -> None:
+    stats.incr("publish_failures")
+    logger.error("mizan-hub: relay after commit failed (%s); %d event(s) stay queued",
+                 exc, len(ids), exc_info=True)
+    if strict:
+        raise PublishError(f"events committed but not published: {exc}") from exc
 
 
 # --------------------------------------------------------------------------
@@ -303,15 +361,12 @@ def relay(using: str | None = None, *, block: bool = True, max_rows: int | None 
     alias = using or DEFAULT_DB_ALIAS
     relayer = _relayer(alias)
     total = RelayResult()
-    if inline and time.monotonic() < relayer.retry_at:
-        stats.incr("outbox_deferred")
-        total.deferred = True
+    if not _begin(relayer, inline, total):
         return total
-    # Set before trying the lock: a holder that finishes after a failed try
-    # sees it and makes one more pass, so a commit is never left behind.
-    relayer.dirty = True
     while relayer.dirty:
-        if not relayer.lock.acquire(blocking=block):
+        got = (relayer.lock.acquire(timeout=LOCK_TIMEOUT) if block
+               else relayer.lock.acquire(blocking=False))
+        if not got:
             total.busy = True
             break
         try:
@@ -319,29 +374,84 @@ def relay(using: str | None = None, *, block: bool = True, max_rows: int | None 
             result = _drain(alias, block=block, max_rows=max_rows)
         finally:
             relayer.lock.release()
-        total.add(result)
-        if result.error:
-            relayer.backoff = min(max(relayer.backoff * 2, BACKOFF_MIN), BACKOFF_MAX)
-            relayer.retry_at = time.monotonic() + relayer.backoff
+        max_rows = _after(relayer, total, result, max_rows)
+        if max_rows == 0:
             break
-        relayer.backoff = relayer.retry_at = 0.0
-        if result.busy or result.limited:
-            break
-        if max_rows is not None:
-            max_rows -= result.published + result.refused
-            if max_rows <= 0:
-                break
     return total
+
+
+async def arelay(using: str | None = None, *, max_rows: int | None = None,
+                 inline: bool = False) -> RelayResult:
+    """:func:`relay` for async code, never blocking (``block=False``): the
+    database steps through ``sync_to_async``, the publish script on
+    ``redis.asyncio``. On a database with row locks the relay holds a
+    transaction across its Redis calls, which async code cannot do through
+    ``sync_to_async``: there the sync relay runs in a thread instead."""
+    from asgiref.sync import sync_to_async
+
+    alias = using or DEFAULT_DB_ALIAS
+    if connections[alias].features.has_select_for_update:
+        return await sync_to_async(relay, thread_sensitive=False)(
+            alias, block=False, max_rows=max_rows, inline=inline)
+    relayer = _relayer(alias)
+    total = RelayResult()
+    if not _begin(relayer, inline, total):
+        return total
+    while relayer.dirty:
+        if not relayer.lock.acquire(blocking=False):  # held across awaits: never wait
+            total.busy = True
+            break
+        try:
+            relayer.dirty = False
+            result = await _adrain(alias, max_rows=max_rows)
+        finally:
+            relayer.lock.release()
+        max_rows = _after(relayer, total, result, max_rows)
+        if max_rows == 0:
+            break
+    return total
+
+
+def _begin(relayer: _Relayer, inline: bool, total: RelayResult) -> bool:
+    if inline and time.monotonic() < relayer.retry_at:
+        stats.incr("outbox_deferred")
+        total.deferred = True
+        return False
+    # Set before trying the lock: a holder that finishes after a failed try
+    # sees it and makes one more pass, so a commit is never left behind.
+    relayer.dirty = True
+    return True
+
+
+def _after(relayer: _Relayer, total: RelayResult, result: RelayResult,
+           max_rows: int | None) -> int | None:
+    """Book one drain; the rows still allowed, 0 to stop."""
+    total.add(result)
+    if result.error:
+        relayer.backoff = min(max(relayer.backoff * 2, BACKOFF_MIN), BACKOFF_MAX)
+        relayer.retry_at = time.monotonic() + relayer.backoff
+        return 0
+    relayer.backoff = relayer.retry_at = 0.0
+    if result.busy or result.limited:
+        return 0
+    if max_rows is not None:
+        max_rows = max(0, max_rows - result.published - result.refused)
+    return max_rows
+
+
+def _want(alias: str, result: RelayResult, max_rows: int | None) -> int:
+    """Rows to read in the next pass (0: max_rows reached; ``limited`` set
+    when rows are left)."""
+    want = BATCH if max_rows is None else min(BATCH, max_rows - result.published
+                                               - result.refused)
+    if want <= 0:
+        result.limited = _pending(alias).exists()
+    return max(want, 0)
 
 
 def _drain(alias: str, *, block: bool, max_rows: int | None) -> RelayResult:
     result = RelayResult()
-    while True:
-        want = BATCH if max_rows is None else min(BATCH, max_rows - result.published
-                                                   - result.refused)
-        if want <= 0:
-            result.limited = _pending(alias).exists()
-            return result
+    while want := _want(alias, result, max_rows):
         try:
             done, count = _pass(alias, want, nowait=not block)
         except OperationalError as exc:
@@ -351,7 +461,23 @@ def _drain(alias: str, *, block: bool, max_rows: int | None) -> RelayResult:
             return result
         result.add(done)
         if done.error or count < want:
-            return result
+            break
+    return result
+
+
+async def _adrain(alias: str, *, max_rows: int | None) -> RelayResult:
+    """:func:`_drain` without row locks (see :func:`arelay`)."""
+    from asgiref.sync import sync_to_async
+
+    result = RelayResult()
+    while want := await sync_to_async(_want)(alias, result, max_rows):
+        rows = await sync_to_async(_head)(alias, want, lock=False, nowait=False)
+        outcome = await apublish_rows(rows) if rows else ([], {}, [], None)
+        done = await sync_to_async(_settle)(alias, *outcome)
+        result.add(done)
+        if done.error or len(rows) < want:
+            break
+    return result
 
 
 def _lock_failure(exc: OperationalError) -> bool:
@@ -377,17 +503,17 @@ def _pass(alias: str, want: int, *, nowait: bool) -> tuple[RelayResult, int]:
         # would block every writer (rollback journal): read, publish, delete
         # in autocommit; the process lock orders this process's relays.
         rows = _head(alias, want, lock=False, nowait=False)
-        return _publish_and_settle(alias, rows), len(rows)
+        return _settle(alias, *publish_rows(rows)), len(rows)
     with transaction.atomic(using=alias):
         rows = _head(alias, want, lock=True, nowait=nowait)
-        return _publish_and_settle(alias, rows), len(rows)
+        return _settle(alias, *publish_rows(rows)), len(rows)
 
 
-def _publish_and_settle(alias: str, rows: list) -> RelayResult:
+def _settle(alias: str, acked: list[int], refused: dict[int, str], failed: list[int],
+            error: str | None) -> RelayResult:
+    """Delete what Redis acknowledged, take refused rows out of the queue,
+    count the attempt of the rows an outage stopped at."""
     result = RelayResult()
-    if not rows:
-        return result
-    acked, refused, failed, error = publish_rows(rows)
     model = _model().objects.using(alias)
     if acked:
         _delete(alias, acked)
@@ -454,19 +580,28 @@ def _groups(rows: list, refused: dict) -> list[_Group]:
     return groups
 
 
-def publish_rows(rows: list) -> tuple[list[int], dict[int, str], list[int], str | None]:
-    """Publish rows in order. Returns (acknowledged ids, refused ids with
-    reasons, ids of the group an outage stopped at, that outage)."""
-    from .publishing import send_invalidations, send_message
+Outcome = tuple[list[int], dict[int, str], list[int], "str | None"]
+
+
+def _plan(rows: list):
+    """What publishing ``rows`` takes, as a generator: it yields the script
+    runs ``(keys, args)`` one at a time and is sent each reply, or thrown the
+    ``redis.RedisError`` it raised. Returns (acknowledged ids, refused ids
+    with reasons, ids of the group an outage stopped at, that outage). The
+    sync and the asyncio relay drive the same plan."""
+    from .publishing import invalidation_calls, message_call
 
     acked: list[int] = []
     refused: dict[int, str] = {}
     for group in _groups(rows, refused):
         try:
             if group.kind == "invalidate":
-                send_invalidations(group.entries)
+                for call in invalidation_calls(group.entries):
+                    yield call
+                    stats.incr("invalidations_published")
             else:
-                send_message(group.message)
+                yield message_call(group.message)
+                stats.incr("messages_published")
             acked.extend(row.pk for row in group.rows)
             continue
         except redis.RedisError as exc:
@@ -484,7 +619,9 @@ def publish_rows(rows: list) -> tuple[list[int], dict[int, str], list[int], str 
             continue
         for row in group.rows:
             try:
-                send_invalidations(json.loads(row.body))
+                for call in invalidation_calls(json.loads(row.body)):
+                    yield call
+                    stats.incr("invalidations_published")
                 acked.append(row.pk)
             except redis.RedisError as exc:
                 stats.incr("publish_failures")
@@ -492,6 +629,42 @@ def publish_rows(rows: list) -> tuple[list[int], dict[int, str], list[int], str 
                     return acked, refused, [row.pk], str(exc) or repr(exc)
                 _refuse(refused, row, exc)
     return acked, refused, [], None
+
+
+def publish_rows(rows: list) -> Outcome:
+    """Publish rows in order with the sync client (see :func:`_plan`)."""
+    from . import script
+    from .connection import get_redis
+
+    plan = _plan(rows)
+    reply, error = None, None
+    while True:
+        try:
+            call = plan.throw(error) if error is not None else plan.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            reply, error = script.run(get_redis(), *call), None
+        except redis.RedisError as exc:
+            reply, error = None, exc
+
+
+async def apublish_rows(rows: list) -> Outcome:
+    """:func:`publish_rows` on ``redis.asyncio``."""
+    from . import script
+    from .connection import get_async_redis
+
+    plan = _plan(rows)
+    reply, error = None, None
+    while True:
+        try:
+            call = plan.throw(error) if error is not None else plan.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            reply, error = await script.arun(get_async_redis(), *call), None
+        except redis.RedisError as exc:
+            reply, error = None, exc
 
 
 def _refuse(refused: dict, row, exc: Exception) -> None:

@@ -33,13 +33,14 @@ from typing import Any
 import redis
 from django.core.serializers.json import DjangoJSONEncoder
 
-from . import conf, outbox, protocol, script, stats
+from . import conf, outbox, protocol, stats
 from .connection import events_channel, get_redis, key
 from .outbox import PublishError
 
 logger = logging.getLogger("mizan_hub.publish")
 
-__all__ = ["invalidate", "publish", "PublishError", "normalize_entries"]
+__all__ = ["invalidate", "publish", "ainvalidate", "apublish", "PublishError",
+           "normalize_entries"]
 
 
 def _json(value: Any) -> str:
@@ -183,13 +184,33 @@ def invalidate(*entries: Any, using: str | None = None) -> None:
     ``invalidate`` list. Sent after the transaction on ``using`` commits;
     nothing is sent if it rolls back.
     """
+    body = _invalidation_body(entries)
+    if body is not None:
+        outbox.write("invalidate", body, using)
+
+
+async def ainvalidate(*entries: Any, using: str | None = None) -> None:
+    """:func:`invalidate` for async code, published with ``redis.asyncio``.
+
+    The row is written through ``sync_to_async`` (thread-sensitive), so
+    called from a transaction -- sync code that awaits this through
+    ``async_to_sync`` -- it joins that transaction and is published after
+    its commit like the sync call; from plain async code (autocommit) it is
+    written, then published at once on the running loop.
+    """
+    body = _invalidation_body(entries)
+    if body is not None:
+        await outbox.awrite("invalidate", body, using)
+
+
+def _invalidation_body(entries: tuple) -> str | None:
     normalized = normalize_entries(entries)
     if not normalized:
-        return
+        return None
     seen = _request_entries.get()
     if seen is not None:
         seen.update(_identity(e) for e in normalized)
-    outbox.write("invalidate", _json(normalized), using)
+    return _json(normalized)
 
 
 def publish(channel: str, params: Mapping[str, Any] | None = None, data: Any = None, *,
@@ -202,6 +223,16 @@ def publish(channel: str, params: Mapping[str, Any] | None = None, data: Any = N
     clients that resume. ``data`` is encoded with Django's JSON encoder
     (dates, decimals, UUIDs). Sent after the transaction commits.
     """
+    outbox.write("message", _message(channel, params, data, type).body(), using)
+
+
+async def apublish(channel: str, params: Mapping[str, Any] | None = None, data: Any = None,
+                   *, type: str = "message", using: str | None = None) -> None:
+    """:func:`publish` for async code (see :func:`ainvalidate`)."""
+    await outbox.awrite("message", _message(channel, params, data, type).body(), using)
+
+
+def _message(channel: str, params: Mapping[str, Any] | None, data: Any, type: str) -> _Message:
     if not isinstance(type, str):
         raise TypeError("type must be a string")
     data_json = json.dumps(data, cls=DjangoJSONEncoder, ensure_ascii=False,
@@ -211,8 +242,7 @@ def publish(channel: str, params: Mapping[str, Any] | None = None, data: Any = N
     checked = protocol.decode_envelope(protocol.encode_envelope({
         "kind": "message", "channel": channel, "params": params or {}, "type": type,
         "data": json.loads(data_json), "seq": 1, "epoch": "0"}))
-    outbox.write("message", _Message(checked["channel"], checked["params"], type,
-                                     data_json).body(), using)
+    return _Message(checked["channel"], checked["params"], type, data_json)
 
 
 def disconnect(user_or_sub: Any, reason: str = "") -> None:
@@ -239,22 +269,19 @@ def _guarded(what: str, call) -> Any:
         return None
 
 
-def send_invalidations(entries: list) -> None:
-    """Publish invalidations now (the relay's step): collapsed, in as few
-    envelopes as the 256-entry limit allows. Raises ``redis.RedisError``."""
+# The relay (mizan_hub.outbox) sends through these: each builds the keys and
+# arguments of one publish-script run, so the sync and the asyncio relay
+# share everything but the client that runs it.
+
+def invalidation_calls(entries: list) -> list[tuple[list[str], list[str]]]:
+    """The script runs that publish these invalidations: collapsed, in as few
+    envelopes as the 256-entry limit allows."""
     entries = collapse(entries)
-    for start in range(0, len(entries), protocol.MAX_ENTRIES):
-        _send_invalidation(entries[start:start + protocol.MAX_ENTRIES])
-        stats.incr("invalidations_published")
+    return [_invalidation_call(entries[start:start + protocol.MAX_ENTRIES])
+            for start in range(0, len(entries), protocol.MAX_ENTRIES)]
 
 
-def send_message(message: _Message) -> None:
-    """Publish one channel message now. Raises ``redis.RedisError``."""
-    _send_message(message)
-    stats.incr("messages_published")
-
-
-def _send_invalidation(entries: list) -> str:
+def _invalidation_call(entries: list) -> tuple[list[str], list[str]]:
     """One script run: the version fields each entry bumps, then the envelope."""
     fields: dict[str, list[str]] = {}
     for entry in entries:
@@ -271,20 +298,18 @@ def _send_invalidation(entries: list) -> str:
     args: list[str] = ["invalidate", events_channel(), head]
     for context, names in fields.items():
         args += [_json(context), str(len(names)), *names]
-    envelope = script.run(get_redis(), keys, args)
-    return envelope.decode("utf-8") if isinstance(envelope, bytes) else envelope
+    return keys, args
 
 
-def _send_message(message: _Message) -> tuple[int, str]:
+def message_call(message: _Message) -> tuple[list[str], list[str]]:
+    """The script run that publishes one channel message."""
     canonical = protocol.canonical_key(message.channel, message.params)
     config = channel_config(message.channel)
     ttl_ms = int(config["ttl"] * 1000)
     body = ('"channel":' + _json(message.channel) + ',"params":' + _json(message.params)
             + ',"type":' + _json(message.type) + ',"data":' + message.data_json)
-    seq, epoch, _ = script.run(
-        get_redis(), [key("c:", canonical), key("h:", canonical)],
-        ["message", events_channel(), _ts(), body, str(config["history"]), str(ttl_ms)])
-    return int(seq), epoch.decode() if isinstance(epoch, bytes) else epoch
+    return ([key("c:", canonical), key("h:", canonical)],
+            ["message", events_channel(), _ts(), body, str(config["history"]), str(ttl_ms)])
 
 
 def channel_config(name: str) -> dict:
