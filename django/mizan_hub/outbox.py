@@ -27,7 +27,8 @@ locked leaves at once and the holder, which goes on until the queue is
 empty, publishes its rows after them. Rows are published in id order, hence
 in order per context and per channel. SQLite has no row locks: there the
 process lock alone orders relays, and two processes relaying at once may
-both publish a row (a duplicate, which at-least-once allows).
+both publish a row (a duplicate, which at-least-once allows, possibly after
+rows behind it).
 
 **Failures.** A Redis outage (no connection, a timeout, ``LOADING``,
 ``READONLY``, ``OOM``, ...) stops the pass; the row that failed and every
@@ -42,6 +43,17 @@ once (``refused`` set, the reason in ``error``), logged at ERROR and counted
 (``outbox_refused``), and the queue goes on. Refused rows stay in the table
 until ``manage.py mizan_hub_relay --requeue-refused`` puts them back (after
 the cause is fixed) or someone deletes them.
+
+**STRICT.** The after-commit relay waits for another relay of the process
+instead of leaving, never skips for the backoff, and raises
+:class:`PublishError` (from the call in autocommit, from the commit
+otherwise) when a row of this commit is still queued: the change and the
+event are committed all the same and a relay delivers it later.
+
+**Async.** :func:`awrite` (``ainvalidate()``/``apublish()``) writes the row
+through ``sync_to_async`` and relays with :func:`arelay` on
+``redis.asyncio``; both drive the same publish plan (:func:`_plan`) as the
+sync relay.
 """
 
 from __future__ import annotations
