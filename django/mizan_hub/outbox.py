@@ -24,7 +24,9 @@ relays share :func:`relay`:
 and on databases with ``SELECT ... FOR UPDATE`` the rows it publishes stay
 locked (``NOWAIT``) until it deleted them, so another relay that finds them
 locked leaves at once and the holder, which goes on until the queue is
-empty, publishes its rows after them. Rows are published in id order, hence
+empty, publishes its rows after them. (Not ``SKIP LOCKED``: a relay that
+skipped the locked head would publish later rows of the same context
+before the earlier ones.) Rows are published in id order, hence
 in order per context and per channel. SQLite has no row locks: there the
 process lock alone orders relays, and two processes relaying at once may
 both publish a row (a duplicate, which at-least-once allows, possibly after

@@ -92,28 +92,35 @@ def test_changes_committed_while_redis_is_down_reach_it_when_it_is_back(r, event
     assert envs[-1]["versions"]["todos"] == version(r, "todos")
 
 
+def _env(redis_url: str, db: Path) -> dict:
+    """A Django process of the test project on a database file."""
+    return {**os.environ, "MIZAN_HUB_TEST_REDIS_URL": redis_url,
+            "MIZAN_HUB_TEST_DB": str(db), "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "PYTHONPATH": str(DJANGO_DIR) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def _django(code: str, env: dict, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import django\ndjango.setup()\n"
+                             "from django.core.management import call_command\n"
+                             "call_command('migrate', run_syncdb=True, verbosity=0)\n" + code],
+                            cwd=DJANGO_DIR, env=env, text=True, **kw)
+
+
 def test_a_process_killed_between_commit_and_publish_is_delivered_by_the_relay(
         r, events, redis_url, tmp_path):
     """A Django process SIGKILLed after its commit, before its publish: the
     event waits in the outbox; manage.py mizan_hub_relay --once sends it."""
-    env = {**os.environ, "MIZAN_HUB_TEST_REDIS_URL": redis_url,
-           "MIZAN_HUB_TEST_DB": str(tmp_path / "db.sqlite3"),
-           "DJANGO_SETTINGS_MODULE": "tests.settings",
-           "PYTHONPATH": str(DJANGO_DIR) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = _env(redis_url, tmp_path / "db.sqlite3")
     # The first on_commit callback runs before the publish's (registered by
     # the save): it reports the commit and waits to be killed.
-    child = subprocess.Popen([sys.executable, "-c", """
-import sys, time
-import django
-django.setup()
-from django.core.management import call_command
+    child = _django("""
+import time
 from django.db import transaction
-call_command("migrate", run_syncdb=True, verbosity=0)
 from tests.testapp.models import Todo
 with transaction.atomic():
     transaction.on_commit(lambda: (print("committed", flush=True), time.sleep(60)))
     todo = Todo.objects.create(title="milk", list_id=7)
-"""], cwd=DJANGO_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+""", env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         line = child.stdout.readline()
         assert line.strip() == "committed", child.stderr.read()
@@ -134,6 +141,32 @@ with transaction.atomic():
                                   {"context": "list", "params": {"list_id": "7"}}]
     assert version(r, "todos").endswith(":1")
     assert "1 published" in relay.stderr
+
+
+def test_the_relay_loop_delivers_what_another_process_could_not_and_stops_on_sigterm(
+        r, events, redis_url, tmp_path):
+    """A process commits while its Redis is unreachable and exits; the relay
+    command, running as a loop, publishes the event, and SIGTERM stops it."""
+    db = tmp_path / "db.sqlite3"
+    writer = _django("import mizan_hub\nmizan_hub.invalidate('written-while-down')\n",
+                     _env("redis://127.0.0.1:9/0", db), stderr=subprocess.PIPE)
+    assert writer.wait(60) == 0, writer.stderr.read()
+    assert events.texts(timeout=0.2) == []
+    loop = subprocess.Popen([sys.executable, "-m", "django", "mizan_hub_relay",
+                             "--interval", "0.1"], cwd=DJANGO_DIR, env=_env(redis_url, db),
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        envs = []
+        while not envs and time.monotonic() < deadline:
+            envs = events.envelopes(timeout=0.2)
+        assert [e["invalidate"] for e in envs] == [["written-while-down"]]
+        loop.send_signal(signal.SIGTERM)
+        assert loop.wait(10) == 0
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+            loop.wait()
 
 
 def test_a_backlog_is_published_before_new_events_in_order(r, events):
