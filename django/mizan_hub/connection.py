@@ -9,7 +9,6 @@ seconds, not a hung worker thread. Dropped when the settings change.
 from __future__ import annotations
 
 import threading
-import weakref
 
 import redis
 
@@ -17,7 +16,7 @@ from . import conf
 
 _lock = threading.Lock()
 _client: redis.Redis | None = None
-_async_clients: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_async_clients: dict = {}  # event loop -> redis.asyncio.Redis
 
 
 def get_redis() -> redis.Redis:
@@ -40,13 +39,16 @@ def get_redis() -> redis.Redis:
 
 def get_async_redis() -> "redis.asyncio.Redis":
     """A ``redis.asyncio`` client for the running event loop (its connections
-    belong to that loop, so each loop gets its own, dropped with it)."""
+    belong to that loop, so each loop gets its own; those of closed loops
+    are dropped here)."""
     import asyncio
 
     import redis.asyncio
 
     loop = asyncio.get_running_loop()
     with _lock:
+        for old in [old for old in _async_clients if old.is_closed()]:
+            del _async_clients[old]
         client = _async_clients.get(loop)
         if client is None:
             timeout = conf.get("REDIS_TIMEOUT")
@@ -54,6 +56,17 @@ def get_async_redis() -> "redis.asyncio.Redis":
                 conf.get("REDIS_URL"), socket_connect_timeout=timeout,
                 socket_timeout=timeout, health_check_interval=30)
     return client
+
+
+async def aclose_async_redis() -> None:
+    """Close the running loop's client (before the loop ends: an asyncio
+    server's shutdown, a test's ``asyncio.run``); the next use builds one."""
+    import asyncio
+
+    with _lock:
+        client = _async_clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
 
 
 def key(*parts: str) -> str:

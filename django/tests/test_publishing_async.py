@@ -26,11 +26,21 @@ def no_sync_redis(monkeypatch):
     monkeypatch.setattr(connection, "get_redis", refuse)
 
 
+def run(coro):
+    """asyncio.run, closing the loop's Redis client before the loop ends."""
+    async def main():
+        try:
+            return await coro
+        finally:
+            await connection.aclose_async_redis()
+    return asyncio.run(main())
+
+
 def test_outside_a_transaction_it_publishes_at_once_on_asyncio(r, events, no_sync_redis):
     async def main():
         await mizan_hub.ainvalidate("notifications", ("user", {"user_id": 5}))
         await mizan_hub.apublish("chat", {"room": "lobby"}, {"text": "hi"}, type="ChatMessage")
-    asyncio.run(main())
+    run(main())
     envs = events.envelopes()
     assert [e["kind"] for e in envs] == ["invalidate", "message"]
     assert envs[0]["invalidate"] == ["notifications",
@@ -61,11 +71,11 @@ def test_in_a_transaction_it_waits_for_the_commit_and_a_rollback_drops_it(r, eve
 def test_redis_down_keeps_it_queued_and_strict_raises(r, events):
     down = {**mizan_hub.conf.user_settings(), "REDIS_URL": "redis://127.0.0.1:9/0"}
     with override_settings(MIZAN_HUB=down):
-        asyncio.run(mizan_hub.ainvalidate("a"))
+        run(mizan_hub.ainvalidate("a"))
         assert stats.get("publish_failures") == 1
     with override_settings(MIZAN_HUB={**down, "STRICT": True}):
         with pytest.raises(mizan_hub.PublishError):
-            asyncio.run(mizan_hub.apublish("ticker", {}, 2))
+            run(mizan_hub.apublish("ticker", {}, 2))
     assert outbox.lag()["pending"] == 2
     assert outbox.relay().published == 2
     assert [e["kind"] for e in events.envelopes()] == ["invalidate", "message"]
@@ -77,7 +87,5 @@ def test_a_backlog_goes_first_in_order(r, events):
         for i in range(3):
             mizan_hub.publish("chat", {"room": "a"}, i)
 
-    async def main():
-        await mizan_hub.apublish("chat", {"room": "a"}, 3)
-    asyncio.run(main())
+    run(mizan_hub.apublish("chat", {"room": "a"}, 3))
     assert [(e["seq"], e["data"]) for e in events.envelopes()] == [(i + 1, i) for i in range(4)]
