@@ -356,6 +356,8 @@ def _relayer(alias: str) -> _Relayer:
 @conf.on_reset
 def reset() -> None:
     """Forget every backoff (settings changed, e.g. another REDIS_URL)."""
+    global _last_outage_log
+    _last_outage_log = 0.0
     with _relayers_lock:
         for relayer in _relayers.values():
             relayer.retry_at = relayer.backoff = 0.0
@@ -621,8 +623,7 @@ def _plan(rows: list):
         except redis.RedisError as exc:
             stats.incr("publish_failures")
             if transient(exc):
-                logger.warning("mizan-hub: Redis unavailable (%s); %d event(s) stay in the "
-                               "outbox and are retried", exc, _pending_hint(rows, acked, refused))
+                _log_outage(exc, len(rows) - len(acked) - len(refused))
                 return acked, refused, [row.pk for row in group.rows], str(exc) or repr(exc)
             first_error = exc
         # Refused. A message group is one message (its rows are duplicates);
@@ -688,8 +689,19 @@ def _refuse(refused: dict, row, exc: Exception) -> None:
                  row.pk, type(exc).__name__, exc)
 
 
-def _pending_hint(rows: list, acked: list, refused: dict) -> int:
-    return len(rows) - len(acked) - len(refused)
+_last_outage_log = 0.0
+
+
+def _log_outage(exc: Exception, left: int) -> None:
+    """A warning per outage and minute, not one per relay attempt (the
+    worker and the relay command retry every second)."""
+    global _last_outage_log
+    now = time.monotonic()
+    level = logging.WARNING if now - _last_outage_log >= 60 else logging.DEBUG
+    if level == logging.WARNING:
+        _last_outage_log = now
+    logger.log(level, "mizan-hub: Redis unavailable (%s); %d event(s) stay in the outbox "
+               "and are retried", exc, left)
 
 
 # --------------------------------------------------------------------------
