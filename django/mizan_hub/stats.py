@@ -102,13 +102,14 @@ def _labels(labels: tuple) -> str:
     return "{" + text + "}"
 
 
-def prometheus(prefix: str = "mizan_hub_django_") -> str:
-    """The Prometheus text exposition of every counter and gauge."""
+def prometheus(prefix: str = "mizan_hub_django_", *, counters: bool = True) -> str:
+    """The Prometheus text exposition of this process's counters (unless
+    ``counters=False``) and of the gauges."""
     lines = []
-    counters = snapshot()
-    for name in sorted(set(NAMES) | set(counters)):
+    values = snapshot() if counters else {}
+    for name in sorted(set(NAMES) | set(values) if counters else ()):
         lines.append(f"# TYPE {prefix}{name}_total counter")
-        lines.append(f"{prefix}{name}_total {counters.get(name, 0)}")
+        lines.append(f"{prefix}{name}_total {values.get(name, 0)}")
     for name, samples in sorted(gauges().items()):
         lines.append(f"# TYPE {prefix}{name} gauge")
         for labels, value in sorted(samples.items()):

@@ -9,8 +9,8 @@ order, and deletes each row once Redis acknowledged it (see mizan_hub.outbox).
 Runs until SIGTERM/SIGINT (the pass in hand is finished first), polling the
 queue every ``--interval`` seconds and backing off while Redis is away.
 ``--once`` drains the queue and exits: status 0 when nothing is left, 1 when
-rows remain (Redis unavailable). ``--metrics`` prints the lag and counters
-as Prometheus text; ``--requeue-refused`` puts rows Redis refused back.
+rows remain (Redis unavailable). ``--metrics`` prints the lag (rows pending,
+age of the oldest, rows refused, per database) as Prometheus text; ``--requeue-refused`` puts rows Redis refused back.
 The inbound worker (``mizan_hub_worker``) relays too, so a site that runs
 it needs this command only for ``--once``/``--metrics`` or without workers.
 """
@@ -41,7 +41,7 @@ class Command(BaseCommand):
                             help="a database alias (repeatable; default: every database "
                                  "that holds the outbox table)")
         parser.add_argument("--metrics", action="store_true",
-                            help="print the outbox lag and the counters (Prometheus text)")
+                            help="print the outbox lag per database (Prometheus text) and exit")
         parser.add_argument("--requeue-refused", action="store_true",
                             help="put the rows Redis refused back in the queue, then go on")
 
@@ -51,7 +51,8 @@ class Command(BaseCommand):
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         aliases = options["databases"] or outbox.databases()
         if options["metrics"]:
-            self.stdout.write(stats.prometheus(), ending="")
+            # this process's counters would all be 0: the gauges alone
+            self.stdout.write(stats.prometheus(counters=False), ending="")
             return
         if options["requeue_refused"]:
             for alias in aliases:
