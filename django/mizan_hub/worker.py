@@ -150,7 +150,9 @@ class Worker:
         if now >= self._next_claim:
             handled += self.claim()
             self._next_claim = now + min(max(self.claim_idle_ms / 2000, 0.1), 30.0)
-        due = min(self._next_claim, self._next_relay) if self.relay else self._next_claim
+        due = self._next_claim
+        if self.relay and self._next_relay:  # run() relays: wake up for it
+            due = min(due, self._next_relay)
         block = max(1, min(self.block_ms, int((due - time.monotonic()) * 1000) or 1))
         response = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"},
                                           count=self.count, block=block)
