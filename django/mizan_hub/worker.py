@@ -46,8 +46,10 @@ logger = logging.getLogger("mizan_hub.worker")
 
 KINDS = ("message", "rpc", "ctx")
 
-#: Seconds between two outbox relays of a worker (see mizan_hub.outbox).
+#: Seconds between two outbox relays of a worker (see mizan_hub.outbox), and
+#: the most rows one of them publishes (sooner again when rows are left).
 RELAY_EVERY = 1.0
+RELAY_MAX_ROWS = 1024
 
 
 class BadEntry(ValueError):
@@ -173,7 +175,12 @@ class Worker:
         published = 0
         try:
             for alias in outbox.databases():
-                published += outbox.relay(alias, block=False).published
+                # bounded, so a backlog does not hold up the inbound frames;
+                # what is left goes out on the next turn of the loop
+                result = outbox.relay(alias, block=False, max_rows=RELAY_MAX_ROWS)
+                published += result.published
+                if result.limited:
+                    self._next_relay = time.monotonic()
             self._relay_error = None
         except Exception as exc:  # e.g. the table not migrated yet: say so once
             if str(exc) != self._relay_error:

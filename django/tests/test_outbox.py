@@ -313,10 +313,21 @@ def test_the_metrics_option_prints_prometheus_text(r, capsys):
     assert "_total" not in out  # a fresh process's counters say nothing
 
 
-def test_the_worker_relays_what_is_left(r, events):
+def test_the_worker_relays_what_is_left_a_bounded_part_per_turn(r, events, monkeypatch):
+    """A backlog is relayed RELAY_MAX_ROWS at a time, the next part due at
+    once (the inbound stream is read in between); once a turn emptied the
+    queue the next is due only after RELAY_EVERY. run() relays too."""
+    from mizan_hub import worker as worker_module
+    monkeypatch.setattr(worker_module, "RELAY_MAX_ROWS", 5)
+    with redis_down():
+        for i in range(12):
+            mizan_hub.publish("ticker", {}, i)
+    worker = Worker(consumer="relay-test")
+    assert [worker.relay_outbox() for _ in range(4)] == [5, 5, 2, 0]
+    assert [e["data"] for e in events.envelopes()] == list(range(12))
+
     with redis_down():
         mizan_hub.invalidate("left")
-    worker = Worker(consumer="relay-test")
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
