@@ -17,6 +17,8 @@ __version__ = "0.2.0"
 _EXPORTS = {
     "invalidate": "publishing",
     "publish": "publishing",
+    "ainvalidate": "publishing",
+    "apublish": "publishing",
     "disconnect": "publishing",
     "PublishError": "publishing",
     "invalidation_header": "transports",
@@ -37,7 +39,8 @@ __all__ = ["__version__", *_EXPORTS]
 
 
 _SUBMODULES = {"conf", "stats", "protocol", "publishing", "transports", "receivers",
-               "sessions", "tokens", "handlers", "registry", "worker", "izana_compat"}
+               "sessions", "tokens", "handlers", "registry", "worker", "izana_compat",
+               "outbox"}
 
 
 def __getattr__(name: str) -> Any:

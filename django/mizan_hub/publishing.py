@@ -1,17 +1,23 @@
 """Publishing: ``invalidate()`` and ``publish()``.
 
-Both wait for the surrounding transaction to commit (``transaction.on_commit``):
-a browser told to refetch before the commit would read the old rows and keep
-them. Calls made inside one transaction (one savepoint scope, precisely) are
-gathered into one batch, duplicates collapsed, and sent together after the
-commit; a rollback drops the batch with the other ``on_commit`` callbacks.
-Outside a transaction they are sent at once.
+Both are durable and wait for the surrounding transaction to commit: each
+call is written to the outbox table in the caller's transaction and
+published right after the commit (:mod:`mizan_hub.outbox`); a browser told
+to refetch before the commit would read the old rows and keep them. A
+rollback (of the transaction or of the savepoint the call was made in)
+drops the row with the change. Outside a transaction the row is written and
+published at once. Invalidations of one transaction are sent collapsed into
+as few envelopes as the 256-entry limit allows, its identical messages once.
 
 Sending is one run of the publish script per envelope (:mod:`mizan_hub.script`),
 which bumps the version counters of SPEC section 10 and publishes on
-``{prefix}events``. A Redis error is logged and counted
-(``stats.get("publish_failures")``) and the request goes on; with
-``MIZAN_HUB["STRICT"]`` it raises :class:`PublishError` instead.
+``{prefix}events``. When Redis is unavailable the event stays in the outbox
+and a relay (the next commit's, ``manage.py mizan_hub_relay`` or the inbound
+worker) publishes it once Redis is back: at least once, in order. The
+failure is logged and counted (``stats.get("publish_failures")``) and the
+request goes on; with ``MIZAN_HUB["STRICT"]`` the commit (or the call, in
+autocommit) raises :class:`PublishError` instead -- the change and the
+queued event are committed all the same.
 """
 
 from __future__ import annotations
@@ -21,23 +27,20 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
 
-from . import conf, protocol, script, stats
+from . import conf, outbox, protocol, stats
 from .connection import events_channel, get_redis, key
+from .outbox import PublishError
 
 logger = logging.getLogger("mizan_hub.publish")
 
-__all__ = ["invalidate", "publish", "PublishError", "normalize_entries"]
-
-
-class PublishError(Exception):
-    """A publish could not reach Redis (raised only when ``STRICT``)."""
+__all__ = ["invalidate", "publish", "ainvalidate", "apublish", "PublishError",
+           "normalize_entries"]
 
 
 def _json(value: Any) -> str:
@@ -119,11 +122,6 @@ def _entry_context(entry: protocol.Entry) -> str:
 # --------------------------------------------------------------------------
 
 @dataclass
-class _Invalidation:
-    entries: list
-
-
-@dataclass
 class _Message:
     channel: str
     params: dict
@@ -134,36 +132,19 @@ class _Message:
     def identity(self) -> tuple:
         return (protocol.canonical_key(self.channel, self.params), self.type, self.data_json)
 
-
-@dataclass(eq=False)
-class _Batch:
-    """What one transaction (savepoint scope) publishes after its commit.
-
-    It is itself the ``on_commit`` callback, so later calls in the same scope
-    find it in ``connection.run_on_commit`` and add to it, and Django discards
-    it with the scope on rollback.
-    """
-
-    sids: set
-    ops: list = field(default_factory=list)
-
-    def __call__(self) -> None:
-        send(self.ops)
+    def body(self) -> str:
+        """The outbox row's text; ``data`` stays the exact JSON to send."""
+        return _json({"channel": self.channel, "params": self.params, "type": self.type,
+                      "data": self.data_json})
 
 
-def _enqueue(op: Any, using: str | None) -> None:
-    connection = transaction.get_connection(using)
-    if not connection.in_atomic_block:
-        send([op])
-        return
-    sids = set(connection.savepoint_ids)
-    for entry in reversed(connection.run_on_commit):
-        func = entry[1]
-        if isinstance(func, _Batch) and func.sids == sids:
-            func.ops.append(op)
-            return
-    batch = _Batch(sids, [op])
-    transaction.on_commit(batch, using=using)
+def message_from_body(body: str) -> _Message:
+    value = json.loads(body)
+    if not (isinstance(value, dict) and isinstance(value.get("channel"), str)
+            and isinstance(value.get("params"), dict) and isinstance(value.get("type"), str)
+            and isinstance(value.get("data"), str)):
+        raise ValueError("a message row is {channel, params, type, data (JSON text)}")
+    return _Message(value["channel"], value["params"], value["type"], value["data"])
 
 
 # Entries declared during the current request (see the middleware), so that
@@ -203,13 +184,33 @@ def invalidate(*entries: Any, using: str | None = None) -> None:
     ``invalidate`` list. Sent after the transaction on ``using`` commits;
     nothing is sent if it rolls back.
     """
+    body = _invalidation_body(entries)
+    if body is not None:
+        outbox.write("invalidate", body, using)
+
+
+async def ainvalidate(*entries: Any, using: str | None = None) -> None:
+    """:func:`invalidate` for async code, published with ``redis.asyncio``.
+
+    The row is written through ``sync_to_async`` (thread-sensitive), so
+    called from a transaction -- sync code that awaits this through
+    ``async_to_sync`` -- it joins that transaction and is published after
+    its commit like the sync call; from plain async code (autocommit) it is
+    written, then published at once on the running loop.
+    """
+    body = _invalidation_body(entries)
+    if body is not None:
+        await outbox.awrite("invalidate", body, using)
+
+
+def _invalidation_body(entries: tuple) -> str | None:
     normalized = normalize_entries(entries)
     if not normalized:
-        return
+        return None
     seen = _request_entries.get()
     if seen is not None:
         seen.update(_identity(e) for e in normalized)
-    _enqueue(_Invalidation(normalized), using)
+    return _json(normalized)
 
 
 def publish(channel: str, params: Mapping[str, Any] | None = None, data: Any = None, *,
@@ -222,6 +223,16 @@ def publish(channel: str, params: Mapping[str, Any] | None = None, data: Any = N
     clients that resume. ``data`` is encoded with Django's JSON encoder
     (dates, decimals, UUIDs). Sent after the transaction commits.
     """
+    outbox.write("message", _message(channel, params, data, type).body(), using)
+
+
+async def apublish(channel: str, params: Mapping[str, Any] | None = None, data: Any = None,
+                   *, type: str = "message", using: str | None = None) -> None:
+    """:func:`publish` for async code (see :func:`ainvalidate`)."""
+    await outbox.awrite("message", _message(channel, params, data, type).body(), using)
+
+
+def _message(channel: str, params: Mapping[str, Any] | None, data: Any, type: str) -> _Message:
     if not isinstance(type, str):
         raise TypeError("type must be a string")
     data_json = json.dumps(data, cls=DjangoJSONEncoder, ensure_ascii=False,
@@ -231,7 +242,7 @@ def publish(channel: str, params: Mapping[str, Any] | None = None, data: Any = N
     checked = protocol.decode_envelope(protocol.encode_envelope({
         "kind": "message", "channel": channel, "params": params or {}, "type": type,
         "data": json.loads(data_json), "seq": 1, "epoch": "0"}))
-    _enqueue(_Message(checked["channel"], checked["params"], type, data_json), using)
+    return _Message(checked["channel"], checked["params"], type, data_json)
 
 
 def disconnect(user_or_sub: Any, reason: str = "") -> None:
@@ -258,29 +269,19 @@ def _guarded(what: str, call) -> Any:
         return None
 
 
-def send(ops: list) -> None:
-    """Publish a batch now: its invalidations collapsed into as few
-    envelopes as the 256-entry limit allows, its messages deduplicated."""
-    entries: list = []
-    messages: dict[tuple, _Message] = {}
-    for op in ops:
-        if isinstance(op, _Invalidation):
-            entries.extend(op.entries)
-        else:
-            messages.setdefault(op.identity, op)
+# The relay (mizan_hub.outbox) sends through these: each builds the keys and
+# arguments of one publish-script run, so the sync and the asyncio relay
+# share everything but the client that runs it.
+
+def invalidation_calls(entries: list) -> list[tuple[list[str], list[str]]]:
+    """The script runs that publish these invalidations: collapsed, in as few
+    envelopes as the 256-entry limit allows."""
     entries = collapse(entries)
-    for start in range(0, len(entries), protocol.MAX_ENTRIES):
-        chunk = entries[start:start + protocol.MAX_ENTRIES]
-        if _guarded(f"invalidation of {len(chunk)} entries",
-                    lambda: _send_invalidation(chunk)) is not None:
-            stats.incr("invalidations_published")
-    for message in messages.values():
-        if _guarded(f"message on {message.channel!r}",
-                    lambda: _send_message(message)) is not None:
-            stats.incr("messages_published")
+    return [_invalidation_call(entries[start:start + protocol.MAX_ENTRIES])
+            for start in range(0, len(entries), protocol.MAX_ENTRIES)]
 
 
-def _send_invalidation(entries: list) -> str:
+def _invalidation_call(entries: list) -> tuple[list[str], list[str]]:
     """One script run: the version fields each entry bumps, then the envelope."""
     fields: dict[str, list[str]] = {}
     for entry in entries:
@@ -297,20 +298,18 @@ def _send_invalidation(entries: list) -> str:
     args: list[str] = ["invalidate", events_channel(), head]
     for context, names in fields.items():
         args += [_json(context), str(len(names)), *names]
-    envelope = script.run(get_redis(), keys, args)
-    return envelope.decode("utf-8") if isinstance(envelope, bytes) else envelope
+    return keys, args
 
 
-def _send_message(message: _Message) -> tuple[int, str]:
+def message_call(message: _Message) -> tuple[list[str], list[str]]:
+    """The script run that publishes one channel message."""
     canonical = protocol.canonical_key(message.channel, message.params)
     config = channel_config(message.channel)
     ttl_ms = int(config["ttl"] * 1000)
     body = ('"channel":' + _json(message.channel) + ',"params":' + _json(message.params)
             + ',"type":' + _json(message.type) + ',"data":' + message.data_json)
-    seq, epoch, _ = script.run(
-        get_redis(), [key("c:", canonical), key("h:", canonical)],
-        ["message", events_channel(), _ts(), body, str(config["history"]), str(ttl_ms)])
-    return int(seq), epoch.decode() if isinstance(epoch, bytes) else epoch
+    return ([key("c:", canonical), key("h:", canonical)],
+            ["message", events_channel(), _ts(), body, str(config["history"]), str(ttl_ms)])
 
 
 def channel_config(name: str) -> dict:

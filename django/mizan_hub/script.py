@@ -26,3 +26,11 @@ def run(client: redis.Redis, keys: Sequence[str], args: Sequence[str | bytes | i
         return client.evalsha(SHA1, len(keys), *keys, *args)
     except NoScriptError:
         return client.eval(SOURCE, len(keys), *keys, *args)
+
+
+async def arun(client, keys: Sequence[str], args: Sequence[str | bytes | int]):
+    """:func:`run` on a ``redis.asyncio`` client."""
+    try:
+        return await client.evalsha(SHA1, len(keys), *keys, *args)
+    except NoScriptError:
+        return await client.eval(SOURCE, len(keys), *keys, *args)

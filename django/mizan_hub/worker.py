@@ -12,6 +12,11 @@ Replies go to the hub that holds the connection, on ``{prefix}hub:{hub id}``:
 ``{"v":1,"kind":"reply","conn":...,"frame":{"id":...,"ok":true,"data":...}}``.
 A handler's exception becomes ``"ok": false`` with an ``INTERNAL`` error and a
 log line; the worker goes on.
+
+Between reads the worker also relays the publishing outbox (at most every
+``RELAY_EVERY`` seconds): events that Django processes could not publish
+when they committed (Redis away, a process killed after its commit) reach
+Redis without a separate ``mizan_hub_relay`` process.
 """
 
 from __future__ import annotations
@@ -33,13 +38,18 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections
 from django.http import Http404
 
-from . import conf, handlers, izana_compat, protocol, stats
+from . import conf, handlers, izana_compat, outbox, protocol, stats
 from .connection import get_redis, key
 from .handlers import HubRequest, Message, RpcError
 
 logger = logging.getLogger("mizan_hub.worker")
 
 KINDS = ("message", "rpc", "ctx")
+
+#: Seconds between two outbox relays of a worker (see mizan_hub.outbox), and
+#: the most rows one of them publishes (sooner again when rows are left).
+RELAY_EVERY = 1.0
+RELAY_MAX_ROWS = 1024
 
 
 class BadEntry(ValueError):
@@ -72,7 +82,8 @@ def _error(code: str, message: str, details: Any = None) -> dict:
 class Worker:
     """One consumer of the group. ``run()`` loops until :meth:`stop`."""
 
-    def __init__(self, *, consumer: str | None = None, client: redis.Redis | None = None):
+    def __init__(self, *, consumer: str | None = None, client: redis.Redis | None = None,
+                 relay: bool = True):
         options = conf.get("WORKER")
         self.client = client or get_redis()
         self.stream = key("in")
@@ -84,6 +95,9 @@ class Worker:
         self.max_rpc_age_ms = int(options["MAX_RPC_AGE_MS"])
         self._stop = threading.Event()
         self._next_claim = 0.0
+        self.relay = relay
+        self._next_relay = 0.0
+        self._relay_error: str | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -115,6 +129,7 @@ class Worker:
                 if not group_ready:
                     self.ensure_group()
                     group_ready = True
+                self.relay_outbox()
                 self.step()
                 backoff = 0.1
             except redis.ResponseError as exc:
@@ -137,8 +152,10 @@ class Worker:
         if now >= self._next_claim:
             handled += self.claim()
             self._next_claim = now + min(max(self.claim_idle_ms / 2000, 0.1), 30.0)
-        block = max(1, min(self.block_ms,
-                            int((self._next_claim - time.monotonic()) * 1000) or 1))
+        due = self._next_claim
+        if self.relay and self._next_relay:  # run() relays: wake up for it
+            due = min(due, self._next_relay)
+        block = max(1, min(self.block_ms, int((due - time.monotonic()) * 1000) or 1))
         response = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"},
                                           count=self.count, block=block)
         for _stream, entries in response or []:
@@ -148,6 +165,31 @@ class Worker:
                 if self.stopping:
                     return handled
         return handled
+
+    def relay_outbox(self) -> int:
+        """Publish what the outbox holds (when due). Returns rows published.
+        A failure is logged; the rows stay queued for the next try."""
+        if not self.relay or time.monotonic() < self._next_relay:
+            return 0
+        self._next_relay = time.monotonic() + RELAY_EVERY
+        published = 0
+        try:
+            for alias in outbox.databases():
+                # bounded, so a backlog does not hold up the inbound frames;
+                # what is left goes out on the next turn of the loop
+                result = outbox.relay(alias, block=False, max_rows=RELAY_MAX_ROWS)
+                published += result.published
+                if result.limited:
+                    self._next_relay = time.monotonic()
+            self._relay_error = None
+        except Exception as exc:  # e.g. the table not migrated yet: say so once
+            if str(exc) != self._relay_error:
+                logger.error("mizan-hub worker: relaying the outbox failed: %s", exc,
+                             exc_info=True)
+            self._relay_error = str(exc)
+        finally:
+            close_old_connections()
+        return published
 
     def claim(self) -> int:
         """Take over entries pending longer than CLAIM_IDLE_MS (their worker

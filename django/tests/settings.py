@@ -1,6 +1,6 @@
 """Settings of the test project. The suite starts its own redis-server and
 points MIZAN_HUB at it (conftest.py); worker subprocesses get its URL in
-MIZAN_HUB_TEST_REDIS_URL."""
+MIZAN_HUB_TEST_REDIS_URL, and a database file to share in MIZAN_HUB_TEST_DB."""
 
 import os
 
@@ -14,7 +14,8 @@ INSTALLED_APPS = [
     "mizan_hub",
     "tests.testapp",
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                         "NAME": os.environ.get("MIZAN_HUB_TEST_DB", ":memory:")}}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.test import override_settings
 
 import mizan_hub
-from mizan_hub import protocol, script, stats
+from mizan_hub import outbox, protocol, script, stats
 from mizan_hub.publishing import collapse, normalize_entries
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -213,28 +213,43 @@ def test_noscript_falls_back_to_eval(r, events):
     assert r.script_exists(script.SHA1) == [True]
 
 
-def test_redis_down_is_logged_and_counted(r, caplog):
+def test_redis_down_is_queued_logged_and_counted(r, events, caplog):
+    """Redis away: nothing raises, the events stay in the outbox (they used to
+    be dropped), the failure is logged and counted; the next after-commit
+    relay of this process waits (outbox_deferred) instead of paying the
+    Redis timeout again; once Redis answers, a relay sends them in order."""
     down = {**mizan_hub.conf.user_settings(), "REDIS_URL": "redis://127.0.0.1:9/0"}
-    with override_settings(MIZAN_HUB=down), caplog.at_level(logging.ERROR, "mizan_hub"):
+    with override_settings(MIZAN_HUB=down), caplog.at_level(logging.WARNING, "mizan_hub"):
         with transaction.atomic():
             mizan_hub.invalidate("todos")
             mizan_hub.publish("ticker", {}, 1)
         mizan_hub.invalidate("other")
-    assert stats.get("publish_failures") == 3
-    assert stats.get("invalidations_published") == 0
-    assert "not published" in caplog.text
+        assert stats.get("publish_failures") == 1
+        assert stats.get("outbox_deferred") == 1
+        assert stats.get("invalidations_published") == 0
+        assert stats.metrics()["outbox_pending"] == 3
+        assert "stay in the outbox" in caplog.text
+    assert events.texts() == []
+    assert outbox.relay().published == 3
+    envs = events.envelopes()
+    assert [(e["kind"], e.get("invalidate"), e.get("data")) for e in envs] == [
+        ("invalidate", ["todos"], None), ("message", None, 1), ("invalidate", ["other"], None)]
+    assert stats.metrics()["outbox_pending"] == 0
 
 
 def test_redis_down_raises_when_strict(r):
+    """STRICT: the call (autocommit) or the commit raises PublishError; the
+    change and its queued event are committed all the same."""
     down = {**mizan_hub.conf.user_settings(), "REDIS_URL": "redis://127.0.0.1:9/0",
             "STRICT": True}
     with override_settings(MIZAN_HUB=down):
-        with pytest.raises(mizan_hub.PublishError):
+        with pytest.raises(mizan_hub.PublishError, match="kept in the outbox"):
             mizan_hub.invalidate("todos")
         with pytest.raises(mizan_hub.PublishError):
             with transaction.atomic():
                 mizan_hub.publish("ticker", {}, 1)
     assert stats.get("publish_failures") == 2
+    assert outbox.lag()["pending"] == 2
 
 
 def test_disconnect_envelope(r, events):
