@@ -119,7 +119,8 @@ HUB_SETTINGS = (
     "jwt_audience", "jwt_issuer", "jwt_leeway", "token_query", "expiry_warning", "registry",
     "session_cookie", "session_max_age", "django_secret_key", "django_secret_keys_file",
     "allowed_origins", "max_connections", "max_connections_per_ip", "frame_rate",
-    "frame_burst", "header_timeout", "inbound_rate", "inbound_conn_rate", "log_level", "log_format",
+    "frame_burst", "header_timeout", "inbound_rate", "inbound_conn_rate", "log_level",
+    "log_format",
 )
 
 #: Hub settings ``mizan_hub_config`` writes from Django's settings (and the
