@@ -13,8 +13,6 @@ import os
 import re
 import stat
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,12 +24,10 @@ from django.test import override_settings
 
 import mizan_hub
 from mizan_hub import conf
-from tests.conftest import free_port
+from tests.conftest import HUB, free_port, running_hub
 
 websocket = pytest.importorskip("websocket")
 
-ROOT = Path(__file__).resolve().parents[2]
-HUB = Path(os.environ.get("MIZAN_HUB_BIN", ROOT / "build" / "bin" / "mizan-hub"))
 needs_hub = pytest.mark.skipif(not HUB.is_file(), reason=f"no hub binary at {HUB}")
 
 
@@ -153,27 +149,10 @@ def configured_hub(tmp_path, redis_url, r):
     path = tmp_path / "hub.conf"
     call_command("mizan_hub_config", "-o", str(path))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIZAN_HUB_")}
-    log = open(tmp_path / "hub.log", "w")
-    proc = subprocess.Popen([str(HUB), "--config", str(path)], stdout=log, stderr=log, env=env)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("the hub did not become ready:\n" + (tmp_path / "hub.log").read_text())
-                time.sleep(0.05)
-        yield f"ws://127.0.0.1:{port}/"
+        with running_hub(["--config", str(path)], port, tmp_path / "hub.log", env=env) as url:
+            yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
         overrides.disable()
 
 
