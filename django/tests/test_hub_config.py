@@ -60,13 +60,13 @@ def mode(path: Path) -> int:
 def test_the_files_and_their_values(tmp_path, redis_url):
     from django.conf import settings
     with override_settings(MIZAN_HUB=hub_with(
-            PREFIX="app1:", REDIS_URL="redis://:pa%40ss@127.0.0.1:6390/2",
+            PREFIX="app1:", REDIS_URL="redis://:pa%3Ass@127.0.0.1:6390/2",
             HUB={"listen": "0.0.0.0:9000", "workers": 2, "allow_anonymous": False})):
         call_command("mizan_hub_config", "-o", str(tmp_path / "etc" / "hub.conf"))
     conf_file = tmp_path / "etc" / "hub.conf"
     values = config_lines(conf_file)
     assert values == {
-        "redis": "redis://:pa@ss@127.0.0.1:6390/2",
+        "redis": "redis://:pa:ss@127.0.0.1:6390/2",
         "redis_prefix": "app1:",
         "registry": str(tmp_path / "etc" / "hub.registry.json"),
         "jwt_keys": str(tmp_path / "etc" / "hub.jwks.json"),
@@ -108,6 +108,8 @@ def test_database_sessions_write_no_secret_and_a_plain_url_a_readable_file(tmp_p
     ({"REDIS_URL": "rediss://127.0.0.1:6380/0"}, "redis:// URLs only"),
     ({"REDIS_URL": "unix:///run/redis.sock"}, "redis:// URLs only"),
     ({"REDIS_URL": "redis://app:pw@127.0.0.1/0"}, "no ACL user name"),
+    ({"REDIS_URL": "redis://:p%40w@127.0.0.1/0"}, "contains '@'"),
+    ({"REDIS_URL": "redis://[::1]:6379/0"}, "not an IPv6 one"),
     ({"HUB": {"redis_prefix": "x:"}}, "written from MIZAN_HUB['PREFIX']"),
     ({"HUB": {"redis": "redis://127.0.0.1/1"}}, "written from MIZAN_HUB['REDIS_URL']"),
     ({"HUB": {"prefix": "x:"}}, "not a hub setting"),

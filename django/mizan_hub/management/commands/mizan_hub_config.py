@@ -73,8 +73,17 @@ def hub_redis_url(url: str) -> tuple[str, bool]:
     if not db.isdigit():
         raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the database is a number")
     password = unquote(parts.password) if parts.password else ""
+    host = parts.hostname or "127.0.0.1"
+    # The hub splits at the first "@" and at the first ":" after the host,
+    # and decodes no %-escapes: what it would misread is refused here.
+    if "@" in password:
+        raise CommandError("MIZAN_HUB['REDIS_URL']: the hub cannot read a password that "
+                           "contains '@'")
+    if ":" in host:
+        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the hub takes a host name or an "
+                           "IPv4 address, not an IPv6 one")
     auth = f":{password}@" if password else ""
-    return f"redis://{auth}{parts.hostname or '127.0.0.1'}:{port}/{db}", bool(password)
+    return f"redis://{auth}{host}:{port}/{db}", bool(password)
 
 
 def jwks(keys: dict, algorithm: str) -> dict:
