@@ -8,6 +8,7 @@ Django's, an Origin not derived from the settings is refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -134,11 +135,11 @@ def test_the_known_hub_settings_are_the_binarys():
 # ---------------------------------------------------------------- the real hub
 
 
-@pytest.fixture
-def configured_hub(tmp_path, redis_url, r):
-    """The hub started with `--config FILE` alone, FILE written from
-    settings: signed-cookie sessions, a prefix of its own, origins from
-    CSRF_TRUSTED_ORIGINS and ALLOWED_HOSTS."""
+@contextlib.contextmanager
+def hub_from_settings(tmp_path, **hub_changes):
+    """The hub started with `--config FILE` alone, FILE written by the
+    command from the settings: signed-cookie sessions, a prefix of its own,
+    origins from CSRF_TRUSTED_ORIGINS and ALLOWED_HOSTS, ``hub_changes``."""
     port = free_port()
     overrides = override_settings(
         SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
@@ -146,16 +147,22 @@ def configured_hub(tmp_path, redis_url, r):
         CSRF_TRUSTED_ORIGINS=["http://localhost:8000"],
         MIZAN_HUB=hub_with(PREFIX="cfg:", HUB={
             "listen": f"127.0.0.1:{port}", "log_level": "warn", "drain_window": 0,
-            "canary_interval_ms": 50}))
+            "canary_interval_ms": 50}, **hub_changes))
     overrides.enable()
     path = tmp_path / "hub.conf"
-    call_command("mizan_hub_config", "-o", str(path))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIZAN_HUB_")}
     try:
+        call_command("mizan_hub_config", "-o", str(path))
         with running_hub(["--config", str(path)], port, tmp_path / "hub.log", env=env) as url:
             yield url
     finally:
         overrides.disable()
+
+
+@pytest.fixture
+def configured_hub(tmp_path, redis_url, r):
+    with hub_from_settings(tmp_path) as url:
+        yield url
 
 
 def connect(url, **kw):
@@ -209,3 +216,31 @@ def test_the_hub_runs_on_the_written_config_alone(configured_hub):
     anon = frame(ws, action="subscribe", context="user", params={"user_id": user.pk})
     assert anon["error"]["code"] in ("unauthorized", "forbidden"), anon
     ws.close()
+
+
+def private_pem(algorithm: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    key = (ec.generate_private_key(ec.SECP256R1()) if algorithm == "ES256"
+           else rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+@needs_hub
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("algorithm", ["ES256", "RS256"])
+def test_asymmetric_keys_go_to_the_hub_as_their_public_halves(algorithm, tmp_path, redis_url, r):
+    pytest.importorskip("cryptography")
+    pem = private_pem(algorithm)
+    token_settings = {"KEYS": {"k1": pem}, "KID": "k1", "ALGORITHM": algorithm}
+    with hub_from_settings(tmp_path, TOKEN=token_settings) as url:
+        written = json.loads((tmp_path / "hub.jwks.json").read_text())["keys"]
+        assert [(k["kid"], k["alg"], k["kty"]) for k in written] == [
+            ("k1", algorithm, "EC" if algorithm == "ES256" else "RSA")]
+        assert "PRIVATE" not in written[0]["pem"] and "PUBLIC KEY" in written[0]["pem"]
+        user = User.objects.create_user("bo")
+        token, _ = mizan_hub.connection_token(user)
+        ws, hello = connect(url, header=[f"Authorization: Bearer {token}"])
+        assert hello["welcome"]["identity"]["sub"] == str(user.pk)
+        ws.close()
