@@ -120,7 +120,8 @@ HUB_SETTINGS = (
     "session_cookie", "session_max_age", "django_secret_key", "django_secret_keys_file",
     "allowed_origins", "max_connections", "max_connections_per_ip", "frame_rate",
     "frame_burst", "header_timeout", "inbound_rate", "inbound_conn_rate", "log_level",
-    "log_format",
+    "log_format", "admin_listen", "heal_timeout_ms", "max_shapes", "proxy_protocol",
+    "resume_burst", "resume_rate", "trusted_proxies",
 )
 
 #: Hub settings ``mizan_hub_config`` writes from Django's settings (and the
