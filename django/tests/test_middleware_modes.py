@@ -91,3 +91,33 @@ def test_a_body_without_the_word_is_not_parsed(client, r, events, monkeypatch):
     assert parsed == [1]
     assert [e["invalidate"] for e in events.envelopes()] == [
         ["todos", {"context": "todo", "params": {"id": "5"}}]]
+
+
+@pytest.mark.urls("tests.urls")
+def test_under_asgi_a_rotated_session_key_moves_the_entry(r, events):
+    """The session registry's rotation check on the async path (the view
+    rotates the key with update_session_auth_hash)."""
+    import hashlib
+    import json
+
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth.models import User
+
+    def sha(text):
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    user = User.objects.create_user("ann", password="pw")
+
+    async def go():
+        client = AsyncClient()
+        await sync_to_async(client.force_login)(user)
+        old = client.cookies["sessionid"].value
+        response = await client.post("/change-password/")
+        assert response.content == b"changed"
+        return old, client.cookies["sessionid"].value
+
+    old, new = async_to_sync(go)()
+    assert new != old
+    assert not r.exists(f"mizan:sess:{sha(old)}")
+    assert json.loads(r.get(f"mizan:sess:{sha(new)}"))["sub"] == str(user.pk)
+    assert events.envelopes() == [{"v": 1, "kind": "logout", "session": sha(old)}]
