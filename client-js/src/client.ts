@@ -115,9 +115,11 @@ export type RpcErrorCode =
   | 'UNAUTHORIZED'
   | 'VALIDATION_ERROR'
   | 'INTERNAL'
-  // the hub: no reply within its rpc timeout; Redis unreachable (the call was not queued)
+  // the hub: no reply within its rpc timeout; Redis unreachable, or over the connection's
+  // inbound budget (neither queued the call)
   | 'TIMEOUT'
   | 'UNAVAILABLE'
+  | 'RATE_LIMITED'
   // the client: the connection dropped after the call was sent, or close(); the caller's AbortSignal
   | 'DISCONNECTED'
   | 'ABORTED'
