@@ -102,22 +102,66 @@ export interface Channel {
   close(): void;
 }
 
-/** An rpc/ctx failure: `code` is SPEC section 8's upper-case code, or the client's `TIMEOUT` / `DISCONNECTED`. */
+/**
+ * The codes an `RpcError` carries. Django's server functions' codes
+ * (upper case) pass through as sent, so the list is open: the named ones
+ * complete in editors and narrow in `switch`, any other string still fits.
+ */
+export type RpcErrorCode =
+  // Django's server function (Mizan's codes; the worker's NOT_FOUND, FORBIDDEN, BAD_REQUEST, INTERNAL)
+  | 'BAD_REQUEST'
+  | 'NOT_FOUND'
+  | 'FORBIDDEN'
+  | 'UNAUTHORIZED'
+  | 'VALIDATION_ERROR'
+  | 'INTERNAL'
+  // the hub: no reply within its rpc timeout; Redis unreachable, or over the connection's
+  // inbound budget (neither queued the call)
+  | 'TIMEOUT'
+  | 'UNAVAILABLE'
+  | 'RATE_LIMITED'
+  // the client: the connection dropped after the call was sent, or close(); the caller's AbortSignal
+  | 'DISCONNECTED'
+  | 'ABORTED'
+  // the hub refused the frame itself (SPEC section 9)
+  | 'rate_limited'
+  | 'too_large'
+  | 'bad_frame'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'unavailable'
+  | (string & {});
+
+/** An rpc/ctx failure: `code` is SPEC section 8's upper-case code, the hub's lower-case one, or the client's `TIMEOUT` / `DISCONNECTED` / `ABORTED`. */
 export class RpcError extends Error {
   override readonly name = 'RpcError';
-  readonly code: string;
+  readonly code: RpcErrorCode;
   readonly details: unknown;
 
-  constructor(code: string, message: string, details?: unknown) {
+  constructor(code: RpcErrorCode, message: string, details?: unknown) {
     super(`${code}: ${message}`);
     this.code = code;
     this.details = details;
   }
 }
 
+/** The part of the DOM's `AbortSignal` that `rpc`/`ctx` use. */
+export interface AbortSignalLike {
+  readonly aborted: boolean;
+  readonly reason?: unknown;
+  addEventListener(type: 'abort', listener: () => void): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
 export interface CallOptions {
   /** ms before the promise rejects with `TIMEOUT` (default: the client's `rpcTimeout`) */
   timeout?: number;
+  /**
+   * Rejects the call with `ABORTED` (the signal's `reason` in `details`) when
+   * it aborts. A call still queued is never sent; one already sent may still
+   * run on the server, and its reply is ignored.
+   */
+  signal?: AbortSignalLike;
 }
 
 /** An error frame (SPEC section 8), as received; Mizan's own channel consumer sends `error` as a bare string. */
@@ -217,10 +261,14 @@ export interface HubClient {
   /** The largest version seen for a context (its resume point), or undefined. */
   version(context: string): string | undefined;
   channel(name: string, params?: ParamsInput): Channel;
-  /** Calls a server function; resolves its `data`, rejects with an `RpcError`. */
-  rpc(fn: string, args?: unknown, options?: CallOptions): Promise<unknown>;
+  /**
+   * Calls a server function; resolves its `data` (typed by the caller:
+   * `rpc<Todo>('todos.add', …)`, unchecked at run time), rejects with an
+   * `RpcError` whose `code` is an `RpcErrorCode`.
+   */
+  rpc<T = unknown>(fn: string, args?: unknown, options?: CallOptions): Promise<T>;
   /** Fetches a context through the hub (`ctx` action). */
-  ctx(context: string, params?: ParamsInput, options?: CallOptions): Promise<unknown>;
+  ctx<T = unknown>(context: string, params?: ParamsInput, options?: CallOptions): Promise<T>;
   /** Reconnects now: after a fatal close (new credentials), after `close()`, or to skip a backoff wait. */
   reconnect(): void;
   /** Closes for good (until `reconnect()`): no retry; pending calls reject with `DISCONNECTED`. */
@@ -265,6 +313,8 @@ interface Call {
   ok: (v: unknown) => void;
   no: (e: RpcError) => void;
   t: unknown;
+  /** stops listening to the caller's AbortSignal */
+  u: (() => void) | undefined;
   /** the frame, while it waits in the outbox */
   f: Out | undefined;
 }
@@ -329,10 +379,14 @@ function addTo<T>(set: Set<T>, item: T): () => void {
  * Opens a connection to the hub and keeps it open: reconnects with backoff,
  * re-authenticates, resubscribes and heals gaps (SPEC section 10) until
  * `close()` or a close code that needs new credentials (4001, 4003, 4005).
+ * Throws at once when there is no `WebSocket` (neither `options.WebSocket`
+ * nor a global one).
  */
 export function connect(options: ConnectOptions): HubClient {
   const o = options;
-  const WS = o.WebSocket ?? (globalThis as unknown as { WebSocket: SocketConstructor }).WebSocket;
+  const WS = (o.WebSocket ?? (globalThis as { WebSocket?: SocketConstructor }).WebSocket) as SocketConstructor;
+  // Without one (server-side rendering, Node before 22) every attempt would fail and retry forever.
+  if (!WS) throw new Error('mizan-hub: no WebSocket (SSR, Node<22): pass connect({WebSocket})');
   const random = o.random ?? Math.random;
   const now = o.now ?? Date.now;
   const setT = o.setTimeout ?? ((fn: () => void, ms: number): unknown => setTimeout(fn, ms));
@@ -696,6 +750,7 @@ export function connect(options: ConnectOptions): HubClient {
     if (!c) return;
     calls.delete(id);
     clearT(c.t);
+    c.u?.();
     if (c.f) outbox = outbox.filter((f) => f !== c.f);
     if (e) c.no(e);
     else c.ok(v);
@@ -708,18 +763,23 @@ export function connect(options: ConnectOptions): HubClient {
   }
 
   /** Sends the frame `make` builds (a throw rejects: bad names, params, args) and waits for its reply. */
-  const request = (make: () => Out, opts: CallOptions | undefined): Promise<unknown> =>
+  const request = <T>(make: () => Out, opts: CallOptions | undefined): Promise<T> =>
     new Promise((ok, no) => {
       const f = make();
+      const sig = opts?.signal;
       const id = ++rid; // never 0: Mizan's consumer treats a falsy id as missing
+      const abort = (): void => settle(id, new RpcError('ABORTED', 'aborted', sig?.reason));
       f['id'] = f['ref'] = id;
-      const c: Call = {
-        ok,
+      calls.set(id, {
+        ok: ok as (v: unknown) => void,
         no,
         t: setT(() => settle(id, new RpcError('TIMEOUT', 'no reply')), opts?.timeout ?? o.rpcTimeout ?? 35e3),
+        u: sig && (() => sig.removeEventListener('abort', abort)),
         f: ready ? undefined : f,
-      };
-      calls.set(id, c);
+      });
+      // Already aborted: settled before anything is sent or queued.
+      if (sig?.aborted) return abort();
+      sig?.addEventListener('abort', abort);
       out(f);
     });
 
@@ -824,14 +884,14 @@ export function connect(options: ConnectOptions): HubClient {
       };
     },
 
-    rpc: (fn, args = {}, opts) =>
-      request(() => {
+    rpc: <T>(fn: string, args: unknown = {}, opts?: CallOptions) =>
+      request<T>(() => {
         scope(fn, {}); // the name rules of SPEC section 1
         if (typeof args !== 'object' || !args) throw new ProtocolError('bad_frame', 'args: not an object or array');
         return { action: 'rpc', fn, args };
       }, opts),
 
-    ctx: (context, params = {}, opts) => request(() => ({ action: 'ctx', context, params: scope(context, params)[0] }), opts),
+    ctx: <T>(context: string, params: ParamsInput = {}, opts?: CallOptions) => request<T>(() => ({ action: 'ctx', context, params: scope(context, params)[0] }), opts),
 
     reconnect() {
       if (stopped) listen(true);

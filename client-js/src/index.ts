@@ -8,6 +8,7 @@
 
 export { RpcError, connect } from './client.js';
 export type {
+  AbortSignalLike,
   CallOptions,
   Channel,
   ChannelMessage,
@@ -20,6 +21,7 @@ export type {
   Identity,
   InvalidationEvent,
   InvalidationListener,
+  RpcErrorCode,
   SocketConstructor,
   SocketLike,
   State,

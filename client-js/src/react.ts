@@ -1,12 +1,16 @@
+'use client';
 /**
- * @mizan/hub-client/react: `HubProvider`, `useHub`, `useInvalidation` and
- * `useChannel`. React is a peer dependency; the core entry does not import it.
+ * @mizan/hub-client/react: `HubProvider`, `useHub`, `useHubState`,
+ * `useInvalidation` and `useChannel`. React is a peer dependency; the core
+ * entry does not import it. The directive above marks the entry as client
+ * code for React Server Components (Next.js App Router): its hooks and
+ * context cannot run in a server component.
  */
 
 import { createContext, createElement, useCallback, useContext, useEffect, useRef, useState } from 'react';
 import type { ReactElement, ReactNode } from 'react';
 
-import type { Channel, ChannelMessage, Gap, HubClient, InvalidationEvent, SubscribeOptions } from './client.js';
+import type { Channel, ChannelMessage, CloseInfo, Gap, HubClient, Identity, InvalidationEvent, State, SubscribeOptions } from './client.js';
 import { canonicalKey } from './key.js';
 import type { ParamsInput } from './values.js';
 
@@ -22,6 +26,39 @@ export function useHub(): HubClient {
   const client = useContext(HubContext);
   if (!client) throw new Error('mizan-hub: no client here; wrap the tree in <HubProvider client={connect(...)}>');
   return client;
+}
+
+/** What `useHubState` returns: the client's state, why the last connection ended, and who it is. */
+export interface HubState {
+  state: State;
+  /** why the last connection ended (`{code, reason}`), or null */
+  reason: CloseInfo | null;
+  identity: Identity | null;
+}
+
+const snapshot = (c: HubClient): HubState => ({ state: c.state, reason: c.reason, identity: c.identity });
+
+/**
+ * The connection's state, re-rendering on every change: show "reconnecting…",
+ * or a log-in prompt when `state` is `closed` after 4001/4005.
+ *
+ *     const { state, reason } = useHubState();
+ *     if (state === 'closed' && reason?.code === 4001) return <LogIn />;
+ */
+export function useHubState(): HubState {
+  const client = useHub();
+  const [value, setValue] = useState(() => snapshot(client));
+  useEffect(() => {
+    // A change between render and this effect (or a new client) is caught up here.
+    const update = (): void =>
+      setValue((old) => {
+        const now = snapshot(client);
+        return old.state === now.state && old.reason === now.reason && old.identity === now.identity ? old : now;
+      });
+    update();
+    return client.onState(update);
+  }, [client]);
+  return value;
 }
 
 /** Keeps the latest value of a callback without re-running effects when it changes. */

@@ -5,6 +5,7 @@
  */
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
 import { StrictMode, createElement, useEffect } from 'react';
@@ -13,8 +14,13 @@ import TestRenderer from 'react-test-renderer';
 import type { ReactTestRenderer } from 'react-test-renderer';
 
 import type { HubClient, InvalidationEvent } from '@mizan/hub-client';
-import { HubProvider, useChannel, useHub, useInvalidation } from '@mizan/hub-client/react';
-import type { UseChannel } from '@mizan/hub-client/react';
+import { HubProvider, useChannel, useHub, useHubState, useInvalidation } from '@mizan/hub-client/react';
+import type { HubState, UseChannel } from '@mizan/hub-client/react';
+
+import useSWR, { SWRConfig, useSWRConfig } from 'swr';
+import type { ScopedMutator } from 'swr';
+
+import { swrAdapter } from '@mizan/hub-client/swr';
 
 import { settle, setup, welcome } from './fake.js';
 
@@ -144,4 +150,101 @@ test('react: the hooks need a HubProvider', async () => {
     console.error = consoleError;
   }
   assert.match(String(errors[0]), /HubProvider/);
+});
+
+test('react: useHubState follows the connection state, reason and identity, re-rendering on each change', async () => {
+  const env = setup();
+  const seen: string[] = [];
+  let latest: HubState | undefined;
+  function Status() {
+    latest = useHubState();
+    seen.push(latest.state);
+    return null;
+  }
+  const r = await render(env.client, createElement(Status));
+  assert.equal(latest?.state, 'connecting');
+  assert.equal(latest?.reason, null);
+  let s: ReturnType<typeof welcome> | undefined;
+  await act(async () => {
+    s = welcome(env, { identity: { sub: '7', staff: false, super: false } });
+  });
+  assert.equal(latest?.state, 'open');
+  assert.deepEqual(latest?.identity, { sub: '7', staff: false, super: false });
+  await act(async () => s?.drop(4001, 'unauthorized'));
+  assert.equal(latest?.state, 'closed');
+  assert.deepEqual(latest?.reason, { code: 4001, reason: 'unauthorized' });
+  const renders = seen.length;
+  await act(async () => r.update(createElement(HubProvider, { client: env.client }, createElement(Status))));
+  assert.equal(seen.length, renders + 1, 'a re-render without a change renders once (the snapshot is kept)');
+  await act(async () => r.unmount());
+  env.client.reconnect(); // no listener left: nothing re-renders after unmount
+  assert.equal(seen.length, renders + 1);
+});
+
+test('react: the entry is marked "use client" (React Server Components, Next.js App Router)', () => {
+  for (const file of ['../dist/react.js', '../dist/cjs/react.js']) {
+    const code = readFileSync(new URL(file, import.meta.url), 'utf8');
+    // The directive must be in the prologue: only directives ("use strict") before it.
+    assert.match(code, /^(["']use strict["'];\s*)?["']use client["'];/, file);
+  }
+});
+
+test('swr adapter: watch(scope) revalidates, through mutate(filter), the real useSWR keys inside the scope', async () => {
+  const env = setup();
+  const s = welcome(env);
+  const fetches: string[] = [];
+  const fetcher = (key: [string, Record<string, number>]) => {
+    fetches.push(JSON.stringify(key));
+    return Promise.resolve(fetches.length);
+  };
+  let mutate: ScopedMutator | undefined;
+  function List(props: { list: number; page?: number }) {
+    const params = props.page === undefined ? { list_id: props.list } : { list_id: props.list, page: props.page };
+    useSWR(['todos', params], fetcher, { dedupingInterval: 0 });
+    return null;
+  }
+  function Other() {
+    useSWR('/api/profile/', () => (fetches.push('"/api/profile/"'), Promise.resolve(0)), { dedupingInterval: 0 });
+    mutate = useSWRConfig().mutate;
+    return null;
+  }
+  const r = await render(
+    env.client,
+    createElement(
+      SWRConfig,
+      { value: { provider: () => new Map(), revalidateOnFocus: false } },
+      createElement(List, { list: 3 }),
+      createElement(List, { list: 3, page: 2 }),
+      createElement(List, { list: 4 }),
+      createElement(Other),
+    ),
+  );
+  await act(settle);
+  assert.equal(fetches.length, 4, 'each hook fetched once on mount');
+  fetches.length = 0;
+  assert.ok(mutate);
+  const adapter = swrAdapter(env.client, mutate, { spread: false });
+  const off = adapter.watch('todos', { list_id: 3 });
+  assert.deepEqual(s.take(), [{ action: 'subscribe', context: 'todos', params: { list_id: '3' } }]);
+  await act(async () => {
+    s.receive({ invalidate: [{ context: 'todos', params: { list_id: 3 } }], versions: { todos: 'e:1' } });
+    await settle();
+  });
+  assert.deepEqual(fetches.sort(), ['["todos",{"list_id":3,"page":2}]', '["todos",{"list_id":3}]']);
+  fetches.length = 0;
+  await act(async () => {
+    s.receive({ invalidate: ['todos'], versions: { todos: 'e:2' } });
+    await settle();
+  });
+  assert.deepEqual(fetches.sort(), ['["todos",{"list_id":3,"page":2}]', '["todos",{"list_id":3}]'], 'an unscoped entry: the keys of the watched scope, not list 4 nor /api/profile/');
+  fetches.length = 0;
+  off();
+  await act(settle);
+  assert.deepEqual(s.take(), [{ action: 'unsubscribe', context: 'todos', params: { list_id: '3' } }]);
+  await act(async () => {
+    s.receive({ invalidate: ['todos'], versions: { todos: 'e:3' } });
+    await settle();
+  });
+  assert.deepEqual(fetches, [], 'after off() nothing revalidates');
+  await act(async () => r.unmount());
 });

@@ -10,9 +10,30 @@ app's Django modules before the app registry is ready.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
+
+# What type checkers and IDEs see (the lazy __getattr__ below hides the
+# exports from them); nothing is imported at run time. Each line must match
+# _EXPORTS: tests/test_packaging.py checks both ways, and runs mypy.
+if TYPE_CHECKING:
+    from .handlers import RpcError as RpcError
+    from .handlers import channel_handler as channel_handler
+    from .handlers import context_handler as context_handler
+    from .handlers import rpc as rpc
+    from .handlers import subscription_guard as subscription_guard
+    from .publishing import PublishError as PublishError
+    from .publishing import disconnect as disconnect
+    from .publishing import invalidate as invalidate
+    from .publishing import publish as publish
+    from .receivers import watch as watch
+    from .registry import build_registry as build_registry
+    from .tokens import connection_token as connection_token
+    from .tokens import subscription_token as subscription_token
+    from .transports import add_invalidation_header as add_invalidation_header
+    from .transports import invalidation_header as invalidation_header
+    from .transports import parse_invalidation_header as parse_invalidation_header
 
 _EXPORTS = {
     "invalidate": "publishing",

@@ -12,12 +12,25 @@ with a message naming the key, not surface as a silent failure to publish.
 | E005 | ``CONTEXTS``/``CHANNELS``: a bad name, guard, params, param_rules or history |
 | E006 | ``DEFAULT`` is not "deny" or "allow" |
 | E007 | ``MODELS``: an unknown model or a bad entry |
-| E008 | ``TOKEN``: bad algorithm, lifetime, audience, or KID not in KEYS |
+| E008 | ``TOKEN``: bad algorithm, lifetime, audience, or KID not in KEYS; or no key at all (``KEYS`` None, no ``IZANA_MWT_SECRET``) while tokens are used (``mizan_hub.urls`` mounted, or a ``token`` guard) |
 | E009 | ``WORKER``: a bad number or group name |
 | E010 | ``HUB_URL`` is not a ws:// or wss:// URL |
 | E011 | ``REDIS_TIMEOUT`` or ``CHANNEL_TTL`` is not a positive number (TTL: >= 0) |
+| E012 | ``HUB`` is not a dict of the hub's settings, or sets one Django's settings decide |
+| E013 | ``ALLOWED_ORIGINS`` is not None or a list of ``scheme://host[:port]`` origins |
+| E014 | ``MizanHubMiddleware`` comes before ``SessionMiddleware`` or ``AuthenticationMiddleware`` |
 | W001 | ``TOKEN``: an HS key shorter than 32 bytes |
 | W002 | ``MODELS`` names a context the registry does not list while DEFAULT is "deny" |
+| W003 | ``MizanHubMiddleware`` is not in ``MIDDLEWARE`` |
+| W004 | the registry lists no context or channel and DEFAULT is "deny": the hub refuses every subscription |
+
+Deploy checks (``manage.py check --deploy``):
+
+| id | what |
+|---|---|
+| W005 | ``DEFAULT`` is "allow": any logged-in user may subscribe to contexts and channels the registry does not list |
+| W006 | no allowed origins (``ALLOWED_ORIGINS``, ``CSRF_TRUSTED_ORIGINS``, ``ALLOWED_HOSTS``): cookie upgrades only from the hub's own host |
+| W007 | ``HUB["allow_anonymous"]``: the hub treats every context and channel as public |
 """
 
 from __future__ import annotations
@@ -27,11 +40,15 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 
 from . import conf, protocol
 
 GUARDS = ("public", "auth", "staff", "superuser", "token")
+MIDDLEWARE = "mizan_hub.middleware.MizanHubMiddleware"
+#: What the middleware reads before the view runs (request.session, request.user).
+NEEDED_BEFORE = ("django.contrib.sessions.middleware.SessionMiddleware",
+                 "django.contrib.auth.middleware.AuthenticationMiddleware")
 ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "ES256")
 
 
@@ -197,7 +214,8 @@ def check_settings(app_configs=None, **kwargs) -> list:
     prefix = hub["PREFIX"]
     if not isinstance(prefix, str) or not prefix or re.search(r"[\s\x00-\x1f\x7f]", prefix):
         errors.append(_err(3, "PREFIX must be a non-empty string without spaces or controls",
-                           hint="the hub must be started with the same --prefix"))
+                           hint="the hub reads the same value as --redis-prefix "
+                                "(manage.py mizan_hub_config writes it)"))
     for field in ("STRICT", "SESSIONS"):
         if not isinstance(hub[field], bool):
             errors.append(_err(4, f"MIZAN_HUB['{field}'] must be True or False"))
@@ -215,4 +233,128 @@ def check_settings(app_configs=None, **kwargs) -> list:
         errors.append(_err(11, "REDIS_TIMEOUT must be a positive number of seconds"))
     if not _positive(hub["CHANNEL_TTL"], zero_ok=True):
         errors.append(_err(11, "CHANNEL_TTL must be a number of seconds >= 0"))
+    errors += _check_hub(hub["HUB"])
+    errors += _check_origins(hub["ALLOWED_ORIGINS"])
+    errors += _check_tokens_usable(hub)
+    errors += _check_registry_opens_something(hub)
     return errors
+
+
+def _check_hub(extra) -> list:
+    if not isinstance(extra, Mapping):
+        return [_err(12, "MIZAN_HUB['HUB'] must be a dict of the hub's settings",
+                     hint="e.g. {'listen': '0.0.0.0:8765', 'workers': 2}")]
+    errors = []
+    for name in extra:
+        if name in conf.DERIVED:
+            errors.append(_err(12, f"MIZAN_HUB['HUB'][{name!r}] is written from "
+                                   f"{conf.DERIVED[name]}: set it there"))
+        elif name not in conf.HUB_SETTINGS:
+            errors.append(_err(12, f"MIZAN_HUB['HUB'][{name!r}] is not a hub setting",
+                               hint="the names of `mizan-hub --help`, '-' written '_'"))
+    return errors
+
+
+def _check_origins(origins) -> list:
+    if origins is None:
+        return []
+    if not isinstance(origins, (list, tuple)) or not all(
+            isinstance(o, str) and re.fullmatch(r"https?://[^/\s,]+", o) for o in origins):
+        return [_err(13, "MIZAN_HUB['ALLOWED_ORIGINS'] must be None (derived from "
+                         "CSRF_TRUSTED_ORIGINS and ALLOWED_HOSTS) or a list of origins",
+                     hint="'https://app.example.com', 'http://localhost:8000', "
+                          "'https://*.example.com'")]
+    return []
+
+
+def _token_views_mounted() -> bool:
+    from django.urls import NoReverseMatch, reverse
+    try:
+        reverse("mizan_hub:token")
+        return True
+    except NoReverseMatch:
+        return False
+    except Exception:  # a broken URLconf is Django's own check's to report
+        return False
+
+
+def _check_tokens_usable(hub) -> list:
+    if conf.token_keys() or not isinstance(hub["TOKEN"], Mapping):
+        return []
+    tables = [t for t in (hub["CONTEXTS"], hub["CHANNELS"]) if isinstance(t, Mapping)]
+    token_guarded = sorted(name for t in tables for name, spec in t.items()
+                           if isinstance(spec, Mapping) and spec.get("guard") == "token")
+    uses = []
+    if _token_views_mounted():
+        uses.append("mizan_hub.urls is mounted (its token views)")
+    if token_guarded:
+        uses.append(f"{token_guarded} have guard 'token'")
+    if not uses:
+        return []
+    return [_err(8, f"no token signing key (TOKEN['KEYS'] is None and IZANA_MWT_SECRET is "
+                    f"not set), but {' and '.join(uses)}: minting a token raises",
+                 hint="set MIZAN_HUB['TOKEN']['KEYS'] = {'v1': <32+ random bytes>}")]
+
+
+def _check_registry_opens_something(hub) -> list:
+    if hub["DEFAULT"] != "deny" or not all(
+            isinstance(hub[k], Mapping) for k in ("CONTEXTS", "CHANNELS")):
+        return []
+    if hub["CONTEXTS"] or hub["CHANNELS"]:
+        return []
+    from .izana_compat import registry_part
+    part = registry_part()
+    if part["contexts"] or part.get("channels"):
+        return []
+    return [_warn(4, "the registry lists no context or channel and MIZAN_HUB['DEFAULT'] is "
+                     "'deny': the hub refuses every subscription",
+                  hint="list them in MIZAN_HUB['CONTEXTS'] / ['CHANNELS']")]
+
+
+@register()
+def check_middleware(app_configs=None, **kwargs) -> list:
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if MIDDLEWARE not in middleware:
+        return [Warning(f"{MIDDLEWARE} is not in MIDDLEWARE: invalidations that responses "
+                        "declare (X-Mizan-Invalidate, a JSON body's \"invalidate\") reach this "
+                        "tab only, and a rotated session key keeps its old sockets",
+                        hint="add it after SessionMiddleware and AuthenticationMiddleware",
+                        obj="settings.MIDDLEWARE", id="mizan_hub.W003")]
+    at = middleware.index(MIDDLEWARE)
+    late = [m for m in NEEDED_BEFORE if m in middleware[at + 1:]]
+    if late:
+        return [Error(f"{MIDDLEWARE} comes before {', '.join(late)}: it reads request.session "
+                      "and request.user, which they set",
+                      hint="move it after them", obj="settings.MIDDLEWARE", id="mizan_hub.E014")]
+    return []
+
+
+def _deploy_warn(id_: int, msg: str, hint: str) -> Warning:
+    return Warning(msg, hint=hint, obj="settings.MIZAN_HUB", id=f"mizan_hub.W{id_:03d}")
+
+
+@register(Tags.security, deploy=True)
+def check_deploy(app_configs=None, **kwargs) -> list:
+    given = getattr(settings, "MIZAN_HUB", {})
+    if not isinstance(given, Mapping) or check_settings():
+        return []  # the settings check reports what is wrong first
+    hub = conf.hub_settings()
+    warnings = []
+    if hub["DEFAULT"] == "allow":
+        warnings.append(_deploy_warn(5, "MIZAN_HUB['DEFAULT'] is 'allow': any logged-in user "
+                                        "may subscribe to every context and channel the "
+                                        "registry does not list",
+                                     "set 'deny' and list them in CONTEXTS / CHANNELS"))
+    if not conf.allowed_origins():
+        warnings.append(_deploy_warn(6, "no allowed origins for the hub (ALLOWED_ORIGINS, "
+                                        "CSRF_TRUSTED_ORIGINS and ALLOWED_HOSTS name none): "
+                                        "it takes cookie-authenticated upgrades from its own "
+                                        "host only",
+                                     "name the site's origin in CSRF_TRUSTED_ORIGINS or "
+                                     "MIZAN_HUB['ALLOWED_ORIGINS']"))
+    if str(hub["HUB"].get("allow_anonymous", False)).lower() in ("true", "1", "yes", "on"):
+        warnings.append(_deploy_warn(7, "MIZAN_HUB['HUB']['allow_anonymous'] is set: the hub "
+                                        "accepts connections without credentials and treats "
+                                        "every context and channel as public",
+                                     "remove it; give public contexts guard 'public'"))
+    return warnings

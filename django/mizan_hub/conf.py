@@ -22,7 +22,8 @@ from django.dispatch import receiver
 DEFAULTS: dict[str, Any] = {
     # Where the hub's Redis is; the hub must be pointed at the same one.
     "REDIS_URL": "redis://127.0.0.1:6379/0",
-    # Prepended to every Redis name (SPEC section 11); the hub's --prefix.
+    # Prepended to every Redis name (SPEC section 11); the hub's
+    # --redis-prefix.
     "PREFIX": "mizan:",
     # False: a publish that cannot reach Redis is logged and counted, and the
     # request goes on. True: it raises mizan_hub.PublishError.
@@ -41,6 +42,15 @@ DEFAULTS: dict[str, Any] = {
     "CHANNELS": {},
     # Unknown contexts/channels: "deny" (not_found) or "allow" (as "auth").
     "DEFAULT": "deny",
+    # Origins the hub accepts cookie-authenticated upgrades from (its
+    # allowed_origins): None derives them from CSRF_TRUSTED_ORIGINS and
+    # ALLOWED_HOSTS (see allowed_origins()); a list replaces that.
+    "ALLOWED_ORIGINS": None,
+    # The hub's own settings for `manage.py mizan_hub_config` (listen,
+    # workers, tls_cert, log_level, ...: the names of `mizan-hub --help`,
+    # see HUB_SETTINGS); the ones Django's settings decide (DERIVED) are
+    # written from those and cannot be set here.
+    "HUB": {},
     # Seconds a channel's seq/epoch hash and history stream live after
     # their last message (PEXPIRE); 0 keeps them forever.
     "CHANNEL_TTL": 7 * 24 * 3600,
@@ -97,6 +107,42 @@ DEFAULTS: dict[str, Any] = {
 
 NESTED = ("TOKEN", "WORKER", "IZANA")
 
+#: The hub's settings (``server/src/mh_config.c``'s table; flag ``--name``
+#: with ``-`` for ``_``, config file line ``name = value``).
+#: tests/test_hub_config.py checks this against ``mizan-hub --help``.
+HUB_SETTINGS = (
+    "listen", "redis", "redis_prefix", "hub_id", "allow_anonymous", "workers", "tls_cert",
+    "tls_key", "max_frame", "ping_interval", "pong_timeout", "queue_max_msgs",
+    "queue_max_bytes", "queue_soft_bytes", "queue_soft_seconds", "max_subs", "rpc_timeout_ms",
+    "spread_max_ms", "refetch_rate", "drain_window", "canary_interval_ms", "canary_window",
+    "redis_backoff_max_ms", "inbound_maxlen", "jwt_keys", "jwt_secret", "jwt_kid",
+    "jwt_audience", "jwt_issuer", "jwt_leeway", "token_query", "expiry_warning", "registry",
+    "session_cookie", "session_max_age", "django_secret_key", "django_secret_keys_file",
+    "allowed_origins", "max_connections", "max_connections_per_ip", "frame_rate",
+    "frame_burst", "header_timeout", "inbound_rate", "inbound_conn_rate", "log_level",
+    "log_format", "admin_listen", "heal_timeout_ms", "max_shapes", "proxy_protocol",
+    "resume_burst", "resume_rate", "trusted_proxies",
+)
+
+#: Hub settings ``mizan_hub_config`` writes from Django's settings (and the
+#: secrets it keeps out of the config file), so ``MIZAN_HUB["HUB"]`` cannot
+#: set them: each maps to where its value comes from.
+DERIVED = {
+    "redis": "MIZAN_HUB['REDIS_URL']",
+    "redis_prefix": "MIZAN_HUB['PREFIX']",
+    "jwt_keys": "MIZAN_HUB['TOKEN']['KEYS'] (written to a JWKS file)",
+    "jwt_secret": "MIZAN_HUB['TOKEN']['KEYS'] (written to a JWKS file)",
+    "jwt_kid": "MIZAN_HUB['TOKEN']['KEYS'] (written to a JWKS file)",
+    "jwt_audience": "MIZAN_HUB['TOKEN']['AUDIENCE']",
+    "registry": "MIZAN_HUB['CONTEXTS'] and ['CHANNELS'] (written to a registry file)",
+    "session_cookie": "SESSION_COOKIE_NAME",
+    "session_max_age": "SESSION_COOKIE_AGE",
+    "django_secret_key": "SECRET_KEY (written to a secret-keys file)",
+    "django_secret_keys_file": "SECRET_KEY and SECRET_KEY_FALLBACKS",
+    "allowed_origins": "MIZAN_HUB['ALLOWED_ORIGINS'], CSRF_TRUSTED_ORIGINS and ALLOWED_HOSTS",
+    "config": "the command line",
+}
+
 
 def user_settings() -> dict:
     """``settings.MIZAN_HUB`` as given (``{}`` when absent)."""
@@ -138,6 +184,36 @@ def token_keys() -> dict[str, str]:
     if secret:
         return {hub_settings()["TOKEN"]["KID"]: secret}
     return {}
+
+
+def allowed_origins() -> list[str]:
+    """The Origins the hub should accept cookie-authenticated upgrades from.
+
+    ``MIZAN_HUB["ALLOWED_ORIGINS"]`` when it is a list; else every
+    ``CSRF_TRUSTED_ORIGINS`` entry (full origins, ``https://*.example.com``
+    included, the same syntax the hub reads) and, for every
+    ``ALLOWED_HOSTS`` entry, ``https://host`` (``.example.com`` gives
+    ``https://example.com`` and ``https://*.example.com``), plus
+    ``http://`` ones under ``DEBUG``. ``"*"`` allows any host and so names
+    no origin: it is left out. ``ALLOWED_HOSTS`` carry no port, so a page
+    served on another port (``runserver``'s 8000) needs its origin in
+    ``CSRF_TRUSTED_ORIGINS`` or ``ALLOWED_ORIGINS``.
+    """
+    given = hub_settings()["ALLOWED_ORIGINS"]
+    if given is not None:
+        return list(dict.fromkeys(given))
+    origins = [str(o).rstrip("/") for o in getattr(settings, "CSRF_TRUSTED_ORIGINS", [])]
+    schemes = ("https", "http") if settings.DEBUG else ("https",)
+    for host in getattr(settings, "ALLOWED_HOSTS", []):
+        host = str(host).lower()
+        if not host or host == "*":
+            continue
+        for scheme in schemes:
+            if host.startswith("."):
+                origins += [f"{scheme}://{host[1:]}", f"{scheme}://*{host}"]
+            else:
+                origins.append(f"{scheme}://{host}")
+    return list(dict.fromkeys(origins))
 
 
 _listeners = []

@@ -47,11 +47,15 @@ def add_invalidation_header(response: Any, *entries: Any) -> Any:
 
 
 def _json_body_entries(response: Any) -> list | None:
-    """The raw ``invalidate`` list of a JSON object body, or None."""
+    """The raw ``invalidate`` list of a JSON object body, or None. A body
+    that does not contain ``"invalidate"`` (a list of rows, most answers) is
+    not parsed: looking for the bytes costs far less than decoding them."""
     if getattr(response, "streaming", False):
         return None
     content_type = response.headers.get("Content-Type", "")
     if not content_type.split(";")[0].strip().lower().endswith(("/json", "+json")):
+        return None
+    if b'"invalidate"' not in response.content:
         return None
     try:
         body = json.loads(response.content)
@@ -62,13 +66,14 @@ def _json_body_entries(response: Any) -> list | None:
     return None
 
 
-def declared_invalidations(response: Any) -> list[protocol.Entry]:
+def declared_invalidations(response: Any, *, body: bool = True) -> list[protocol.Entry]:
     """What a response declares, normalized: the JSON body's ``invalidate``
     when there is one (it is exact: izana's header writes ``{}`` params as an
     unscoped entry and ``True`` as ``"True"``), else the first header present.
-    Raises ``ProtocolError`` for a malformed declaration.
+    ``body=False`` reads the headers only. Raises ``ProtocolError`` for a
+    malformed declaration.
     """
-    raw = _json_body_entries(response)
+    raw = _json_body_entries(response) if body else None
     if raw is not None:
         return protocol.decode_invalidation(raw)
     for name in HEADERS:

@@ -3,16 +3,22 @@ Redis keys and counters per test, and a subscriber on the events channel."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 import redis
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+#: The real hub (server/, built into build/bin/mizan-hub), or $MIZAN_HUB_BIN.
+HUB = Path(os.environ.get("MIZAN_HUB_BIN", Path(__file__).resolve().parents[2] / "build" / "bin" / "mizan-hub"))
 
 
 def free_port() -> int:
@@ -48,6 +54,34 @@ def redis_url(tmp_path_factory):
         proc.wait(5)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@contextlib.contextmanager
+def running_hub(args: list[str], port: int, log_path: Path, env: dict | None = None):
+    """The real hub started with ``args`` (which make it listen on ``port``):
+    yields its WebSocket URL once /readyz answers (a test failure with its
+    log when it does not within 10 s); SIGTERM, then SIGKILL, on exit."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen([str(HUB), *args], stdout=log, stderr=log, env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("the hub did not become ready:\n" + log_path.read_text())
+                time.sleep(0.05)
+        yield f"ws://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,11 +9,7 @@ Skipped when the hub binary is not built (MIZAN_HUB_BIN names another one).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from django.db import transaction
@@ -21,13 +17,10 @@ from django.db import transaction
 import mizan_hub
 from mizan_hub.worker import Worker
 from tests import hub_handlers  # noqa: F401  (rpc handlers)
-from tests.conftest import free_port
+from tests.conftest import HUB, free_port, running_hub
 from tests.testapp.models import Todo
 
 websocket = pytest.importorskip("websocket")
-
-ROOT = Path(__file__).resolve().parents[2]
-HUB = Path(os.environ.get("MIZAN_HUB_BIN", ROOT / "build" / "bin" / "mizan-hub"))
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -38,29 +31,10 @@ pytestmark = [
 @pytest.fixture
 def hub(redis_url, r, tmp_path):
     port = free_port()
-    log = open(tmp_path / "hub.log", "w")
-    proc = subprocess.Popen([str(HUB), "--listen", f"127.0.0.1:{port}", "--redis", redis_url,
-                             "--allow-anonymous", "--hub-id", "e2e", "--log-level", "warn",
-                             "--drain-window", "0", "--canary-interval-ms", "50"],
-                            stdout=log, stderr=log)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("the hub did not become ready:\n" + (tmp_path / "hub.log").read_text())
-            time.sleep(0.05)
-    yield f"ws://127.0.0.1:{port}/"
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+    with running_hub(["--listen", f"127.0.0.1:{port}", "--redis", redis_url, "--allow-anonymous",
+                      "--hub-id", "e2e", "--log-level", "warn", "--drain-window", "0",
+                      "--canary-interval-ms", "50"], port, tmp_path / "hub.log") as url:
+        yield url
 
 
 class Client:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
 from mizan_hub.registry import registry_json
+
+from .mizan_hub_config import write_atomically
 
 
 class Command(BaseCommand):
@@ -28,14 +28,5 @@ class Command(BaseCommand):
             return
         # Replaced in one rename: a hub reloading on SIGHUP never reads half a file.
         path = Path(output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomically(path, text, 0o644)
         self.stderr.write(f"registry written to {path}")

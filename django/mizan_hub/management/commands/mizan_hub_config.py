@@ -1,0 +1,213 @@
+"""``manage.py mizan_hub_config -o FILE``: the hub's whole configuration,
+from Django's settings, so that ``mizan-hub --config FILE`` is the hub's
+whole command line and nothing is repeated by hand.
+
+Writes FILE (the hub's ``name = value`` lines, ``server/src/mh_config.c``)
+and, beside it, the files it names (``hub.conf`` gives ``hub.registry.json``
+and so on):
+
+| file | from | mode |
+|---|---|---|
+| FILE | ``REDIS_URL`` (``redis``), ``PREFIX`` (``redis_prefix``), ``TOKEN['AUDIENCE']`` (``jwt_audience``), ``SESSION_COOKIE_NAME``/``AGE`` (``session_cookie``, ``session_max_age``), ``conf.allowed_origins()`` (``allowed_origins``), ``MIZAN_HUB['HUB']`` (the hub's own settings: listen, workers, tls...) | 0600 when the Redis URL has a password, else 0644 |
+| ``STEM.registry.json`` | ``CONTEXTS``/``CHANNELS`` (and izana's), as ``mizan_hub_registry`` | 0644 |
+| ``STEM.jwks.json`` | ``TOKEN['KEYS']`` (or ``IZANA_MWT_SECRET``) and ``ALGORITHM``: HS keys as they are, RS/ES keys' public halves | 0600 |
+| ``STEM.secret-keys`` | ``SECRET_KEY`` then ``SECRET_KEY_FALLBACKS``, one a line: only for ``signed_cookies`` sessions (other engines go through the session registry in Redis and the hub needs no Django key) | 0600 |
+
+Each file is replaced in one rename. The hub reads the registry again on
+SIGHUP; the rest needs a restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from mizan_hub import conf
+from mizan_hub.registry import registry_json
+
+#: The hub reads a config line into a 1024-byte buffer (mh_config.c).
+MAX_LINE = 1000
+
+
+def write_atomically(path: Path, text: str, mode: int) -> None:
+    """Writes ``text`` to ``path`` through a temporary file and one rename,
+    so that a hub (re)loading it never reads half a file; the mode is set
+    before the rename, so a secret is never readable by others."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def hub_redis_url(url: str) -> tuple[str, bool]:
+    """``REDIS_URL`` in the form the hub reads (``redis://[:PASSWORD@]HOST:PORT/DB``)
+    and whether it carries a password; a CommandError for what the hub cannot
+    use."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis":
+        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the hub connects to redis:// URLs "
+                           "only (no TLS, no unix socket)")
+    if parts.query or parts.fragment:
+        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the hub reads no URL options")
+    if parts.username and parts.username != "default":
+        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the hub authenticates with a "
+                           "password only (no ACL user name)")
+    try:
+        port = parts.port or 6379
+    except ValueError as exc:
+        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: {exc}") from None
+    db = parts.path.strip("/") or "0"
+    if not db.isdigit():
+        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the database is a number")
+    password = unquote(parts.password) if parts.password else ""
+    host = parts.hostname or "127.0.0.1"
+    # The hub splits at the first "@" and at the first ":" after the host,
+    # and decodes no %-escapes: what it would misread is refused here.
+    if "@" in password:
+        raise CommandError("MIZAN_HUB['REDIS_URL']: the hub cannot read a password that "
+                           "contains '@'")
+    if ":" in host:
+        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the hub takes a host name or an "
+                           "IPv4 address, not an IPv6 one")
+    auth = f":{password}@" if password else ""
+    return f"redis://{auth}{host}:{port}/{db}", bool(password)
+
+
+def jwks(keys: dict, algorithm: str) -> dict:
+    """The hub's key file for Django's signing keys: HS keys as ``oct`` JWKs,
+    RS256/ES256 private keys as their public PEM (needs ``cryptography``).
+    Every key pins the algorithm Django signs with."""
+    out = []
+    for kid, key in keys.items():
+        raw = key.encode() if isinstance(key, str) else bytes(key)
+        if algorithm.startswith("HS"):
+            k = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+            out.append({"kty": "oct", "kid": kid, "alg": algorithm, "k": k})
+            continue
+        try:
+            from cryptography.hazmat.primitives import serialization
+        except ImportError:
+            raise CommandError(f"TOKEN['ALGORITHM'] {algorithm}: writing the public keys needs "
+                               "the cryptography package") from None
+        try:
+            private = serialization.load_pem_private_key(raw, password=None)
+        except ValueError as exc:
+            raise CommandError(f"TOKEN['KEYS'][{kid!r}]: not a PEM private key ({exc})") from None
+        public = private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        out.append({"kty": "RSA" if algorithm.startswith("RS") else "EC", "kid": kid,
+                    "alg": algorithm, "pem": public})
+    return {"keys": out}
+
+
+def hub_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class Command(BaseCommand):
+    help = ("Write the hub's configuration file (and the registry, key and secret files it "
+            "names, beside it) from Django's settings: run the hub with "
+            "`mizan-hub --config FILE`.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--output", "-o", required=True,
+                            help="the config file to write, e.g. /etc/mizan-hub/hub.conf")
+
+    def handle(self, *args, **options):
+        from mizan_hub import sessions
+
+        path = Path(options["output"]).resolve()
+        stem = path.name.rsplit(".", 1)[0] if "." in path.name else path.name
+        beside = lambda suffix: path.with_name(f"{stem}.{suffix}")  # noqa: E731
+        hub = conf.hub_settings()
+        lines = [
+            "# Written by `manage.py mizan_hub_config` from Django's settings "
+            f"({os.environ.get('DJANGO_SETTINGS_MODULE', 'settings')}).",
+            "# Do not edit: change the settings and run the command again. Run the hub with",
+            f"#   mizan-hub --config {path}",
+        ]
+        settings_lines: list[tuple[str, object]] = []
+        files: list[tuple[Path, str, int]] = []
+
+        redis_url, has_password = hub_redis_url(hub["REDIS_URL"])
+        settings_lines += [("redis", redis_url), ("redis_prefix", hub["PREFIX"])]
+
+        registry = beside("registry.json")
+        files.append((registry, registry_json(indent=2), 0o644))
+        settings_lines.append(("registry", registry))
+
+        keys = conf.token_keys()
+        token = hub["TOKEN"]
+        if keys:
+            key_file = beside("jwks.json")
+            files.append((key_file, json.dumps(jwks(keys, token["ALGORITHM"]), indent=2) + "\n",
+                          0o600))
+            settings_lines += [("jwt_keys", key_file), ("jwt_audience", token["AUDIENCE"])]
+        else:
+            lines.append("# No TOKEN['KEYS'] (nor IZANA_MWT_SECRET): token auth is off.")
+
+        if hub["SESSIONS"]:
+            settings_lines += [("session_cookie", settings.SESSION_COOKIE_NAME),
+                               ("session_max_age", int(settings.SESSION_COOKIE_AGE))]
+            if sessions.signed_cookies():
+                secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+                if any("\n" in str(s) or not str(s) for s in secrets):
+                    raise CommandError("SECRET_KEY and SECRET_KEY_FALLBACKS must be non-empty "
+                                       "and on one line each")
+                secret_file = beside("secret-keys")
+                files.append((secret_file, "".join(f"{s}\n" for s in secrets), 0o600))
+                settings_lines.append(("django_secret_keys_file", secret_file))
+        else:
+            lines.append("# MIZAN_HUB['SESSIONS'] is False: the hub ignores session cookies.")
+            settings_lines.append(("session_cookie", ""))
+
+        origins = conf.allowed_origins()
+        if origins:
+            settings_lines.append(("allowed_origins", ",".join(origins)))
+        else:
+            lines.append("# No allowed origins (ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, "
+                         "MIZAN_HUB['ALLOWED_ORIGINS']): cookie upgrades from the hub's own "
+                         "host only.")
+
+        extra = hub["HUB"]
+        if not isinstance(extra, dict):
+            raise CommandError("MIZAN_HUB['HUB'] must be a dict of hub settings")
+        for name, value in extra.items():
+            if name in conf.DERIVED:
+                raise CommandError(f"MIZAN_HUB['HUB'][{name!r}]: written from "
+                                   f"{conf.DERIVED[name]}; set it there")
+            if name not in conf.HUB_SETTINGS:
+                raise CommandError(f"MIZAN_HUB['HUB'][{name!r}]: not a hub setting "
+                                   "(see `mizan-hub --help`)")
+            settings_lines.append((name, hub_value(value)))
+
+        for name, value in settings_lines:
+            value = str(value)
+            line = f"{name} = {value}"
+            if "\n" in value or "\r" in value or value != value.strip() or len(line) > MAX_LINE:
+                raise CommandError(f"hub setting {name}: {value[:60]!r}... cannot be written on "
+                                   f"one config line (no line breaks, no surrounding spaces, "
+                                   f"at most {MAX_LINE} characters)")
+            lines.append(line)
+
+        for file, text, mode in files:
+            write_atomically(file, text, mode)
+        write_atomically(path, "\n".join(lines) + "\n", 0o600 if has_password else 0o644)
+        self.stderr.write(f"hub configuration written to {path} "
+                          f"(+ {', '.join(f.name for f, _, _ in files)})")
+        self.stdout.write(f"mizan-hub --config {path}")
