@@ -22,42 +22,18 @@
 #include "mh_auth.h"
 #include "mh_config.h"
 #include "mh_conn.h"
+#include "mh_fanout.h"
+#include "mh_heal.h"
 #include "mh_hold.h"
 #include "mh_hub.h"
+#include "mh_jwt.h"
 #include "mh_log.h"
 #include "mh_redis.h"
 #include "mh_registry.h"
 #include "mh_rpc.h"
+#include "mh_browser.h"
 #include "mh_transport.h"
 
-double mh_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-uint64_t mh_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-mh_conn *mh_hub_conn_by_name(mh_hub *h, const char *name)
-{
-    size_t plen = strlen(h->conn_prefix);
-    char *end;
-    uint64_t id;
-
-    if (strncmp(name, h->conn_prefix, plen) || name[plen] < '1' || name[plen] > '9')
-        return NULL;
-    errno = 0;
-    id = strtoull(name + plen, &end, 10);
-    if (errno || *end)
-        return NULL;
-    return mh_map_get(&h->conns, &id, sizeof id);
-}
 
 static void random_id(char *out, size_t n)
 {
@@ -79,6 +55,21 @@ static void free_node_hold(mh_keynode *node)
     mh_hold_free(node->hold);
     node->hold = NULL;
 }
+
+/* What the upper layers keep for a connection that is going. */
+static void release_conn(mh_conn *c)
+{
+    mh_rpc_forget_conn(c);
+    mh_auth_release(c);
+}
+
+static const mh_redis_events redis_events = {
+    .message = mh_fanout_envelope,
+    .lost = mh_heal_mark_gap,
+    .heal = mh_heal_run,
+    .unhealed = mh_heal_unhealed,
+    .give_up = mh_heal_give_up,
+};
 
 static void on_signal(uv_signal_t *s, int signum)
 {
@@ -135,7 +126,7 @@ static void on_tick(uv_timer_t *t)
         h->lws_kick = false;
         lws_cancel_service(h->lws);
     }
-    if (h->keys.n) {
+    if (h->keys->n) {
         /* Expiry: a scan of the connections ten times a second is a few
          * microseconds per thousand connections; no per-connection timers. */
         int64_t now_s = (int64_t)(mh_now_ms() / 1000);
@@ -165,6 +156,7 @@ static size_t ndjango_keys;
 
 static int run_worker(const mh_config *cfg)
 {
+    static mh_jwt_policy policy;
     const mh_jwt_keys *keys = &keys_loaded;
     uv_loop_t loop;
     mh_hub h;
@@ -173,9 +165,10 @@ static int run_worker(const mh_config *cfg)
     srandom((unsigned)(getpid() ^ (unsigned)time(NULL)));
     h.cfg = cfg;
     h.loop = &loop;
-    h.keys = *keys;
-    h.policy = (mh_jwt_policy){
+    policy = (mh_jwt_policy){
         .audience = cfg->jwt_audience, .issuer = cfg->jwt_issuer, .leeway = cfg->jwt_leeway};
+    h.keys = keys;
+    h.policy = &policy;
     {
         char inc[9];
         unsigned char seed[16];
@@ -204,7 +197,10 @@ static int run_worker(const mh_config *cfg)
     mh_subs_init(&h.subs, (size_t)cfg->max_shapes);
     h.subs.node_freed = free_node_hold;
     mh_map_init(&h.conns);
-    h.redis = mh_redis_new(&h);
+    h.hooks.frame = mh_browser_input;
+    h.hooks.welcome = mh_browser_welcome;
+    h.hooks.release = release_conn;
+    h.redis = mh_redis_new(&h, &redis_events);
     if (!h.redis)
         return 1;
     mh_conn_flush_init(&h);

@@ -1,4 +1,4 @@
-#include "mh_session.h"
+#include "mh_browser.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +8,7 @@
 #include "mh_heal.h"
 #include "mh_hold.h"
 #include "mh_json.h"
+#include "mh_jwt.h"
 #include "mh_log.h"
 #include "mh_out.h"
 #include "mh_redis.h"
@@ -16,24 +17,19 @@
 
 static void error_for(mh_conn *c, const char *code, const char *message, const mh_frame *f)
 {
-    mh_buf b;
     int target = 0;
 
     if (f && f->sub.context)
         target = f->target == MH_TARGET_CHANNEL ? 2 : 1;
-    mh_buf_init(&b);
-    mh_out_error(&b, code, message, f ? f->ref : NULL, target, f ? &f->sub : NULL);
-    mh_conn_send_buf(c, &b);
-    mh_buf_free(&b);
-    c->hub->metrics.error_frames++;
+    mh_conn_send_error(c, code, message, f ? f->ref : NULL, target, f ? &f->sub : NULL);
 }
 
-void mh_session_error(mh_conn *c, const char *code, const char *message)
+void mh_browser_error(mh_conn *c, const char *code, const char *message)
 {
     error_for(c, code, message, NULL);
 }
 
-void mh_session_welcome(mh_conn *c)
+void mh_browser_welcome(mh_conn *c)
 {
     mh_buf b;
 
@@ -109,12 +105,12 @@ static void do_auth(mh_conn *c, mh_frame *f)
     char msg[96];
     mh_buf b;
 
-    if (!h->keys.n) {
+    if (!h->keys->n) {
         mh_metrics_reject(&h->metrics, "auth", "token_not_configured");
         error_for(c, "unauthorized", "this hub accepts no tokens", f);
         return;
     }
-    if (mh_jwt_verify(&h->keys, &h->policy, f->token, f->token_len, (int64_t)(mh_now_ms() / 1000),
+    if (mh_jwt_verify(h->keys, h->policy, f->token, f->token_len, (int64_t)(mh_now_ms() / 1000),
                       &id, &reason)) {
         snprintf(msg, sizeof msg, "token refused: %s", reason);
         mh_info("conn %s: %s refused: %s", c->name, mh_action_name(f->action), reason);
@@ -239,7 +235,7 @@ static void on_inbound_added(mh_hub *h, redisReply *reply, void *arg)
             if (q->is_rpc && mh_rpc_finish(c, q->id))
                 mh_rpc_send_error(c, q->id, "UNAVAILABLE", "the server could not queue the call");
             else if (!q->is_rpc)
-                mh_session_error(c, "unavailable", "the message could not be queued");
+                mh_browser_error(c, "unavailable", "the message could not be queued");
         }
     }
     free(q);
@@ -373,15 +369,15 @@ done:
     mh_buf_free(&id);
 }
 
-void mh_session_input(mh_conn *c, const char *text, size_t len, bool binary)
+void mh_browser_input(mh_conn *c, const char *text, size_t len, bool binary)
 {
     if (binary)
-        mh_session_error(c, "bad_frame", "binary frames are not supported; send JSON text");
+        mh_browser_error(c, "bad_frame", "binary frames are not supported; send JSON text");
     else
-        mh_session_frame(c, text, len);
+        mh_browser_frame(c, text, len);
 }
 
-void mh_session_frame(mh_conn *c, const char *text, size_t len)
+void mh_browser_frame(mh_conn *c, const char *text, size_t len)
 {
     mh_frame f;
     mh_err err;

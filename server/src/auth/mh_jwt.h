@@ -15,8 +15,8 @@
 #include <stdint.h>
 
 #include "mh_inval.h"
+#include "mh_identity.h"
 
-#define MH_SUB_MAX 256
 
 typedef struct mh_jwt_key {
     char kid[65];
@@ -36,12 +36,6 @@ typedef struct mh_jwt_policy {
     int leeway;           /* seconds of clock skew tolerated on exp/nbf/iat */
 } mh_jwt_policy;
 
-typedef struct mh_identity {
-    char sub[MH_SUB_MAX + 1];
-    bool staff, super;
-    int64_t exp; /* Unix seconds */
-    char kid[65];
-} mh_identity;
 
 void mh_jwt_keys_free(mh_jwt_keys *ks);
 

@@ -1,15 +1,15 @@
 #include "mh_conn.h"
 
+#include <errno.h>
 #include <libwebsockets.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "mh_auth.h"
 #include "mh_hold.h"
 #include "mh_log.h"
-#include "mh_rpc.h"
+#include "mh_out.h"
 
 int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi)
 {
@@ -23,6 +23,21 @@ int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi)
     c->last_rx_ms = mh_mono_ms();
     h->metrics.connections_total++;
     return 0;
+}
+
+mh_conn *mh_conn_by_name(mh_hub *h, const char *name)
+{
+    size_t plen = strlen(h->conn_prefix);
+    char *end;
+    uint64_t id;
+
+    if (strncmp(name, h->conn_prefix, plen) || name[plen] < '1' || name[plen] > '9')
+        return NULL;
+    errno = 0;
+    id = strtoull(name + plen, &end, 10);
+    if (errno || *end)
+        return NULL;
+    return mh_map_get(&h->conns, &id, sizeof id);
 }
 
 static void queue_clear(mh_conn *c)
@@ -54,8 +69,8 @@ void mh_conn_release(mh_conn *c)
     queue_clear(c);
     free(c->q);
     free(c->rx);
-    mh_rpc_forget_conn(c);
-    mh_auth_release(c);
+    if (h->hooks.release)
+        h->hooks.release(c);
     free(c->sub);
     mh_map_del(&h->conns, &c->id, sizeof c->id);
 }
@@ -294,6 +309,18 @@ void mh_conn_send_buf(mh_conn *c, const mh_buf *b)
 {
     if (!b->oom)
         mh_conn_send(c, b->data, b->len);
+}
+
+void mh_conn_send_error(mh_conn *c, const char *code, const char *message, const json_t *ref,
+                        int target, const mh_entry *e)
+{
+    mh_buf b;
+
+    mh_buf_init(&b);
+    mh_out_error(&b, code, message, ref, target, e);
+    mh_conn_send_buf(c, &b);
+    mh_buf_free(&b);
+    c->hub->metrics.error_frames++;
 }
 
 static void start_close(mh_conn *c, uint16_t code, const char *reason, bool flush)

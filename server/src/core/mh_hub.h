@@ -10,8 +10,9 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "mh_clock.h"
 #include "mh_config.h"
-#include "mh_jwt.h"
+#include "mh_identity.h"
 #include "mh_map.h"
 #include "mh_metrics.h"
 #include "mh_netaddr.h"
@@ -58,9 +59,21 @@ typedef struct mh_hub {
     /* --workers N: every worker's numbers, shared (mh_metrics_slot); NULL alone */
     mh_metrics_slot *slots;
     int nslots, slot;
-    mh_jwt_keys keys; /* connection token keys; auth is on when keys.n > 0 */
-    mh_jwt_policy policy;
+    /* token keys and policy (auth layer types; main owns them, frozen):
+     * token auth is on when keys->n > 0 */
+    const struct mh_jwt_keys *keys;
+    const struct mh_jwt_policy *policy;
     mh_registry *registry;          /* owned; NULL: no registry (SPEC 6's fallback) */
+    /* Upward calls, registered at start-up (main.c): the lower layers
+     * (connections, auth, Redis) reach the routing layer only through these. */
+    struct mh_hub_hooks {
+        /* a browser frame for the router (auth replays held frames with it) */
+        void (*frame)(mh_conn *c, const char *text, size_t len, bool binary);
+        /* a connection's credentials are settled: say welcome */
+        void (*welcome)(mh_conn *c);
+        /* a connection is going: forget what upper layers keep for it */
+        void (*release)(mh_conn *c);
+    } hooks;
     const char *const *django_keys; /* SECRET_KEY then fallbacks; borrowed, frozen */
     size_t ndjango_keys;
     mh_cidr_list trusted; /* --trusted-proxies */
@@ -92,14 +105,5 @@ typedef struct mh_hub {
     uv_signal_t sig_term, sig_int, sig_hup;
     int exit_code;
 } mh_hub;
-
-/** Milliseconds since the Unix epoch (wall clock: publishers stamp with it). */
-double mh_now_ms(void);
-
-/** Monotonic milliseconds, for timeouts. */
-uint64_t mh_mono_ms(void);
-
-/** The connection with this id string ("<hub>.<incarnation>-<n>"), or NULL. */
-mh_conn *mh_hub_conn_by_name(mh_hub *h, const char *name);
 
 #endif

@@ -24,8 +24,27 @@
  */
 typedef void (*mh_redis_reply_fn)(mh_hub *h, redisReply *reply, void *arg);
 
-/** Creates the bridge for 'h' (not yet connected). */
-mh_redis *mh_redis_new(mh_hub *h);
+/**
+ * What the links report upward, to the layer that routes envelopes and
+ * heals gaps (registered at start-up: this module never calls it by name).
+ */
+typedef struct mh_redis_events {
+    /* a pub/sub message on one of the hub's channels; the bytes are hiredis's */
+    void (*message)(mh_hub *h, const char *channel, size_t clen, const char *payload,
+                    size_t plen);
+    /* the subscription was lost: remember what every subscription had seen */
+    void (*lost)(mh_hub *h);
+    /* one heal round: send the reads (each sent/answered through
+     * mh_redis_heal_read_sent/_done) */
+    void (*heal)(mh_hub *h);
+    /* how many contexts/channels are still unhealed */
+    size_t (*unhealed)(mh_hub *h);
+    /* the heal ran out of time: invalidate / gap whatever is unhealed */
+    void (*give_up)(mh_hub *h);
+} mh_redis_events;
+
+/** Creates the bridge for 'h' (not yet connected); 'ev' is copied. */
+mh_redis *mh_redis_new(mh_hub *h, const mh_redis_events *ev);
 void mh_redis_start(mh_redis *r);
 /** Disconnects both links and stops the timers; their close completes on the loop. */
 void mh_redis_stop(mh_redis *r);

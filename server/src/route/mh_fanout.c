@@ -218,7 +218,7 @@ _Static_assert(sizeof(((mh_conn *)0)->close_reason) > MH_CLOSE_REASON_MAX,
 /* Envelopes on {prefix}hub:{id}: replies and frames for one connection. */
 static void for_this_hub(mh_hub *h, const mh_envelope *env)
 {
-    mh_conn *c = mh_hub_conn_by_name(h, env->conn);
+    mh_conn *c = mh_conn_by_name(h, env->conn);
     mh_buf b;
 
     if (!c || c->closing) {

@@ -11,13 +11,13 @@
 
 #include "mh_djsign.h"
 #include "mh_json.h"
+#include "mh_jwt.h"
 #include "mh_log.h"
 #include "mh_out.h"
 #include "mh_peer.h"
 #include "mh_rate.h"
 #include "mh_redis.h"
 #include "mh_registry.h"
-#include "mh_session.h"
 #include "mh_upgrade.h"
 
 /* Frames a connection may send before its session lookup answers, and
@@ -134,7 +134,7 @@ bool mh_auth_rate_ok(mh_conn *c)
     {
         char msg[96];
         snprintf(msg, sizeof msg, "more than %d frames per second", cfg->frame_rate);
-        mh_session_error(c, "rate_limited", msg);
+        mh_conn_send_error(c, "rate_limited", msg, NULL, 0, NULL);
     }
     mh_conn_close_flushed(c, 4029, "rate limited");
     return false;
@@ -284,10 +284,10 @@ static int filter_token(mh_hub *h, mh_conn *c, struct lws *wsi, const char *toke
     mh_identity id;
     const char *reason;
 
-    if (!h->keys.n)
+    if (!h->keys->n)
         return refuse_http(h, wsi, HTTP_STATUS_UNAUTHORIZED, "token_not_configured",
                            "this hub accepts no tokens");
-    if (mh_jwt_verify(&h->keys, &h->policy, token, (size_t)n, (int64_t)(mh_now_ms() / 1000), &id,
+    if (mh_jwt_verify(h->keys, h->policy, token, (size_t)n, (int64_t)(mh_now_ms() / 1000), &id,
                       &reason) == 0) {
         if (mh_conn_set_identity(c, &id) == 0)
             return 0;
@@ -463,13 +463,13 @@ static void lookup_done(mh_conn *c)
     c->held = NULL;
     c->nheld = 0;
     c->held_bytes = 0;
-    mh_session_welcome(c);
+    c->hub->hooks.welcome(c);
     /* The frames that waited, in order, as if they arrived now. */
     while (list) {
         struct mh_held *x = list;
         list = x->next;
         if (!c->closing)
-            mh_session_input(c, x->text, x->len, x->binary);
+            c->hub->hooks.frame(c, x->text, x->len, x->binary);
         free(x);
     }
 }
@@ -541,7 +541,7 @@ int mh_auth_established(mh_conn *c)
     int rc;
 
     if (!c->auth_pending) {
-        mh_session_welcome(c);
+        h->hooks.welcome(c);
         return 0;
     }
     arg = malloc(sizeof *arg);
@@ -672,11 +672,11 @@ int mh_auth_check(mh_conn *c, const mh_frame *f, const char **code, char *msg, s
                  channel ? "channel" : "context", f->sub.context);
         return deny(c, stage, "forbidden", code);
     }
-    if (!h->keys.n) {
+    if (!h->keys->n) {
         snprintf(msg, msglen, "this hub has no keys to verify subscription tokens");
         return deny(c, stage, "bad_token", code);
     }
-    if (mh_jwt_verify_subscription(&h->keys, &h->policy, f->token, f->token_len,
+    if (mh_jwt_verify_subscription(h->keys, h->policy, f->token, f->token_len,
                                    (int64_t)(mh_now_ms() / 1000), channel, &f->sub, c->sub, &exp,
                                    &reason) == 0)
         return 0;

@@ -7,8 +7,6 @@
 #include <string.h>
 
 #include "mh_buf.h"
-#include "mh_fanout.h"
-#include "mh_heal.h"
 #include "mh_log.h"
 
 typedef enum { LINK_DOWN, LINK_CONNECTING, LINK_UP } link_state;
@@ -32,6 +30,7 @@ typedef struct sync_wait {
 
 struct mh_redis {
     mh_hub *h;
+    mh_redis_events ev; /* upward, to the router and the heal */
     link sub, cmd;
     int confirmed;   /* SUBSCRIBE confirmations on the current subscriber link */
     bool subscribed; /* both channels confirmed */
@@ -137,7 +136,7 @@ static void link_lost(link *l, const char *why)
     if (l == &r->sub) {
         if (r->subscribed || was_up) {
             r->gap = true;
-            mh_heal_mark_gap(r->h);
+            r->ev.lost(r->h);
             /* A round in flight read versions before this loss: stale. The
              * heal stays outstanding; the next subscription starts a round. */
             r->heal_gen++;
@@ -187,12 +186,12 @@ static void heal_give_up(mh_redis *r, size_t left)
             left, r->h->cfg->heal_timeout_ms);
     r->heal_gen++; /* replies still in flight change nothing now */
     heal_end(r);
-    mh_heal_give_up(r->h);
+    r->ev.give_up(r->h);
 }
 
 static void heal_round_over(mh_redis *r)
 {
-    size_t left = mh_heal_unhealed(r->h);
+    size_t left = r->ev.unhealed(r->h);
     uint64_t delay;
 
     r->heal_round = false;
@@ -220,7 +219,7 @@ static void heal_round_start(mh_redis *r)
     r->heal_reads = 0;
     heal_arm(r, heal_left_ms(r)); /* a round that is never answered ends here */
     r->heal_in_run = true;
-    mh_heal_run(r->h);
+    r->ev.heal(r->h);
     r->heal_in_run = false;
     if (r->heal_round && !r->heal_reads)
         heal_round_over(r);
@@ -233,7 +232,7 @@ static void on_heal_timer(uv_timer_t *t)
     if (!r->healing || !r->subscribed || r->stopping)
         return; /* the next subscription runs a round */
     if (!heal_left_ms(r)) {
-        size_t left = mh_heal_unhealed(r->h);
+        size_t left = r->ev.unhealed(r->h);
         if (left)
             heal_give_up(r, left);
         else
@@ -319,7 +318,7 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *privdata)
             mh_info("redis: subscribed to %s and %s", r->events, r->hub_channel);
             /* Also the first subscription: what was subscribed before it
              * (Redis not up yet when the hub started) is in gap too. */
-            if (r->gap || mh_heal_unhealed(r->h)) {
+            if (r->gap || r->ev.unhealed(r->h)) {
                 r->gap = false;
                 r->heal_pending = true;
             }
@@ -329,7 +328,7 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *privdata)
     }
     if (!strcmp(rep->element[0]->str, "message") && rep->element[1]->type == REDIS_REPLY_STRING &&
         rep->element[2]->type == REDIS_REPLY_STRING)
-        mh_fanout_envelope(r->h, rep->element[1]->str, (size_t)rep->element[1]->len,
+        r->ev.message(r->h, rep->element[1]->str, (size_t)rep->element[1]->len,
                            rep->element[2]->str, (size_t)rep->element[2]->len);
 }
 
@@ -476,13 +475,14 @@ void mh_redis_sync(mh_redis *r, mh_redis_sync_fn fn, void *arg)
         sync_complete(r, UINT64_MAX);
 }
 
-mh_redis *mh_redis_new(mh_hub *h)
+mh_redis *mh_redis_new(mh_hub *h, const mh_redis_events *ev)
 {
     mh_redis *r = calloc(1, sizeof *r);
 
     if (!r)
         return NULL;
     r->h = h;
+    r->ev = *ev;
     snprintf(r->events, sizeof r->events, "%sevents", h->cfg->redis_prefix);
     snprintf(r->hub_channel, sizeof r->hub_channel, "%shub:%s", h->cfg->redis_prefix,
              h->cfg->hub_id);

@@ -9,12 +9,14 @@
 #ifndef MH_CONN_H
 #define MH_CONN_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "mh_envelope.h"
 #include "mh_hub.h"
+#include "mh_inval.h"
 #include "mh_msg.h"
 #include "mh_subs.h"
 
@@ -80,7 +82,11 @@ struct mh_conn {
 /** Sets up 'c' (lws-owned per-session memory, zeroed) for a new connection. */
 int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi);
 
-/** Releases everything 'c' holds: subscriptions, queue, rpcs, its id. */
+/** The connection with this id string ("<hub>.<incarnation>-<n>"), or NULL. */
+mh_conn *mh_conn_by_name(mh_hub *h, const char *name);
+
+/** Releases everything 'c' holds: subscriptions, queue, its id; and, through
+ * h->hooks.release, what upper layers keep (rpcs, auth state). */
 void mh_conn_release(mh_conn *c);
 
 /**
@@ -100,6 +106,14 @@ int mh_conn_send(mh_conn *c, const char *text, size_t len);
 
 /** Queues a copy of what an encoder wrote into 'b', unless it ran out of memory. */
 void mh_conn_send_buf(mh_conn *c, const mh_buf *b);
+
+/**
+ * Queues an `error` frame (SPEC 8) and counts it; 'target' 0 none, 1
+ * context, 2 channel, with 'e' the subscription it concerns. 'ref' and 'e'
+ * are borrowed until return.
+ */
+void mh_conn_send_error(mh_conn *c, const char *code, const char *message, const json_t *ref,
+                        int target, const mh_entry *e);
 
 /**
  * Closes with 'code' and 'reason' as soon as the socket can take the close

@@ -17,7 +17,7 @@
 #include "mh_log.h"
 #include "mh_metrics.h"
 #include "mh_redis.h"
-#include "mh_session.h"
+#include "mh_browser.h"
 #include "mh_upgrade.h"
 
 static struct lws_protocols protocols[];
@@ -212,7 +212,7 @@ static void deliver(mh_conn *c, struct lws *wsi, const char *text, size_t len)
 
     if (!mh_auth_rate_ok(c) || mh_auth_hold_frame(c, text, len, binary))
         return;
-    mh_session_input(c, text, len, binary);
+    mh_browser_input(c, text, len, binary);
 }
 
 static int receive(mh_conn *c, struct lws *wsi, const char *in, size_t len)

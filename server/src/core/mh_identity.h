@@ -1,0 +1,21 @@
+/*
+ * mh_identity — who a connection is: what a verified credential (a token,
+ * a Django session) says, in the form every layer keeps.
+ */
+#ifndef MH_IDENTITY_H
+#define MH_IDENTITY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/** Longest `sub` (subject) accepted, in bytes. */
+#define MH_SUB_MAX 256
+
+typedef struct mh_identity {
+    char sub[MH_SUB_MAX + 1]; /* the subject */
+    bool staff, super;
+    int64_t exp; /* Unix seconds; 0: no expiry */
+    char kid[65];
+} mh_identity;
+
+#endif
