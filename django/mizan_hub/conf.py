@@ -107,7 +107,7 @@ DEFAULTS: dict[str, Any] = {
 
 NESTED = ("TOKEN", "WORKER", "IZANA")
 
-#: The hub's settings (``server/src/mh_config.c``'s table; flag ``--name``
+#: The hub's settings (``server/src/core/mh_config.c``'s table; flag ``--name``
 #: with ``-`` for ``_``, config file line ``name = value``).
 #: tests/test_hub_config.py checks this against ``mizan-hub --help``.
 HUB_SETTINGS = (

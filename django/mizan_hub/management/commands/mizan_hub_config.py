@@ -2,7 +2,7 @@
 from Django's settings, so that ``mizan-hub --config FILE`` is the hub's
 whole command line and nothing is repeated by hand.
 
-Writes FILE (the hub's ``name = value`` lines, ``server/src/mh_config.c``)
+Writes FILE (the hub's ``name = value`` lines, ``server/src/core/mh_config.c``)
 and, beside it, the files it names (``hub.conf`` gives ``hub.registry.json``
 and so on):
 
