@@ -167,6 +167,8 @@ export interface CallOptions {
 /** An error frame (SPEC section 8), as received; Mizan's own channel consumer sends `error` as a bare string. */
 export interface HubError {
   error: { code: string; message: string } | string;
+  /** the hub ended this subscription (after an identity change took the right away, SPEC 8) */
+  unsubscribed?: boolean;
   ref?: string | number;
   context?: string;
   channel?: string;
@@ -296,6 +298,8 @@ interface Sub {
   v?: string | undefined;
   /** created while the connection was down after having been up: heal with "0:0" when no version is known */
   o: boolean;
+  /** ended by the hub (its identity lost the right, SPEC 8): not sent again until subscribed anew */
+  x?: boolean;
 }
 
 interface Chan {
@@ -307,6 +311,8 @@ interface Chan {
   g: Set<(g: Gap) => void>;
   e?: string;
   q?: number;
+  /** ended by the hub, as Sub.x */
+  x?: boolean;
 }
 
 interface Call {
@@ -345,6 +351,7 @@ interface In {
   ok?: boolean;
   error?: { code?: string; message?: string; details?: unknown };
   ref?: string | number;
+  unsubscribed?: boolean;
 }
 
 /** Close codes after which only new credentials help (SPEC section 9). */
@@ -557,8 +564,8 @@ export function connect(options: ConnectOptions): HubClient {
     ready = everReady = true;
     setState('open', null);
     stableT = setT(() => (tries = 0), o.stableAfter ?? 5e3);
-    subs.forEach(sendSub);
-    chans.forEach(sendChan);
+    subs.forEach((s) => !s.x && sendSub(s));
+    chans.forEach((c) => !c.x && sendChan(c));
     const q = outbox;
     outbox = [];
     for (const f of q) {
@@ -647,8 +654,13 @@ export function connect(options: ConnectOptions): HubClient {
       if (f.ref === 'auth') return drop(4001, f.error.message ?? 'auth failed');
       // An rpc reply, or the hub refusing an rpc/ctx frame (it echoes `ref`: rate_limited, too_large...)
       const id = f.id ?? f.ref;
-      if (calls.has(id as number)) onReply(id, f);
-      else emit(errorLs, f as HubError);
+      if (calls.has(id as number)) return onReply(id, f);
+      const it: Sub | Chan | undefined = (typeof f.context === 'string' ? subs : chans).get(keyFrom((f.context ?? f.channel) as string, f.params));
+      // ended by the hub: not resent on reconnect; a resume over its rate (SPEC 14): again later
+      if (it && f.unsubscribed) it.x = true;
+      else if (it && f.error.code === 'rate_limited')
+        setT(() => ready && !it.x && (subs.get(it.k) === it ? sendSub(it as Sub) : chans.get(it.k) === it && sendChan(it as Chan)), 1500);
+      emit(errorLs, f as HubError);
     } else if (f.subscribed) {
       if (typeof f.context === 'string') {
         const s = subs.get(keyFrom(f.context, f.params));
@@ -826,7 +838,7 @@ export function connect(options: ConnectOptions): HubClient {
         const set = byContext.get(context) ?? new Set<Sub>();
         byContext.set(context, set.add(s));
         if (ready) sendSub(s);
-      }
+      } else if (s.x && !(s.x = false) && ready) sendSub(s); // asked for anew
       const sub = s;
       const l: Listener = { f: onInvalidate, s: opts?.spread !== false };
       sub.ls.add(l);
@@ -853,7 +865,7 @@ export function connect(options: ConnectOptions): HubClient {
       if (!c) {
         chans.set(k, (c = { n: name, p, k, refs: 0, m: new Set(), g: new Set() }));
         if (ready) sendChan(c);
-      }
+      } else if (c.x && !(c.x = false) && ready) sendChan(c);
       const ch = c;
       ch.refs++;
       let closed = false;

@@ -1,15 +1,17 @@
 /**
- * The core entry's size budget: under 6 KiB minified and gzipped (zlib level
- * 9), as measured by ../bundle.mjs (which ci-test runs before the tests).
+ * The core entry's size budget: under 6.5 KiB minified and gzipped (zlib
+ * level 9), as measured by ../bundle.mjs (which ci-test runs before the
+ * tests). It was 6 KiB until the client learned subscriptions the hub ends
+ * and resumes it rate-limits (issue 12): 6,251 B then.
  */
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-const BUDGET = 6 * 1024;
+const BUDGET = 6.5 * 1024;
 
-test('bundle: the core entry is under 6 KiB min+gz and free of React', () => {
+test('bundle: the core entry is under 6.5 KiB min+gz and free of React', () => {
   const sizes = JSON.parse(readFileSync(new URL('../dist-bundle/sizes.json', import.meta.url), 'utf8')) as {
     [entry: string]: { min: number; gzip: number };
   };

@@ -809,3 +809,37 @@ test("Mizan's consumer: a string error reaches onError; an id-less channel messa
   assert.deepEqual(errors, ['Unknown channel: chat']);
   assert.deepEqual(got, [{ type: 'message', data: {} }]);
 });
+
+test('ended by the hub: an unsubscribed error frame stops resubscribing until asked anew (SPEC 8)', async () => {
+  const env = setup();
+  const errors: unknown[] = [];
+  env.client.onError((e) => errors.push(e));
+  env.client.subscribe('admin_stats', undefined, () => {});
+  env.client.subscribe('todos', undefined, () => {});
+  const s = welcome(env);
+  s.take();
+  // a refresh dropped staff: the hub ends the staff-only subscription
+  s.receive({ unsubscribed: true, context: 'admin_stats', params: {}, error: { code: 'forbidden', message: 'staff only' } });
+  assert.equal(errors.length, 1);
+  assert.equal((errors[0] as { unsubscribed?: boolean }).unsubscribed, true);
+  const s2 = dropAndRedial(env);
+  s2.open();
+  s2.receive({ welcome: { protocol: 1, hub: 'h', conn: 'h.2', identity: null, expires: null, spread_ms: 0, max_frame: 65536 } });
+  const sent = s2.take() as { context?: string }[];
+  assert.deepEqual(sent.map((f) => f.context), ['todos'], 'the ended subscription is not sent again');
+  // subscribing to it anew asks again
+  env.client.subscribe('admin_stats', undefined, () => {});
+  assert.deepEqual((s2.take() as { context?: string }[]).map((f) => f.context), ['admin_stats']);
+});
+
+test('rate_limited on a resubscribe: asked again after a pause, not dropped (SPEC 14)', async () => {
+  const env = setup();
+  const ch = env.client.channel('chat', { room: 'a' });
+  const s = welcome(env);
+  assert.equal((s.take() as { channel?: string }[])[0]?.channel, 'chat');
+  s.receive({ error: { code: 'rate_limited', message: 'too many resumes' }, channel: 'chat', params: { room: 'a' } });
+  assert.deepEqual(s.take(), [], 'not at once');
+  env.clock.advance(1_600);
+  assert.deepEqual(s.take(), [{ action: 'subscribe', channel: 'chat', params: { room: 'a' } }]);
+  ch.close();
+});
