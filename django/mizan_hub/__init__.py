@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from .handlers import rpc as rpc
     from .handlers import subscription_guard as subscription_guard
     from .publishing import PublishError as PublishError
+    from .publishing import ainvalidate as ainvalidate
+    from .publishing import apublish as apublish
     from .publishing import disconnect as disconnect
     from .publishing import invalidate as invalidate
     from .publishing import publish as publish
