@@ -418,6 +418,12 @@ int main(int argc, char **argv)
                 err);
         return 2;
     }
+    if (cfg.redis_sentinels[0] &&
+        mh_redis_parse_sentinels(cfg.redis_sentinels, err, sizeof err) <= 0) {
+        fprintf(stderr, "mizan-hub: invalid value for redis_sentinels (--redis-sentinels): %s\n",
+                cfg.redis_sentinels[0] ? err : "empty");
+        return 2;
+    }
     if (cfg.proxy_protocol && !trusted_loaded.n) {
         fprintf(stderr, "mizan-hub: invalid value for proxy_protocol (--proxy-protocol): it needs "
                         "--trusted-proxies (whose connections carry the header)\n");

@@ -142,6 +142,13 @@ static const setting table[] = {
     {"resume_burst", T_INT, "256", 1, 10000000, OFF(resume_burst), 0,
      "channel resumes a connection may make at once above resume_rate (a reconnect resumes "
      "every channel, so max_subs when that is larger)"},
+    {"redis_sentinels", T_STR, "", 0, 0, STR(redis_sentinels),
+     "HOST:PORT,... of Redis Sentinels: the master comes from them (and --redis only names the "
+     "database, user and password), and a failover (+switch-master) is followed"},
+    {"redis_master_name", T_STR, "mymaster", 0, 0, STR(redis_master_name),
+     "the master's name in --redis-sentinels"},
+    {"redis_sentinel_password", T_STR, "", 0, 0, STR(redis_sentinel_password),
+     "password of the Sentinels themselves (their requirepass), if any"},
     {"log_level", T_LEVEL, "info", 0, 0, OFF(log_level), 0, "debug, info, warn or error"},
     {"log_format", T_FORMAT, "text", 0, 0, OFF(log_json), 0, "text or json"},
 };

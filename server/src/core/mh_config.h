@@ -65,6 +65,9 @@ typedef struct mh_config {
     int frame_rate;
     int frame_burst;
     int header_timeout;
+    char redis_sentinels[1024];
+    char redis_master_name[128];
+    char redis_sentinel_password[256];
     char trusted_proxies[2048];
     int proxy_protocol;
     int inbound_rate;

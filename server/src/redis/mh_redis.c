@@ -28,10 +28,25 @@ typedef struct sync_wait {
     void *arg;
 } sync_wait;
 
+#define MAX_SENTINELS 8
+
 struct mh_redis {
     mh_hub *h;
     mh_redis_events ev; /* upward, to the router and the heal */
     link sub, cmd;
+    /* where the links go: --redis, or the master the Sentinels name */
+    char host[256];
+    int port;
+    bool have_master;
+    /* Sentinel (--redis-sentinels): one link to one Sentinel at a time, which
+     * names the master and then tells of failovers (+switch-master) */
+    link sen;
+    struct {
+        char host[256];
+        int port;
+    } sentinels[MAX_SENTINELS];
+    int nsentinels, sen_next;
+    bool sen_asked; /* the master's address was asked on this Sentinel link */
     int confirmed;   /* SUBSCRIBE confirmations on the current subscriber link */
     bool subscribed; /* both channels confirmed */
     bool gap;        /* the subscription was lost since the last heal */
@@ -77,6 +92,7 @@ typedef struct pending_cmd {
 
 static void link_connect(link *l);
 static void on_retry(uv_timer_t *t);
+static void sentinel_connect(mh_redis *r);
 
 void mh_redis_name(const mh_redis *r, mh_buf *out, const char *suffix, const char *rest,
                    size_t rest_len)
@@ -100,6 +116,50 @@ static uint64_t backoff_ms(const mh_redis *r, unsigned attempt)
     return 1 + (uint64_t)random() % ceiling;
 }
 
+/* "host:port,host:port" into r->sentinels (r NULL: only checks). */
+static int parse_sentinels(mh_redis *r, const char *text, char *err, size_t errlen)
+{
+    const char *p = text;
+    int n = 0;
+
+    while (*p) {
+        const char *start, *end, *colon;
+        char *e;
+        long port;
+        while (*p == ',' || *p == ' ')
+            p++;
+        if (!*p)
+            break;
+        start = p;
+        while (*p && *p != ',' && *p != ' ')
+            p++;
+        end = p;
+        colon = NULL;
+        for (const char *q = start; q < end; q++)
+            if (*q == ':')
+                colon = q;
+        if (!colon || colon == start || (size_t)(colon - start) >= 256 || n == MAX_SENTINELS)
+            goto bad;
+        port = strtol(colon + 1, &e, 10);
+        if (e != end || port < 1 || port > 65535)
+            goto bad;
+        if (r) {
+            memcpy(r->sentinels[n].host, start, (size_t)(colon - start));
+            r->sentinels[n].host[colon - start] = '\0';
+            r->sentinels[n].port = (int)port;
+        }
+        n++;
+        continue;
+    bad:
+        snprintf(err, errlen, "'%.*s' is not HOST:PORT (at most %d Sentinels)", (int)(end - start),
+                 start, MAX_SENTINELS);
+        return -1;
+    }
+    if (r)
+        r->nsentinels = n;
+    return n;
+}
+
 static void schedule_retry(link *l)
 {
     uint64_t delay;
@@ -114,13 +174,29 @@ static void schedule_retry(link *l)
 
 static void on_retry(uv_timer_t *t)
 {
-    link_connect(t->data);
+    link *l = t->data;
+
+    if (l == &l->r->sen)
+        sentinel_connect(l->r);
+    else
+        link_connect(l);
 }
 
 static void link_lost(link *l, const char *why)
 {
     mh_redis *r = l->r;
     bool was_up = l->state == LINK_UP;
+
+    if (l == &r->sen) {
+        l->state = LINK_DOWN;
+        l->ac = NULL;
+        if (!r->stopping)
+            MH_LOG(was_up ? MH_LOG_WARN : MH_LOG_DEBUG, "redis sentinel %s:%d: %s",
+                   r->sentinels[(r->sen_next + r->nsentinels - 1) % r->nsentinels].host,
+                   r->sentinels[(r->sen_next + r->nsentinels - 1) % r->nsentinels].port, why);
+        schedule_retry(l); /* the next Sentinel of the list */
+        return;
+    }
 
     l->state = LINK_DOWN;
     l->ac = NULL;
@@ -130,8 +206,8 @@ static void link_lost(link *l, const char *why)
     } else if (!r->stopping) {
         /* The first failure and every tenth: enough to see, not a flood. */
         MH_LOG(l->attempt % 10 == 0 ? MH_LOG_WARN : MH_LOG_DEBUG,
-               "redis %s link: cannot connect to %s:%d: %s (attempt %u)", l->name,
-               r->h->cfg->redis_host, r->h->cfg->redis_port, why, l->attempt + 1);
+               "redis %s link: cannot connect to %s:%d: %s (attempt %u)", l->name, r->host,
+               r->port, why, l->attempt + 1);
     }
     if (l == &r->sub) {
         if (r->subscribed || was_up) {
@@ -332,6 +408,148 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *privdata)
                            rep->element[2]->str, (size_t)rep->element[2]->len);
 }
 
+/* ---- Sentinel ---- */
+
+/* The links go to host:port from now on; links up elsewhere are dropped
+ * (their loss is a gap like any other: healed by versions). */
+static void set_master(mh_redis *r, const char *host, int port)
+{
+    if (r->have_master && r->port == port && !strcmp(r->host, host))
+        return;
+    mh_warn("redis: the master of '%s' is %s:%d%s", r->h->cfg->redis_master_name, host, port,
+            r->have_master ? " now (failover)" : "");
+    snprintf(r->host, sizeof r->host, "%s", host);
+    r->port = port;
+    r->have_master = true;
+    r->h->metrics.redis_failovers += r->h->metrics.redis_masters_seen > 0;
+    r->h->metrics.redis_masters_seen++;
+    for (link *l = &r->cmd; l; l = l == &r->cmd ? &r->sub : NULL) {
+        if (l->state != LINK_DOWN && l->ac) {
+            redisAsyncDisconnect(l->ac); /* reconnects to the new master */
+        } else {
+            uv_timer_stop(&l->retry);
+            l->attempt = 0;
+            link_connect(l);
+        }
+    }
+}
+
+/* Asks the Sentinel again (after a ROLE that was not master). */
+static void sentinel_requery(mh_redis *r)
+{
+    if (r->sen.ac && r->sen.state == LINK_UP)
+        redisAsyncDisconnect(r->sen.ac);
+}
+
+static void on_role(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    mh_redis *r = privdata;
+    redisReply *rep = reply;
+
+    (void)ac;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_STRING)
+        return; /* the link dropped: it reconnects anyway */
+    if (!strcmp(rep->element[0]->str, "master"))
+        return;
+    mh_warn("redis %s:%d is a %s, not the master: asking the Sentinels again", r->host, r->port,
+            rep->element[0]->str);
+    r->have_master = false;
+    if (r->cmd.ac && r->cmd.state != LINK_DOWN)
+        redisAsyncDisconnect(r->cmd.ac);
+    if (r->sub.ac && r->sub.state != LINK_DOWN)
+        redisAsyncDisconnect(r->sub.ac);
+    sentinel_requery(r);
+}
+
+/* "<name> <old ip> <old port> <new ip> <new port>" */
+static void on_switch(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    mh_redis *r = privdata;
+    redisReply *rep = reply;
+    char name[128], ip[256];
+    int port;
+
+    (void)ac;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || strcmp(rep->element[0]->str, "message") ||
+        rep->element[2]->type != REDIS_REPLY_STRING)
+        return;
+    if (sscanf(rep->element[2]->str, "%127s %*s %*s %255s %d", name, ip, &port) == 3 &&
+        !strcmp(name, r->h->cfg->redis_master_name) && port > 0 && port < 65536)
+        set_master(r, ip, port);
+}
+
+static void on_master_addr(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    mh_redis *r = privdata;
+    redisReply *rep = reply;
+    long port;
+    char *end;
+
+    if (!rep)
+        return;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_STRING ||
+        rep->element[1]->type != REDIS_REPLY_STRING) {
+        mh_warn("redis sentinel: no master named '%s' (%s)", r->h->cfg->redis_master_name,
+                rep->type == REDIS_REPLY_ERROR ? rep->str : "no address");
+        redisAsyncDisconnect(ac); /* the next Sentinel may know it */
+        return;
+    }
+    port = strtol(rep->element[1]->str, &end, 10);
+    if (*end || port < 1 || port > 65535)
+        return;
+    r->sen.attempt = 0;
+    set_master(r, rep->element[0]->str, (int)port);
+    /* From here this link only listens: failovers it announces are followed. */
+    redisAsyncCommand(ac, on_switch, r, "SUBSCRIBE +switch-master");
+}
+
+static void sentinel_up(mh_redis *r)
+{
+    if (r->h->cfg->redis_sentinel_password[0])
+        redisAsyncCommand(r->sen.ac, NULL, NULL, "AUTH %s", r->h->cfg->redis_sentinel_password);
+    redisAsyncCommand(r->sen.ac, on_master_addr, r, "SENTINEL get-master-addr-by-name %s",
+                      r->h->cfg->redis_master_name);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status);
+static void on_disconnect(const redisAsyncContext *ac, int status);
+
+static void sentinel_connect(mh_redis *r)
+{
+    link *l = &r->sen;
+    int i = r->sen_next;
+    redisAsyncContext *ac;
+
+    if (r->stopping || l->state != LINK_DOWN)
+        return;
+    r->sen_next = (r->sen_next + 1) % r->nsentinels;
+    ac = redisAsyncConnect(r->sentinels[i].host, r->sentinels[i].port);
+    if (!ac || ac->err) {
+        if (ac)
+            redisAsyncFree(ac);
+        link_lost(l, "cannot connect");
+        return;
+    }
+    ac->data = l;
+    l->ac = ac;
+    l->state = LINK_CONNECTING;
+    if (mh_redis_uv_attach(ac, r->h->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        link_lost(l, "cannot attach to the loop");
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+int mh_redis_parse_sentinels(const char *text, char *err, size_t errlen)
+{
+    return parse_sentinels(NULL, text, err, errlen);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     link *l = ac->data;
@@ -344,7 +562,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     l->state = LINK_UP;
     l->ever_up = true;
-    mh_info("redis %s link connected to %s:%d", l->name, cfg->redis_host, cfg->redis_port);
+    if (l == &r->sen) {
+        sentinel_up(r);
+        return;
+    }
+    mh_info("redis %s link connected to %s:%d", l->name, r->host, r->port);
     if (cfg->redis_password[0] && cfg->redis_user[0])
         redisAsyncCommand(l->ac, NULL, NULL, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
     else if (cfg->redis_password[0])
@@ -355,6 +577,10 @@ static void on_connect(const redisAsyncContext *ac, int status)
     } else {
         if (cfg->redis_db)
             redisAsyncCommand(l->ac, NULL, NULL, "SELECT %d", cfg->redis_db);
+        /* A Sentinel's answer can be stale (an old master back as a replica):
+         * the links stay only on a server that says it is the master. */
+        if (r->nsentinels)
+            redisAsyncCommand(l->ac, on_role, r, "ROLE");
         l->attempt = 0;
         maybe_heal(r);
     }
@@ -371,9 +597,10 @@ static void link_connect(link *l)
     const mh_config *cfg = l->r->h->cfg;
     redisAsyncContext *ac;
 
-    if (l->r->stopping || l->state != LINK_DOWN)
-        return;
-    ac = redisAsyncConnect(cfg->redis_host, cfg->redis_port);
+    (void)cfg;
+    if (l->r->stopping || l->state != LINK_DOWN || !l->r->have_master)
+        return; /* with Sentinels: once one names the master */
+    ac = redisAsyncConnect(l->r->host, l->r->port);
     if (!ac) {
         link_lost(l, "out of memory");
         return;
@@ -486,11 +713,26 @@ mh_redis *mh_redis_new(mh_hub *h, const mh_redis_events *ev)
     snprintf(r->events, sizeof r->events, "%sevents", h->cfg->redis_prefix);
     snprintf(r->hub_channel, sizeof r->hub_channel, "%shub:%s", h->cfg->redis_prefix,
              h->cfg->hub_id);
-    r->sub.r = r->cmd.r = r;
+    r->sub.r = r->cmd.r = r->sen.r = r;
     r->sub.name = "subscriber";
     r->cmd.name = "command";
+    r->sen.name = "sentinel";
+    if (h->cfg->redis_sentinels[0]) {
+        char err[256];
+        if (parse_sentinels(r, h->cfg->redis_sentinels, err, sizeof err) <= 0) {
+            mh_error("redis_sentinels: %s", err);
+            free(r);
+            return NULL;
+        }
+    } else {
+        snprintf(r->host, sizeof r->host, "%s", h->cfg->redis_host);
+        r->port = h->cfg->redis_port;
+        r->have_master = true;
+    }
     uv_timer_init(h->loop, &r->sub.retry);
     uv_timer_init(h->loop, &r->cmd.retry);
+    uv_timer_init(h->loop, &r->sen.retry);
+    r->sen.retry.data = &r->sen;
     uv_timer_init(h->loop, &r->canary);
     uv_timer_init(h->loop, &r->heal_timer);
     r->heal_timer.data = r;
@@ -502,6 +744,8 @@ mh_redis *mh_redis_new(mh_hub *h, const mh_redis_events *ev)
 
 void mh_redis_start(mh_redis *r)
 {
+    if (r->nsentinels)
+        sentinel_connect(r); /* the links follow once it names the master */
     link_connect(&r->cmd);
     link_connect(&r->sub);
     uv_timer_start(&r->canary, on_canary_timer, (uint64_t)r->h->cfg->canary_interval_ms,
@@ -515,11 +759,15 @@ void mh_redis_stop(mh_redis *r)
     uv_timer_stop(&r->canary);
     uv_timer_stop(&r->sub.retry);
     uv_timer_stop(&r->cmd.retry);
+    uv_timer_stop(&r->sen.retry);
     uv_timer_stop(&r->heal_timer);
     uv_close((uv_handle_t *)&r->canary, NULL);
     uv_close((uv_handle_t *)&r->heal_timer, NULL);
     uv_close((uv_handle_t *)&r->sub.retry, NULL);
     uv_close((uv_handle_t *)&r->cmd.retry, NULL);
+    uv_close((uv_handle_t *)&r->sen.retry, NULL);
+    if (r->sen.ac)
+        redisAsyncDisconnect(r->sen.ac);
     if (r->sub.ac)
         redisAsyncDisconnect(r->sub.ac);
     if (r->cmd.ac)
@@ -545,6 +793,10 @@ bool mh_redis_ready(const mh_redis *r, const char **why)
 {
     uint64_t window = (uint64_t)r->h->cfg->canary_window * 1000;
 
+    if (!r->have_master) {
+        *why = "no redis master known: the sentinels have not named one";
+        return false;
+    }
     if (!r->subscribed) {
         *why = "redis subscription is down";
         return false;

@@ -43,6 +43,12 @@ typedef struct mh_redis_events {
     void (*give_up)(mh_hub *h);
 } mh_redis_events;
 
+/**
+ * Checks a --redis-sentinels value ("HOST:PORT,..."): the number of
+ * Sentinels, or -1 with the reason in 'err'.
+ */
+int mh_redis_parse_sentinels(const char *text, char *err, size_t errlen);
+
 /** Creates the bridge for 'h' (not yet connected); 'ev' is copied. */
 mh_redis *mh_redis_new(mh_hub *h, const mh_redis_events *ev);
 void mh_redis_start(mh_redis *r);
