@@ -1,0 +1,61 @@
+"""Fixtures of the deploy suite: the integration suite's real redis-server
+and hub (tests/integration/hubtest.py), started on free loopback ports and
+always stopped, and what the hub binary says about itself."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+sys.path.insert(0, str(ROOT / "deploy" / "lb"))
+
+from hubtest import HUB_BIN, Hub, RedisServer, run_cli  # noqa: E402
+
+DEPLOY = ROOT / "deploy"
+
+
+def hub_help() -> str:
+    return run_cli("--help").stdout
+
+
+def hub_has(setting: str) -> bool:
+    """True when `mizan-hub --help` lists --<setting>."""
+    return f"--{setting} " in hub_help() or f"--{setting}\n" in hub_help()
+
+
+def pytest_report_header(config):
+    return f"mizan-hub binary: {HUB_BIN}"
+
+
+@pytest.fixture
+def procs(tmp_path):
+    """A list to append started things (Hub, RedisServer, Balancer) to; each
+    is stopped at the end, hubs first."""
+    started = []
+    yield started
+    for p in sorted(started, key=lambda p: 0 if isinstance(p, Hub) else 1):
+        try:
+            p.stop() if not isinstance(p, RedisServer) else p.kill()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def redis_server(tmp_path, procs):
+    r = RedisServer(tmp_path / "redis")
+    r.start()
+    procs.append(r)
+    return r
+
+
+@pytest.fixture
+def make_hub(tmp_path, procs):
+    def make(redis: RedisServer, wait_ready: bool = True, **settings) -> Hub:
+        h = Hub(tmp_path / f"hub{sum(isinstance(p, Hub) for p in procs)}", redis.url, **settings)
+        procs.append(h)
+        return h.start(wait_ready=wait_ready)
+    return make
