@@ -1,0 +1,141 @@
+"""deploy/systemd/mizan-hub.service and deploy/mizan-hub.conf.
+
+No systemd runs as PID 1 on this machine, so the unit is checked by
+`systemd-analyze verify` (systemd 252, Debian 12) and by reading it; the
+example config file is run for real by the hub it configures.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import DEPLOY, HUB_BIN
+from hubtest import connect, run
+
+UNIT = DEPLOY / "systemd" / "mizan-hub.service"
+CONF = DEPLOY / "mizan-hub.conf"
+# The hub exits at most this long after drain_window (server/src/main.c:
+# drain deadline = drain_window * 1000 + 3000 ms).
+HUB_DRAIN_SLACK_S = 3
+
+
+def parse_unit(text: str) -> dict[str, list[tuple[str, str]]]:
+    """section -> [(key, value)] in order; keys may repeat, as in systemd."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    section = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            out.setdefault(section, [])
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and section, f"not a unit line: {raw!r}"
+        out[section].append((key.strip(), value.strip()))
+    return out
+
+
+def one(unit, section: str, key: str) -> str:
+    values = [v for k, v in unit[section] if k == key]
+    assert len(values) == 1, f"[{section}] {key}: expected once, found {values}"
+    return values[0]
+
+
+def timespan_s(value: str) -> float:
+    """systemd.time(7) spans: '30', '30s', '1min 30s', '2m', '500ms'."""
+    units = {"us": 1e-6, "ms": 1e-3, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600,
+             "hr": 3600}
+    if re.fullmatch(r"\d+", value):
+        return float(value)
+    total, pos = 0.0, 0
+    for m in re.finditer(r"\s*(\d+)\s*([a-z]+)", value):
+        assert m.start() == pos and m.group(2) in units, f"bad time span {value!r}"
+        total += int(m.group(1)) * units[m.group(2)]
+        pos = m.end()
+    assert pos == len(value) and pos, f"bad time span {value!r}"
+    return total
+
+
+def conf_settings(path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            k, _, v = line.partition("=")
+            out[k.strip()] = v.strip()
+    return out
+
+
+def verify(tmp_path, text: str) -> subprocess.CompletedProcess:
+    """systemd-analyze verify on a copy whose ExecStart names the binary we
+    built (verify insists the executable exists)."""
+    unit = tmp_path / "mizan-hub.service"
+    unit.write_text(text.replace("/usr/local/bin/mizan-hub", HUB_BIN))
+    return subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
+    r = verify(tmp_path, UNIT.read_text())
+    assert r.returncode == 0 and "mizan-hub.service" not in r.stdout + r.stderr, \
+        r.stdout + r.stderr
+
+
+def test_systemd_analyze_verify_would_see_a_mistake(tmp_path):
+    # The check above can fail: verify reports a misspelt option in this unit.
+    r = verify(tmp_path, UNIT.read_text().replace("ProtectSystem=strict", "ProtectSystem=strikt"))
+    out = r.stdout + r.stderr
+    assert "mizan-hub.service:" in out and "strikt" in out, out
+
+
+def test_stop_timeout_is_longer_than_the_drain():
+    unit = parse_unit(UNIT.read_text())
+    drain = int(conf_settings(CONF)["drain_window"])
+    stop = timespan_s(one(unit, "Service", "TimeoutStopSec"))
+    assert one(unit, "Service", "KillSignal") == "SIGTERM"
+    assert stop > drain + HUB_DRAIN_SLACK_S, \
+        f"TimeoutStopSec={stop} s does not outlast drain_window {drain} s + {HUB_DRAIN_SLACK_S} s"
+    assert one(unit, "Service", "ExecStart").split()[:3] == [
+        "/usr/local/bin/mizan-hub", "--config", "/etc/mizan-hub/mizan-hub.conf"]
+    assert "-HUP" in one(unit, "Service", "ExecReload")
+
+
+def test_unit_limits_and_hardening():
+    unit = parse_unit(UNIT.read_text())
+    assert int(one(unit, "Service", "LimitNOFILE")) >= 65536
+    want = {"DynamicUser": "yes", "NoNewPrivileges": "yes", "ProtectSystem": "strict",
+            "PrivateTmp": "yes", "CapabilityBoundingSet": "", "ProtectHome": "yes",
+            "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX"}
+    for key, value in want.items():
+        assert one(unit, "Service", key) == value, key
+    filters = [v for k, v in unit["Service"] if k == "SystemCallFilter"]
+    assert "@system-service" in filters
+
+
+def test_example_config_runs_reloads_and_drains_within_its_bound(make_hub, redis_server):
+    # Everything in the file is a setting this hub knows (it refuses unknown
+    # names); listen/redis come from flags, which win over the file.
+    hub = make_hub(redis_server, config=str(CONF), allow_anonymous=True, drain_window=2)
+    assert hub.readyz()[0] == 200
+
+    async def body():
+        clients = [await connect(hub) for _ in range(3)]
+        hub.signal(signal.SIGHUP)  # what ExecReload sends
+        await clients[0].ping_barrier()
+        assert hub.running() and hub.readyz()[0] == 200
+        t0 = time.monotonic()
+        hub.signal(signal.SIGTERM)  # what systemctl stop sends
+        codes = [(await c.wait_closed(2 + HUB_DRAIN_SLACK_S + 2))[0] for c in clients]
+        assert codes == [1012] * 3, codes
+        rc = hub.wait(2 + HUB_DRAIN_SLACK_S + 2)
+        took = time.monotonic() - t0
+        assert rc == 0 and took <= 2 + HUB_DRAIN_SLACK_S, (rc, took)
+
+    run(body(), 30)
