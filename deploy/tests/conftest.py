@@ -59,3 +59,45 @@ def make_hub(tmp_path, procs):
         procs.append(h)
         return h.start(wait_ready=wait_ready)
     return make
+
+
+def parse_exposition(text: str) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """Prometheus text -> ({family: type}, {series name: label names seen})."""
+    families: dict[str, str] = {}
+    series: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            families[name] = kind
+        elif line and not line.startswith("#"):
+            head = line.rsplit(" ", 1)[0]
+            name, _, labels = head.partition("{")
+            names = {part.split("=", 1)[0] for part in labels.rstrip("}").split(",") if part}
+            series.setdefault(name, set()).update(names)
+    return families, series
+
+
+@pytest.fixture(scope="session")
+def hub_series(tmp_path_factory):
+    """What a real hub exports on /metrics: ({family: type}, {series: labels}).
+    A refused upgrade first, so the labelled rejection counter has a sample."""
+    import socket
+
+    d = tmp_path_factory.mktemp("series")
+    r = RedisServer(d / "redis")
+    hub = Hub(d / "hub", "redis://127.0.0.1:1/0")
+    try:
+        r.start()
+        hub.redis_url = r.url
+        hub.start()
+        with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 12\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 4"), "the bad upgrade was not refused"
+        status, _, body = hub.http("/metrics")
+        assert status == 200, status
+    finally:
+        hub.stop()
+        r.kill()
+    return parse_exposition(body)
