@@ -7,15 +7,18 @@ example config file is run for real by the hub it configures.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import DEPLOY, HUB_BIN
-from hubtest import connect, run
+from hubtest import Hub, connect, run
 
 UNIT = DEPLOY / "systemd" / "mizan-hub.service"
 CONF = DEPLOY / "mizan-hub.conf"
@@ -100,6 +103,10 @@ def test_stop_timeout_is_longer_than_the_drain():
     drain = int(conf_settings(CONF)["drain_window"])
     stop = timespan_s(one(unit, "Service", "TimeoutStopSec"))
     assert one(unit, "Service", "KillSignal") == "SIGTERM"
+    # Only the supervisor gets SIGTERM and passes it on: with the default
+    # control-group mode each worker would get a second one from systemd,
+    # and a second SIGTERM during a drain means "stop now" (main.c).
+    assert one(unit, "Service", "KillMode") == "mixed"
     assert stop > drain + HUB_DRAIN_SLACK_S, \
         f"TimeoutStopSec={stop} s does not outlast drain_window {drain} s + {HUB_DRAIN_SLACK_S} s"
     assert one(unit, "Service", "ExecStart").split()[:3] == [
@@ -139,3 +146,78 @@ def test_example_config_runs_reloads_and_drains_within_its_bound(make_hub, redis
         assert rc == 0 and took <= 2 + HUB_DRAIN_SLACK_S, (rc, took)
 
     run(body(), 30)
+
+
+# ---------------------------------------------------------------- the sandbox
+
+
+def syscall_groups() -> dict[str, set[str]]:
+    """systemd's syscall groups (`systemd-analyze syscall-filter`), @nested ones as named."""
+    out = subprocess.run(["systemd-analyze", "syscall-filter"], capture_output=True, text=True,
+                         check=True).stdout
+    groups, cur = {}, None
+    for line in out.splitlines():
+        s = line.strip()
+        if line.startswith("@"):
+            cur = groups.setdefault(s, set())
+        elif not s:
+            cur = None
+        elif cur is not None and not s.startswith("#"):
+            cur.add(s)
+    return groups
+
+
+def expand(name: str, groups: dict[str, set[str]]) -> set[str]:
+    if not name.startswith("@"):
+        return {name}
+    return set().union(*(expand(m, groups) for m in groups[name]))
+
+
+def allowed_syscalls(unit) -> set[str]:
+    groups = syscall_groups()
+    allowed: set[str] = set()
+    for value in [v for k, v in unit["Service"] if k == "SystemCallFilter"]:
+        deny = value.startswith("~")
+        names = set().union(*(expand(n, groups) for n in value.lstrip("~").split()))
+        allowed = allowed - names if deny else allowed | names
+    return allowed
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace is not installed")
+def test_what_the_hub_calls_fits_the_units_sandbox(tmp_path, redis_server):
+    """No systemd runs here to enforce the unit's SystemCallFilter and
+    RestrictAddressFamilies, so the hub runs under strace (two workers: start,
+    connections, SIGHUP, SIGTERM drain) and every system call and socket
+    family it used must be one the unit allows."""
+    unit = parse_unit(UNIT.read_text())
+    trace = tmp_path / "strace.out"
+    hub = Hub(tmp_path / "hub", redis_server.url, config=str(CONF), allow_anonymous=True,
+              drain_window=1, workers=2)
+    hub.argv = lambda base=hub.argv: ["strace", "-f", "-qq", "-o", str(trace), *base()]
+    try:
+        hub.start()
+        pid = int(Path(f"/proc/{hub.pid}/task/{hub.pid}/children").read_text().split()[0])
+
+        async def body():
+            clients = [await connect(hub) for _ in range(4)]
+            os.kill(pid, signal.SIGHUP)
+            await clients[0].ping_barrier()
+            os.kill(pid, signal.SIGTERM)
+            for c in clients:
+                await c.wait_closed(10)
+        run(body(), 30)
+        assert hub.wait(15) == 0
+    finally:
+        hub.stop()
+    calls, families = set(), set()
+    for line in trace.read_text().splitlines():
+        m = re.match(r"\d+\s+([a-z0-9_]+)\((.*)", line)
+        if m:
+            calls.add(m.group(1))
+            if m.group(1) in ("socket", "socketpair"):
+                families.add(m.group(2).split(",", 1)[0])
+    assert {"accept4", "epoll_wait", "clone", "socket"} & calls, sorted(calls)
+    refused = calls - allowed_syscalls(unit)
+    assert not refused, f"the unit's SystemCallFilter would refuse {sorted(refused)}"
+    restricted = set(one(unit, "Service", "RestrictAddressFamilies").split())
+    assert families <= restricted, f"socket families {families - restricted} not allowed"
