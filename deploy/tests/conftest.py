@@ -5,6 +5,7 @@ always stopped, and what the hub binary says about itself."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,24 +81,31 @@ def parse_exposition(text: str) -> tuple[dict[str, str], dict[str, set[str]]]:
 @pytest.fixture(scope="session")
 def hub_series(tmp_path_factory):
     """What a real hub exports on /metrics: ({family: type}, {series: labels}).
-    A refused upgrade first, so the labelled rejection counter has a sample."""
+    Two workers, so the per-worker series are there too, and a refused
+    upgrade first, so the labelled rejection counter has a sample (the
+    workers publish their numbers every 100 ms: polled until it shows)."""
     import socket
 
     d = tmp_path_factory.mktemp("series")
     r = RedisServer(d / "redis")
-    hub = Hub(d / "hub", "redis://127.0.0.1:1/0")
+    r.start()
+    hub = Hub(d / "hub", r.url, workers=2)
     try:
-        r.start()
-        hub.redis_url = r.url
         hub.start()
         with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                       b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                       b"Sec-WebSocket-Version: 12\r\n\r\n")
             assert s.recv(100).startswith(b"HTTP/1.1 4"), "the bad upgrade was not refused"
-        status, _, body = hub.http("/metrics")
-        assert status == 200, status
+        deadline = time.monotonic() + 10
+        while True:
+            status, _, body = hub.http("/metrics")
+            assert status == 200, status
+            families, series = parse_exposition(body)
+            if "mizan_hub_rejections_total" in series and "mizan_hub_worker_ready" in series:
+                return families, series
+            assert time.monotonic() < deadline, body
+            time.sleep(0.05)
     finally:
         hub.stop()
         r.kill()
-    return parse_exposition(body)

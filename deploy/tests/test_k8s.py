@@ -14,6 +14,7 @@ metric is one the hub exports.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import subprocess
@@ -24,6 +25,7 @@ import yaml
 from kubernetes.client import ApiClient
 
 from conftest import DEPLOY
+from hubtest import free_port
 
 K8S = DEPLOY / "k8s"
 # server/src/main.c: the hub exits at most 3 s after drain_window.
@@ -196,10 +198,15 @@ def test_ports_and_probes_line_up():
     svc_ports = {p["name"]: p for p in svc["spec"]["ports"]}
     assert all(p["targetPort"] in ports for p in svc_ports.values())
     assert {ep["port"] for ep in by_kind("ServiceMonitor")["spec"]["endpoints"]} <= set(svc_ports)
-    # The hub listens where the container port says.
-    listen = {e["name"]: e.get("value") for e in c["env"]}.get("MIZAN_HUB_LISTEN") or \
-        hub_conf()["listen"]
+    # The hub listens where the container ports say: WebSockets on ws, the
+    # probes and /metrics on the admin listener (which outlives the drain).
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    listen = env.get("MIZAN_HUB_LISTEN") or hub_conf()["listen"]
     assert int(listen.rsplit(":", 1)[1]) == ports["ws"]
+    admin = env.get("MIZAN_HUB_ADMIN_LISTEN") or hub_conf()["admin_listen"]
+    assert int(admin.rsplit(":", 1)[1]) == ports["admin"]
+    assert c["readinessProbe"]["httpGet"]["port"] == "admin"
+    assert svc_ports["metrics"]["targetPort"] == "admin"
 
 
 def test_grace_period_outlasts_prestop_and_drain():
@@ -244,8 +251,16 @@ def test_configmap_settings_run_the_hub(tmp_path, make_hub, redis_server):
     # listen and redis come from flags, which win over the file.
     conf = tmp_path / "mizan-hub.conf"
     conf.write_text(by_kind("ConfigMap", "mizan-hub-config")["data"]["mizan-hub.conf"])
-    hub = make_hub(redis_server, config=str(conf), allow_anonymous=True)
+    admin = free_port()
+    hub = make_hub(redis_server, config=str(conf), allow_anonymous=True,
+                   admin_listen=f"127.0.0.1:{admin}")
     assert hub.readyz()[0] == 200
+    # /metrics only on the admin listener, which the Service's metrics port targets
+    assert hub.http("/metrics")[0] == 404
+    conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=5)
+    conn.request("GET", "/metrics")
+    assert conn.getresponse().status == 200
+    conn.close()
 
 
 def test_sentinel_scripts_are_valid_sh(tmp_path):

@@ -26,8 +26,8 @@ from render import Haproxy, Nginx, RenderError, render_haproxy, render_nginx
 
 LB_SOURCE = "127.0.0.9"
 PROXY_SETTINGS_OK = hub_has("trusted-proxies") and hub_has("proxy-protocol")
-NO_PROXY_REASON = ("mizan-hub --help lists no --trusted-proxies / --proxy-protocol yet "
-                   "(issue 14 item 2, being added): the hub cannot read a PROXY header or "
+NO_PROXY_REASON = ("this mizan-hub's --help lists no --trusted-proxies / --proxy-protocol "
+                   "(a hub older than issue 14 item 2): it cannot read a PROXY header or "
                    "trust X-Forwarded-For, so the client address cannot reach it")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DEPLOY, HUB_BIN
-from hubtest import Hub, connect, run
+from hubtest import Hub, connect, free_port, run
 
 UNIT = DEPLOY / "systemd" / "mizan-hub.service"
 CONF = DEPLOY / "mizan-hub.conf"
@@ -129,7 +129,8 @@ def test_unit_limits_and_hardening():
 def test_example_config_runs_reloads_and_drains_within_its_bound(make_hub, redis_server):
     # Everything in the file is a setting this hub knows (it refuses unknown
     # names); listen/redis come from flags, which win over the file.
-    hub = make_hub(redis_server, config=str(CONF), allow_anonymous=True, drain_window=2)
+    hub = make_hub(redis_server, config=str(CONF), allow_anonymous=True, drain_window=2,
+                   admin_listen=f"127.0.0.1:{free_port()}")
     assert hub.readyz()[0] == 200
 
     async def body():
@@ -192,7 +193,7 @@ def test_what_the_hub_calls_fits_the_units_sandbox(tmp_path, redis_server):
     unit = parse_unit(UNIT.read_text())
     trace = tmp_path / "strace.out"
     hub = Hub(tmp_path / "hub", redis_server.url, config=str(CONF), allow_anonymous=True,
-              drain_window=1, workers=2)
+              drain_window=1, workers=2, admin_listen=f"127.0.0.1:{free_port()}")
     hub.argv = lambda base=hub.argv: ["strace", "-f", "-qq", "-o", str(trace), *base()]
     try:
         hub.start()
