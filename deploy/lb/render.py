@@ -236,17 +236,22 @@ class Haproxy(Balancer):
     def run_cmd(self) -> list[str]:
         return ["haproxy", "-db", "-f", str(self.config)]
 
-    def server_states(self) -> dict[str, dict[str, str]]:
-        """hub name -> its `show stat` row (status: UP, DOWN, UP 1/2, ...;
-        check_status: L7OK, L7STS, L4CON, ...) from the stats socket."""
+    def runtime(self, command: str) -> str:
+        """One command of HAProxy's runtime API on the stats socket (`show
+        stat`, `disable server mizan_hubs/hub1`, `set server ... weight 0`)."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(3)
             s.connect(str(self.dir / "haproxy.sock"))
-            s.sendall(b"show stat\n")
+            s.sendall(command.encode() + b"\n")
             data = b""
             while chunk := s.recv(65536):
                 data += chunk
-        lines = data.decode().splitlines()
+        return data.decode()
+
+    def server_states(self) -> dict[str, dict[str, str]]:
+        """hub name -> its `show stat` row (status: UP, DOWN, UP 1/2, ...;
+        check_status: L7OK, L7STS, L4CON, ...)."""
+        lines = self.runtime("show stat").splitlines()
         head = lines[0].lstrip("# ").split(",")
         out = {}
         for line in lines[1:]:

@@ -207,6 +207,9 @@ def test_ports_and_probes_line_up():
     assert int(admin.rsplit(":", 1)[1]) == ports["admin"]
     assert c["readinessProbe"]["httpGet"]["port"] == "admin"
     assert svc_ports["metrics"]["targetPort"] == "admin"
+    # Prometheus scrapes the admin listener (/metrics is not on ws).
+    for ep in by_kind("ServiceMonitor")["spec"]["endpoints"]:
+        assert svc_ports[ep["port"]]["targetPort"] == "admin", ep
 
 
 def test_grace_period_outlasts_prestop_and_drain():
