@@ -122,12 +122,18 @@ def test_containerfile_lint():
     assert port in fin["EXPOSE"][0].split(), fin["EXPOSE"]
     assert fin["STOPSIGNAL"] == ["SIGTERM"]
     assert json.loads(fin["ENTRYPOINT"][-1]) == ["/usr/local/bin/mizan-hub"]
-    # Every COPY from the context names something in the repository.
+    # Every COPY from the context names something in the repository that
+    # the ignore file lets through (it excludes everything, then re-includes).
+    ignore = CONTAINERFILE.with_name(CONTAINERFILE.name + ".dockerignore")
+    rules = [r for r in ignore.read_text().splitlines() if r and not r.startswith("#")]
+    assert rules[0] == "*", rules
+    included = {r[1:].rstrip("/") for r in rules[1:] if r.startswith("!")}
     for _, rest in [i for s in st for i in s if i[0] == "COPY"]:
         if rest.startswith("--from="):
             continue
         for src in rest.split()[:-1]:
             assert (ROOT / src).exists(), f"COPY {src}: not in the repository"
+            assert src.rstrip("/") in included, f"COPY {src}: excluded by {ignore.name}"
     # The runtime stage installs the package of every library the hub links.
     missing = needed_packages() - apt_packages(final) - {"libc6"}
     assert not missing, f"runtime stage lacks {sorted(missing)}"
@@ -135,9 +141,12 @@ def test_containerfile_lint():
 
 def test_lint_sees_mistakes(tmp_path, monkeypatch):
     text = CONTAINERFILE.read_text()
+    (tmp_path / "Containerfile.dockerignore").write_text(
+        CONTAINERFILE.with_name("Containerfile.dockerignore").read_text())
     for bad in (text.replace("USER 10001:10001", "USER root"),
                 text.replace("/readyz", "/healthz"),
-                text.replace(" libjansson4", "")):
+                text.replace(" libjansson4", ""),
+                text.replace("COPY server/ server/", "COPY server/ server/\nCOPY bench/ bench/")):
         f = tmp_path / "Containerfile"
         f.write_text(bad)
         monkeypatch.setattr(sys.modules[__name__], "CONTAINERFILE", f)
