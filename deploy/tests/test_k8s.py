@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import shutil
 import subprocess
 
 import kubernetes.client as k8s
@@ -266,13 +267,23 @@ def test_configmap_settings_run_the_hub(tmp_path, make_hub, redis_server):
     conn.close()
 
 
-def test_sentinel_scripts_are_valid_sh(tmp_path):
+@pytest.mark.skipif(not shutil.which("yamllint"), reason="yamllint is not installed")
+def test_yamllint():
+    r = subprocess.run(["yamllint", "-c", str(K8S / ".yamllint"), "-f", "parsable", str(K8S)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_sentinel_scripts_pass_shellcheck(tmp_path):
     (cm,) = [d for d in load("redis-sentinel.yaml") if d["kind"] == "ConfigMap"]
     for name, script in cm["data"].items():
         f = tmp_path / name
         f.write_text(script)
         r = subprocess.run(["sh", "-n", str(f)], capture_output=True, text=True)
         assert r.returncode == 0, (name, r.stderr)
+        if shutil.which("shellcheck"):
+            r = subprocess.run(["shellcheck", "-s", "sh", str(f)], capture_output=True, text=True)
+            assert r.returncode == 0, (name, r.stdout)
     sts = {d["metadata"]["name"]: d for d in load("redis-sentinel.yaml") if d["kind"] == "StatefulSet"}
     svcs = {d["metadata"]["name"]: d for d in load("redis-sentinel.yaml") if d["kind"] == "Service"}
     for name, s in sts.items():

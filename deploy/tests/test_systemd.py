@@ -222,3 +222,9 @@ def test_what_the_hub_calls_fits_the_units_sandbox(tmp_path, redis_server):
     assert not refused, f"the unit's SystemCallFilter would refuse {sorted(refused)}"
     restricted = set(one(unit, "Service", "RestrictAddressFamilies").split())
     assert families <= restricted, f"socket families {families - restricted} not allowed"
+
+
+@pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck is not installed")
+def test_ci_test_passes_shellcheck():
+    r = subprocess.run(["shellcheck", str(DEPLOY / "ci-test")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
