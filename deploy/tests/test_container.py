@@ -17,23 +17,18 @@ suite's one-minute budget on a clean machine, hence opt-in.
 from __future__ import annotations
 
 import json
-import os
 import resource
-import shutil
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-from conftest import DEPLOY, HUB_BIN, ROOT
+from conftest import BASE_IMAGE, DEPLOY, HUB_BIN, ROOT, ensure_base, podman_skip_reason, sh
 from hubtest import connect, free_port, run
 
 CONTAINERFILE = DEPLOY / "container" / "Containerfile"
-CACHE = Path(os.environ.get("MIZAN_DEPLOY_CACHE", "/var/tmp/mizan-deploy"))
-BASE_IMAGE = "localhost/mizan-deploy/bookworm:base"
 IMAGE = "localhost/mizan-hub:deploy-test"
 
 
@@ -157,37 +152,7 @@ def test_lint_sees_mistakes(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- build and run
 
 
-def _why_not_buildable() -> str | None:
-    if os.environ.get("MIZAN_DEPLOY_CONTAINER") != "1":
-        return ("opt-in: MIZAN_DEPLOY_CONTAINER=1 deploy/ci-test builds the image from a "
-                "mmdebstrap'd Debian 12 base and runs it (100 s from nothing, over the "
-                "suite's one-minute budget); without it only the lint above runs")
-    for tool in ("podman", "mmdebstrap", "runc"):
-        if not shutil.which(tool):
-            return f"{tool} is not installed (apt-get install podman buildah runc mmdebstrap)"
-    return None
-
-
-def sh(*cmd, timeout=600, check=True) -> subprocess.CompletedProcess:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode:
-        raise AssertionError(f"{' '.join(cmd)} -> {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    return r
-
-
-def ensure_base() -> None:
-    if sh("podman", "image", "exists", BASE_IMAGE, check=False).returncode == 0:
-        return
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tar = CACHE / "bookworm.tar"
-    if not tar.exists():
-        sh("mmdebstrap", "--variant=minbase", "bookworm", str(tar) + ".part.tar",
-           "http://deb.debian.org/debian")
-        os.rename(str(tar) + ".part.tar", tar)
-    sh("podman", "import", str(tar), BASE_IMAGE)
-
-
-@pytest.mark.skipif(_why_not_buildable() is not None, reason=_why_not_buildable() or "")
+@pytest.mark.skipif(podman_skip_reason() is not None, reason=podman_skip_reason() or "")
 def test_image_builds_runs_as_non_root_and_checks_readyz(redis_server):
     ensure_base()
     sh("podman", "build", "--isolation", "chroot", "--format", "docker", "--network", "host",

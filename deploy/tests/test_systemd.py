@@ -13,11 +13,12 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import DEPLOY, HUB_BIN
+from conftest import BASE_IMAGE, DEPLOY, HUB_BIN, ensure_base, podman_skip_reason, sh
 from hubtest import Hub, connect, free_port, run
 
 UNIT = DEPLOY / "systemd" / "mizan-hub.service"
@@ -104,8 +105,8 @@ def test_stop_timeout_is_longer_than_the_drain():
     stop = timespan_s(one(unit, "Service", "TimeoutStopSec"))
     assert one(unit, "Service", "KillSignal") == "SIGTERM"
     # Only the supervisor gets SIGTERM and passes it on: with the default
-    # control-group mode each worker would get a second one from systemd,
-    # and a second SIGTERM during a drain means "stop now" (main.c).
+    # control-group mode each worker also gets one from systemd, and when the
+    # two do not coincide the second, during the drain, means "stop now" (main.c).
     assert one(unit, "Service", "KillMode") == "mixed"
     assert stop > drain + HUB_DRAIN_SLACK_S, \
         f"TimeoutStopSec={stop} s does not outlast drain_window {drain} s + {HUB_DRAIN_SLACK_S} s"
@@ -228,3 +229,93 @@ def test_what_the_hub_calls_fits_the_units_sandbox(tmp_path, redis_server):
 def test_ci_test_passes_shellcheck():
     r = subprocess.run(["shellcheck", str(DEPLOY / "ci-test")], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
+
+
+# ---------------------------------------------------------------- under a real systemd (opt-in)
+
+SYSTEMD_IMAGE = "localhost/mizan-hub-systemd:deploy-test"
+# A Debian 12 machine with systemd as PID 1, Redis, the hub's runtime
+# libraries and exactly the committed unit and config; the one addition is
+# a secrets.env that allows anonymous connections (the config names no keys).
+SYSTEMD_CONTAINERFILE = """\
+FROM {base}
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
+      systemd systemd-sysv redis-server curl libwebsockets17 libwebsockets-evlib-uv libuv1 \\
+      libhiredis0.14 libjansson4 libjwt0 libssl3 zlib1g && rm -rf /var/lib/apt/lists/*
+COPY mizan-hub /usr/local/bin/mizan-hub
+COPY mizan-hub.conf /etc/mizan-hub/mizan-hub.conf
+COPY mizan-hub.service /etc/systemd/system/mizan-hub.service
+COPY secrets.env /etc/mizan-hub/secrets.env
+RUN systemctl enable redis-server mizan-hub
+STOPSIGNAL SIGRTMIN+3
+CMD ["/lib/systemd/systemd"]
+"""
+# Four raw WebSocket upgrades from bash, each printing what the hub sends.
+OPEN_SOCKETS = r"""for i in 1 2 3 4; do ( exec 3<>/dev/tcp/127.0.0.1/8765
+printf 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n' >&3
+od -An -tx1 <&3 | tr -d '\n' >/tmp/ws$i.hex ) & done; wait"""
+
+
+@pytest.mark.skipif(podman_skip_reason() is not None, reason=podman_skip_reason() or "")
+def test_unit_runs_under_systemd(tmp_path):
+    """The committed unit, started, reloaded and stopped by systemd 252 as
+    PID 1 of a (privileged, network-less) container: the sandbox is applied
+    (no capabilities, no new privileges, seccomp, a dynamic user), reload
+    sends SIGHUP to every worker, stop drains every socket with 1012 and
+    ends in success within TimeoutStopSec."""
+    ensure_base()
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    shutil.copy(HUB_BIN, ctx / "mizan-hub")
+    shutil.copy(UNIT, ctx / "mizan-hub.service")
+    shutil.copy(CONF, ctx / "mizan-hub.conf")
+    (ctx / "secrets.env").write_text("MIZAN_HUB_ALLOW_ANONYMOUS=true\n")
+    (ctx / "Containerfile").write_text(SYSTEMD_CONTAINERFILE.format(base=BASE_IMAGE))
+    sh("podman", "build", "--isolation", "chroot", "--network", "host", "-t", SYSTEMD_IMAGE,
+       str(ctx), timeout=900)
+    name = f"mizan-hub-systemd-{uuid.uuid4().hex[:8]}"
+    podman = ["podman", "--runtime", "runc"]
+
+    def ex(script: str, check=True) -> str:
+        return sh(*podman, "exec", name, "bash", "-c", script, check=check).stdout
+
+    try:
+        sh(*podman, "run", "-d", "--name", name, "--privileged", "--network", "none",
+           "--systemd", "always", "--ulimit", "nofile=16384:16384",
+           "--ulimit", "nproc=4096:4096", SYSTEMD_IMAGE)
+        deadline = time.monotonic() + 30
+        while ex("curl -s 127.0.0.1:8765/readyz", check=False) != "ready\n":
+            assert time.monotonic() < deadline, ex(
+                "systemctl status mizan-hub --no-pager; journalctl -u mizan-hub --no-pager",
+                check=False)
+            time.sleep(0.3)
+        main = ex("systemctl show -p MainPID --value mizan-hub").strip()
+        status = ex(f"cat /proc/{main}/status")
+        for line in ("NoNewPrivs:\t1", "Seccomp:\t2", "CapEff:\t0000000000000000",
+                     "CapBnd:\t0000000000000000"):
+            assert line in status, line
+        uid = int(ex(f"stat -c %u /proc/{main}"))
+        assert 61184 <= uid <= 65519, f"not a DynamicUser uid: {uid}"
+        assert "mizan_hub_workers 2" in ex("curl -s 127.0.0.1:9765/metrics")
+
+        ex("systemctl reload mizan-hub")
+        assert ex("systemctl show -p MainPID --value mizan-hub").strip() == main
+        assert ex("journalctl -u mizan-hub --no-pager").count("SIGHUP") == 2  # both workers
+
+        ex(OPEN_SOCKETS + " >/dev/null 2>&1 &")
+        deadline = time.monotonic() + 10
+        while "mizan_hub_connections 4" not in ex("curl -s 127.0.0.1:9765/metrics"):
+            assert time.monotonic() < deadline, "the four WebSockets did not open"
+            time.sleep(0.2)
+        t0 = time.monotonic()
+        ex("systemctl stop mizan-hub")
+        took = time.monotonic() - t0
+        drain = int(conf_settings(CONF)["drain_window"])
+        show = ex("systemctl show -p Result -p ExecMainStatus mizan-hub")
+        assert "Result=success" in show and "ExecMainStatus=0" in show, show
+        assert took <= drain + HUB_DRAIN_SLACK_S < timespan_s(
+            one(parse_unit(UNIT.read_text()), "Service", "TimeoutStopSec")), took
+        closes = ex("cat /tmp/ws1.hex /tmp/ws2.hex /tmp/ws3.hex /tmp/ws4.hex; echo")
+        assert closes.count(" 03 f4") >= 4, closes  # a close frame with code 1012 each
+    finally:
+        sh(*podman, "rm", "-f", name, check=False)
