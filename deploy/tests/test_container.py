@@ -17,6 +17,7 @@ suite's one-minute budget on a clean machine, hence opt-in.
 from __future__ import annotations
 
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -95,6 +96,19 @@ def needed_packages() -> set[str]:
     return pkgs
 
 
+def build_packages() -> set[str]:
+    """Debian packages the repository's CMake files say the C build needs."""
+    pkgs = set()
+    files = [ROOT / "CMakeLists.txt", *ROOT.glob("cmake/*.cmake"), *ROOT.glob("*/CMakeLists.txt")]
+    for f in files:
+        text = f.read_text()
+        pkgs |= set(re.findall(r"^\s*mh_require_pkg\(\s*\S+\s+\S+\s+(\S+?)\s*\)", text, re.M))
+        if re.search(r"find_package\(\s*Python3\b", text):
+            pkgs.add("python3")
+    assert "libjansson-dev" in pkgs, pkgs  # the parse found the list
+    return pkgs
+
+
 def test_containerfile_lint():
     ins = instructions(CONTAINERFILE.read_text())
     args = {rest.split("=", 1)[0]: rest.split("=", 1)[1] for w, rest in ins if w == "ARG" and "=" in rest}
@@ -129,6 +143,10 @@ def test_containerfile_lint():
         for src in rest.split()[:-1]:
             assert (ROOT / src).exists(), f"COPY {src}: not in the repository"
             assert src.rstrip("/") in included, f"COPY {src}: excluded by {ignore.name}"
+    # The build stage installs every package the CMake files require (the
+    # Debian names mh_require_pkg gives, python3 for find_package(Python3)).
+    missing = build_packages() - apt_packages(build)
+    assert not missing, f"build stage lacks {sorted(missing)}"
     # The runtime stage installs the package of every library the hub links.
     missing = needed_packages() - apt_packages(final) - {"libc6"}
     assert not missing, f"runtime stage lacks {sorted(missing)}"
@@ -141,6 +159,7 @@ def test_lint_sees_mistakes(tmp_path, monkeypatch):
     for bad in (text.replace("USER 10001:10001", "USER root"),
                 text.replace("/readyz", "/healthz"),
                 text.replace(" libjansson4", ""),
+                text.replace("      python3 \\\n", ""),
                 text.replace("COPY server/ server/", "COPY server/ server/\nCOPY bench/ bench/")):
         f = tmp_path / "Containerfile"
         f.write_text(bad)
