@@ -137,7 +137,7 @@ def start_haproxy(tmp_path, procs, hubs, proxy_protocol: bool) -> Haproxy:
     return lb
 
 
-def test_haproxy_spreads_and_stops_sending_to_an_unready_hub(tmp_path, procs, make_hub,
+def test_haproxy_spreads_skips_an_unready_hub_and_takes_it_back(tmp_path, procs, make_hub,
                                                              redis_server):
     # hub-b has a Redis of its own, so its link can be cut without touching hub-a's.
     redis_b = RedisServer(tmp_path / "redis-b")
@@ -174,6 +174,13 @@ def test_haproxy_spreads_and_stops_sending_to_an_unready_hub(tmp_path, procs, ma
             direct = await connect(b)
             clients.append(direct)
             assert direct.hub_id.startswith("hub-b")
+
+            redis_b.start(port=redis_b.port)  # Redis back: hub-b ready, HAProxy takes it back
+            await poll(lambda: b.readyz()[0] == 200, 15, what="hub-b ready again")
+            await poll(lambda: lb.server_states()["hub2"]["status"] == "UP", 10,
+                       what="HAProxy marks hub-b UP")
+            back = await open_clients(lb.url, 2, clients)  # leastconn: hub-b has fewer
+            assert all(h.startswith("hub-b") for h in back), back
         finally:
             await close_all(clients)
 
