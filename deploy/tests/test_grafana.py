@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import pytest
 
 from conftest import DEPLOY
+from hubtest import connect, free_port, now_ms, poll, publish_invalidate, run
 
 DASHBOARD = DEPLOY / "grafana" / "mizan-hub.json"
 # Labels Prometheus itself attaches to every scraped series (job, instance)
@@ -125,3 +131,81 @@ def test_the_promised_panels_are_there(dash, hub_series):
     for p in dash["panels"]:
         assert p["type"] == "row" or p["datasource"] == {"type": "prometheus",
                                                          "uid": "${datasource}"}, p["title"]
+
+
+# ---------------------------------------------------------------- in a real Prometheus
+
+
+def prom_query(port: int, path: str, **params) -> dict:
+    url = f"http://127.0.0.1:{port}{path}?" + urllib.parse.urlencode(params, doseq=True)
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+@pytest.mark.skipif(not shutil.which("prometheus"), reason="prometheus is not installed "
+                    "(apt-get install prometheus; deploy/ci-test does)")
+def test_every_panel_query_answers_in_prometheus(dash, tmp_path, make_hub, redis_server):
+    """Prometheus 2.42 (Debian 12) scrapes a real hub with two workers every
+    second while a client gets an invalidation; then every panel's query,
+    with the dashboard's variables filled in, must parse and return series
+    (a filter such as `== 0` may rightly return none), and the variables'
+    label_values() must find the job and the instance."""
+    hub = make_hub(redis_server, workers=2)
+    port = free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: mizan-hub\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{hub.port}']}}]\n")
+    log = open(tmp_path / "prometheus.log", "wb")
+    prom = subprocess.Popen(
+        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        async def traffic():
+            c = await connect(hub)
+            await c.subscribe(context="feed")
+            publish_invalidate(redis_server.client(), ["feed"], {"feed": "f1:1"}, ts=now_ms())
+            assert "invalidate" in await c.recv()
+            # a refused upgrade, so the rejection counter has its labels
+            with pytest.raises(Exception):
+                await connect(hub, path="/", additional_headers={"Sec-WebSocket-Version": "12"})
+            return c
+        client = run(traffic(), 20)
+
+        def scraped() -> bool:
+            try:
+                r = prom_query(port, "/api/v1/query",
+                               query='count_over_time(up{job="mizan-hub"}[1m]) >= 4')
+            except OSError:
+                return False
+            return bool(r["data"]["result"])
+        run(poll(scraped, 20, interval=0.25, what="four scrapes of the hub"), 30)
+
+        failures = []
+        for e in exprs(dash):
+            q = (e.replace("$job", "mizan-hub").replace("$instance", ".*")
+                 .replace("$__rate_interval", "10s"))
+            try:
+                r = prom_query(port, "/api/v1/query", query=q)
+            except urllib.error.HTTPError as err:
+                failures.append(f"{e!r}: HTTP {err.code} {err.read()[:300]!r}")
+                continue
+            if r["status"] != "success":
+                failures.append(f"{e!r}: {r}")
+            elif not r["data"]["result"] and not re.search(r"[=!<>]=?\s*\d+\s*\)?\s*$", e.rstrip(")")):
+                failures.append(f"{e!r}: no series")
+        for metric, label in template_series(dash):
+            values = prom_query(port, f"/api/v1/label/{label}/values", **{"match[]": metric})
+            if not values["data"]:
+                failures.append(f"label_values({metric}, {label}): nothing")
+        assert failures == [], "\n".join(failures)
+        run(client.close(), 5)
+    finally:
+        prom.terminate()
+        try:
+            prom.wait(10)
+        except subprocess.TimeoutExpired:
+            prom.kill()
+        log.close()
