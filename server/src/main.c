@@ -74,6 +74,12 @@ static const mh_redis_events redis_events = {
 static void on_signal(uv_signal_t *s, int signum)
 {
     mh_hub *h = s->data;
+    if (h->draining && mh_mono_ms() - h->drain_start_ms < 1000) {
+        /* the same stop twice: from the supervisor and from the service
+         * manager signalling the whole group (systemd's default KillMode) */
+        mh_debug("signal %d again within a second of the first: still draining", signum);
+        return;
+    }
     if (h->draining) {
         mh_info("signal %d during drain: stopping now", signum);
         h->drain_start_ms = 0; /* the next tick closes everything */

@@ -203,3 +203,23 @@ def test_workers_share_the_port_and_drain(make_hub, redis_server):
         assert not problems, "\n".join(problems)
 
     run(main())
+
+
+def test_a_repeated_sigterm_does_not_cut_the_drain_short(make_hub, redis_server):
+    """systemd's default KillMode signals every process of the group, and the
+    supervisor forwards its own SIGTERM too: a worker gets two at once. The
+    second one within a second is the same stop; a later one stops now."""
+    hub = make_hub(redis_server, allow_anonymous=True, drain_window=4)
+
+    async def main():
+        c = await connect(hub)
+        hub.signal(signal.SIGTERM)
+        await asyncio.sleep(0.1)
+        hub.signal(signal.SIGTERM)
+        await asyncio.sleep(1.0)
+        assert hub.running(), "the duplicate SIGTERM ended the drain"
+        hub.signal(signal.SIGTERM)  # a real second one: stop now
+        code, _ = await c.wait_closed(5 * SLOW)
+        assert code == 1012
+        assert await asyncio.to_thread(hub.wait, 5 * SLOW) == 0
+    run(main())
