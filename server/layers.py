@@ -42,8 +42,15 @@ def check_includes(src):
 
 
 def check_objects(build, tap):
-    objs = sorted(glob.glob(os.path.join(build, "server", "CMakeFiles", "*", "src", "**", "*.o"),
-                            recursive=True))
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "src")
+    objs = []
+    for o in sorted(glob.glob(os.path.join(build, "server", "CMakeFiles", "*", "src", "**", "*.o"),
+                              recursive=True)):
+        # only objects whose source is still there (a build directory keeps
+        # the objects of files moved or deleted since)
+        rel = o.split(os.sep + "src" + os.sep, 1)[1][: -len(".o")]
+        if os.path.exists(os.path.join(src, rel)):
+            objs.append(o)
     if not objs:
         print(f"no object files under {build}/server")
         return False
