@@ -121,7 +121,8 @@ HUB_SETTINGS = (
     "allowed_origins", "max_connections", "max_connections_per_ip", "frame_rate",
     "frame_burst", "header_timeout", "inbound_rate", "inbound_conn_rate", "log_level",
     "log_format", "admin_listen", "heal_timeout_ms", "max_shapes", "proxy_protocol",
-    "resume_burst", "resume_rate", "trusted_proxies",
+    "resume_burst", "resume_rate", "trusted_proxies", "redis_sentinels", "redis_master_name",
+    "redis_sentinel_password",
 )
 
 #: Hub settings ``mizan_hub_config`` writes from Django's settings (and the
