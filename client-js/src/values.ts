@@ -3,7 +3,7 @@
  */
 
 import { ProtocolError, errorAt } from './errors.js';
-import { nameProblem, pointerToken, valueProblem } from './text.js';
+import { compareCodePoints, nameProblem, pointerToken, valueProblem } from './text.js';
 
 /** The limits of SPEC section 14 that the codecs enforce. */
 export const LIMITS = Object.freeze({
@@ -115,7 +115,9 @@ export function checkName(name: string, path: string | null, what: string): stri
  * `path`, or no place when `path` is null.
  */
 export function normalizeParams(p: Record<string, unknown>, path: string | null): Params {
-  const names = Object.keys(p);
+  // SPEC 1: checked in canonical order, not JavaScript's key order (which puts
+  // integer-like names first), so the first bad param is the same everywhere.
+  const names = Object.keys(p).sort(compareCodePoints);
   if (names.length > LIMITS.params) {
     throw errorAt('too_large', path, `${names.length} params, over ${LIMITS.params}`);
   }

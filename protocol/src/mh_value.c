@@ -72,28 +72,78 @@ int mh_value_check(const char *s, size_t n, mh_err *err)
 }
 
 /*
- * Shortest digits that read back as 'd' (d > 0, finite): tries 1..17
- * significant digits, as the ECMAScript algorithm asks for the least k.
+ * Shortest digits that read back as 'd' (d > 0, finite), as ECMAScript's
+ * Number::toString asks: the least count k of significant digits, and of
+ * the k-digit candidates that read back, the one nearest 'd' (the even one on
+ * a tie). The two candidates are the k-digit decimals just below and just
+ * above 'd'; trying only printf's nearest one is not enough where the
+ * rounding interval is lopsided (at a power of two, 2^-24 needs the upper
+ * one). glibc's printf and strtod are exact, so every test here is too.
  */
 static int shortest_digits(double d, char *digits, int *exp10)
 {
-    char tmp[40];
-    int k = 0;
+    char exact[800], cand[32], up[24];
     const char *c;
+    int k, e, n = 0;
 
-    for (int p = 1; p <= 17; p++) {
-        snprintf(tmp, sizeof tmp, "%.*e", p - 1, d);
-        if (strtod(tmp, NULL) == d)
-            break;
-    }
-    for (c = tmp; *c && *c != 'e'; c++)
+    /* d's exact decimal expansion: d.ddd...e±x, at most 767 significant digits */
+    snprintf(exact, sizeof exact, "%.770e", d);
+    for (c = exact; *c && *c != 'e'; c++)
         if (*c >= '0' && *c <= '9')
-            digits[k++] = *c;
-    while (k > 1 && digits[k - 1] == '0')
-        k--;
-    digits[k] = '\0';
-    *exp10 = atoi(c + 1);
-    return k;
+            exact[n++] = *c;
+    e = atoi(c + 1);
+    exact[n] = '\0';
+    for (k = 1; k <= 17; k++) {
+        int lo_ok, hi_ok, up_e = e, cmp;
+        const char *rest = exact + k;
+
+        /* the upper candidate: the first k digits plus one unit in the last place */
+        memcpy(up, exact, (size_t)k);
+        up[k] = '\0';
+        for (int i = k - 1; i >= 0; i--) {
+            if (up[i] != '9') {
+                up[i]++;
+                break;
+            }
+            up[i] = '0';
+            if (i == 0) { /* 99..9 + 1: one more digit, which is a 0 and dropped */
+                memmove(up + 1, up, (size_t)k - 1);
+                up[0] = '1';
+                up_e = e + 1;
+            }
+        }
+        snprintf(cand, sizeof cand, "%.1s.%.*se%d", exact, k - 1, exact + 1, e);
+        lo_ok = strtod(cand, NULL) == d;
+        snprintf(cand, sizeof cand, "%.1s.%.*se%d", up, k - 1, up + 1, up_e);
+        hi_ok = strtod(cand, NULL) == d;
+        if (!lo_ok && !hi_ok)
+            continue;
+        /* both read back: the nearer; the rest of the expansion against ".5" */
+        cmp = -1;
+        if (lo_ok && hi_ok) {
+            cmp = *rest > '5' ? 1 : *rest < '5' ? -1 : 0;
+            if (cmp == 0)
+                cmp = rest[1 + strspn(rest + 1, "0")] ? 1 : 0;
+            if (cmp == 0) /* a tie: the even one */
+                cmp = (exact[k - 1] - '0') % 2 ? 1 : -1;
+        }
+        if (lo_ok && cmp < 0) {
+            memcpy(digits, exact, (size_t)k);
+            *exp10 = e;
+        } else {
+            memcpy(digits, up, (size_t)k);
+            *exp10 = up_e;
+        }
+        while (k > 1 && digits[k - 1] == '0')
+            k--;
+        digits[k] = '\0';
+        return k;
+    }
+    /* not reached: 17 digits always read back */
+    memcpy(digits, exact, 17);
+    digits[17] = '\0';
+    *exp10 = e;
+    return 17;
 }
 
 int mh_value_number(double d, char *out)
