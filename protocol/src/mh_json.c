@@ -65,6 +65,7 @@ typedef struct jparse {
     size_t len;
     size_t i;
     int depth;
+    int max_depth;
     mh_err *err;
     mh_buf str; /* the current string, unescaped */
 } jparse;
@@ -283,9 +284,9 @@ static int jp_value(jparse *p, json_t **out);
 /* Enters one more level of nesting: SPEC 1's limit is checked here, in text order. */
 static int jp_enter(jparse *p)
 {
-    if (++p->depth > MH_JSON_DEPTH_MAX)
+    if (++p->depth > p->max_depth)
         return mh_err_set(p->err, MH_E_TOO_LARGE, "JSON nesting is deeper than %d levels",
-                          MH_JSON_DEPTH_MAX);
+                          p->max_depth);
     p->i++;
     jp_ws(p);
     return 0;
@@ -427,9 +428,9 @@ static int jp_value(jparse *p, json_t **out)
     }
 }
 
-json_t *mh_json_parse_keep(const char *text, size_t len, mh_err *err, int *too_deep)
+static json_t *parse(const char *text, size_t len, int max_depth, mh_err *err, int *too_deep)
 {
-    jparse p = {.s = (const unsigned char *)text, .len = len, .err = err};
+    jparse p = {.s = (const unsigned char *)text, .len = len, .max_depth = max_depth, .err = err};
     json_t *v = NULL;
     int rc;
 
@@ -447,6 +448,23 @@ json_t *mh_json_parse_keep(const char *text, size_t len, mh_err *err, int *too_d
         return v;
     }
     if (rc) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+json_t *mh_json_parse_keep(const char *text, size_t len, mh_err *err, int *too_deep)
+{
+    return parse(text, len, MH_JSON_DEPTH_MAX, err, too_deep);
+}
+
+json_t *mh_json_parse_depth(const char *text, size_t len, int max_depth, mh_err *err)
+{
+    int too_deep;
+    json_t *v = parse(text, len, max_depth, err, &too_deep);
+
+    if (v && too_deep) {
         json_decref(v);
         return NULL;
     }

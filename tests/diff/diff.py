@@ -750,40 +750,14 @@ def number_sweep(workers: list[Worker], count: int, seed: int) -> tuple[int, lis
 
 # ---------------------------------------------------------------------------
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--build", default=str(ROOT / "build"))
-    ap.add_argument("--ops", default=",".join(OPS))
-    ap.add_argument("--numbers", type=int, default=0,
-                    help="random doubles in the number sweep (every power of two always)")
-    ap.add_argument("--tap", action="store_true", help="TAP lines, one per operation")
-    ap.add_argument("--findings", default=str(HERE / "findings"))
-    args = ap.parse_args()
-    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
-    ops = [o for o in args.ops.split(",") if o]
-    workers = start_workers(Path(args.build))
-    print(f"# seed {seed}, {args.seconds:g}s over {','.join(ops)}", flush=True)
+def run_phase(workers: list[Worker], ops: list[str], seed: int, seconds: float,
+              findings_dir: Path, seen: set[str]) -> tuple[dict, dict]:
+    """Random inputs from `seed` for `seconds`; every divergence minimized,
+    printed and written to findings_dir."""
     rnd = random.Random(seed)
     counts = {op: 0 for op in ops}
     findings: dict[str, list[dict]] = {op: [] for op in ops}
-    seen: set[str] = set()
-    test_no = 0
-    failed = False
-
-    if args.numbers:
-        test_no += 1
-        n, bad = number_sweep(workers, args.numbers, seed)
-        ok = not bad
-        failed |= not ok
-        print(f"{'ok' if ok else 'not ok'} {test_no} - number sweep: {n} doubles "
-              f"(every power of two, {args.numbers} random), {len(bad)} disagree"
-              if args.tap else f"# number sweep: {n} doubles, {len(bad)} disagree")
-        for line in bad[:20]:
-            print("#   " + line)
-
-    deadline = time.monotonic() + args.seconds
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         op = ops[sum(counts.values()) // 50 % len(ops)]
         batch = [generate(op, rnd) for _ in range(50)]
@@ -798,30 +772,77 @@ def main() -> int:
             if sig in seen:
                 continue
             seen.add(sig)
-            f = {"op": op, "input": small, "original": text,
+            f = {"op": op, "input": small, "original": text, "seed": seed,
                  "answers": dict(zip(("c", "ts", "py"), final))}
             findings[op].append(f)
-            Path(args.findings).mkdir(exist_ok=True)
+            findings_dir.mkdir(exist_ok=True)
             name = hashlib.sha1(sig.encode()).hexdigest()[:12]
-            (Path(args.findings) / f"{op}-{name}.json").write_text(
+            (findings_dir / f"{op}-{name}.json").write_text(
                 json.dumps(f, indent=1, ensure_ascii=False) + "\n")
             print(f"# DIVERGENCE {op} {json.dumps(small, ensure_ascii=True)[:300]}", flush=True)
             for lang, x in f["answers"].items():
                 print(f"#   {lang}: {json.dumps(x, ensure_ascii=True)[:300]}", flush=True)
+    return counts, findings
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=60, help="length of the run")
+    ap.add_argument("--seed", type=int, default=None, help="default: a random one, printed")
+    ap.add_argument("--random-seconds", type=float, default=0,
+                    help="then a second run this long with a random seed (printed)")
+    ap.add_argument("--build", default=str(ROOT / "build"))
+    ap.add_argument("--ops", default=",".join(OPS))
+    ap.add_argument("--numbers", type=int, default=0,
+                    help="random doubles in the number sweep (every power of two always)")
+    ap.add_argument("--tap", action="store_true", help="TAP lines, one per operation and run")
+    ap.add_argument("--findings", default=str(HERE / "findings"))
+    args = ap.parse_args()
+    ops = [o for o in args.ops.split(",") if o]
+    for op in ops:
+        if op not in OPS:
+            sys.exit(f"diff: unknown operation {op} (known: {', '.join(OPS)})")
+    phases = [(args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big"),
+               args.seconds)]
+    if args.random_seconds:
+        phases.append((int.from_bytes(os.urandom(4), "big"), args.random_seconds))
+    workers = start_workers(Path(args.build))
+    seen: set[str] = set()
+    test_no = 0
+    failed = False
+    total = divergences = 0
+
+    def report(ok: bool, text: str) -> None:
+        nonlocal test_no
+        test_no += 1
+        print(f"{'ok' if ok else 'not ok'} {test_no} - {text}" if args.tap
+              else f"# {'ok' if ok else 'FAILED'}: {text}", flush=True)
+
+    if args.numbers:
+        n, bad = number_sweep(workers, args.numbers, phases[0][0])
+        failed |= bool(bad)
+        report(not bad, f"number sweep: {n} doubles (every power of two of both signs, "
+                        f"{args.numbers} random), {len(bad)} string forms disagree")
+        for line in bad[:20]:
+            print("#   " + line)
+    for seed, seconds in phases:
+        print(f"# seed {seed}: {seconds:g}s over {','.join(ops)}", flush=True)
+        started = time.monotonic()
+        counts, findings = run_phase(workers, ops, seed, seconds, Path(args.findings), seen)
+        for op in ops:
+            failed |= bool(findings[op])
+            report(not findings[op], f"{op}: {counts[op]} inputs, {len(findings[op])} "
+                                     f"divergences (seed {seed})")
+        total += sum(counts.values())
+        divergences += sum(len(v) for v in findings.values())
+        print(f"# seed {seed}: {sum(counts.values())} inputs in "
+              f"{time.monotonic() - started:.0f}s", flush=True)
     for w in workers:
         w.close()
-    total = sum(counts.values())
-    for op in ops:
-        test_no += 1
-        ok = not findings[op]
-        failed |= not ok
-        line = (f"{'ok' if ok else 'not ok'} {test_no} - {op}: {counts[op]} inputs, "
-                f"{len(findings[op])} divergences (seed {seed})")
-        print(line if args.tap else "# " + line)
     if args.tap:
         print(f"1..{test_no}")
-    print(f"# {total} inputs in {args.seconds:g}s, seed {seed}: "
-          f"{sum(len(v) for v in findings.values())} divergences", flush=True)
+    print(f"# summary: {total} inputs, {divergences} divergences"
+          + (f"; findings in {args.findings}" if divergences else ""), flush=True)
     return 1 if failed else 0
 
 

@@ -158,6 +158,9 @@ static void run_inval(const char *name, const json_t *in, const json_t *c, const
     mh_buf_init(&b);
     memset(&back, 0, sizeof back);
     rc = mh_inval_from_json(in, &l, &err);
+    /* header_encode fails where decoding fails or where the header would pass 8192 bytes */
+    if (!rc && !strcmp(kind, "header_encode"))
+        rc = mh_header_encode(&b, &l, &err);
     if (check_outcome(c, rc, &err, name))
         goto done;
     if (!strcmp(kind, "invalidation_decode")) {
@@ -166,10 +169,8 @@ static void run_inval(const char *name, const json_t *in, const json_t *c, const
         json_decref(got);
         goto done;
     }
-    rc = mh_header_encode(&b, &l, &err);
-    if (!strcmp(kind, "header_encode") && check_outcome(c, rc, &err, name))
-        goto done;
-    assert_int_equal(rc, 0);
+    if (strcmp(kind, "header_encode"))
+        assert_int_equal(mh_header_encode(&b, &l, &err), 0);
     if (!strcmp(kind, "header_encode")) {
         expect_str(b.data ? b.data : "", b.len, json_object_get(c, "expect"), name);
         goto done;
@@ -321,6 +322,28 @@ static void run_case(void **state)
         fail_msg("unknown vector kind '%s'", v->kind);
 }
 
+/* The whole file as a NUL-terminated string (vector files hold no NUL byte). */
+static char *read_file(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    char *text = NULL;
+    long n;
+
+    if (!fp)
+        return NULL;
+    if (fseek(fp, 0, SEEK_END) == 0 && (n = ftell(fp)) >= 0 && fseek(fp, 0, SEEK_SET) == 0 &&
+        (text = malloc((size_t)n + 1))) {
+        if (fread(text, 1, (size_t)n, fp) != (size_t)n) {
+            free(text);
+            text = NULL;
+        } else {
+            text[n] = '\0';
+        }
+    }
+    fclose(fp);
+    return text;
+}
+
 static int name_cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -355,14 +378,22 @@ int main(int argc, char **argv)
         return 2;
     }
     for (size_t f = 0; f < nfiles; f++) {
-        json_error_t je;
+        mh_err jerr;
+        char *text;
         const json_t *kind, *list;
         size_t k;
 
         snprintf(path, sizeof path, "%s/%s", dir, files[f]);
-        docs[f] = json_load_file(path, JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, &je);
+        /* The library's own parser: jansson's cannot load a key holding U+0000. */
+        if (!(text = read_file(path))) {
+            fprintf(stderr, "%s: cannot read\n", path);
+            return 2;
+        }
+        mh_err_clear(&jerr);
+        docs[f] = mh_json_parse_depth(text, strlen(text), 1000, &jerr);
+        free(text);
         if (!docs[f]) {
-            fprintf(stderr, "%s: %s (line %d)\n", path, je.text, je.line);
+            fprintf(stderr, "%s: %s\n", path, jerr.msg);
             return 2;
         }
         kind = json_object_get(docs[f], "kind");
