@@ -66,12 +66,16 @@ typedef struct jparse {
     size_t i;
     int depth;
     int max_depth;
+    int keep;     /* past the depth limit, skip the deep value and read on */
+    int too_deep; /* the limit was passed (then that is the error) */
     mh_err *err;
     mh_buf str; /* the current string, unescaped */
 } jparse;
 
 static int jp_fail(jparse *p, const char *what)
 {
+    if (p->too_deep) /* an earlier place broke the rules first */
+        return MH_E_TOO_LARGE;
     return mh_err_set(p->err, MH_E_BAD_JSON, "invalid JSON at byte %zu: %s", p->i, what);
 }
 
@@ -263,7 +267,8 @@ static int jp_number(jparse *p, json_t **out)
         while (jp_digit(p))
             p->i++;
     }
-    /* strtod needs a terminated copy; it rounds to nearest, as JavaScript does. */
+    /* strtod needs a terminated copy; it rounds to nearest, as JavaScript does
+     * (in the C locale: nothing in the hub calls setlocale). */
     if (p->i - start >= sizeof small && !(copy = malloc(p->i - start + 1)))
         return mh_err_set(p->err, MH_E_NOMEM, "out of memory");
     memcpy(copy, p->s + start, p->i - start);
@@ -281,12 +286,48 @@ static int jp_number(jparse *p, json_t **out)
 
 static int jp_value(jparse *p, json_t **out);
 
-/* Enters one more level of nesting: SPEC 1's limit is checked here, in text order. */
+#define JP_SKIPPED 1
+
+/*
+ * Skips the container at p->i by its brackets alone (strings honoured), for
+ * a caller that only wants the fields around a value nested too deep.
+ */
+static int jp_skip(jparse *p)
+{
+    size_t level = 0;
+
+    while (p->i < p->len) {
+        unsigned char c = p->s[p->i++];
+        if (c == '"') {
+            while (p->i < p->len && p->s[p->i] != '"')
+                p->i += p->s[p->i] == '\\' ? 2 : 1;
+            p->i++;
+        } else if (c == '[' || c == '{') {
+            level++;
+        } else if ((c == ']' || c == '}') && --level == 0) {
+            return 0;
+        }
+    }
+    return MH_E_TOO_LARGE;
+}
+
+/*
+ * Enters one more level of nesting: SPEC 1's limit is checked here, in text
+ * order. In keep mode the deep value is skipped (JP_SKIPPED) and stands as
+ * null, so a frame's `ref` after it is still read for the error reply.
+ */
 static int jp_enter(jparse *p)
 {
-    if (++p->depth > p->max_depth)
-        return mh_err_set(p->err, MH_E_TOO_LARGE, "JSON nesting is deeper than %d levels",
-                          p->max_depth);
+    if (++p->depth > p->max_depth) {
+        if (!p->too_deep)
+            mh_err_set(p->err, MH_E_TOO_LARGE, "JSON nesting is deeper than %d levels",
+                       p->max_depth);
+        p->too_deep = 1;
+        p->depth--;
+        if (!p->keep)
+            return MH_E_TOO_LARGE;
+        return jp_skip(p) ? MH_E_TOO_LARGE : JP_SKIPPED;
+    }
     p->i++;
     jp_ws(p);
     return 0;
@@ -300,7 +341,11 @@ static int jp_object(jparse *p, json_t **out)
 {
     int rc;
 
-    if ((rc = jp_enter(p)))
+    if ((rc = jp_enter(p)) == JP_SKIPPED) {
+        *out = json_null();
+        return 0;
+    }
+    if (rc)
         return rc;
     if (!(*out = json_object()))
         return mh_err_set(p->err, MH_E_NOMEM, "out of memory");
@@ -355,7 +400,11 @@ static int jp_array(jparse *p, json_t **out)
 {
     int rc;
 
-    if ((rc = jp_enter(p)))
+    if ((rc = jp_enter(p)) == JP_SKIPPED) {
+        *out = json_null();
+        return 0;
+    }
+    if (rc)
         return rc;
     if (!(*out = json_array()))
         return mh_err_set(p->err, MH_E_NOMEM, "out of memory");
@@ -428,13 +477,17 @@ static int jp_value(jparse *p, json_t **out)
     }
 }
 
-static json_t *parse(const char *text, size_t len, int max_depth, mh_err *err, int *too_deep)
+static json_t *parse(const char *text, size_t len, int max_depth, int keep, mh_err *err,
+                     int *too_deep)
 {
-    jparse p = {.s = (const unsigned char *)text, .len = len, .max_depth = max_depth, .err = err};
+    jparse p = {.s = (const unsigned char *)text,
+                .len = len,
+                .max_depth = max_depth,
+                .keep = keep,
+                .err = err};
     json_t *v = NULL;
     int rc;
 
-    *too_deep = 0;
     mh_buf_init(&p.str);
     rc = jp_value(&p, &v);
     if (!rc) {
@@ -443,11 +496,10 @@ static json_t *parse(const char *text, size_t len, int max_depth, mh_err *err, i
             rc = jp_fail(&p, "text after the JSON value");
     }
     mh_buf_free(&p.str);
-    if (rc == MH_E_TOO_LARGE && v) {
-        *too_deep = 1;
-        return v;
-    }
-    if (rc) {
+    *too_deep = p.too_deep;
+    if (p.too_deep && v)
+        return v; /* what was read; the error is too_large */
+    if (rc || p.too_deep) {
         json_decref(v);
         return NULL;
     }
@@ -456,13 +508,13 @@ static json_t *parse(const char *text, size_t len, int max_depth, mh_err *err, i
 
 json_t *mh_json_parse_keep(const char *text, size_t len, mh_err *err, int *too_deep)
 {
-    return parse(text, len, MH_JSON_DEPTH_MAX, err, too_deep);
+    return parse(text, len, MH_JSON_DEPTH_MAX, 1, err, too_deep);
 }
 
 json_t *mh_json_parse_depth(const char *text, size_t len, int max_depth, mh_err *err)
 {
     int too_deep;
-    json_t *v = parse(text, len, max_depth, err, &too_deep);
+    json_t *v = parse(text, len, max_depth, 0, err, &too_deep);
 
     if (v && too_deep) {
         json_decref(v);
@@ -473,14 +525,7 @@ json_t *mh_json_parse_depth(const char *text, size_t len, int max_depth, mh_err 
 
 json_t *mh_json_parse(const char *text, size_t len, mh_err *err)
 {
-    int too_deep;
-    json_t *v = mh_json_parse_keep(text, len, err, &too_deep);
-
-    if (v && too_deep) {
-        json_decref(v);
-        return NULL;
-    }
-    return v;
+    return mh_json_parse_depth(text, len, MH_JSON_DEPTH_MAX, err);
 }
 
 void mh_json_put_string(mh_buf *out, const char *s, size_t len)

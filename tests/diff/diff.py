@@ -15,6 +15,7 @@ import math
 import os
 import queue
 import random
+import re
 import struct
 import subprocess
 import sys
@@ -101,12 +102,15 @@ class Worker:
             pass
         self.start()
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """Ends the worker; its exit status (a sanitizer's leak report at
+        exit makes it nonzero)."""
         try:
             self.proc.stdin.close()  # type: ignore[union-attr]
-            self.proc.wait(10)
+            return self.proc.wait(30)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
+            return -1
 
 
 def start_workers(build: Path) -> list[Worker]:
@@ -726,6 +730,56 @@ def minimize(workers: list[Worker], op: str, text: str, budget: float = 20.0) ->
     return text
 
 
+KIND = {"key": "canonical_key", "match": "match", "inval": "invalidation_decode",
+        "henc": "header_encode", "rt": "roundtrip", "hdec": "header_decode",
+        "frame": "frame_decode", "env": "envelope_decode"}
+
+
+def as_vectors(op: str, text: str, answers: dict) -> list[dict]:
+    """The finding as shared-vector cases (SPEC 15), one per distinct answer:
+    whoever fixes the divergence keeps the right one and adds it to
+    protocol/vectors/KIND.json. None when the input is no JSON value a vector
+    file can hold (the JSON operations take a value, not text)."""
+    if op in PATH_OPS:
+        try:
+            def no_duplicates(pairs: list) -> dict:
+                if len({k for k, _ in pairs}) != len(pairs):
+                    raise ValueError("a duplicate key: no vector file keeps it")
+                return dict(pairs)
+            value = json.loads(text, parse_constant=lambda c: 1 / 0,
+                               object_pairs_hook=no_duplicates)
+            json.dumps(value).encode("utf-8")
+            if _SURROGATE.search(json.dumps(value, ensure_ascii=False)):
+                return []
+        except (ValueError, ZeroDivisionError, RecursionError):
+            return []
+        if any(a.get("stage") == "parse" for a in answers.values() if "err" in a):
+            return []
+    else:
+        value = text
+    out, seen = [], []
+    for lang, a in answers.items():
+        if "ok" in a:
+            case = {"name": f"diff: {op} ({lang})", "input": value, "expect": a["ok"]}
+        elif "err" in a:
+            err = {"code": a["err"]}
+            if op == "hdec" and a.get("pos") is not None:
+                err["pos"] = a["pos"]
+            if op in PATH_OPS and a.get("path") is not None:
+                err["path"] = a["path"]
+            case = {"name": f"diff: {op} ({lang})", "input": value, "error": err}
+        else:
+            continue
+        body = {k: v for k, v in case.items() if k != "name"}
+        if body not in seen:
+            seen.append(body)
+            out.append({"kind": KIND[op], "case": case})
+    return out
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 # ---------------------------------------------------------------------------
 # The number sweep: SPEC 1's string form of every power of two and of random
 # doubles, all three against each other (and so C against JavaScript).
@@ -774,6 +828,7 @@ def run_phase(workers: list[Worker], ops: list[str], seed: int, seconds: float,
             seen.add(sig)
             f = {"op": op, "input": small, "original": text, "seed": seed,
                  "answers": dict(zip(("c", "ts", "py"), final))}
+            f["vectors"] = as_vectors(op, small, f["answers"])
             findings[op].append(f)
             findings_dir.mkdir(exist_ok=True)
             name = hashlib.sha1(sig.encode()).hexdigest()[:12]
@@ -838,7 +893,13 @@ def main() -> int:
         print(f"# seed {seed}: {sum(counts.values())} inputs in "
               f"{time.monotonic() - started:.0f}s", flush=True)
     for w in workers:
-        w.close()
+        rc = w.close()
+        failed |= rc != 0
+        report(rc == 0, f"{w.name} worker exited with status {rc}")
+        if rc:
+            time.sleep(0.5)  # the stderr reader's last lines
+            print("\n".join("#   " + line for line in
+                            w.stderr.decode(errors="replace").splitlines()[-15:]))
     if args.tap:
         print(f"1..{test_no}")
     print(f"# summary: {total} inputs, {divergences} divergences"
