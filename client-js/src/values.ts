@@ -115,14 +115,15 @@ export function checkName(name: string, path: string | null, what: string): stri
  * `path`, or no place when `path` is null.
  */
 export function normalizeParams(p: Record<string, unknown>, path: string | null): Params {
-  // SPEC 1: checked in canonical order, not JavaScript's key order (which puts
-  // integer-like names first), so the first bad param is the same everywhere.
-  const names = Object.keys(p).sort(compareCodePoints);
+  const names = Object.keys(p);
   if (names.length > LIMITS.params) {
     throw errorAt('too_large', path, `${names.length} params, over ${LIMITS.params}`);
   }
-  const out: Params = {};
-  for (const name of names) {
+  // SPEC 1: checked in canonical order, not JavaScript's key order (which puts
+  // integer-like names first), so the first bad param is the same everywhere;
+  // the result keeps the object's own order.
+  const forms = new Map<string, string>();
+  for (const name of [...names].sort(compareCodePoints)) {
     const at = path === null ? null : `${path}/${pointerToken(name)}`;
     const label = `param ${JSON.stringify(name)}`;
     const np = nameProblem(name, LIMITS.paramName);
@@ -132,7 +133,9 @@ export function normalizeParams(p: Record<string, unknown>, path: string | null)
     if (s === undefined) throw errorAt('bad_param', at, `${label}: ${describe(v)} is not allowed as a param value`);
     const vp = valueProblem(s, LIMITS.value);
     if (vp !== null) throw errorAt('bad_param', at, `${label}: the value ${vp}`);
-    put(out, name, s);
+    forms.set(name, s);
   }
+  const out: Params = {};
+  for (const name of names) put(out, name, forms.get(name) as string);
   return out;
 }

@@ -267,17 +267,18 @@ def _normalize_params(params: object, path: str, shape_code: str) -> dict[str, s
     if len(params) > MAX_PARAMS:
         raise ProtocolError("too_large", f"at most {MAX_PARAMS} params, got {len(params)}",
                             path=path)
-    out: dict[str, str] = {}
+    forms: dict[str, str] = {}
     # SPEC 1: checked in canonical order, so the first bad param reported is
-    # the same whatever order the object's keys came in.
+    # the same whatever order the object's keys came in; returned in the
+    # object's own order.
     for name in sorted(params, key=_name_bytes):
         value = params[name]
         where = _pointer(path, name)
         problem = _name_problem(name, MAX_PARAM_NAME_BYTES)
         if problem:
             raise ProtocolError("bad_name", problem, path=where)
-        out[name] = _string_form(value, where)
-    return out
+        forms[name] = _string_form(value, where)
+    return {name: forms[name] for name in params}
 
 
 def _name_bytes(name: object) -> bytes:
