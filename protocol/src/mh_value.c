@@ -75,15 +75,15 @@ int mh_value_check(const char *s, size_t n, mh_err *err)
 static int expansion(double d, int precision, char *exact, size_t size)
 {
     const char *c;
-    int n = 0;
+    int n = 0, e;
 
     snprintf(exact, size, "%.*e", precision, d);
     for (c = exact; *c && *c != 'e'; c++)
         if (*c >= '0' && *c <= '9')
             exact[n++] = *c;
-    n = atoi(c + 1);
-    exact[strspn(exact, "0123456789")] = '\0';
-    return n;
+    e = atoi(c + 1);
+    exact[n] = '\0';
+    return e;
 }
 
 /*
@@ -139,20 +139,38 @@ static int try_digits(double d, const char *exact, int e, bool full, int k, char
 /*
  * Shortest digits that read back as 'd' (d > 0, finite), as ECMAScript's
  * Number::toString asks: the least count k of significant digits, and of
- * the k-digit candidates that read back, the one nearest 'd' (the even one on
- * a tie). The two candidates are the k-digit decimals just below and just
- * above 'd'; trying only printf's nearest one is not enough where the
- * rounding interval is lopsided (at a power of two, 2^-24 needs the upper
- * one). glibc's printf and strtod are exact, so every test here is too.
- * Some k-digit decimal reads back for every k from the least one on, so k
- * is found by bisection.
+ * the k-digit decimals that read back, the one nearest 'd' (the even one on
+ * a tie). glibc's printf and strtod are exact, so every test here is too.
+ *
+ * Where the doubles around 'd' are evenly spaced, the decimals that read
+ * back lie in an interval centred on 'd', so printf's nearest k digits read
+ * back whenever any k digits do: trying k = 1, 2, ... is enough. At a power
+ * of two the interval below is half the one above, and the nearest k digits
+ * may fall out below while the k digits just above still read back (2^-24):
+ * there both neighbours are tried, and since some k-digit decimal reads back
+ * for every k from the least one on, k is found by bisection.
  */
 static int shortest_digits(double d, char *digits, int *exp10)
 {
     char exact[800];
     bool full = false;
-    int lo = 1, hi = 17, e, r;
+    int lo = 1, hi = 17, e, r, p2;
 
+    if (frexp(d, &p2) != 0.5) {
+        for (int k = 1; k <= 17; k++) {
+            char tmp[40];
+            snprintf(tmp, sizeof tmp, "%.*e", k - 1, d);
+            if (k == 17 || strtod(tmp, NULL) == d) {
+                e = expansion(d, k - 1, digits, 24);
+                *exp10 = e;
+                k = (int)strlen(digits);
+                while (k > 1 && digits[k - 1] == '0')
+                    k--;
+                digits[k] = '\0';
+                return k;
+            }
+        }
+    }
     /*
      * 41 significant digits: their first 17 are the exact expansion's unless
      * rounding at the 41st carried into them (the digits after the 17th are

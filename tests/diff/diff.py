@@ -788,7 +788,23 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def number_sweep(workers: list[Worker], count: int, seed: int) -> tuple[int, list[str]]:
     rnd = random.Random(seed)
     xs = [math.ldexp(1.0, e) * s for e in range(-1074, 1024) for s in (1, -1)]
-    xs += [rand_double(rnd) for _ in range(count)]
+
+    def short_decimal() -> float:
+        # few digits at any exponent: the k = 1..16 paths, and near-ties
+        digits = str(rnd.randint(1, 10 ** rnd.randint(1, 17)))
+        return float(f"{digits}e{rnd.randint(-340, 300)}") * rnd.choice((1, -1))
+
+    def neighbour() -> float:
+        # one or two ulps from a power of two or a short decimal
+        x = math.ldexp(1.0, rnd.randint(-1074, 1023)) if rnd.random() < 0.5 else short_decimal()
+        for _ in range(rnd.randint(1, 2)):
+            x = math.nextafter(x, rnd.choice((math.inf, -math.inf)))
+        return x
+
+    makers = [lambda: rand_double(rnd), lambda: rand_double(rnd), short_decimal, neighbour]
+    for i in range(count):
+        x = makers[i % 4]()
+        xs.append(x if math.isfinite(x) else 0.0)
     bad: list[str] = []
     for i in range(0, len(xs), 5000):
         chunk = xs[i:i + 5000]
@@ -877,7 +893,8 @@ def main() -> int:
         n, bad = number_sweep(workers, args.numbers, phases[0][0])
         failed |= bool(bad)
         report(not bad, f"number sweep: {n} doubles (every power of two of both signs, "
-                        f"{args.numbers} random), {len(bad)} string forms disagree")
+                        f"{args.numbers} random: bit patterns, short decimals, their "
+                        f"neighbours), {len(bad)} string forms disagree")
         for line in bad[:20]:
             print("#   " + line)
     for seed, seconds in phases:
