@@ -54,7 +54,4 @@ int mh_json_dump(mh_buf *out, const json_t *v);
  */
 bool mh_json_is_safe_integer(const json_t *v);
 
-/** Nesting depth of 'v' (a scalar is 0, "[]" is 1). Stops counting past 'limit'. */
-int mh_json_depth(const json_t *v, int limit);
-
 #endif

@@ -16,41 +16,6 @@ bool mh_json_is_safe_integer(const json_t *v)
     return d == floor(d) && fabs(d) <= 9007199254740991.0;
 }
 
-int mh_json_depth(const json_t *v, int limit)
-{
-    int max = 0;
-
-    if (limit < 0)
-        return 1;
-    if (json_is_object(v)) {
-        const char *k;
-        json_t *c;
-        json_object_foreach((json_t *)v, k, c)
-        {
-            int d = mh_json_depth(c, limit - 1);
-            if (d > max)
-                max = d;
-            if (max > limit)
-                break;
-        }
-        return max + 1;
-    }
-    if (json_is_array(v)) {
-        size_t i;
-        json_t *c;
-        json_array_foreach(v, i, c)
-        {
-            int d = mh_json_depth(c, limit - 1);
-            if (d > max)
-                max = d;
-            if (max > limit)
-                break;
-        }
-        return max + 1;
-    }
-    return 0;
-}
-
 /*
  * The parser. jansson's own cannot store an object key holding U+0000 (SPEC 1
  * makes such a param name `bad_name`, and an ignored field must simply be
