@@ -1,20 +1,17 @@
 """The Python side of the differential run (tests/diff/run): the codecs of
-``django/mizan_hub/protocol.py`` (loaded by path: it imports nothing from
-Django), one request a line on stdin, one answer a line on stdout, as
-tests/diff/worker.c."""
+``django/mizan_hub/protocol.py`` (``mizan_hub`` imports nothing from Django
+until asked, so no settings are needed), one request a line on stdin, one
+answer a line on stdout, as tests/diff/worker.c."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import traceback
 from pathlib import Path
 
-_SOURCE = Path(__file__).resolve().parents[2] / "django" / "mizan_hub" / "protocol.py"
-_spec = importlib.util.spec_from_file_location("mizan_protocol", _SOURCE)
-protocol = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(protocol)  # type: ignore[union-attr]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "django"))
+from mizan_hub import protocol  # noqa: E402  (the checkout's, first on the path)
 
 
 def _error(exc: protocol.ProtocolError, stage: str) -> dict:
