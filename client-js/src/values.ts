@@ -3,7 +3,7 @@
  */
 
 import { ProtocolError, errorAt } from './errors.js';
-import { nameProblem, pointerToken, valueProblem } from './text.js';
+import { compareCodePoints, nameProblem, pointerToken, valueProblem } from './text.js';
 
 /** The limits of SPEC section 14 that the codecs enforce. */
 export const LIMITS = Object.freeze({
@@ -119,8 +119,11 @@ export function normalizeParams(p: Record<string, unknown>, path: string | null)
   if (names.length > LIMITS.params) {
     throw errorAt('too_large', path, `${names.length} params, over ${LIMITS.params}`);
   }
-  const out: Params = {};
-  for (const name of names) {
+  // SPEC 1: checked in canonical order, not JavaScript's key order (which puts
+  // integer-like names first), so the first bad param is the same everywhere;
+  // the result keeps the object's own order.
+  const forms = new Map<string, string>();
+  for (const name of [...names].sort(compareCodePoints)) {
     const at = path === null ? null : `${path}/${pointerToken(name)}`;
     const label = `param ${JSON.stringify(name)}`;
     const np = nameProblem(name, LIMITS.paramName);
@@ -130,7 +133,9 @@ export function normalizeParams(p: Record<string, unknown>, path: string | null)
     if (s === undefined) throw errorAt('bad_param', at, `${label}: ${describe(v)} is not allowed as a param value`);
     const vp = valueProblem(s, LIMITS.value);
     if (vp !== null) throw errorAt('bad_param', at, `${label}: the value ${vp}`);
-    put(out, name, s);
+    forms.set(name, s);
   }
+  const out: Params = {};
+  for (const name of names) put(out, name, forms.get(name) as string);
   return out;
 }

@@ -267,14 +267,24 @@ def _normalize_params(params: object, path: str, shape_code: str) -> dict[str, s
     if len(params) > MAX_PARAMS:
         raise ProtocolError("too_large", f"at most {MAX_PARAMS} params, got {len(params)}",
                             path=path)
-    out: dict[str, str] = {}
-    for name, value in params.items():
+    forms: dict[str, str] = {}
+    # SPEC 1: checked in canonical order, so the first bad param reported is
+    # the same whatever order the object's keys came in; returned in the
+    # object's own order.
+    for name in sorted(params, key=_name_bytes):
+        value = params[name]
         where = _pointer(path, name)
         problem = _name_problem(name, MAX_PARAM_NAME_BYTES)
         if problem:
             raise ProtocolError("bad_name", problem, path=where)
-        out[name] = _string_form(value, where)
-    return out
+        forms[name] = _string_form(value, where)
+    return {name: forms[name] for name in params}
+
+
+def _name_bytes(name: object) -> bytes:
+    """Sort key of a param name: its UTF-8 bytes (a lone surrogate, which
+    only a Python caller can pass, sorts by its own three bytes)."""
+    return name.encode("utf-8", "surrogatepass") if isinstance(name, str) else b""
 
 
 def _check_name(name: object, path: str, code: str = "bad_name",
@@ -355,18 +365,38 @@ def _key_text(context: str, params: dict[str, str]) -> str:
     return f"[{_json_string(context)},{{{members}}}]"
 
 
-def canonical_key(context: str, params: Mapping[str, Any] | None = None) -> str:
+class _Absent:
+    """The default of an optional ``params`` argument: absent is ``{}``, while
+    an explicit ``None`` is JSON's ``null`` -- not an object, so refused."""
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT: Any = _Absent()
+
+
+def _scope_params(context: object, params: object, path: str) -> dict[str, str]:
+    """The normalized params of a (context, params) scope at ``path``
+    (SPEC 2's rules for a scoped entry: the context first, then params)."""
+    if not isinstance(context, str):
+        raise ProtocolError("bad_invalidation", "a scope needs a string context",
+                            path=path + "/context")
+    _check_name(context, path + "/context")
+    return _normalize_params({} if params is _ABSENT else params, path + "/params",
+                             "bad_invalidation")
+
+
+def canonical_key(context: str, params: Mapping[str, Any] | None = _ABSENT) -> str:
     """The canonical key of (context, params): one subscription scope as text.
 
     ``["user",{"user_id":"5"}]`` -- compact JSON, params in UTF-8 byte order,
     values in their string form, non-ASCII raw. It names Redis keys and picks
     version buckets, so every implementation must produce the same bytes.
-    Errors carry paths ``/context`` and ``/params/NAME``.
+    Errors carry paths ``/context`` and ``/params/NAME``; ``params`` left out
+    is ``{}``, ``params=None`` is JSON's ``null`` and ``bad_invalidation``.
     """
-    _check_name(context, "/context")
-    normalized = _normalize_params({} if params is None else params, "/params",
-                                   "bad_invalidation")
-    return _key_text(context, normalized)
+    return _key_text(context, _scope_params(context, params, ""))
 
 
 def bucket(key: str | bytes) -> int:
@@ -384,7 +414,7 @@ def bucket(key: str | bytes) -> int:
 # Section 4: matching
 # --------------------------------------------------------------------------
 
-def matches(entry: object, context: str, params: Mapping[str, Any] | None = None) -> bool:
+def matches(entry: object, context: str, params: Mapping[str, Any] | None = _ABSENT) -> bool:
     """Whether an invalidation entry reaches a subscription (context, params).
 
     Same context, and every param the entry names is in the subscription with
@@ -394,9 +424,7 @@ def matches(entry: object, context: str, params: Mapping[str, Any] | None = None
     paths under ``/entry`` and ``/subscription``.
     """
     normalized = _normalize_entry(entry, "/entry")
-    _check_name(context, "/subscription/context")
-    subscription = _normalize_params({} if params is None else params,
-                                     "/subscription/params", "bad_invalidation")
+    subscription = _scope_params(context, params, "/subscription")
     if isinstance(normalized, str):
         return normalized == context
     if normalized["context"] != context:
@@ -583,12 +611,16 @@ def _parse_float(text: str) -> float:
     return number
 
 
-def _parse_int(text: str) -> int:
+def _parse_int(text: str) -> int | float:
     # float() first: it is cheap on any length, while int() refuses more
     # than 4300 digits with a ValueError of its own.
-    if math.isinf(float(text)):
+    number = float(text)
+    if math.isinf(number):
         raise _bad_json(f"the number {text[:40]}... overflows a double")
-    return int(text)
+    # A JSON number is a double (SPEC 1): beyond 2**53 an integer is what
+    # JavaScript and the hub read, the nearest double, not the digits.
+    value = int(text)
+    return value if -(2**53) <= value <= 2**53 else number
 
 
 def _parse_constant(name: str) -> Any:
@@ -597,30 +629,58 @@ def _parse_constant(name: str) -> Any:
 
 _DECODER = json.JSONDecoder(parse_float=_parse_float, parse_int=_parse_int,
                             parse_constant=_parse_constant)
-# A string literal, the closing quote optional so that an unterminated one
+# A string literal (the closing quote optional, so that an unterminated one
 # is consumed to the end in one linear pass instead of retried from every
-# later quote.
-_STRING_LITERAL = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+# later quote), or a bracket.
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.S)
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.S)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _nesting_over_limit(text: str) -> bool:
-    """Whether the text nests arrays/objects deeper than MAX_DEPTH.
+def _first_deep_bracket(text: str) -> int | None:
+    """Offset of the bracket that opens the 65th level, or None.
 
-    Checked before parsing so that deep input costs one linear scan and
-    never meets the parser's recursion limit.
+    One linear scan before parsing, so that deep input never meets the
+    parser's recursion limit.
     """
-    brackets = _NOT_BRACKET.sub("", _STRING_LITERAL.sub("", text))
     depth = 0
-    for char in brackets:
-        if char in "[{":
+    for m in _TOKEN.finditer(text):
+        c = m.group()
+        if c in "[{":
             depth += 1
             if depth > MAX_DEPTH:
-                return True
-        else:
+                return m.start()
+        elif c in "]}":
             depth -= 1
-    return False
+    return None
+
+
+def _first_lone_surrogate(text: str) -> int | None:
+    """Offset of the first escaped lone surrogate in a string literal, or None.
+
+    Checked on the text, not the parsed value: a string that a later
+    duplicate key overwrites is gone from the value but was in the text.
+    """
+    for lit in _TOKEN.finditer(text):
+        if lit.group()[0] != '"' or "\\" not in lit.group():
+            continue
+        pending = None  # offset of a high surrogate escape awaiting its low half
+        pending_end = -1
+        for esc in _ESCAPE.finditer(lit.group()):
+            unit = int(esc.group(1), 16) if esc.group(1) else -1
+            at = lit.start() + esc.start()
+            if pending is not None:
+                if 0xDC00 <= unit <= 0xDFFF and esc.start() == pending_end:
+                    pending = None
+                    continue
+                return pending
+            if 0xD800 <= unit <= 0xDBFF:
+                pending, pending_end = at, esc.end()
+            elif 0xDC00 <= unit <= 0xDFFF:
+                return at
+        if pending is not None:
+            return pending
+    return None
 
 
 def _check_tree(value: object, path: str = "", depth: int = 1) -> None:
@@ -663,18 +723,27 @@ def _parse_json(text: str | bytes) -> Any:
     """Parse one JSON text by section 1's rules: strict UTF-8, no lone
     surrogates, no NaN/Infinity literals, no number that overflows a double
     (``bad_json``); nesting over 64 levels is ``too_large``. Duplicate keys:
-    the last wins."""
+    the last wins. Of several problems, the one nearest the start of the
+    text is reported (SPEC 1), as a parser reading front to back finds it."""
     if isinstance(text, (bytes, bytearray, memoryview)):
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise _bad_json(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    if _nesting_over_limit(text):
-        raise ProtocolError("too_large", f"nested deeper than {MAX_DEPTH} levels")
+    deep = _first_deep_bracket(text)
+    lone = _first_lone_surrogate(text)
+    if lone is not None and (deep is None or lone < deep):
+        raise _bad_json(f"an escaped lone surrogate (character {lone})")
     try:
-        value = _DECODER.decode(text)
+        # Up to and including the deep bracket: an error before it wins, and
+        # the bracket itself may sit where no value belongs.
+        value = _DECODER.decode(text if deep is None else text[:deep + 1])
     except json.JSONDecodeError as exc:
+        if deep is not None and exc.pos > deep:
+            raise ProtocolError("too_large", f"nested deeper than {MAX_DEPTH} levels") from None
         raise _bad_json(f"{exc.msg} (character {exc.pos})") from None
+    if deep is not None:  # not reached: text cut after an opening bracket never parses
+        raise ProtocolError("too_large", f"nested deeper than {MAX_DEPTH} levels")
     _check_tree(value)
     return value
 
@@ -752,11 +821,11 @@ def _frame_message(frame: dict) -> dict:
 def _frame_rpc(frame: dict) -> dict:
     if "id" not in frame:
         raise _frame_error("bad_frame", "id is required", "/id")
+    out = {"id": _frame_id(frame["id"], "/id"), "fn": _frame_name(frame, "fn")}
     args = frame.get("args", {})
     if not isinstance(args, (dict, list)):
         raise _frame_error("bad_frame", "args must be an object or an array", "/args")
-    return {"id": _frame_id(frame["id"], "/id"), "fn": _frame_name(frame, "fn"),
-            "args": args}
+    return {**out, "args": args}
 
 
 def _frame_ctx(frame: dict) -> dict:
@@ -800,9 +869,10 @@ def decode_frame(text: str | bytes) -> dict:
     handler = _ACTIONS.get(action)
     if handler is None:
         raise _frame_error("unknown_action", f"unknown action {action[:64]!r}", "/action")
+    ref = _frame_id(frame["ref"], "/ref") if "ref" in frame else None
     out = {"action": action, **handler(frame)}
     if "ref" in frame:
-        out["ref"] = _frame_id(frame["ref"], "/ref")
+        out["ref"] = ref
     return out
 
 

@@ -29,14 +29,21 @@ def _roundtrip(value: Any) -> dict:
     return {"header": header, "json": protocol.decode_header(header)}
 
 
+def _params(scope: dict) -> dict:
+    """``params`` as a keyword when the scope has it: left out is ``{}``,
+    while ``null`` is refused."""
+    return {"params": scope["params"]} if "params" in scope else {}
+
+
 def _canonical_key(value: Any) -> dict:
-    key = protocol.canonical_key(value["context"], value["params"])
+    key = protocol.canonical_key(value.get("context"), **_params(value))
     return {"key": key, "bucket": protocol.bucket(key)}
 
 
 def _match(value: Any) -> bool:
     subscription = value["subscription"]
-    return protocol.matches(value["entry"], subscription["context"], subscription["params"])
+    return protocol.matches(value["entry"], subscription.get("context"),
+                            **_params(subscription))
 
 
 #: kind -> what turns a case's input into the value its ``expect`` holds.

@@ -26,7 +26,7 @@ enum {
     MH_E_UNKNOWN_KIND = -12,
 };
 
-#define MH_ERR_PATH_MAX 256
+#define MH_ERR_PATH_MAX 512
 #define MH_ERR_MSG_MAX 200
 
 typedef struct mh_err {
@@ -34,6 +34,7 @@ typedef struct mh_err {
     long pos;                   /* byte offset for header errors, else -1 */
     int has_path;               /* path is meaningful (JSON list errors) */
     char path[MH_ERR_PATH_MAX]; /* JSON-pointer style: "/1/params/user_id" */
+    size_t path_len;            /* a param name may hold U+0000, and so may its path */
     char msg[MH_ERR_MSG_MAX];
 } mh_err;
 

@@ -19,7 +19,11 @@
  */
 int mh_header_decode(const char *s, size_t len, mh_inval *out, mh_err *err);
 
-/** Appends the header encoding of 'l' (SPEC 5, Encoding) to 'out'. */
-void mh_header_encode(mh_buf *out, const mh_inval *l);
+/**
+ * Appends the header encoding of 'l' (SPEC 5, Encoding) to 'out'. Returns 0,
+ * or MH_E_TOO_LARGE (path "") when it would pass the 8192-byte limit, then
+ * appending nothing; MH_E_NOMEM when 'out' ran out of memory.
+ */
+int mh_header_encode(mh_buf *out, const mh_inval *l, mh_err *err);
 
 #endif

@@ -58,6 +58,17 @@ int mh_entry_set_context(mh_entry *e, const char *name, size_t len, mh_err *err)
  */
 int mh_entry_params_from_json(mh_entry *e, const json_t *obj, const char *path, mh_err *err);
 
+/**
+ * A scope {"context": NAME, "params": PARAMS} found at 'path' (what a
+ * subscription names): like a scoped entry, but anything other than an
+ * object is `bad_invalidation` at 'path'. 'e' is reset first; the caller
+ * frees it with mh_entry_free, also on error.
+ */
+int mh_scope_from_json(mh_entry *e, const json_t *scope, const char *path, mh_err *err);
+
+/** One invalidation entry (SPEC 2) found at 'path'; as mh_scope_from_json. */
+int mh_entry_from_json(mh_entry *e, const json_t *item, const char *path, mh_err *err);
+
 /** Sorts params by the bytes of their names (canonical order). */
 void mh_params_sort(mh_param *p, size_t n);
 

@@ -188,7 +188,7 @@ int mh_envelope_decode(const char *text, size_t len, mh_envelope *env, mh_err *e
         return bad(err, "\"kind\" must be a string");
     k = json_string_value(kind);
     for (i = 0; i < sizeof kind_names / sizeof kind_names[0]; i++)
-        if (!strcmp(k, kind_names[i]))
+        if (strlen(kind_names[i]) == json_string_length(kind) && !strcmp(k, kind_names[i]))
             break;
     if (i == sizeof kind_names / sizeof kind_names[0])
         return mh_err_set(err, MH_E_UNKNOWN_KIND, "unknown envelope kind \"%.40s\"", k);

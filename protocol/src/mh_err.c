@@ -46,6 +46,7 @@ void mh_err_clear(mh_err *e)
     e->pos = -1;
     e->has_path = 0;
     e->path[0] = '\0';
+    e->path_len = 0;
     e->msg[0] = '\0';
 }
 
@@ -76,7 +77,10 @@ void mh_err_path(mh_err *e, const char *prefix, const char *key, size_t key_len)
         return;
     e->has_path = 1;
     n = (size_t)snprintf(e->path, sizeof e->path, "%s", prefix);
-    if (n >= sizeof e->path || !key)
+    if (n >= sizeof e->path)
+        n = sizeof e->path - 1;
+    e->path_len = n;
+    if (!key)
         return;
     e->path[n++] = '/';
     for (i = 0; i < key_len && n + 3 < sizeof e->path; i++) {
@@ -88,4 +92,5 @@ void mh_err_path(mh_err *e, const char *prefix, const char *key, size_t key_len)
         }
     }
     e->path[n] = '\0';
+    e->path_len = n;
 }

@@ -123,7 +123,7 @@ int mh_frame_decode(const char *text, size_t len, mh_frame *f, mh_err *err)
     const json_t *action;
     const char *name;
     size_t name_len, i;
-    int rc, too_deep;
+    int rc, too_deep, ref_rc;
 
     memset(f, 0, sizeof *f);
     f->root = mh_json_parse_keep(text, len, err, &too_deep);
@@ -132,13 +132,12 @@ int mh_frame_decode(const char *text, size_t len, mh_frame *f, mh_err *err)
     if (!json_is_object(f->root))
         return too_deep ? MH_E_TOO_LARGE
                         : mh_err_set(err, MH_E_BAD_FRAME, "a frame is a JSON object");
-    /* `ref` first, so every later error can echo it (SPEC 7). */
+    /* `ref` is read first, so every later error can echo it (SPEC 7); a bad
+     * one is reported after `action`, the order SPEC 1 gives. */
     f->ref = json_object_get(f->root, "ref");
-    if (f->ref && check_ref(f->ref, "ref", true, too_deep ? NULL : err)) {
+    ref_rc = f->ref ? check_ref(f->ref, "ref", true, NULL) : 0;
+    if (ref_rc)
         f->ref = NULL; /* never echo what failed the check */
-        if (!too_deep)
-            return err ? err->code : MH_E_BAD_FRAME;
-    }
     if (too_deep)
         return MH_E_TOO_LARGE;
     action = json_object_get(f->root, "action");
@@ -152,6 +151,8 @@ int mh_frame_decode(const char *text, size_t len, mh_frame *f, mh_err *err)
     if (i == sizeof actions / sizeof actions[0])
         return mh_err_set(err, MH_E_UNKNOWN_ACTION, "unknown action \"%.*s\"",
                           (int)(name_len > 40 ? 40 : name_len), name);
+    if (ref_rc)
+        return check_ref(json_object_get(f->root, "ref"), "ref", true, err);
     f->action = actions[i].action;
 
     switch (f->action) {

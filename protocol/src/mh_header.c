@@ -252,8 +252,10 @@ static void put_pct(mh_buf *out, const char *s, size_t n)
     }
 }
 
-void mh_header_encode(mh_buf *out, const mh_inval *l)
+int mh_header_encode(mh_buf *out, const mh_inval *l, mh_err *err)
 {
+    size_t start = out->len;
+
     for (size_t i = 0; i < l->n; i++) {
         const mh_entry *e = &l->entries[i];
         if (i)
@@ -270,4 +272,14 @@ void mh_header_encode(mh_buf *out, const mh_inval *l)
             put_pct(out, e->params[k].value, e->params[k].value_len);
         }
     }
+    /* SPEC 5: no decoder takes more, so no encoder writes more. */
+    if (out->len - start > MH_HEADER_MAX) {
+        size_t n = out->len - start;
+        out->len = start;
+        mh_err_set(err, MH_E_TOO_LARGE, "the header would be %zu bytes, the limit is %d", n,
+                   MH_HEADER_MAX);
+        mh_err_path(err, "", NULL, 0);
+        return MH_E_TOO_LARGE;
+    }
+    return out->oom ? mh_err_set(err, MH_E_NOMEM, "out of memory") : 0;
 }

@@ -91,12 +91,28 @@ void mh_params_sort(mh_param *p, size_t n)
         qsort(p, n, sizeof *p, param_cmp);
 }
 
+typedef struct json_member {
+    const char *key;
+    size_t len;
+    json_t *val;
+} json_member;
+
+static int member_cmp(const void *a, const void *b)
+{
+    const json_member *x = a, *y = b;
+    int c = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
+
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
 int mh_entry_params_from_json(mh_entry *e, const json_t *obj, const char *path, mh_err *err)
 {
-    size_t n = json_object_size(obj);
+    size_t n = json_object_size(obj), i = 0;
+    json_member *m;
     const char *key;
+    size_t klen;
     json_t *val;
-    int rc;
+    int rc = 0;
 
     e->scoped = true;
     if (n > MH_PARAMS_MAX) {
@@ -106,55 +122,49 @@ int mh_entry_params_from_json(mh_entry *e, const json_t *obj, const char *path, 
     }
     if (n == 0)
         return 0;
+    /* SPEC 1: params are checked in canonical order, so the first bad one is
+     * the same whatever order the object's keys came in. */
+    m = calloc(n, sizeof *m);
     e->params = calloc(n, sizeof *e->params);
-    if (!e->params)
+    if (!m || !e->params) {
+        free(m);
         return mh_err_set(err, MH_E_NOMEM, "out of memory");
-    json_object_foreach((json_t *)obj, key, val)
+    }
+    json_object_keylen_foreach((json_t *)obj, key, klen, val)
     {
+        m[i++] = (json_member){key, klen, val};
+    }
+    qsort(m, n, sizeof *m, member_cmp);
+    for (i = 0; i < n; i++) {
         mh_param *p = &e->params[e->nparams];
-        size_t klen = strlen(key);
 
-        rc = mh_name_check(key, klen, MH_PARAM_NAME_MAX, err);
+        rc = mh_name_check(m[i].key, m[i].len, MH_PARAM_NAME_MAX, err);
+        if (!rc)
+            rc = mh_value_form(m[i].val, &p->value, &p->value_len, err);
         if (rc) {
-            mh_err_path(err, path, key, klen);
-            return rc;
+            mh_err_path(err, path, m[i].key, m[i].len);
+            break;
         }
-        rc = mh_value_form(val, &p->value, &p->value_len, err);
-        if (rc) {
-            mh_err_path(err, path, key, klen);
-            return rc;
-        }
-        p->name = dup_bytes(key, klen);
+        p->name = dup_bytes(m[i].key, m[i].len);
         if (!p->name) {
             free(p->value);
-            return mh_err_set(err, MH_E_NOMEM, "out of memory");
+            rc = mh_err_set(err, MH_E_NOMEM, "out of memory");
+            break;
         }
-        p->name_len = klen;
+        p->name_len = m[i].len;
         e->nparams++;
     }
-    mh_params_sort(e->params, e->nparams);
-    return 0;
+    free(m);
+    return rc;
 }
 
-static int entry_from_json(mh_entry *e, const json_t *item, size_t idx, mh_err *err)
+/* An entry or scope object {"context", "params"} found at 'path'. */
+static int entry_object_from_json(mh_entry *e, const json_t *item, const char *path, mh_err *err)
 {
-    char path[48];
+    char at[MH_ERR_PATH_MAX];
     const json_t *ctx, *params;
     int rc;
 
-    snprintf(path, sizeof path, "/%zu", idx);
-    if (json_is_string(item)) {
-        rc = mh_entry_set_context(e, json_string_value(item), json_string_length(item), err);
-        if (rc)
-            mh_err_path(err, path, NULL, 0);
-        return rc;
-    }
-    if (!json_is_object(item)) {
-        rc = mh_err_set(err, MH_E_BAD_INVALIDATION,
-                        "an entry is a context name or {\"context\", \"params\"}");
-        mh_err_path(err, path, NULL, 0);
-        return rc;
-    }
     ctx = json_object_get(item, "context");
     if (!json_is_string(ctx)) {
         rc = mh_err_set(err, MH_E_BAD_INVALIDATION, "\"context\" must be a string");
@@ -170,13 +180,51 @@ static int entry_from_json(mh_entry *e, const json_t *item, size_t idx, mh_err *
     params = json_object_get(item, "params");
     if (!params)
         return 0;
-    strcat(path, "/params");
+    snprintf(at, sizeof at, "%s/params", path);
     if (!json_is_object(params)) {
         rc = mh_err_set(err, MH_E_BAD_INVALIDATION, "\"params\" must be an object");
+        mh_err_path(err, at, NULL, 0);
+        return rc;
+    }
+    return mh_entry_params_from_json(e, params, at, err);
+}
+
+int mh_scope_from_json(mh_entry *e, const json_t *scope, const char *path, mh_err *err)
+{
+    int rc;
+
+    memset(e, 0, sizeof *e);
+    if (!json_is_object(scope)) {
+        rc = mh_err_set(err, MH_E_BAD_INVALIDATION, "a scope is {\"context\", \"params\"}");
         mh_err_path(err, path, NULL, 0);
         return rc;
     }
-    return mh_entry_params_from_json(e, params, path, err);
+    return entry_object_from_json(e, scope, path, err);
+}
+
+static int entry_from_json(mh_entry *e, const json_t *item, const char *path, mh_err *err)
+{
+    int rc;
+
+    if (json_is_string(item)) {
+        rc = mh_entry_set_context(e, json_string_value(item), json_string_length(item), err);
+        if (rc)
+            mh_err_path(err, path, NULL, 0);
+        return rc;
+    }
+    if (!json_is_object(item)) {
+        rc = mh_err_set(err, MH_E_BAD_INVALIDATION,
+                        "an entry is a context name or {\"context\", \"params\"}");
+        mh_err_path(err, path, NULL, 0);
+        return rc;
+    }
+    return entry_object_from_json(e, item, path, err);
+}
+
+int mh_entry_from_json(mh_entry *e, const json_t *item, const char *path, mh_err *err)
+{
+    memset(e, 0, sizeof *e);
+    return entry_from_json(e, item, path, err);
 }
 
 int mh_inval_from_json(const json_t *list, mh_inval *out, mh_err *err)
@@ -202,8 +250,10 @@ int mh_inval_from_json(const json_t *list, mh_inval *out, mh_err *err)
     if (!out->entries)
         return mh_err_set(err, MH_E_NOMEM, "out of memory");
     for (i = 0; i < n; i++) {
+        char path[32];
         out->n = i + 1;
-        rc = entry_from_json(&out->entries[i], json_array_get(list, i), i, err);
+        snprintf(path, sizeof path, "/%zu", i);
+        rc = entry_from_json(&out->entries[i], json_array_get(list, i), path, err);
         if (rc)
             return rc;
     }

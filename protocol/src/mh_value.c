@@ -71,29 +71,132 @@ int mh_value_check(const char *s, size_t n, mh_err *err)
     return 0;
 }
 
-/*
- * Shortest digits that read back as 'd' (d > 0, finite): tries 1..17
- * significant digits, as the ECMAScript algorithm asks for the least k.
- */
-static int shortest_digits(double d, char *digits, int *exp10)
+/* d's significant decimal digits in 'exact' (NUL-terminated) and its exponent. */
+static int expansion(double d, int precision, char *exact, size_t size)
 {
-    char tmp[40];
-    int k = 0;
     const char *c;
+    int n = 0, e;
 
-    for (int p = 1; p <= 17; p++) {
-        snprintf(tmp, sizeof tmp, "%.*e", p - 1, d);
-        if (strtod(tmp, NULL) == d)
-            break;
-    }
-    for (c = tmp; *c && *c != 'e'; c++)
+    snprintf(exact, size, "%.*e", precision, d);
+    for (c = exact; *c && *c != 'e'; c++)
         if (*c >= '0' && *c <= '9')
-            digits[k++] = *c;
+            exact[n++] = *c;
+    e = atoi(c + 1);
+    exact[n] = '\0';
+    return e;
+}
+
+/*
+ * The k-digit candidates for 'd': the expansion cut to k digits, and that
+ * plus one unit in the last place. Returns 1 with the one to print in
+ * digits/exp10 when either reads back as 'd', 0 when neither does, and -1
+ * when both do but 'exact' is too short to tell which is nearer.
+ */
+static int try_digits(double d, const char *exact, int e, bool full, int k, char *digits,
+                      int *exp10)
+{
+    char cand[40], up[24];
+    int up_e = e, lo_ok, hi_ok, cmp = -1;
+    const char *rest = exact + k;
+
+    memcpy(up, exact, (size_t)k);
+    up[k] = '\0';
+    for (int i = k - 1; i >= 0; i--) {
+        if (up[i] != '9') {
+            up[i]++;
+            break;
+        }
+        up[i] = '0';
+        if (i == 0) { /* 99..9 + 1 = 100..0: one more digit, a 0, dropped */
+            memmove(up + 1, up, (size_t)k - 1);
+            up[0] = '1';
+            up_e = e + 1;
+        }
+    }
+    snprintf(cand, sizeof cand, "%.1s.%.*se%d", exact, k - 1, exact + 1, e);
+    lo_ok = strtod(cand, NULL) == d;
+    snprintf(cand, sizeof cand, "%.1s.%.*se%d", up, k - 1, up + 1, up_e);
+    hi_ok = strtod(cand, NULL) == d;
+    if (!lo_ok && !hi_ok)
+        return 0;
+    if (lo_ok && hi_ok) { /* the nearer: the rest of the expansion against ".5" */
+        if (!full)
+            return -1;
+        cmp = *rest > '5' ? 1 : *rest < '5' ? -1 : 0;
+        if (cmp == 0)
+            cmp = rest[1 + strspn(rest + 1, "0")] ? 1 : 0;
+        if (cmp == 0) /* a tie: the even one */
+            cmp = (exact[k - 1] - '0') % 2 ? 1 : -1;
+    }
+    memcpy(digits, lo_ok && cmp < 0 ? exact : up, (size_t)k);
+    *exp10 = lo_ok && cmp < 0 ? e : up_e;
     while (k > 1 && digits[k - 1] == '0')
         k--;
     digits[k] = '\0';
-    *exp10 = atoi(c + 1);
-    return k;
+    return 1;
+}
+
+/*
+ * Shortest digits that read back as 'd' (d > 0, finite), as ECMAScript's
+ * Number::toString asks: the least count k of significant digits, and of
+ * the k-digit decimals that read back, the one nearest 'd' (the even one on
+ * a tie). glibc's printf and strtod are exact, so every test here is too.
+ *
+ * Where the doubles around 'd' are evenly spaced, the decimals that read
+ * back lie in an interval centred on 'd', so printf's nearest k digits read
+ * back whenever any k digits do: trying k = 1, 2, ... is enough. At a power
+ * of two the interval below is half the one above, and the nearest k digits
+ * may fall out below while the k digits just above still read back (2^-24):
+ * there both neighbours are tried, and since some k-digit decimal reads back
+ * for every k from the least one on, k is found by bisection.
+ */
+static int shortest_digits(double d, char *digits, int *exp10)
+{
+    char exact[800];
+    bool full = false;
+    int lo = 1, hi = 17, e, r, p2;
+
+    if (frexp(d, &p2) != 0.5) {
+        for (int k = 1; k <= 17; k++) {
+            char tmp[40];
+            snprintf(tmp, sizeof tmp, "%.*e", k - 1, d);
+            if (k == 17 || strtod(tmp, NULL) == d) {
+                e = expansion(d, k - 1, digits, 24);
+                *exp10 = e;
+                k = (int)strlen(digits);
+                while (k > 1 && digits[k - 1] == '0')
+                    k--;
+                digits[k] = '\0';
+                return k;
+            }
+        }
+    }
+    /*
+     * 41 significant digits: their first 17 are the exact expansion's unless
+     * rounding at the 41st carried into them (the digits after the 17th are
+     * then all 0s); then, and to settle which candidate is nearer, the whole
+     * exact expansion (at most 767 digits).
+     */
+    e = expansion(d, 40, exact, sizeof exact);
+    if (strspn(exact + 17, "0") >= 24) {
+        e = expansion(d, 770, exact, sizeof exact);
+        full = true;
+    }
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        char scratch[24];
+        int x;
+        if ((r = try_digits(d, exact, e, full, mid, scratch, &x)) != 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    r = try_digits(d, exact, e, full, lo, digits, exp10);
+    if (r < 0) {
+        e = expansion(d, 770, exact, sizeof exact);
+        r = try_digits(d, exact, e, true, lo, digits, exp10);
+    }
+    return (int)strlen(digits);
 }
 
 int mh_value_number(double d, char *out)

@@ -84,7 +84,7 @@ def _prefixed(case_no: int, case: dict) -> tuple[object, str, dict]:
     else:
         entry = dict(entry, context=p + entry["context"])
     sub = case["input"]["subscription"]
-    return entry, p + sub["context"], sub["params"]
+    return entry, p + sub["context"], sub.get("params", {})  # absent is {}
 
 
 def test_match_vectors_end_to_end(hub, r):
@@ -93,7 +93,8 @@ def test_match_vectors_end_to_end(hub, r):
     `expect`. A sentinel event published last, to which every client is
     subscribed, marks the end: the hub delivers in order, so a frame that did
     not come before the sentinel was not delivered."""
-    cases = MATCH["cases"]
+    # The error cases check the match API's argument errors: nothing to deliver.
+    cases = [c for c in MATCH["cases"] if "expect" in c]
     assert MATCH["kind"] == "match" and len(cases) >= 20
 
     async def main():

@@ -15,6 +15,7 @@
 #include <math.h>
 
 #include "mh_envelope.h"
+#include "mh_frame.h"
 #include "mh_header.h"
 #include "mh_json.h"
 #include "mh_key.h"
@@ -151,15 +152,57 @@ static void header_reencode_stable(void **state)
     mh_buf_init(&b);
     mh_buf_init(&b2);
     assert_int_equal(mh_header_decode(h, strlen(h), &l, NULL), 0);
-    mh_header_encode(&b, &l);
+    assert_int_equal(mh_header_encode(&b, &l, NULL), 0);
     assert_string_equal(mh_buf_cstr(&b), "a;b=1;z=%F0%9F%98%80, c;, %2C;%3B=%3D");
     assert_int_equal(mh_header_decode(b.data, b.len, &l2, NULL), 0);
-    mh_header_encode(&b2, &l2);
+    assert_int_equal(mh_header_encode(&b2, &l2, NULL), 0);
     assert_string_equal(mh_buf_cstr(&b2), b.data);
     mh_inval_free(&l);
     mh_inval_free(&l2);
     mh_buf_free(&b);
     mh_buf_free(&b2);
+}
+
+/*
+ * A frame nested too deep is too_large and still yields its `ref`, before or
+ * after the deep value (the error reply echoes it), even when the text breaks
+ * later on; a bad ref is not echoed.
+ */
+static void too_deep_frame_keeps_ref(void **state)
+{
+    static const struct {
+        const char *head, *tail;
+        double ref; /* 0: none */
+    } cases[] = {
+        {"{\"action\":\"message\",\"channel\":\"c\",\"data\":", ",\"ref\":11}", 11},
+        {"{\"ref\":12,\"data\":", "}", 12},
+        {"{\"action\":\"ping\",\"data\":", ",\"x\":\"]}\\\"[\",\"ref\":13}", 13},
+        {"{\"ref\":14,\"data\":", ",\"x\":1e400,}", 14},
+        {"{\"data\":", ",\"x\":01,\"ref\":15}", 0},
+        {"{\"ref\":1.5,\"data\":", "}", 0},
+    };
+    char text[512];
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mh_frame f;
+        mh_err err;
+        int n = snprintf(text, sizeof text, "%s", cases[i].head);
+        for (int k = 0; k < 70; k++)
+            text[n++] = '[';
+        for (int k = 0; k < 70; k++)
+            text[n++] = ']';
+        snprintf(text + n, sizeof text - (size_t)n, "%s", cases[i].tail);
+        mh_err_clear(&err);
+        assert_int_equal(mh_frame_decode(text, strlen(text), &f, &err), MH_E_TOO_LARGE);
+        assert_int_equal(err.code, MH_E_TOO_LARGE);
+        if (cases[i].ref) {
+            assert_non_null(f.ref);
+            assert_true(json_number_value(f.ref) == cases[i].ref);
+        } else {
+            assert_null(f.ref);
+        }
+        mh_frame_free(&f);
+    }
 }
 
 int main(void)
@@ -172,6 +215,7 @@ int main(void)
         cmocka_unit_test(versions),
         cmocka_unit_test(short_headers_exhaustive),
         cmocka_unit_test(header_reencode_stable),
+        cmocka_unit_test(too_deep_frame_keeps_ref),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,12 +38,13 @@ static int json_eq(const json_t *a, const json_t *b)
     switch (json_typeof(a)) {
     case JSON_OBJECT: {
         const char *k;
+        size_t klen;
         json_t *v;
         if (json_object_size(a) != json_object_size(b))
             return 0;
-        json_object_foreach((json_t *)a, k, v)
+        json_object_keylen_foreach((json_t *)a, k, klen, v)
         {
-            json_t *w = json_object_get(b, k);
+            json_t *w = json_object_getn(b, k, klen);
             if (!w || !json_eq(v, w))
                 return 0;
         }
@@ -109,9 +110,10 @@ static int check_outcome(const json_t *c, int rc, const mh_err *err, const char 
         }
     }
     if (json_object_get(want, "path")) {
-        const char *path = json_string_value(json_object_get(want, "path"));
-        if (!err->has_path || strcmp(path, err->path)) {
-            print_error("%s: expected path '%s', got '%s' (%s)\n", name, path,
+        const json_t *path = json_object_get(want, "path");
+        if (!err->has_path || err->path_len != json_string_length(path) ||
+            memcmp(json_string_value(path), err->path, err->path_len)) {
+            print_error("%s: expected path '%s', got '%s' (%s)\n", name, json_string_value(path),
                         err->has_path ? err->path : "(none)", err->msg);
             fail();
         }
@@ -156,6 +158,9 @@ static void run_inval(const char *name, const json_t *in, const json_t *c, const
     mh_buf_init(&b);
     memset(&back, 0, sizeof back);
     rc = mh_inval_from_json(in, &l, &err);
+    /* header_encode fails where decoding fails or where the header would pass 8192 bytes */
+    if (!rc && !strcmp(kind, "header_encode"))
+        rc = mh_header_encode(&b, &l, &err);
     if (check_outcome(c, rc, &err, name))
         goto done;
     if (!strcmp(kind, "invalidation_decode")) {
@@ -164,8 +169,8 @@ static void run_inval(const char *name, const json_t *in, const json_t *c, const
         json_decref(got);
         goto done;
     }
-    mh_header_encode(&b, &l);
-    assert_false(b.oom);
+    if (strcmp(kind, "header_encode"))
+        assert_int_equal(mh_header_encode(&b, &l, &err), 0);
     if (!strcmp(kind, "header_encode")) {
         expect_str(b.data ? b.data : "", b.len, json_object_get(c, "expect"), name);
         goto done;
@@ -186,50 +191,47 @@ done:
     mh_buf_free(&b);
 }
 
-/* A subscription (context + params object) as an mh_entry. */
-static void make_sub(mh_entry *e, const json_t *ctx, const json_t *params)
-{
-    memset(e, 0, sizeof *e);
-    assert_int_equal(mh_entry_set_context(e, json_string_value(ctx), json_string_length(ctx), NULL),
-                     0);
-    e->scoped = true;
-    assert_int_equal(mh_entry_params_from_json(e, params, "", NULL), 0);
-}
-
 static void run_canonical_key(const char *name, const json_t *in, const json_t *c)
 {
     const json_t *want = json_object_get(c, "expect");
     mh_entry e;
+    mh_err err;
     mh_buf b;
+    int rc;
 
-    make_sub(&e, json_object_get(in, "context"), json_object_get(in, "params"));
-    mh_buf_init(&b);
-    mh_key_canon(&b, e.context, e.context_len, e.params, e.nparams);
-    assert_false(b.oom);
-    expect_str(b.data, b.len, json_object_get(want, "key"), name);
-    assert_int_equal(mh_key_bucket(b.data, b.len),
-                     (unsigned)json_number_value(json_object_get(want, "bucket")));
-    mh_buf_free(&b);
+    mh_err_clear(&err);
+    rc = mh_scope_from_json(&e, in, "", &err);
+    if (!check_outcome(c, rc, &err, name)) {
+        mh_buf_init(&b);
+        mh_key_canon(&b, e.context, e.context_len, e.params, e.nparams);
+        assert_false(b.oom);
+        expect_str(b.data, b.len, json_object_get(want, "key"), name);
+        assert_int_equal(mh_key_bucket(b.data, b.len),
+                         (unsigned)json_number_value(json_object_get(want, "bucket")));
+        mh_buf_free(&b);
+    }
     mh_entry_free(&e);
 }
 
 static void run_match(const char *name, const json_t *in, const json_t *c)
 {
-    const json_t *sub = json_object_get(in, "subscription");
-    json_t *list = json_pack("[O]", json_object_get(in, "entry"));
-    mh_inval l;
-    mh_entry s;
+    mh_entry e, s;
+    mh_err err;
+    int rc;
 
-    assert_int_equal(mh_inval_from_json(list, &l, NULL), 0);
-    make_sub(&s, json_object_get(sub, "context"), json_object_get(sub, "params"));
-    if (mh_match(&l.entries[0], &s) != json_is_true(json_object_get(c, "expect"))) {
+    mh_err_clear(&err);
+    memset(&s, 0, sizeof s);
+    rc = mh_entry_from_json(&e, json_object_get(in, "entry"), "/entry", &err);
+    if (!rc)
+        rc = mh_scope_from_json(&s, json_object_get(in, "subscription"), "/subscription", &err);
+    if (!check_outcome(c, rc, &err, name) &&
+        mh_match(&e, &s) != json_is_true(json_object_get(c, "expect"))) {
         print_error("%s: expected %s\n", name,
                     json_is_true(json_object_get(c, "expect")) ? "match" : "no match");
         fail();
     }
     mh_entry_free(&s);
-    mh_inval_free(&l);
-    json_decref(list);
+    mh_entry_free(&e);
 }
 
 static void run_frame(const char *name, const json_t *in, const json_t *c)
@@ -320,6 +322,28 @@ static void run_case(void **state)
         fail_msg("unknown vector kind '%s'", v->kind);
 }
 
+/* The whole file as a NUL-terminated string (vector files hold no NUL byte). */
+static char *read_file(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    char *text = NULL;
+    long n;
+
+    if (!fp)
+        return NULL;
+    if (fseek(fp, 0, SEEK_END) == 0 && (n = ftell(fp)) >= 0 && fseek(fp, 0, SEEK_SET) == 0 &&
+        (text = malloc((size_t)n + 1))) {
+        if (fread(text, 1, (size_t)n, fp) != (size_t)n) {
+            free(text);
+            text = NULL;
+        } else {
+            text[n] = '\0';
+        }
+    }
+    fclose(fp);
+    return text;
+}
+
 static int name_cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -354,14 +378,22 @@ int main(int argc, char **argv)
         return 2;
     }
     for (size_t f = 0; f < nfiles; f++) {
-        json_error_t je;
+        mh_err jerr;
+        char *text;
         const json_t *kind, *list;
         size_t k;
 
         snprintf(path, sizeof path, "%s/%s", dir, files[f]);
-        docs[f] = json_load_file(path, JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, &je);
+        /* The library's own parser: jansson's cannot load a key holding U+0000. */
+        if (!(text = read_file(path))) {
+            fprintf(stderr, "%s: cannot read\n", path);
+            return 2;
+        }
+        mh_err_clear(&jerr);
+        docs[f] = mh_json_parse_depth(text, strlen(text), 1000, &jerr);
+        free(text);
         if (!docs[f]) {
-            fprintf(stderr, "%s: %s (line %d)\n", path, je.text, je.line);
+            fprintf(stderr, "%s: %s\n", path, jerr.msg);
             return 2;
         }
         kind = json_object_get(docs[f], "kind");
