@@ -469,7 +469,6 @@ void mh_conn_keepalive_all(mh_hub *h, uint64_t now_ms)
 void mh_conn_check_expiry(mh_conn *c, int64_t now_s)
 {
     int64_t left;
-    char frame[96];
 
     if (!c->expires || c->closing)
         return;
@@ -479,9 +478,11 @@ void mh_conn_check_expiry(mh_conn *c, int64_t now_s)
         mh_conn_close(c, 4004, "token expired");
     } else if (!c->warned && left <= c->hub->cfg->expiry_warning) {
         c->warned = true;
-        snprintf(frame, sizeof frame, "{\"expiring\":{\"expires\":%lld,\"in\":%lld}}",
-                 (long long)c->expires, (long long)left);
-        mh_conn_send(c, frame, strlen(frame));
+        mh_buf b;
+        mh_buf_init(&b);
+        mh_out_expiring(&b, c->expires, left);
+        mh_conn_send_buf(c, &b);
+        mh_buf_free(&b);
     }
 }
 

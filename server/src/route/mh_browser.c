@@ -34,7 +34,8 @@ void mh_browser_welcome(mh_conn *c)
     mh_buf b;
 
     mh_buf_init(&b);
-    mh_out_welcome(&b, c, c->hub->cfg->spread_max_ms, c->hub->cfg->max_frame);
+    mh_out_welcome(&b, c->hub->cfg->hub_id, c->name, c->sub, c->staff, c->super, c->expires,
+                   c->hub->cfg->spread_max_ms, c->hub->cfg->max_frame);
     mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
 }
@@ -136,15 +137,7 @@ static void do_auth(mh_conn *c, mh_frame *f)
         return;
     }
     mh_buf_init(&b);
-    mh_buf_puts(&b, "{\"authed\":{\"identity\":{\"sub\":");
-    mh_json_put_string(&b, id.sub, strlen(id.sub));
-    mh_buf_printf(&b, ",\"staff\":%s,\"super\":%s},\"expires\":%lld", id.staff ? "true" : "false",
-                  id.super ? "true" : "false", (long long)id.exp);
-    if (f->ref) {
-        mh_buf_puts(&b, ",\"ref\":");
-        mh_json_dump(&b, f->ref);
-    }
-    mh_buf_puts(&b, "}}");
+    mh_out_authed(&b, id.sub, id.staff, id.super, id.exp, f->ref);
     mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
     recheck_subs(c);
@@ -302,14 +295,7 @@ static void do_inbound(mh_conn *c, mh_frame *f)
     mh_buf_init(&id);
     mh_redis_name(h->redis, &stream, "in", NULL, 0);
     mh_frame_dump(&body, f);
-    if (c->sub) {
-        mh_buf_puts(&ident, "{\"sub\":");
-        mh_json_put_string(&ident, c->sub, strlen(c->sub));
-        mh_buf_printf(&ident, ",\"staff\":%s,\"super\":%s}", c->staff ? "true" : "false",
-                      c->super ? "true" : "false");
-    } else {
-        mh_buf_puts(&ident, "null");
-    }
+    mh_out_identity(&ident, c->sub, c->staff, c->super);
     if (is_rpc)
         mh_json_dump(&id, f->id);
     snprintf(maxlen, sizeof maxlen, "%d", cfg->inbound_maxlen);

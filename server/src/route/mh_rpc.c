@@ -6,6 +6,7 @@
 #include "mh_buf.h"
 #include "mh_json.h"
 #include "mh_log.h"
+#include "mh_out.h"
 
 struct mh_rpc_wait {
     mh_rpc_wait *next;
@@ -68,10 +69,7 @@ void mh_rpc_send_error(mh_conn *c, const char *id_json, const char *code, const 
     mh_buf b;
 
     mh_buf_init(&b);
-    mh_buf_printf(&b, "{\"id\":%s,\"ok\":false,\"error\":{\"code\":\"%s\",\"message\":", id_json,
-                  code);
-    mh_json_put_string(&b, msg, strlen(msg));
-    mh_buf_puts(&b, "}}");
+    mh_out_rpc_error(&b, id_json, code, msg);
     if (!b.oom)
         mh_conn_send(c, b.data, b.len);
     mh_buf_free(&b);

@@ -1,7 +1,9 @@
 /*
- * mh_out — encoders of the frames the hub sends (SPEC section 8). Each
- * appends compact JSON to a buffer; shared frames are then wrapped once in
- * an mh_msg and queued by reference.
+ * mh_out — every frame the hub sends (SPEC section 8) and the envelopes it
+ * writes itself (SPEC 11: the canary; the identity it adds to the inbound
+ * stream). Pure functions of plain arguments, each appending compact JSON
+ * to a buffer (non-ASCII raw, as SPEC 3 writes it); no I/O. Every encoder is
+ * covered by protocol/vectors/outbound.json (tests/unit/test_out.c).
  */
 #ifndef MH_OUT_H
 #define MH_OUT_H
@@ -14,9 +16,28 @@
 #include "mh_envelope.h"
 #include "mh_inval.h"
 
-typedef struct mh_conn mh_conn;
+/**
+ * {"welcome":{"protocol":1,"hub","conn","identity","expires","spread_ms","max_frame"}}:
+ * 'subject' NULL is an anonymous connection (identity null); 'expires' 0 is null.
+ */
+void mh_out_welcome(mh_buf *b, const char *hub_id, const char *conn, const char *subject,
+                    bool staff, bool super, int64_t expires, int spread_ms, int max_frame);
 
-void mh_out_welcome(mh_buf *b, const mh_conn *c, int spread_ms, int max_frame);
+/** {"authed":{"identity":{...},"expires":N,"ref"?}} after an auth/refresh. */
+void mh_out_authed(mh_buf *b, const char *subject, bool staff, bool super, int64_t expires,
+                   const json_t *ref);
+
+/** {"expiring":{"expires":N,"in":S}}. */
+void mh_out_expiring(mh_buf *b, int64_t expires, int64_t in);
+
+/** An rpc error from the hub: {"id":ID,"ok":false,"error":{"code","message"}}; 'id_json' is the id as JSON. */
+void mh_out_rpc_error(mh_buf *b, const char *id_json, const char *code, const char *message);
+
+/** The identity the inbound stream carries (SPEC 11): {"sub","staff","super"}, or null. */
+void mh_out_identity(mh_buf *b, const char *subject, bool staff, bool super);
+
+/** The canary envelope (SPEC 11): {"v":1,"kind":"canary","hub":ID,"nonce":N}. */
+void mh_out_canary(mh_buf *b, const char *hub_id, const char *nonce);
 
 /**
  * {"invalidate":[entry],"versions":{ctx:version},...}: 'version' may be

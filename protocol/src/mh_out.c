@@ -2,7 +2,6 @@
 
 #include <string.h>
 
-#include "mh_conn.h"
 #include "mh_json.h"
 #include "mh_value.h"
 
@@ -19,25 +18,76 @@ static void put_ref(mh_buf *b, const json_t *ref)
     }
 }
 
-void mh_out_welcome(mh_buf *b, const mh_conn *c, int spread_ms, int max_frame)
+static void put_identity(mh_buf *b, const char *subject, bool staff, bool super)
+{
+    if (!subject) {
+        mh_buf_puts(b, "null");
+        return;
+    }
+    mh_buf_puts(b, "{\"sub\":");
+    put_str(b, subject);
+    mh_buf_printf(b, ",\"staff\":%s,\"super\":%s}", staff ? "true" : "false",
+                  super ? "true" : "false");
+}
+
+void mh_out_welcome(mh_buf *b, const char *hub_id, const char *conn, const char *subject,
+                    bool staff, bool super, int64_t expires, int spread_ms, int max_frame)
 {
     mh_buf_puts(b, "{\"welcome\":{\"protocol\":1,\"hub\":");
-    put_str(b, c->hub->cfg->hub_id);
+    put_str(b, hub_id);
     mh_buf_puts(b, ",\"conn\":");
-    put_str(b, c->name);
-    if (c->sub) {
-        mh_buf_puts(b, ",\"identity\":{\"sub\":");
-        put_str(b, c->sub);
-        mh_buf_printf(b, ",\"staff\":%s,\"super\":%s}", c->staff ? "true" : "false",
-                      c->super ? "true" : "false");
-    } else {
-        mh_buf_puts(b, ",\"identity\":null");
-    }
-    if (c->expires)
-        mh_buf_printf(b, ",\"expires\":%lld", (long long)c->expires);
+    put_str(b, conn);
+    mh_buf_puts(b, ",\"identity\":");
+    put_identity(b, subject, staff, super);
+    if (expires)
+        mh_buf_printf(b, ",\"expires\":%lld", (long long)expires);
     else
         mh_buf_puts(b, ",\"expires\":null");
     mh_buf_printf(b, ",\"spread_ms\":%d,\"max_frame\":%d}}", spread_ms, max_frame);
+}
+
+void mh_out_authed(mh_buf *b, const char *subject, bool staff, bool super, int64_t expires,
+                   const json_t *ref)
+{
+    mh_buf_puts(b, "{\"authed\":{\"identity\":");
+    put_identity(b, subject, staff, super);
+    if (expires)
+        mh_buf_printf(b, ",\"expires\":%lld", (long long)expires);
+    else
+        mh_buf_puts(b, ",\"expires\":null");
+    put_ref(b, ref);
+    mh_buf_puts(b, "}}");
+}
+
+void mh_out_expiring(mh_buf *b, int64_t expires, int64_t in)
+{
+    mh_buf_printf(b, "{\"expiring\":{\"expires\":%lld,\"in\":%lld}}", (long long)expires,
+                  (long long)in);
+}
+
+void mh_out_rpc_error(mh_buf *b, const char *id_json, const char *code, const char *message)
+{
+    mh_buf_puts(b, "{\"id\":");
+    mh_buf_puts(b, id_json);
+    mh_buf_puts(b, ",\"ok\":false,\"error\":{\"code\":");
+    put_str(b, code);
+    mh_buf_puts(b, ",\"message\":");
+    put_str(b, message);
+    mh_buf_puts(b, "}}");
+}
+
+void mh_out_identity(mh_buf *b, const char *subject, bool staff, bool super)
+{
+    put_identity(b, subject, staff, super);
+}
+
+void mh_out_canary(mh_buf *b, const char *hub_id, const char *nonce)
+{
+    mh_buf_puts(b, "{\"v\":1,\"kind\":\"canary\",\"hub\":");
+    put_str(b, hub_id);
+    mh_buf_puts(b, ",\"nonce\":");
+    put_str(b, nonce);
+    mh_buf_putc(b, '}');
 }
 
 void mh_out_invalidate(mh_buf *b, const mh_entry *e, const char *version, const char *reason,

@@ -1,0 +1,149 @@
+/*
+ * mh_out against protocol/vectors/outbound/frames.json: every frame the hub
+ * encodes, its exact bytes written by gen.py (Python's json, from SPEC 8
+ * and 11, independently of these encoders). Each case is its own test.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "mh_envelope.h"
+#include "mh_inval.h"
+#include "mh_out.h"
+
+static json_t *cases_doc;
+
+static const char *str_or_null(const json_t *a, const char *k)
+{
+    return json_string_value(json_object_get(a, k));
+}
+
+static bool flag(const json_t *a, const char *k)
+{
+    return json_is_true(json_object_get(a, k));
+}
+
+static long long num(const json_t *a, const char *k)
+{
+    return (long long)json_number_value(json_object_get(a, k));
+}
+
+/* The case's "ref": absent or null means no ref. */
+static const json_t *ref_of(const json_t *a)
+{
+    const json_t *r = json_object_get(a, "ref");
+    return json_is_null(r) ? NULL : r;
+}
+
+static void entry_of(const json_t *a, mh_entry *e)
+{
+    mh_err err;
+    assert_int_equal(mh_scope_from_json(e, json_object_get(a, "entry"), "/entry", &err), 0);
+}
+
+static void encode(const char *enc, const json_t *a, mh_buf *b)
+{
+    mh_entry e = {0};
+
+    if (!strcmp(enc, "welcome")) {
+        mh_out_welcome(b, str_or_null(a, "hub"), str_or_null(a, "conn"), str_or_null(a, "subject"),
+                       flag(a, "staff"), flag(a, "super"), num(a, "expires"),
+                       (int)num(a, "spread_ms"), (int)num(a, "max_frame"));
+    } else if (!strcmp(enc, "authed")) {
+        mh_out_authed(b, str_or_null(a, "subject"), flag(a, "staff"), flag(a, "super"),
+                      num(a, "expires"), ref_of(a));
+    } else if (!strcmp(enc, "expiring")) {
+        mh_out_expiring(b, num(a, "expires"), num(a, "in"));
+    } else if (!strcmp(enc, "ack")) {
+        entry_of(a, &e);
+        mh_out_ack(b, flag(a, "subscribed"), flag(a, "channel"), &e, str_or_null(a, "version"),
+                   str_or_null(a, "epoch"), (uint64_t)num(a, "seq"), ref_of(a));
+    } else if (!strcmp(enc, "invalidate")) {
+        entry_of(a, &e);
+        mh_out_invalidate(b, &e, str_or_null(a, "version"), str_or_null(a, "reason"),
+                          (int)num(a, "spread_ms"), json_number_value(json_object_get(a, "ts")));
+    } else if (!strcmp(enc, "error")) {
+        int target = (int)num(a, "target");
+        if (target)
+            entry_of(a, &e);
+        mh_out_error(b, str_or_null(a, "code"), str_or_null(a, "message"), ref_of(a), target,
+                     target ? &e : NULL);
+    } else if (!strcmp(enc, "ended")) {
+        entry_of(a, &e);
+        mh_out_ended(b, flag(a, "channel"), &e, str_or_null(a, "code"), str_or_null(a, "message"));
+    } else if (!strcmp(enc, "gap")) {
+        entry_of(a, &e);
+        mh_out_gap(b, &e, (uint64_t)num(a, "from"), (uint64_t)num(a, "to"), flag(a, "recovered"),
+                   str_or_null(a, "reason"));
+    } else if (!strcmp(enc, "pong")) {
+        mh_out_pong(b, ref_of(a));
+    } else if (!strcmp(enc, "rpc_error")) {
+        mh_out_rpc_error(b, str_or_null(a, "id_json"), str_or_null(a, "code"),
+                         str_or_null(a, "message"));
+    } else if (!strcmp(enc, "identity")) {
+        mh_out_identity(b, str_or_null(a, "subject"), flag(a, "staff"), flag(a, "super"));
+    } else if (!strcmp(enc, "canary")) {
+        mh_out_canary(b, str_or_null(a, "hub"), str_or_null(a, "nonce"));
+    } else if (!strcmp(enc, "channel_message")) {
+        const char *text = str_or_null(a, "envelope");
+        mh_envelope env;
+        mh_err err;
+        assert_int_equal(mh_envelope_decode(text, strlen(text), &env, &err), 0);
+        assert_int_equal(mh_out_channel_message(b, &env), 0);
+        mh_envelope_free(&env);
+    } else {
+        fail_msg("no encoder called '%s' (add it here and to gen.py)", enc);
+    }
+    mh_entry_free(&e);
+}
+
+static void run_case(void **state)
+{
+    const json_t *c = *state;
+    const char *want = json_string_value(json_object_get(c, "expect"));
+    mh_buf b;
+
+    mh_buf_init(&b);
+    encode(json_string_value(json_object_get(c, "encoder")), json_object_get(c, "args"), &b);
+    assert_false(b.oom);
+    assert_non_null(mh_buf_cstr(&b));
+    if (strlen(want) != b.len || memcmp(want, b.data, b.len))
+        fail_msg("%s:\n  got  %.*s\n  want %s", json_string_value(json_object_get(c, "name")),
+                 (int)b.len, b.data, want);
+    mh_buf_free(&b);
+}
+
+int main(int argc, char **argv)
+{
+    char path[1024];
+    json_error_t jerr;
+    struct CMUnitTest *tests;
+    size_t n, i;
+    int rc;
+
+    snprintf(path, sizeof path, "%s/outbound/frames.json", argc > 1 ? argv[1] : MH_VECTORS_DIR);
+    cases_doc = json_load_file(path, 0, &jerr);
+    if (!cases_doc) {
+        fprintf(stderr, "test_out: %s: %s\n", path, jerr.text);
+        return 1;
+    }
+    n = json_array_size(json_object_get(cases_doc, "cases"));
+    tests = calloc(n, sizeof *tests);
+    for (i = 0; i < n; i++) {
+        json_t *c = json_array_get(json_object_get(cases_doc, "cases"), i);
+        tests[i].name = json_string_value(json_object_get(c, "name"));
+        tests[i].test_func = run_case;
+        tests[i].initial_state = c;
+    }
+    rc = _cmocka_run_group_tests("outbound", tests, n, NULL, NULL);
+    free(tests);
+    json_decref(cases_doc);
+    return rc;
+}
