@@ -69,6 +69,12 @@ json_t *mh_envelope_to_json(const mh_envelope *env);
  */
 int mh_version_parse(const char *s, size_t len, char *epoch, uint64_t *n);
 
+/** Room for a version's text: the epoch, ':', a counter of up to 20 digits, NUL. */
+#define MH_VERSION_MAX (MH_EPOCH_MAX + 22)
+
+/** Writes the version "E:N" (SPEC 10) into out[MH_VERSION_MAX]; returns its length. */
+size_t mh_version_format(char out[MH_VERSION_MAX], const char *epoch, uint64_t n);
+
 /** True when 's' is 1..32 characters of [0-9a-z]. */
 bool mh_epoch_valid(const char *s, size_t len);
 

@@ -1,5 +1,6 @@
 #include "mh_envelope.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "mh_frame.h"
@@ -30,6 +31,12 @@ bool mh_epoch_valid(const char *s, size_t len)
         if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z')))
             return false;
     return true;
+}
+
+size_t mh_version_format(char out[MH_VERSION_MAX], const char *epoch, uint64_t n)
+{
+    int len = snprintf(out, MH_VERSION_MAX, "%.*s:%llu", MH_EPOCH_MAX, epoch, (unsigned long long)n);
+    return len < 0 ? 0 : (size_t)len;
 }
 
 int mh_version_parse(const char *s, size_t len, char *epoch, uint64_t *n)

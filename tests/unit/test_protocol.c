@@ -205,10 +205,30 @@ static void too_deep_frame_keeps_ref(void **state)
     }
 }
 
+/* Versions are written in one place and read back by the one parser. */
+static void versions_format_and_parse_back(void **state)
+{
+    char text[MH_VERSION_MAX], epoch[MH_EPOCH_MAX + 1];
+    uint64_t n = 0;
+    static const char long_epoch[] = "abcdefghijklmnopqrstuvwxyz012345"; /* MH_EPOCH_MAX */
+    (void)state;
+
+    assert_int_equal(mh_version_format(text, "k2f9a", 42), 8);
+    assert_string_equal(text, "k2f9a:42");
+    /* the longest the parser takes: a 32-byte epoch, 16 digits */
+    assert_int_equal(mh_version_format(text, long_epoch, 9999999999999999ull), 32 + 1 + 16);
+    assert_int_equal(mh_version_parse(text, strlen(text), epoch, &n), 0);
+    assert_string_equal(epoch, long_epoch);
+    assert_true(n == 9999999999999999ull);
+    /* and the buffer holds any counter */
+    assert_int_equal(mh_version_format(text, long_epoch, UINT64_MAX), 32 + 1 + 20);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(number_round_trips),
+        cmocka_unit_test(versions_format_and_parse_back),
         cmocka_unit_test(integers_have_no_exponent),
         cmocka_unit_test(json_dump_is_stringify),
         cmocka_unit_test(buffer_head_room),

@@ -147,7 +147,7 @@ static void on_context_hash(mh_hub *h, redisReply *reply, void *arg)
     mh_keynode *node;
     mh_conn *c = req_conn(h, q, &node);
     mh_vhash vh = {0};
-    char version[MH_EPOCH_MAX + 24] = "0:0";
+    char version[MH_VERSION_MAX] = "0:0";
     uint64_t max_bucket = 0;
 
     if (!c)
@@ -165,7 +165,7 @@ static void on_context_hash(mh_hub *h, redisReply *reply, void *arg)
         vh.epoch[reply->element[0]->len] = '\0';
         vh.n = reply_u64(reply->element[1]);
         vh.u = reply_u64(reply->element[2]);
-        snprintf(version, sizeof version, "%s:%llu", vh.epoch, (unsigned long long)vh.n);
+        mh_version_format(version, vh.epoch, vh.n);
     }
     /* "0:0" too is a known version: nothing was ever published. */
     mh_fanout_note_version(node->ctx, version, strlen(version));
@@ -190,7 +190,7 @@ void mh_heal_subscribe_context(mh_conn *c, mh_sub *sub, const char *since, size_
     char fields[MH_VERSIONS_MAX_BUCKETS][8];
     const char *argv[5 + MH_VERSIONS_MAX_BUCKETS];
     size_t lens[5 + MH_VERSIONS_MAX_BUCKETS];
-    char version[MH_EPOCH_MAX + 24];
+    char version[MH_VERSION_MAX];
     sub_req *q;
     mh_buf key;
     int argc;
@@ -203,7 +203,7 @@ void mh_heal_subscribe_context(mh_conn *c, mh_sub *sub, const char *since, size_
     if (since && mh_version_parse(since, since_len, version, &(uint64_t){0}))
         send_bad_version(c, &sub->node->entry, false, ref);
     if (!since && ctx->version_known) {
-        snprintf(version, sizeof version, "%s:%llu", ctx->epoch, (unsigned long long)ctx->n);
+        mh_version_format(version, ctx->epoch, ctx->n);
         ack_context(c, &sub->node->entry, version, ref);
         return;
     }
@@ -758,7 +758,7 @@ static void on_heal_hash(mh_hub *h, redisReply *reply, void *arg)
     mh_ctx *ctx = mh_subs_context(&h->subs, q->name, q->len);
     uint64_t *buckets = NULL;
     mh_vhash vh = {0};
-    char version[MH_EPOCH_MAX + 24] = "0:0";
+    char version[MH_VERSION_MAX] = "0:0";
     heal_scan scan;
 
     if (heal_stale(h, q->gen))
@@ -792,7 +792,7 @@ static void on_heal_hash(mh_hub *h, redisReply *reply, void *arg)
         }
     }
     if (vh.exists)
-        snprintf(version, sizeof version, "%s:%llu", vh.epoch, (unsigned long long)vh.n);
+        mh_version_format(version, vh.epoch, vh.n);
     scan = (heal_scan){.h = h, .ctx = ctx, .vh = &vh, .buckets = buckets, .version = version};
     mh_subs_each_node(ctx, heal_node, &scan);
     ctx->gap = false;
