@@ -8,7 +8,7 @@ with a message naming the key, not surface as a silent failure to publish.
 | E001 | ``MIZAN_HUB`` is not a dict, or has a key this app does not know |
 | E002 | ``REDIS_URL`` is not a redis://, rediss:// or unix:// URL |
 | E003 | ``PREFIX`` is not a non-empty string without spaces or control characters |
-| E004 | ``STRICT`` or ``SESSIONS`` is not a bool |
+| E004 | ``STRICT`` or ``SESSIONS`` is not a bool, ``TEST_MODE`` not a bool or None |
 | E005 | ``CONTEXTS``/``CHANNELS``: a bad name, guard, params, param_rules or history |
 | E006 | ``DEFAULT`` is not "deny" or "allow" |
 | E007 | ``MODELS``: an unknown model or a bad entry |
@@ -219,6 +219,9 @@ def check_settings(app_configs=None, **kwargs) -> list:
     for field in ("STRICT", "SESSIONS"):
         if not isinstance(hub[field], bool):
             errors.append(_err(4, f"MIZAN_HUB['{field}'] must be True or False"))
+    if not (hub["TEST_MODE"] is None or isinstance(hub["TEST_MODE"], bool)):
+        errors.append(_err(4, "MIZAN_HUB['TEST_MODE'] must be True, False or None (on under "
+                              "Django's test runner)"))
     errors += _check_entries("CONTEXTS", hub["CONTEXTS"])
     errors += _check_entries("CHANNELS", hub["CHANNELS"])
     if hub["DEFAULT"] not in ("deny", "allow"):
