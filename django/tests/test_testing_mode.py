@@ -72,10 +72,10 @@ def test_a_bad_setting_is_e004():
 def test_saves_are_recorded_at_commit_and_rollbacks_drop_them(test_mode):
     published = test_mode
     with transaction.atomic():
-        Todo.objects.create(title="a", list_id=1)
+        todo = Todo.objects.create(title="a", list_id=1)
         assert published == []
     assert published == [{"kind": "invalidate", "invalidate": [
-        "todos", {"context": "todo", "params": {"id": "1"}},
+        "todos", {"context": "todo", "params": {"id": str(todo.pk)}},
         {"context": "list", "params": {"list_id": "1"}}]}]
     published.clear()
     with contextlib.suppress(RuntimeError), transaction.atomic():
