@@ -384,8 +384,10 @@ def _outbox_problem(alias: str) -> str | None:
 def _migrate_running() -> bool:
     """Whether a ``migrate`` command (or a subclass) is on the call stack:
     Django gives a check no other way to know who runs it."""
+    from types import FrameType
+
     from django.core.management.commands.migrate import Command as Migrate
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if isinstance(frame.f_locals.get("self"), Migrate):
             return True

@@ -49,37 +49,6 @@ __all__ = ["published", "active", "clear", "assert_invalidated", "assert_not_inv
            "assert_published", "MizanHubTestMixin", "Published"]
 
 
-class Published(list):
-    """The recorded envelopes (a list), with the assertion helpers."""
-
-    def invalidations(self) -> list:
-        """Every recorded invalidation entry, in order."""
-        return [entry for env in self if env["kind"] == "invalidate"
-                for entry in env["invalidate"]]
-
-    def messages(self, channel: str | None = None) -> list[dict]:
-        """The recorded channel messages (of ``channel`` when given)."""
-        return [env for env in self if env["kind"] == "message"
-                and (channel is None or env["channel"] == channel)]
-
-    def assert_invalidated(self, context: str, /, **params: Any) -> list:
-        return assert_invalidated(context, **params)
-
-    def assert_not_invalidated(self, context: str | None = None, /, **params: Any) -> None:
-        assert_not_invalidated(context, **params)
-
-    def assert_published(self, channel: str, /, type: str | None = None,
-                         **params: Any) -> list[dict]:
-        return assert_published(channel, type=type, **params)
-
-    def clear(self) -> None:
-        clear()
-
-
-#: The envelopes recorded in test mode (cleared between tests by the mixin
-#: and the pytest plugin; always the same list object).
-published = Published()
-
 _lock = threading.RLock()
 _local = threading.local()
 
@@ -335,6 +304,30 @@ def assert_published(channel: str, /, type: str | None = None, **params: Any) ->
     return found
 
 
+class Published(list):
+    """The recorded envelopes (a list), with the assertion helpers."""
+
+    def invalidations(self) -> list:
+        """Every recorded invalidation entry, in order."""
+        return [entry for env in self if env["kind"] == "invalidate"
+                for entry in env["invalidate"]]
+
+    def messages(self, channel: str | None = None) -> list[dict]:
+        """The recorded channel messages (of ``channel`` when given)."""
+        return [env for env in self if env["kind"] == "message"
+                and (channel is None or env["channel"] == channel)]
+
+    assert_invalidated = staticmethod(assert_invalidated)
+    assert_not_invalidated = staticmethod(assert_not_invalidated)
+    assert_published = staticmethod(assert_published)
+    clear = staticmethod(clear)  # type: ignore[assignment]
+
+
+#: The envelopes recorded in test mode (cleared between tests by the mixin
+#: and the pytest plugin; always the same list object).
+published = Published()
+
+
 class MizanHubTestMixin:
     """For ``django.test.TestCase`` (and ``SimpleTestCase``,
     ``TransactionTestCase``): :data:`published` is cleared before every
@@ -361,12 +354,6 @@ class MizanHubTestMixin:
     def published(self) -> Published:
         return published
 
-    def assertInvalidated(self, context: str, /, **params: Any) -> list:
-        return assert_invalidated(context, **params)
-
-    def assertNotInvalidated(self, context: str | None = None, /, **params: Any) -> None:
-        assert_not_invalidated(context, **params)
-
-    def assertPublished(self, channel: str, /, type: str | None = None,
-                        **params: Any) -> list[dict]:
-        return assert_published(channel, type=type, **params)
+    assertInvalidated = staticmethod(assert_invalidated)
+    assertNotInvalidated = staticmethod(assert_not_invalidated)
+    assertPublished = staticmethod(assert_published)
