@@ -116,6 +116,8 @@ def record(kind: str, body: str, using: str | None = None) -> None:
     alias = using or DEFAULT_DB_ALIAS
     if not transaction.get_connection(alias).in_atomic_block:
         # Autocommit: the real call relays at once, in an envelope of its own.
+        # (Manual transaction management, set_autocommit(False), is recorded
+        # at once too: the real row waits for commit() and a relay.)
         _committed(None, _Call(alias, secrets.token_hex(8), kind, body))
         return
     txns = _local.__dict__.setdefault("txns", {})
