@@ -63,7 +63,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 _SUBMODULES = {"conf", "stats", "protocol", "publishing", "transports", "receivers",
                "sessions", "tokens", "handlers", "registry", "worker", "izana_compat",
-               "outbox"}
+               "outbox", "testing"}
 
 
 def __getattr__(name: str) -> Any:

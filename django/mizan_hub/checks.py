@@ -8,7 +8,7 @@ with a message naming the key, not surface as a silent failure to publish.
 | E001 | ``MIZAN_HUB`` is not a dict, or has a key this app does not know |
 | E002 | ``REDIS_URL`` is not a redis://, rediss:// or unix:// URL |
 | E003 | ``PREFIX`` is not a non-empty string without spaces or control characters |
-| E004 | ``STRICT`` or ``SESSIONS`` is not a bool |
+| E004 | ``STRICT`` or ``SESSIONS`` is not a bool, ``TEST_MODE`` not a bool or None |
 | E005 | ``CONTEXTS``/``CHANNELS``: a bad name, guard, params, param_rules or history |
 | E006 | ``DEFAULT`` is not "deny" or "allow" |
 | E007 | ``MODELS``: an unknown model or a bad entry |
@@ -19,6 +19,7 @@ with a message naming the key, not surface as a silent failure to publish.
 | E012 | ``HUB`` is not a dict of the hub's settings, or sets one Django's settings decide |
 | E013 | ``ALLOWED_ORIGINS`` is not None or a list of ``scheme://host[:port]`` origins |
 | E014 | ``MizanHubMiddleware`` comes before ``SessionMiddleware`` or ``AuthenticationMiddleware`` |
+| E015 | (database, ``check --database ALIAS``) the outbox table is missing or a ``mizan_hub`` migration is not applied on a database that holds it |
 | W001 | ``TOKEN``: an HS key shorter than 32 bytes |
 | W002 | ``MODELS`` names a context the registry does not list while DEFAULT is "deny" |
 | W003 | ``MizanHubMiddleware`` is not in ``MIDDLEWARE`` |
@@ -36,6 +37,7 @@ Deploy checks (``manage.py check --deploy``):
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -219,6 +221,9 @@ def check_settings(app_configs=None, **kwargs) -> list:
     for field in ("STRICT", "SESSIONS"):
         if not isinstance(hub[field], bool):
             errors.append(_err(4, f"MIZAN_HUB['{field}'] must be True or False"))
+    if not (hub["TEST_MODE"] is None or isinstance(hub["TEST_MODE"], bool)):
+        errors.append(_err(4, "MIZAN_HUB['TEST_MODE'] must be True, False or None (on under "
+                              "Django's test runner)"))
     errors += _check_entries("CONTEXTS", hub["CONTEXTS"])
     errors += _check_entries("CHANNELS", hub["CHANNELS"])
     if hub["DEFAULT"] not in ("deny", "allow"):
@@ -327,6 +332,67 @@ def check_middleware(app_configs=None, **kwargs) -> list:
                       "and request.user, which they set",
                       hint="move it after them", obj="settings.MIDDLEWARE", id="mizan_hub.E014")]
     return []
+
+
+@register(Tags.database)
+def check_outbox_table(app_configs=None, databases=None, **kwargs) -> list:
+    """E015: ``invalidate()``/``publish()`` write to the outbox table, and
+    fail with "no such table" where a migration of this app is missing.
+
+    A database check (it reads the database), so Django runs it only when
+    asked for databases: ``manage.py check --database ALIAS``, the test
+    runner (after it migrated) and ``manage.py migrate`` -- which runs it
+    before migrating, where the error would stop the very command that
+    fixes it: there it says nothing. ``runserver`` lists unapplied
+    migrations itself, and the first publish names the fix
+    (:class:`mizan_hub.outbox.OutboxTableMissing`)."""
+    if not databases or _migrate_running():
+        return []
+    from . import outbox
+    errors = []
+    for alias in databases:
+        if alias not in outbox.databases():
+            continue  # the router keeps the table elsewhere
+        problem = _outbox_problem(alias)
+        if problem:
+            errors.append(Error(f"{problem}: invalidate() and publish() fail until it is",
+                                hint=f"run `manage.py migrate --database {alias}`",
+                                obj="mizan_hub.OutboxEntry", id="mizan_hub.E015"))
+    return errors
+
+
+def _outbox_problem(alias: str) -> str | None:
+    from django.db import DatabaseError, connections
+    from django.db.migrations.loader import MigrationLoader
+
+    from .models import OutboxEntry
+    connection = connections[alias]
+    table = OutboxEntry._meta.db_table
+    try:
+        if table not in connection.introspection.table_names():
+            return f"the outbox table {table} does not exist on database {alias!r}"
+        loader = MigrationLoader(connection, ignore_no_migrations=True)
+        unapplied = sorted(name for app, name in loader.graph.nodes
+                           if app == "mizan_hub" and (app, name) not in loader.applied_migrations)
+    except DatabaseError as exc:
+        return f"the outbox table of database {alias!r} cannot be looked up ({exc})"
+    if unapplied:
+        return f"mizan_hub migration(s) {', '.join(unapplied)} not applied on database {alias!r}"
+    return None
+
+
+def _migrate_running() -> bool:
+    """Whether a ``migrate`` command (or a subclass) is on the call stack:
+    Django gives a check no other way to know who runs it."""
+    from types import FrameType
+
+    from django.core.management.commands.migrate import Command as Migrate
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("self"), Migrate):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _deploy_warn(id_: int, msg: str, hint: str) -> Warning:

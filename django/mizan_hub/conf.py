@@ -28,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
     # False: a publish that cannot reach Redis is logged and counted, and the
     # request goes on. True: it raises mizan_hub.PublishError.
     "STRICT": False,
+    # mizan_hub.testing: True records publishing in mizan_hub.testing.published
+    # (at commit) instead of sending it, and leaves Redis alone; None (auto)
+    # does so under Django's test runner only; False never.
+    "TEST_MODE": None,
     # Seconds to wait for Redis before giving up (connect and each command):
     # short, because publishing runs inside requests.
     "REDIS_TIMEOUT": 1.0,

@@ -15,7 +15,7 @@ import logging
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 
 from . import protocol, sessions, stats
-from .publishing import begin_request, end_request, invalidate, not_yet_declared
+from .publishing import ainvalidate, begin_request, end_request, invalidate, not_yet_declared
 from .transports import declared_invalidations
 
 #: Methods whose responses' bodies are not read for invalidations (RFC 9110
@@ -37,9 +37,11 @@ class MizanHubMiddleware:
     and counted (``middleware_bad_declarations``); the response is returned
     untouched either way.
 
-    Sync and async capable: under ASGI with an async stack, Redis and the
-    session registry are reached through ``sync_to_async`` and the event
-    loop never blocks on them.
+    Sync and async capable: under ASGI with an async stack it publishes with
+    ``ainvalidate()`` (the outbox row written through ``sync_to_async``,
+    published on ``redis.asyncio``; inside a transaction after its commit,
+    as ``invalidate()``), and reaches the session registry through
+    ``sync_to_async``: the event loop never blocks on Redis.
     """
 
     sync_capable = True
@@ -74,7 +76,7 @@ class MizanHubMiddleware:
             response = await self.get_response(request)
             entries = self.declared(request, response)
             if entries:
-                await sync_to_async(invalidate)(*entries)
+                await ainvalidate(*entries)
         finally:
             end_request(token)
         if session_key:

@@ -71,7 +71,8 @@ from typing import Any, NamedTuple
 
 import redis
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, router, transaction
+from django.db import (DEFAULT_DB_ALIAS, DatabaseError, OperationalError, ProgrammingError,
+                       connections, router, transaction)
 from django.utils import timezone
 
 from . import conf, stats
@@ -99,6 +100,46 @@ _TRANSIENT_CODES = ("LOADING", "BUSY", "READONLY", "OOM", "MASTERDOWN", "TRYAGAI
 
 class PublishError(Exception):
     """A publish could not reach Redis (raised only when ``STRICT``)."""
+
+
+class OutboxTableMissing(ProgrammingError):
+    """The outbox table does not exist: ``manage.py migrate`` was not run
+    (a database error still, so what caught the driver's error catches it)."""
+
+    def __init__(self, alias: str, table: str = "mizan_hub_outbox") -> None:
+        super().__init__(f"mizan-hub: the outbox table {table} does not exist on database "
+                         f"{alias!r}, so invalidate()/publish() cannot queue events: run "
+                         f"`manage.py migrate` (`manage.py check --database {alias}` reports "
+                         "it as mizan_hub.E015)")
+        self.alias = alias
+
+
+def _table_missing(exc: DatabaseError) -> bool:
+    """Whether a database error says that the outbox table does not exist
+    (SQLite, PostgreSQL 42P01, MySQL 1146, Oracle ORA-00942)."""
+    cause = exc.__cause__
+    if getattr(cause, "pgcode", None) == "42P01" or getattr(cause, "sqlstate", None) == "42P01":
+        return True
+    if getattr(cause, "args", None) and cause.args[0] == 1146:
+        return True
+    text = str(exc).lower()
+    return "ora-00942" in text or (
+        _model()._meta.db_table in text
+        and any(w in text for w in ("no such table", "does not exist", "doesn't exist")))
+
+
+def _needs_table(func):
+    """Turns "no such table" from ``func(alias, ...)`` into
+    :class:`OutboxTableMissing`, which names the fix."""
+    @functools.wraps(func)
+    def wrapper(alias: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(alias, *args, **kwargs)
+        except DatabaseError as exc:
+            if _table_missing(exc):
+                raise OutboxTableMissing(alias, _model()._meta.db_table) from exc
+            raise
+    return wrapper
 
 
 def transient(exc: redis.RedisError) -> bool:
@@ -140,6 +181,7 @@ def _names(alias: str) -> dict[str, str]:
     return names
 
 
+@_needs_table
 def _insert(alias: str, txn: str, kind: str, body: str) -> int:
     connection = connections[alias]
     if connection.vendor not in _PLAIN_SQL_VENDORS:
@@ -156,6 +198,7 @@ def _insert(alias: str, txn: str, kind: str, body: str) -> int:
         return cursor.lastrowid
 
 
+@_needs_table
 def _head(alias: str, want: int, *, lock: bool, nowait: bool) -> list[_Row]:
     """The first ``want`` pending rows, locked FOR UPDATE when ``lock``."""
     connection = connections[alias]

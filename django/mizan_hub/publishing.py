@@ -18,6 +18,10 @@ failure is logged and counted (``stats.get("publish_failures")``) and the
 request goes on; with ``MIZAN_HUB["STRICT"]`` the commit (or the call, in
 autocommit) raises :class:`PublishError` instead -- the change and the
 queued event are committed all the same.
+
+In test mode (:mod:`mizan_hub.testing`: under Django's test runner, or
+``MIZAN_HUB["TEST_MODE"]``) the calls are recorded in
+``mizan_hub.testing.published`` at commit instead, and Redis is not used.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 import redis
 from django.core.serializers.json import DjangoJSONEncoder
 
-from . import conf, outbox, protocol, stats
+from . import conf, outbox, protocol, stats, testing
 from .connection import events_channel, get_redis, key
 from .outbox import PublishError
 
@@ -186,7 +190,7 @@ def invalidate(*entries: Any, using: str | None = None) -> None:
     """
     body = _invalidation_body(entries)
     if body is not None:
-        outbox.write("invalidate", body, using)
+        _write("invalidate", body, using)
 
 
 async def ainvalidate(*entries: Any, using: str | None = None) -> None:
@@ -200,7 +204,7 @@ async def ainvalidate(*entries: Any, using: str | None = None) -> None:
     """
     body = _invalidation_body(entries)
     if body is not None:
-        await outbox.awrite("invalidate", body, using)
+        await _awrite("invalidate", body, using)
 
 
 def _invalidation_body(entries: tuple) -> str | None:
@@ -223,13 +227,28 @@ def publish(channel: str, params: Mapping[str, Any] | None = None, data: Any = N
     clients that resume. ``data`` is encoded with Django's JSON encoder
     (dates, decimals, UUIDs). Sent after the transaction commits.
     """
-    outbox.write("message", _message(channel, params, data, type).body(), using)
+    _write("message", _message(channel, params, data, type).body(), using)
 
 
 async def apublish(channel: str, params: Mapping[str, Any] | None = None, data: Any = None,
                    *, type: str = "message", using: str | None = None) -> None:
     """:func:`publish` for async code (see :func:`ainvalidate`)."""
-    await outbox.awrite("message", _message(channel, params, data, type).body(), using)
+    await _awrite("message", _message(channel, params, data, type).body(), using)
+
+
+def _write(kind: str, body: str, using: str | None) -> None:
+    # Test mode (mizan_hub.testing): recorded at commit, never sent.
+    if testing.active():
+        testing.record(kind, body, using)
+    else:
+        outbox.write(kind, body, using)
+
+
+async def _awrite(kind: str, body: str, using: str | None) -> None:
+    if testing.active():
+        await testing.arecord(kind, body, using)
+    else:
+        await outbox.awrite(kind, body, using)
 
 
 def _message(channel: str, params: Mapping[str, Any] | None, data: Any, type: str) -> _Message:
@@ -249,7 +268,11 @@ def disconnect(user_or_sub: Any, reason: str = "") -> None:
     """Close every hub connection of a user (``disconnect`` envelope), e.g.
     after a password change. Sent at once, not on commit."""
     sub = str(getattr(user_or_sub, "pk", user_or_sub))
-    text = protocol.encode_envelope({"kind": "disconnect", "sub": sub, "reason": reason})
+    envelope = {"kind": "disconnect", "sub": sub, "reason": reason}
+    text = protocol.encode_envelope(envelope)
+    if testing.active():
+        testing.record_disconnect(envelope)
+        return
     _guarded("disconnect", lambda: get_redis().publish(events_channel(), text.encode()))
 
 

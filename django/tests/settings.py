@@ -30,6 +30,9 @@ LOGGING_CONFIG = None
 MIZAN_HUB = {
     "REDIS_URL": os.environ.get("MIZAN_HUB_TEST_REDIS_URL", "redis://127.0.0.1:9/0"),
     "REDIS_TIMEOUT": 0.5,
+    # This suite tests the real publishing path against its own Redis;
+    # test mode (on under pytest-django by default) has its own tests.
+    "TEST_MODE": False,
     "CONTEXTS": {
         "todos": {"params": [], "guard": "public"},
         "todo": {"params": ["id"], "guard": "public"},

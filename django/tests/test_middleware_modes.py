@@ -47,27 +47,63 @@ def test_it_declares_both_modes_and_follows_the_stack():
     assert not iscoroutinefunction(MizanHubMiddleware(lambda request: HttpResponse()))
 
 
-def test_under_asgi_it_publishes_and_reaches_redis_off_the_event_loop(r, events, monkeypatch):
-    threads = []
-    real = middleware.invalidate
+def test_under_asgi_it_publishes_with_ainvalidate_on_asyncio(r, events, monkeypatch):
+    """The async path awaits ainvalidate(): the outbox row is written off
+    the event loop (sync_to_async), the publish script runs on
+    redis.asyncio (the sync client refuses to be used here)."""
+    from mizan_hub import connection, outbox
 
-    def spy(*entries):
-        threads.append(threading.current_thread())
-        real(*entries)
+    awaited, insert_threads = [], []
+    real_ainvalidate, real_insert = middleware.ainvalidate, outbox._insert
 
-    monkeypatch.setattr(middleware, "invalidate", spy)
+    async def spy(*entries):
+        awaited.append(entries)
+        await real_ainvalidate(*entries)
+
+    def insert(*args, **kwargs):
+        insert_threads.append(threading.current_thread())
+        return real_insert(*args, **kwargs)
+
+    def refuse():
+        raise AssertionError("the sync Redis client was used")
+
+    monkeypatch.setattr(middleware, "ainvalidate", spy)
+    monkeypatch.setattr(outbox, "_insert", insert)
+    monkeypatch.setattr(connection, "get_redis", refuse)
     loop_threads = []
 
     async def go():
         loop_threads.append(threading.current_thread())
         client = AsyncClient()
-        assert (await client.post("/async-mutation/")).status_code == 200
-        assert (await client.post("/mutation/")).status_code == 200
+        try:
+            assert (await client.post("/async-mutation/")).status_code == 200
+            assert (await client.post("/mutation/")).status_code == 200
+        finally:
+            await connection.aclose_async_redis()
 
     async_to_sync(go)()
     assert [e["invalidate"] for e in events.envelopes()] == [
         ["todos"], ["todos", {"context": "todo", "params": {"id": "5"}}]]
-    assert len(threads) == 2 and loop_threads[0] not in threads
+    assert len(awaited) == 2
+    assert len(insert_threads) == 2 and loop_threads[0] not in insert_threads
+
+
+def test_under_asgi_inside_a_transaction_it_publishes_after_the_commit(r, events):
+    """An async request made from sync code that holds a transaction: the
+    row joins it (thread-sensitive), and a rollback drops it."""
+    from django.db import transaction
+
+    from mizan_hub.models import OutboxEntry
+
+    client = AsyncClient()
+    with transaction.atomic():
+        assert async_to_sync(client.post)("/async-mutation/").status_code == 200
+        assert OutboxEntry.objects.count() == 1 and events.texts(timeout=0.1) == []
+    assert [e["invalidate"] for e in events.envelopes()] == [["todos"]]
+    with pytest.raises(RuntimeError), transaction.atomic():
+        async_to_sync(client.post)("/async-mutation/")
+        raise RuntimeError
+    assert events.texts() == [] and OutboxEntry.objects.count() == 0
 
 
 def test_the_async_path_is_not_wrapped_by_django(settings):

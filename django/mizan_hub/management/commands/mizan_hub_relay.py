@@ -66,7 +66,10 @@ class Command(BaseCommand):
     def drain_once(self, aliases):
         left = []
         for alias in aliases:
-            result = outbox.relay(alias, block=True)
+            try:
+                result = outbox.relay(alias, block=True)
+            except outbox.OutboxTableMissing as exc:
+                raise CommandError(str(exc)) from exc
             lag = outbox.lag(alias)
             self.stderr.write(f"{alias}: {result.published} published, {result.refused} "
                               f"refused, {lag['pending']} pending")
