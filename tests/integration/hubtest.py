@@ -95,7 +95,7 @@ class RedisServer:
                  "--protected-mode", "yes", "--daemonize", "no", "--dir", str(self.dir),
                  "--save", "", "--appendonly", "yes" if self.aof else "no",
                  "--appendfsync", "always", "--loglevel", "warning", "--logfile", "",
-                 "--unixsocket", "", "--databases", "1"],
+                 "--unixsocket", "", "--databases", "1", *self.extra_args()],
                 stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
             deadline = time.monotonic() + 10 * SLOW
@@ -111,6 +111,11 @@ class RedisServer:
             if port:  # a fixed port (restart) that would not come up: no retry elsewhere
                 break
         raise RuntimeError(f"redis-server did not start: {self.log_tail()}")
+
+    def extra_args(self) -> list[str]:
+        """More redis-server arguments (a later one wins: `--port 0` turns the
+        plain port off in a subclass that serves TLS on self.port)."""
+        return []
 
     def client(self, **kw) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,

@@ -32,7 +32,15 @@ static const setting table[] = {
      "HOST:PORT of a separate HTTP listener for /metrics, /healthz and /readyz (then /metrics "
      "is not served on --listen); empty: none"},
     {"redis", T_REDIS, "redis://127.0.0.1:6379/0", 0, 0, OFF(redis_url), 0,
-     "redis://[[USER]:PASSWORD@]HOST:PORT/DB (USER: a Redis ACL user; none: the default user)"},
+     "redis://[[USER]:PASSWORD@]HOST:PORT/DB (USER: a Redis ACL user; none: the default user); "
+     "rediss://... for TLS; an IPv6 HOST in brackets ([::1])"},
+    {"redis_tls_ca", T_STR, "", 0, 0, STR(redis_tls_ca),
+     "with rediss://: PEM file of the CA(s) the Redis server's certificate must chain to "
+     "(empty: the system's store); the certificate must also name the host connected to"},
+    {"redis_tls_cert", T_STR, "", 0, 0, STR(redis_tls_cert),
+     "with rediss://: PEM client certificate (chain) for Redis servers that ask for one "
+     "(tls-auth-clients)"},
+    {"redis_tls_key", T_STR, "", 0, 0, STR(redis_tls_key), "PEM private key of --redis-tls-cert"},
     {"redis_prefix", T_STR, "mizan:", 0, 0, STR(redis_prefix),
      "prefix of every Redis key and channel (SPEC 11)"},
     {"hub_id", T_HUBID, "", 0, 0, STR(hub_id),
@@ -234,16 +242,20 @@ static int set_value(mh_config *c, const setting *s, const char *v, char *err, s
         return 0;
     }
     case T_REDIS: {
-        const char *p = v, *at, *colon, *slash;
+        const char *p = v, *at, *colon, *slash, *host, *host_end = NULL;
         char port[16] = "6379";
-        if (strncmp(p, "redis://", 8))
-            return fail(err, errlen, s, v, "expected redis://[[USER]:PASSWORD@]HOST:PORT/DB");
+        if (!strncmp(p, "redis://", 8))
+            c->redis_tls = 0, p += 8;
+        else if (!strncmp(p, "rediss://", 9))
+            c->redis_tls = 1, p += 9;
+        else
+            return fail(err, errlen, s, v,
+                        "expected redis://[[USER]:PASSWORD@]HOST:PORT/DB or rediss://...");
         if (strlen(v) >= sizeof c->redis_url)
             return fail(err, errlen, s, v, "too long");
-        p += 8;
         c->redis_password[0] = '\0';
         c->redis_user[0] = '\0';
-        at = strchr(p, '@');
+        at = strrchr(p, '@');
         if (at) {
             const char *pw = memchr(p, ':', (size_t)(at - p));
             /* USER:PASSWORD@ authenticates as an ACL user (Redis 6+) */
@@ -260,17 +272,27 @@ static int set_value(mh_config *c, const setting *s, const char *v, char *err, s
             c->redis_password[at - pw] = '\0';
             p = at + 1;
         }
+        host = p;
+        if (*p == '[') { /* [IPv6] */
+            const char *close = strchr(p, ']');
+            if (!close)
+                return fail(err, errlen, s, v, "missing ']' after the IPv6 address");
+            host = p + 1;
+            host_end = close;
+            p = close + 1;
+            if (*p && *p != ':' && *p != '/')
+                return fail(err, errlen, s, v, "expected :PORT or /DB after ']'");
+        }
         slash = strchr(p, '/');
         colon = strchr(p, ':');
         if (colon && slash && colon > slash)
             colon = NULL;
-        {
-            const char *host_end = colon ? colon : (slash ? slash : p + strlen(p));
-            if (host_end == p || (size_t)(host_end - p) >= sizeof c->redis_host)
-                return fail(err, errlen, s, v, "missing host");
-            memcpy(c->redis_host, p, (size_t)(host_end - p));
-            c->redis_host[host_end - p] = '\0';
-        }
+        if (host == p)
+            host_end = colon ? colon : (slash ? slash : p + strlen(p));
+        if (host_end == host || (size_t)(host_end - host) >= sizeof c->redis_host)
+            return fail(err, errlen, s, v, "missing host");
+        memcpy(c->redis_host, host, (size_t)(host_end - host));
+        c->redis_host[host_end - host] = '\0';
         if (colon) {
             size_t n = slash ? (size_t)(slash - colon - 1) : strlen(colon + 1);
             if (n == 0 || n >= sizeof port)
@@ -487,14 +509,28 @@ int mh_config_load(mh_config *c, int argc, char **argv, char *err, size_t errlen
         snprintf(err, errlen, "invalid value for tls_cert/tls_key: give both or neither");
         return -1;
     }
+    if (!!c->redis_tls_cert[0] != !!c->redis_tls_key[0]) {
+        snprintf(err, errlen,
+                 "invalid value for redis_tls_cert/redis_tls_key: give both or "
+                 "neither");
+        return -1;
+    }
+    if (!c->redis_tls && (c->redis_tls_ca[0] || c->redis_tls_cert[0])) {
+        /* a CA or a client certificate for a plain link is a mistake, not a wish */
+        snprintf(err, errlen,
+                 "invalid value for redis_tls_ca/redis_tls_cert: they need a "
+                 "rediss:// --redis (TLS); --redis is redis://");
+        return -1;
+    }
     return 0;
 }
 
 void mh_config_log(const mh_config *c)
 {
     mh_info(
-        "listen %s:%d%s, redis %s:%d/%d%s prefix '%s', hub id %s, %d worker(s)", c->listen_host,
+        "listen %s:%d%s, redis %s:%d/%d%s%s prefix '%s', hub id %s, %d worker(s)", c->listen_host,
         c->listen_port, c->tls_cert[0] ? " (TLS)" : "", c->redis_host, c->redis_port, c->redis_db,
+        c->redis_tls ? (c->redis_tls_cert[0] ? " (TLS, client certificate)" : " (TLS)") : "",
         c->redis_password[0] ? (c->redis_user[0] ? " (ACL user, password set)" : " (password set)")
                              : "",
         c->redis_prefix, c->hub_id, c->workers);

@@ -22,6 +22,10 @@ typedef struct mh_config {
     int redis_db;
     char redis_user[128]; /* from redis://USER:PASSWORD@...; empty: AUTH PASSWORD alone */
     char redis_password[256];
+    int redis_tls;            /* rediss:// */
+    char redis_tls_ca[512];   /* CA file the server's certificate is checked against */
+    char redis_tls_cert[512]; /* client certificate (chain), PEM */
+    char redis_tls_key[512];  /* its key */
     char redis_prefix[64];
     char hub_id[40];
     int allow_anonymous;

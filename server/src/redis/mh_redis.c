@@ -1,20 +1,19 @@
 #include "mh_redis.h"
 
-#include "mh_redis_uv.h"
-#include <hiredis/async.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mh_buf.h"
 #include "mh_log.h"
+#include "mh_rlink.h"
 
 typedef enum { LINK_DOWN, LINK_CONNECTING, LINK_UP } link_state;
 
 typedef struct link {
     mh_redis *r;
     const char *name; /* "subscriber" / "command" */
-    redisAsyncContext *ac;
+    mh_rlink *rl;     /* NULL while down */
     link_state state;
     unsigned attempt;
     uv_timer_t retry;
@@ -33,6 +32,7 @@ typedef struct sync_wait {
 struct mh_redis {
     mh_hub *h;
     mh_redis_events ev; /* upward, to the router and the heal */
+    mh_rlink_tls *tls;  /* rediss://: every link, Sentinels too */
     link sub, cmd;
     /* where the links go: --redis, or the master the Sentinels name */
     char host[256];
@@ -46,7 +46,7 @@ struct mh_redis {
         int port;
     } sentinels[MAX_SENTINELS];
     int nsentinels, sen_next;
-    bool sen_asked; /* the master's address was asked on this Sentinel link */
+    bool sen_asked;  /* the master's address was asked on this Sentinel link */
     int confirmed;   /* SUBSCRIBE confirmations on the current subscriber link */
     bool subscribed; /* both channels confirmed */
     bool gap;        /* the subscription was lost since the last heal */
@@ -189,7 +189,7 @@ static void link_lost(link *l, const char *why)
 
     if (l == &r->sen) {
         l->state = LINK_DOWN;
-        l->ac = NULL;
+        l->rl = NULL;
         if (!r->stopping)
             MH_LOG(was_up ? MH_LOG_WARN : MH_LOG_DEBUG, "redis sentinel %s:%d: %s",
                    r->sentinels[(r->sen_next + r->nsentinels - 1) % r->nsentinels].host,
@@ -199,15 +199,15 @@ static void link_lost(link *l, const char *why)
     }
 
     l->state = LINK_DOWN;
-    l->ac = NULL;
+    l->rl = NULL;
     if (was_up) {
         r->h->metrics.redis_reconnects++;
         mh_warn("redis %s link lost: %s", l->name, why);
     } else if (!r->stopping) {
         /* The first failure and every tenth: enough to see, not a flood. */
         MH_LOG(l->attempt % 10 == 0 ? MH_LOG_WARN : MH_LOG_DEBUG,
-               "redis %s link: cannot connect to %s:%d: %s (attempt %u)", l->name, r->host,
-               r->port, why, l->attempt + 1);
+               "redis %s link: cannot connect to %s:%d: %s (attempt %u)", l->name, r->host, r->port,
+               why, l->attempt + 1);
     }
     if (l == &r->sub) {
         if (r->subscribed || was_up) {
@@ -375,12 +375,8 @@ void mh_redis_heal_read_done(mh_redis *r, uint64_t gen)
         heal_round_over(r);
 }
 
-static void on_sub_message(redisAsyncContext *ac, void *reply, void *privdata)
+static void on_sub_message(mh_redis *r, redisReply *rep)
 {
-    mh_redis *r = privdata;
-    redisReply *rep = reply;
-
-    (void)ac;
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
         return;
     if (rep->element[0]->type != REDIS_REPLY_STRING)
@@ -405,7 +401,7 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *privdata)
     if (!strcmp(rep->element[0]->str, "message") && rep->element[1]->type == REDIS_REPLY_STRING &&
         rep->element[2]->type == REDIS_REPLY_STRING)
         r->ev.message(r->h, rep->element[1]->str, (size_t)rep->element[1]->len,
-                           rep->element[2]->str, (size_t)rep->element[2]->len);
+                      rep->element[2]->str, (size_t)rep->element[2]->len);
 }
 
 /* ---- Sentinel ---- */
@@ -424,8 +420,8 @@ static void set_master(mh_redis *r, const char *host, int port)
     r->h->metrics.redis_failovers += r->h->metrics.redis_masters_seen > 0;
     r->h->metrics.redis_masters_seen++;
     for (link *l = &r->cmd; l; l = l == &r->cmd ? &r->sub : NULL) {
-        if (l->state != LINK_DOWN && l->ac) {
-            redisAsyncDisconnect(l->ac); /* reconnects to the new master */
+        if (l->state != LINK_DOWN && l->rl) {
+            mh_rlink_disconnect(l->rl); /* reconnects to the new master */
         } else {
             uv_timer_stop(&l->retry);
             l->attempt = 0;
@@ -437,16 +433,15 @@ static void set_master(mh_redis *r, const char *host, int port)
 /* Asks the Sentinel again (after a ROLE that was not master). */
 static void sentinel_requery(mh_redis *r)
 {
-    if (r->sen.ac && r->sen.state == LINK_UP)
-        redisAsyncDisconnect(r->sen.ac);
+    if (r->sen.rl && r->sen.state == LINK_UP)
+        mh_rlink_disconnect(r->sen.rl);
 }
 
-static void on_role(redisAsyncContext *ac, void *reply, void *privdata)
+static void on_role(mh_rlink *rl, redisReply *rep, void *arg)
 {
-    mh_redis *r = privdata;
-    redisReply *rep = reply;
+    mh_redis *r = arg;
 
-    (void)ac;
+    (void)rl;
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
         rep->element[0]->type != REDIS_REPLY_STRING)
         return; /* the link dropped: it reconnects anyway */
@@ -455,22 +450,19 @@ static void on_role(redisAsyncContext *ac, void *reply, void *privdata)
     mh_warn("redis %s:%d is a %s, not the master: asking the Sentinels again", r->host, r->port,
             rep->element[0]->str);
     r->have_master = false;
-    if (r->cmd.ac && r->cmd.state != LINK_DOWN)
-        redisAsyncDisconnect(r->cmd.ac);
-    if (r->sub.ac && r->sub.state != LINK_DOWN)
-        redisAsyncDisconnect(r->sub.ac);
+    if (r->cmd.rl && r->cmd.state != LINK_DOWN)
+        mh_rlink_disconnect(r->cmd.rl);
+    if (r->sub.rl && r->sub.state != LINK_DOWN)
+        mh_rlink_disconnect(r->sub.rl);
     sentinel_requery(r);
 }
 
 /* "<name> <old ip> <old port> <new ip> <new port>" */
-static void on_switch(redisAsyncContext *ac, void *reply, void *privdata)
+static void on_switch(mh_redis *r, redisReply *rep)
 {
-    mh_redis *r = privdata;
-    redisReply *rep = reply;
     char name[128], ip[256];
     int port;
 
-    (void)ac;
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
         rep->element[0]->type != REDIS_REPLY_STRING || strcmp(rep->element[0]->str, "message") ||
         rep->element[2]->type != REDIS_REPLY_STRING)
@@ -480,10 +472,9 @@ static void on_switch(redisAsyncContext *ac, void *reply, void *privdata)
         set_master(r, ip, port);
 }
 
-static void on_master_addr(redisAsyncContext *ac, void *reply, void *privdata)
+static void on_master_addr(mh_rlink *rl, redisReply *rep, void *arg)
 {
-    mh_redis *r = privdata;
-    redisReply *rep = reply;
+    mh_redis *r = arg;
     long port;
     char *end;
 
@@ -494,7 +485,7 @@ static void on_master_addr(redisAsyncContext *ac, void *reply, void *privdata)
         rep->element[1]->type != REDIS_REPLY_STRING) {
         mh_warn("redis sentinel: no master named '%s' (%s)", r->h->cfg->redis_master_name,
                 rep->type == REDIS_REPLY_ERROR ? rep->str : "no address");
-        redisAsyncDisconnect(ac); /* the next Sentinel may know it */
+        mh_rlink_disconnect(rl); /* the next Sentinel may know it */
         return;
     }
     port = strtol(rep->element[1]->str, &end, 10);
@@ -503,46 +494,50 @@ static void on_master_addr(redisAsyncContext *ac, void *reply, void *privdata)
     r->sen.attempt = 0;
     set_master(r, rep->element[0]->str, (int)port);
     /* From here this link only listens: failovers it announces are followed. */
-    redisAsyncCommand(ac, on_switch, r, "SUBSCRIBE +switch-master");
+    {
+        const char *argv[] = {"SUBSCRIBE", "+switch-master"};
+        const size_t lens[] = {9, 14};
+        mh_rlink_subscribe(rl, 2, argv, lens);
+    }
 }
 
 static void sentinel_up(mh_redis *r)
 {
     if (r->h->cfg->redis_sentinel_password[0])
-        redisAsyncCommand(r->sen.ac, NULL, NULL, "AUTH %s", r->h->cfg->redis_sentinel_password);
-    redisAsyncCommand(r->sen.ac, on_master_addr, r, "SENTINEL get-master-addr-by-name %s",
-                      r->h->cfg->redis_master_name);
+        mh_rlink_cmdf(r->sen.rl, NULL, NULL, "AUTH %s", r->h->cfg->redis_sentinel_password);
+    mh_rlink_cmdf(r->sen.rl, on_master_addr, r, "SENTINEL get-master-addr-by-name %s",
+                  r->h->cfg->redis_master_name);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status);
-static void on_disconnect(const redisAsyncContext *ac, int status);
+static void on_connected(mh_rlink *rl);
+static void on_lost(mh_rlink *rl, const char *why);
+static void on_push(mh_rlink *rl, redisReply *rep);
+
+static const mh_rlink_events link_events = {on_connected, on_lost, on_push};
+
+/* Starts the link to host:port; its end comes back through link_lost. */
+static void link_open(link *l, const char *host, int port)
+{
+    char err[256];
+
+    l->rl =
+        mh_rlink_connect(l->r->h->loop, host, port, l->r->tls, &link_events, l, err, sizeof err);
+    if (!l->rl) {
+        link_lost(l, err);
+        return;
+    }
+    l->state = LINK_CONNECTING;
+}
 
 static void sentinel_connect(mh_redis *r)
 {
     link *l = &r->sen;
     int i = r->sen_next;
-    redisAsyncContext *ac;
 
     if (r->stopping || l->state != LINK_DOWN)
         return;
     r->sen_next = (r->sen_next + 1) % r->nsentinels;
-    ac = redisAsyncConnect(r->sentinels[i].host, r->sentinels[i].port);
-    if (!ac || ac->err) {
-        if (ac)
-            redisAsyncFree(ac);
-        link_lost(l, "cannot connect");
-        return;
-    }
-    ac->data = l;
-    l->ac = ac;
-    l->state = LINK_CONNECTING;
-    if (mh_redis_uv_attach(ac, r->h->loop) != REDIS_OK) {
-        redisAsyncFree(ac);
-        link_lost(l, "cannot attach to the loop");
-        return;
-    }
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    link_open(l, r->sentinels[i].host, r->sentinels[i].port);
 }
 
 int mh_redis_parse_sentinels(const char *text, char *err, size_t errlen)
@@ -550,16 +545,22 @@ int mh_redis_parse_sentinels(const char *text, char *err, size_t errlen)
     return parse_sentinels(NULL, text, err, errlen);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status)
+static void on_push(mh_rlink *rl, redisReply *rep)
 {
-    link *l = ac->data;
+    link *l = mh_rlink_data(rl);
+
+    if (l == &l->r->sub)
+        on_sub_message(l->r, rep);
+    else if (l == &l->r->sen)
+        on_switch(l->r, rep);
+}
+
+static void on_connected(mh_rlink *rl)
+{
+    link *l = mh_rlink_data(rl);
     mh_redis *r = l->r;
     const mh_config *cfg = r->h->cfg;
 
-    if (status != REDIS_OK) {
-        link_lost(l, ac->errstr[0] ? ac->errstr : "connect failed");
-        return;
-    }
     l->state = LINK_UP;
     l->ever_up = true;
     if (l == &r->sen) {
@@ -568,60 +569,36 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     mh_info("redis %s link connected to %s:%d", l->name, r->host, r->port);
     if (cfg->redis_password[0] && cfg->redis_user[0])
-        redisAsyncCommand(l->ac, NULL, NULL, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
+        mh_rlink_cmdf(rl, NULL, NULL, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
     else if (cfg->redis_password[0])
-        redisAsyncCommand(l->ac, NULL, NULL, "AUTH %s", cfg->redis_password);
+        mh_rlink_cmdf(rl, NULL, NULL, "AUTH %s", cfg->redis_password);
     if (l == &r->sub) {
+        const char *argv[] = {"SUBSCRIBE", r->events, r->hub_channel};
+        const size_t lens[] = {9, strlen(r->events), strlen(r->hub_channel)};
         r->confirmed = 0;
-        redisAsyncCommand(l->ac, on_sub_message, r, "SUBSCRIBE %s %s", r->events, r->hub_channel);
+        mh_rlink_subscribe(rl, 3, argv, lens);
     } else {
         if (cfg->redis_db)
-            redisAsyncCommand(l->ac, NULL, NULL, "SELECT %d", cfg->redis_db);
+            mh_rlink_cmdf(rl, NULL, NULL, "SELECT %d", cfg->redis_db);
         /* A Sentinel's answer can be stale (an old master back as a replica):
          * the links stay only on a server that says it is the master. */
         if (r->nsentinels)
-            redisAsyncCommand(l->ac, on_role, r, "ROLE");
+            mh_rlink_cmdf(rl, on_role, r, "ROLE");
         l->attempt = 0;
         maybe_heal(r);
     }
 }
 
-static void on_disconnect(const redisAsyncContext *ac, int status)
+static void on_lost(mh_rlink *rl, const char *why)
 {
-    link *l = ac->data;
-    link_lost(l, status == REDIS_OK ? "closed" : (ac->errstr[0] ? ac->errstr : "error"));
+    link_lost(mh_rlink_data(rl), why);
 }
 
 static void link_connect(link *l)
 {
-    const mh_config *cfg = l->r->h->cfg;
-    redisAsyncContext *ac;
-
-    (void)cfg;
     if (l->r->stopping || l->state != LINK_DOWN || !l->r->have_master)
         return; /* with Sentinels: once one names the master */
-    ac = redisAsyncConnect(l->r->host, l->r->port);
-    if (!ac) {
-        link_lost(l, "out of memory");
-        return;
-    }
-    if (ac->err) {
-        char why[128];
-        snprintf(why, sizeof why, "%s", ac->errstr);
-        redisAsyncFree(ac);
-        link_lost(l, why);
-        return;
-    }
-    ac->data = l;
-    l->ac = ac;
-    l->state = LINK_CONNECTING;
-    if (mh_redis_uv_attach(ac, l->r->h->loop) != REDIS_OK) {
-        redisAsyncFree(ac);
-        link_lost(l, "cannot attach to the loop");
-        return;
-    }
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    link_open(l, l->r->host, l->r->port);
 }
 
 static void on_canary_published(mh_hub *h, redisReply *reply, void *arg)
@@ -639,12 +616,12 @@ static void on_canary_timer(uv_timer_t *t)
     size_t lens[3];
 
     if (r->subscribed && now - r->subscribed_at_ms > window &&
-        (!r->canary_seen_ms || now - r->canary_seen_ms > window) && r->sub.ac) {
+        (!r->canary_seen_ms || now - r->canary_seen_ms > window) && r->sub.rl) {
         /* Subscribed on paper, but nothing comes back: reconnect. */
         mh_warn("redis: no canary came back for %llu ms; resubscribing",
                 (unsigned long long)(now - (r->canary_seen_ms ? r->canary_seen_ms
                                                               : r->subscribed_at_ms)));
-        redisAsyncDisconnect(r->sub.ac);
+        mh_rlink_disconnect(r->sub.rl);
         return;
     }
     if (r->cmd.state != LINK_UP)
@@ -729,6 +706,16 @@ mh_redis *mh_redis_new(mh_hub *h, const mh_redis_events *ev)
         r->port = h->cfg->redis_port;
         r->have_master = true;
     }
+    if (h->cfg->redis_tls) {
+        char err[512];
+        r->tls = mh_rlink_tls_new(h->cfg->redis_tls_ca, h->cfg->redis_tls_cert,
+                                  h->cfg->redis_tls_key, err, sizeof err);
+        if (!r->tls) {
+            mh_error("redis TLS (rediss://): %s", err);
+            free(r);
+            return NULL;
+        }
+    }
     uv_timer_init(h->loop, &r->sub.retry);
     uv_timer_init(h->loop, &r->cmd.retry);
     uv_timer_init(h->loop, &r->sen.retry);
@@ -766,16 +753,18 @@ void mh_redis_stop(mh_redis *r)
     uv_close((uv_handle_t *)&r->sub.retry, NULL);
     uv_close((uv_handle_t *)&r->cmd.retry, NULL);
     uv_close((uv_handle_t *)&r->sen.retry, NULL);
-    if (r->sen.ac)
-        redisAsyncDisconnect(r->sen.ac);
-    if (r->sub.ac)
-        redisAsyncDisconnect(r->sub.ac);
-    if (r->cmd.ac)
-        redisAsyncDisconnect(r->cmd.ac);
+    if (r->sen.rl)
+        mh_rlink_disconnect(r->sen.rl);
+    if (r->sub.rl)
+        mh_rlink_disconnect(r->sub.rl);
+    if (r->cmd.rl)
+        mh_rlink_disconnect(r->cmd.rl);
 }
 
 void mh_redis_free(mh_redis *r)
 {
+    if (r)
+        mh_rlink_tls_free(r->tls);
     free(r);
 }
 
@@ -817,12 +806,11 @@ bool mh_redis_ready(const mh_redis *r, const char **why)
     return true;
 }
 
-static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *privdata)
+static void on_cmd_reply(mh_rlink *rl, redisReply *rep, void *arg)
 {
-    pending_cmd *p = privdata;
-    redisReply *rep = reply;
+    pending_cmd *p = arg;
 
-    (void)ac;
+    (void)rl;
     if (rep && rep->type == REDIS_REPLY_ERROR) {
         p->r->h->metrics.redis_errors++;
         mh_warn("redis command error: %s", rep->str);
@@ -837,7 +825,7 @@ int mh_redis_cmd(mh_redis *r, mh_redis_reply_fn fn, void *arg, int argc, const c
 {
     pending_cmd *p;
 
-    if (r->cmd.state != LINK_UP || !r->cmd.ac)
+    if (r->cmd.state != LINK_UP || !r->cmd.rl)
         return -1;
     p = malloc(sizeof *p);
     if (!p)
@@ -845,8 +833,8 @@ int mh_redis_cmd(mh_redis *r, mh_redis_reply_fn fn, void *arg, int argc, const c
     p->r = r;
     p->fn = fn;
     p->arg = arg;
-    /* hiredis calls back with NULL for every pending command if the link drops. */
-    if (redisAsyncCommandArgv(r->cmd.ac, on_cmd_reply, p, argc, argv, lens) != REDIS_OK) {
+    /* mh_rlink calls back with NULL for every pending command if the link drops. */
+    if (mh_rlink_cmd(r->cmd.rl, on_cmd_reply, p, argc, argv, lens)) {
         free(p);
         return -1;
     }

@@ -1,12 +1,14 @@
 /*
- * mh_redis — the hub's two Redis links, on the hub's libuv loop.
+ * mh_redis — the hub's Redis links, on the hub's libuv loop (each an
+ * mh_rlink: plain or TLS, rediss://).
  *
  * The subscriber link listens on {prefix}events and {prefix}hub:{id}; the
  * command link appends to the inbound stream, reads versions and publishes
  * the canary. Either link reconnects with capped, full-jitter exponential
  * backoff. Readiness means: subscribed, and this hub's own canary came back
  * through Redis recently — a subscription that silently died is noticed and
- * reconnected.
+ * reconnected. With --redis-sentinels a third link asks a Sentinel for the
+ * master and follows its failovers.
  */
 #ifndef MH_REDIS_H
 #define MH_REDIS_H
@@ -19,7 +21,7 @@
 
 /**
  * Called with the reply, or with NULL when the command failed or the link
- * dropped before the reply came. 'reply' is owned by hiredis: valid only
+ * dropped before the reply came. 'reply' is owned by the link: valid only
  * during the call.
  */
 typedef void (*mh_redis_reply_fn)(mh_hub *h, redisReply *reply, void *arg);
