@@ -25,13 +25,12 @@ class Sentinel:
             f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
             f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
             "sentinel down-after-milliseconds mymaster 1000\n"
-            "sentinel failover-timeout mymaster 5000\n")
+            "sentinel failover-timeout mymaster 5000\n" + self.extra_conf())
         self.proc = subprocess.Popen(["redis-server", str(conf), "--sentinel"],
                                      stdout=open(self.dir / "log", "ab"), stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         import redis
-        self.client = redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                                  socket_timeout=5)
+        self.client = self.make_client()
         deadline = time.monotonic() + 10 * SLOW
         while time.monotonic() < deadline:
             try:
@@ -40,6 +39,15 @@ class Sentinel:
             except redis.RedisError:
                 time.sleep(0.05)
         raise RuntimeError("sentinel did not start")
+
+    def extra_conf(self) -> str:
+        """More sentinel.conf lines (a later one wins: test_redis_tls serves TLS)."""
+        return ""
+
+    def make_client(self):
+        import redis
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
+                           socket_timeout=5)
 
     def master(self):
         return self.client.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")
