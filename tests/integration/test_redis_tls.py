@@ -262,6 +262,37 @@ def test_plain_redis_over_ipv6(make_hub, tmp_path):
         server.kill()
 
 
+def test_a_server_that_never_answers_the_handshake_times_out(make_hub, tmp_path):
+    """A TCP listener that never accepts or speaks (the kernel completes the
+    TCP handshake): the TLS handshake cannot finish. After
+    --redis-connect-timeout-ms the attempt is given up with that reason and
+    retried, rather than held for ever."""
+    import socket
+
+    class Mute:
+        url = ""
+
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(64)
+        mute = Mute()
+        mute.url = f"rediss://127.0.0.1:{lsock.getsockname()[1]}/0"
+        hub = make_hub(mute, wait_ready=False, redis_connect_timeout_ms=300,
+                       redis_backoff_max_ms=100, log_level="debug")
+        words = "redis command link: cannot connect to {}: no connection after 300 ms (the TLS " \
+                "handshake)".format(mute.url[len("rediss://"):-len("/0")])
+
+        async def main():
+            await poll(lambda: hub.stderr_text().count(words) >= 2, 10,
+                       what="the command link's handshake timed out twice")
+            assert hub.readyz()[0] == 503
+
+        run(main())
+    finally:
+        lsock.close()
+
+
 @pytest.mark.parametrize("args, words", [
     (["--redis", "redis://127.0.0.1:6379/0", "--redis-tls-ca", "/nonexistent.pem"],
      "they need a rediss://"),

@@ -84,6 +84,9 @@ static const setting table[] = {
      "/readyz fails when no canary came back for this many seconds"},
     {"redis_backoff_max_ms", T_INT, "5000", 10, 600000, OFF(redis_backoff_max_ms), 0,
      "cap of the jittered exponential backoff between Redis reconnects"},
+    {"redis_connect_timeout_ms", T_INT, "5000", 100, 600000, OFF(redis_connect_timeout_ms), 0,
+     "a Redis or Sentinel connection not up this long after it began (resolving, TCP connect, "
+     "TLS handshake) is given up and retried"},
     {"heal_timeout_ms", T_INT, "5000", 100, 600000, OFF(heal_timeout_ms), 0,
      "after the Redis link comes back, how long a heal whose version reads fail is retried "
      "(jittered backoff); then every context still unhealed is invalidated and every channel "

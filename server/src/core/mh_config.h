@@ -48,6 +48,7 @@ typedef struct mh_config {
     int canary_interval_ms;
     int canary_window;
     int redis_backoff_max_ms;
+    int redis_connect_timeout_ms;
     int heal_timeout_ms;
     int inbound_maxlen;
     char jwt_keys[512];

@@ -520,8 +520,9 @@ static void link_open(link *l, const char *host, int port)
 {
     char err[256];
 
-    l->rl =
-        mh_rlink_connect(l->r->h->loop, host, port, l->r->tls, &link_events, l, err, sizeof err);
+    l->rl = mh_rlink_connect(l->r->h->loop, host, port, l->r->tls,
+                             (unsigned)l->r->h->cfg->redis_connect_timeout_ms, &link_events, l, err,
+                             sizeof err);
     if (!l->rl) {
         link_lost(l, err);
         return;

@@ -32,8 +32,7 @@ typedef void (*mh_redis_reply_fn)(mh_hub *h, redisReply *reply, void *arg);
  */
 typedef struct mh_redis_events {
     /* a pub/sub message on one of the hub's channels; the bytes are hiredis's */
-    void (*message)(mh_hub *h, const char *channel, size_t clen, const char *payload,
-                    size_t plen);
+    void (*message)(mh_hub *h, const char *channel, size_t clen, const char *payload, size_t plen);
     /* the subscription was lost: remember what every subscription had seen */
     void (*lost)(mh_hub *h);
     /* one heal round: send the reads (each sent/answered through

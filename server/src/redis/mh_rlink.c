@@ -35,11 +35,13 @@ struct mh_rlink {
     char host[256];
     int port;
     rl_state state;
-    bool closing;  /* mh_rlink_disconnect: no new commands, close when drained */
-    bool pubsub;   /* message/subscribe replies go to ev->push */
-    int in_cb;     /* inside the dispatch or a callback: freeing waits */
-    bool gai_busy; /* the resolver request is out: freeing waits for it */
-    int handles;   /* poll handles not closed yet: freeing waits for them */
+    bool closing;      /* mh_rlink_disconnect: no new commands, close when drained */
+    bool pubsub;       /* message/subscribe replies go to ev->push */
+    int in_cb;         /* inside the dispatch or a callback: freeing waits */
+    bool gai_busy;     /* the resolver request is out: freeing waits for it */
+    int handles;       /* uv handles not closed yet: freeing waits for them */
+    uv_timer_t *timer; /* the connect deadline, until the link is up */
+    unsigned timeout_ms;
     uv_getaddrinfo_t gai;
     struct addrinfo *ai, *ai_next;
     int fd;
@@ -139,13 +141,21 @@ static void maybe_free(mh_rlink *l)
     free(l);
 }
 
-static void on_poll_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
     mh_rlink *l = h->data;
 
     free(h);
     l->handles--;
     maybe_free(l);
+}
+
+static void timer_close(mh_rlink *l)
+{
+    if (l->timer) {
+        uv_close((uv_handle_t *)l->timer, on_handle_closed);
+        l->timer = NULL;
+    }
 }
 
 /* Closes the current socket (its poll handle closes on the loop). */
@@ -156,7 +166,7 @@ static void sock_close(mh_rlink *l)
         l->ssl = NULL;
     }
     if (l->poll) {
-        uv_close((uv_handle_t *)l->poll, on_poll_closed);
+        uv_close((uv_handle_t *)l->poll, on_handle_closed);
         l->poll = NULL;
     }
     if (l->fd >= 0) {
@@ -176,6 +186,7 @@ static void teardown(mh_rlink *l, const char *why)
     snprintf(reason, sizeof reason, "%s", why); /* 'why' may point into the link */
     l->state = S_DEAD;
     sock_close(l);
+    timer_close(l);
     if (l->gai_busy)
         uv_cancel((uv_req_t *)&l->gai); /* its callback still comes */
     if (l->ai) {
@@ -441,6 +452,7 @@ static bool do_write(mh_rlink *l)
 static void link_up(mh_rlink *l)
 {
     l->state = S_UP;
+    timer_close(l);
     l->in_cb++;
     l->ev->connected(l);
     l->in_cb--;
@@ -641,8 +653,23 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     try_connect(l, EADDRNOTAVAIL);
 }
 
+/* Resolving, connecting and the handshake together took too long: a host
+ * that drops packets would otherwise hold the link for minutes of SYN
+ * retries, a server that accepts and never answers for ever. */
+static void on_timeout(uv_timer_t *t)
+{
+    mh_rlink *l = t->data;
+    static const char *const what[] = {"resolving", "connecting", "the TLS handshake"};
+    char why[128];
+
+    snprintf(why, sizeof why, "no connection after %u ms (%s)", l->timeout_ms,
+             what[l->state <= S_HANDSHAKE ? l->state : 0]);
+    teardown(l, why);
+}
+
 mh_rlink *mh_rlink_connect(uv_loop_t *loop, const char *host, int port, mh_rlink_tls *tls,
-                           const mh_rlink_events *ev, void *data, char *err, size_t errlen)
+                           unsigned timeout_ms, const mh_rlink_events *ev, void *data, char *err,
+                           size_t errlen)
 {
     struct addrinfo hints;
     char service[16];
@@ -678,6 +705,18 @@ mh_rlink *mh_rlink_connect(uv_loop_t *loop, const char *host, int port, mh_rlink
         return NULL;
     }
     l->gai_busy = true;
+    l->timeout_ms = timeout_ms;
+    if (timeout_ms) {
+        l->timer = malloc(sizeof *l->timer);
+        if (l->timer && !uv_timer_init(loop, l->timer)) {
+            l->timer->data = l;
+            l->handles++;
+            uv_timer_start(l->timer, on_timeout, timeout_ms, 0);
+        } else {
+            free(l->timer);
+            l->timer = NULL;
+        }
+    }
     return l;
 }
 

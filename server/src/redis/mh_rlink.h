@@ -60,13 +60,15 @@ typedef struct mh_rlink_events {
 } mh_rlink_events;
 
 /**
- * Starts connecting to host:port ('tls' NULL: plain TCP). 'ev' is borrowed
- * for the life of the link (use a static); 'data' is the owner's. Returns
- * NULL with the reason in 'err' when nothing could be started (then no
- * callback follows).
+ * Starts connecting to host:port ('tls' NULL: plain TCP). Resolving,
+ * connecting and the TLS handshake must be done within 'timeout_ms' (0: no
+ * limit) or the link is lost. 'ev' is borrowed for the life of the link
+ * (use a static); 'data' is the owner's. Returns NULL with the reason in
+ * 'err' when nothing could be started (then no callback follows).
  */
 mh_rlink *mh_rlink_connect(uv_loop_t *loop, const char *host, int port, mh_rlink_tls *tls,
-                           const mh_rlink_events *ev, void *data, char *err, size_t errlen);
+                           unsigned timeout_ms, const mh_rlink_events *ev, void *data, char *err,
+                           size_t errlen);
 
 /** The owner's pointer given to mh_rlink_connect. */
 void *mh_rlink_data(const mh_rlink *l);
