@@ -126,7 +126,8 @@ HUB_SETTINGS = (
     "frame_burst", "header_timeout", "inbound_rate", "inbound_conn_rate", "log_level",
     "log_format", "admin_listen", "heal_timeout_ms", "max_shapes", "proxy_protocol",
     "resume_burst", "resume_rate", "trusted_proxies", "redis_sentinels", "redis_master_name",
-    "redis_sentinel_password",
+    "redis_sentinel_password", "redis_tls_ca", "redis_tls_cert", "redis_tls_key",
+    "redis_connect_timeout_ms",
 )
 
 #: Hub settings ``mizan_hub_config`` writes from Django's settings (and the
