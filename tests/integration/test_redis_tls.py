@@ -212,8 +212,8 @@ def test_server_cert_of_another_ca_is_refused(make_hub, tls_redis, pki):
 
 def test_hostname_mismatch_is_refused(make_hub, tls_redis, pki):
     """The certificate names 127.0.0.1 only; the hub connects to 'localhost'
-    (resolved without blocking; ::1 refused, then 127.0.0.1): the name check
-    fails, not ready."""
+    (a name: resolved with uv_getaddrinfo, sent as SNI, checked against the
+    certificate's names): the check fails, not ready."""
     server = tls_redis(host="localhost")
     hub = make_hub(server, wait_ready=False, redis_tls_ca=pki / "ca.crt")
     run(_refused(hub, "certificate verification failed: hostname mismatch"))
