@@ -6,6 +6,7 @@
 
 #include "mh_buf.h"
 #include "mh_log.h"
+#include "mh_out.h"
 #include "mh_rlink.h"
 
 typedef enum { LINK_DOWN, LINK_CONNECTING, LINK_UP } link_state;
@@ -602,6 +603,24 @@ static void link_connect(link *l)
     link_open(l, l->r->host, l->r->port);
 }
 
+/* PUBLISH {prefix}events <the canary envelope with 'nonce'> (SPEC 11). */
+static int publish_canary(mh_redis *r, const char *nonce, mh_redis_reply_fn fn)
+{
+    const char *argv[3];
+    size_t lens[3];
+    mh_buf payload;
+    int rc;
+
+    mh_buf_init(&payload);
+    mh_out_canary(&payload, r->h->cfg->hub_id, nonce);
+    argv[0] = "PUBLISH", lens[0] = 7;
+    argv[1] = r->events, lens[1] = strlen(r->events);
+    argv[2] = payload.data, lens[2] = payload.len;
+    rc = payload.oom ? -1 : mh_redis_cmd(r, fn, NULL, 3, argv, lens);
+    mh_buf_free(&payload);
+    return rc;
+}
+
 static void on_canary_published(mh_hub *h, redisReply *reply, void *arg)
 {
     (void)h, (void)reply, (void)arg;
@@ -612,9 +631,7 @@ static void on_canary_timer(uv_timer_t *t)
     mh_redis *r = t->data;
     const mh_config *cfg = r->h->cfg;
     uint64_t now = mh_mono_ms(), window = (uint64_t)cfg->canary_window * 1000;
-    char payload[256], nonce[32];
-    const char *argv[3];
-    size_t lens[3];
+    char nonce[32];
 
     if (r->subscribed && now - r->subscribed_at_ms > window &&
         (!r->canary_seen_ms || now - r->canary_seen_ms > window) && r->sub.rl) {
@@ -628,12 +645,7 @@ static void on_canary_timer(uv_timer_t *t)
     if (r->cmd.state != LINK_UP)
         return;
     snprintf(nonce, sizeof nonce, "%llu", (unsigned long long)++r->canary_nonce);
-    snprintf(payload, sizeof payload,
-             "{\"v\":1,\"kind\":\"canary\",\"hub\":\"%s\",\"nonce\":\"%s\"}", cfg->hub_id, nonce);
-    argv[0] = "PUBLISH", lens[0] = 7;
-    argv[1] = r->events, lens[1] = strlen(r->events);
-    argv[2] = payload, lens[2] = strlen(payload);
-    mh_redis_cmd(r, on_canary_published, NULL, 3, argv, lens);
+    publish_canary(r, nonce, on_canary_published);
 }
 
 void mh_redis_canary_seen(mh_redis *r, const char *nonce)
@@ -653,9 +665,7 @@ static void on_sync_published(mh_hub *h, redisReply *reply, void *arg)
 void mh_redis_sync(mh_redis *r, mh_redis_sync_fn fn, void *arg)
 {
     sync_wait *w = calloc(1, sizeof *w);
-    char payload[256];
-    const char *argv[3];
-    size_t lens[3];
+    char nonce[32];
 
     if (!w || !r->subscribed) {
         free(w);
@@ -670,13 +680,8 @@ void mh_redis_sync(mh_redis *r, mh_redis_sync_fn fn, void *arg)
     else
         r->sync_head = w;
     r->sync_tail = w;
-    snprintf(payload, sizeof payload,
-             "{\"v\":1,\"kind\":\"canary\",\"hub\":\"%s\",\"nonce\":\"s%llu\"}", r->h->cfg->hub_id,
-             (unsigned long long)w->nonce);
-    argv[0] = "PUBLISH", lens[0] = 7;
-    argv[1] = r->events, lens[1] = strlen(r->events);
-    argv[2] = payload, lens[2] = strlen(payload);
-    if (mh_redis_cmd(r, on_sync_published, NULL, 3, argv, lens))
+    snprintf(nonce, sizeof nonce, "s%llu", (unsigned long long)w->nonce);
+    if (publish_canary(r, nonce, on_sync_published))
         sync_complete(r, UINT64_MAX);
 }
 
