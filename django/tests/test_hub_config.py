@@ -105,12 +105,21 @@ def test_database_sessions_write_no_secret_and_a_plain_url_a_readable_file(tmp_p
     assert mode(tmp_path / "hub.conf") == 0o644
 
 
+@pytest.mark.parametrize("url, written", [
+    ("rediss://127.0.0.1:6380/0", "rediss://127.0.0.1:6380/0"),
+    ("redis://app:p%40w:x@127.0.0.1/2", "redis://app:p@w:x@127.0.0.1:6379/2"),
+    ("redis://default:pw@127.0.0.1/0", "redis://:pw@127.0.0.1:6379/0"),
+    ("redis://[::1]:6379/0", "redis://[::1]:6379/0"),
+])
+def test_what_the_hub_reads_is_written_as_it_reads_it(url, written):
+    from mizan_hub.management.commands.mizan_hub_config import hub_redis_url
+    assert hub_redis_url(url)[0] == written
+
+
 @pytest.mark.parametrize("changes, message", [
-    ({"REDIS_URL": "rediss://127.0.0.1:6380/0"}, "redis:// URLs only"),
-    ({"REDIS_URL": "unix:///run/redis.sock"}, "redis:// URLs only"),
-    ({"REDIS_URL": "redis://app:pw@127.0.0.1/0"}, "no ACL user name"),
-    ({"REDIS_URL": "redis://:p%40w@127.0.0.1/0"}, "contains '@'"),
-    ({"REDIS_URL": "redis://[::1]:6379/0"}, "not an IPv6 one"),
+    ({"REDIS_URL": "unix:///run/redis.sock"}, "rediss:// URLs only"),
+    ({"REDIS_URL": "redis://a%3Ab:pw@127.0.0.1/0"}, "contains ':' or '@'"),
+    ({"REDIS_URL": "redis://127.0.0.1/16"}, "0-15"),
     ({"HUB": {"redis_prefix": "x:"}}, "written from MIZAN_HUB['PREFIX']"),
     ({"HUB": {"redis": "redis://127.0.0.1/1"}}, "written from MIZAN_HUB['REDIS_URL']"),
     ({"HUB": {"prefix": "x:"}}, "not a hub setting"),

@@ -53,37 +53,38 @@ def write_atomically(path: Path, text: str, mode: int) -> None:
 
 
 def hub_redis_url(url: str) -> tuple[str, bool]:
-    """``REDIS_URL`` in the form the hub reads (``redis://[:PASSWORD@]HOST:PORT/DB``)
-    and whether it carries a password; a CommandError for what the hub cannot
+    """``REDIS_URL`` in the form the hub reads
+    (``redis[s]://[[USER]:PASSWORD@]HOST:PORT/DB``, ``[IPv6]`` hosts) and
+    whether it carries a password; a CommandError for what the hub cannot
     use."""
     parts = urlsplit(url)
-    if parts.scheme != "redis":
-        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the hub connects to redis:// URLs "
-                           "only (no TLS, no unix socket)")
+    if parts.scheme not in ("redis", "rediss"):
+        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the hub connects to redis:// and "
+                           "rediss:// URLs only (no unix socket)")
     if parts.query or parts.fragment:
         raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the hub reads no URL options")
-    if parts.username and parts.username != "default":
-        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the hub authenticates with a "
-                           "password only (no ACL user name)")
     try:
         port = parts.port or 6379
     except ValueError as exc:
         raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: {exc}") from None
     db = parts.path.strip("/") or "0"
-    if not db.isdigit():
-        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the database is a number")
+    if not db.isdigit() or int(db) > 15:
+        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the database is a number, 0-15")
+    user = unquote(parts.username) if parts.username else ""
     password = unquote(parts.password) if parts.password else ""
     host = parts.hostname or "127.0.0.1"
-    # The hub splits at the first "@" and at the first ":" after the host,
-    # and decodes no %-escapes: what it would misread is refused here.
-    if "@" in password:
-        raise CommandError("MIZAN_HUB['REDIS_URL']: the hub cannot read a password that "
-                           "contains '@'")
-    if ":" in host:
-        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the hub takes a host name or an "
-                           "IPv4 address, not an IPv6 one")
-    auth = f":{password}@" if password else ""
-    return f"redis://{auth}{host}:{port}/{db}", bool(password)
+    # The hub takes the user up to the first ":" and the password up to the
+    # last "@", and decodes no %-escapes: what it would misread is refused.
+    if ":" in user or "@" in user:
+        raise CommandError("MIZAN_HUB['REDIS_URL']: the hub cannot read a user name that "
+                           "contains ':' or '@'")
+    if any(ch in user + password for ch in "\r\n"):
+        raise CommandError("MIZAN_HUB['REDIS_URL']: a line break in the user or password")
+    if user == "default":
+        user = ""  # AUTH PASSWORD alone is the default user
+    auth = f"{user}:{password}@" if password else ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{auth}{host}:{port}/{db}", bool(password)
 
 
 def jwks(keys: dict, algorithm: str) -> dict:
