@@ -176,7 +176,7 @@ def _check_token(token) -> list:
 
 def _check_worker(worker) -> list:
     errors = []
-    for field in ("BLOCK_MS", "COUNT", "CLAIM_IDLE_MS"):
+    for field in ("BLOCK_MS", "COUNT", "CLAIM_IDLE_MS", "CONCURRENCY"):
         if not (isinstance(worker.get(field), int) and _positive(worker.get(field))):
             errors.append(_err(9, f"WORKER['{field}'] must be a positive integer"))
     if not (isinstance(worker.get("MAX_RPC_AGE_MS"), int) and worker["MAX_RPC_AGE_MS"] >= 0):

@@ -91,6 +91,9 @@ DEFAULTS: dict[str, Any] = {
         "BLOCK_MS": 2000,
         # Entries read at a time.
         "COUNT": 32,
+        # Entries of one read handled at once, by that many threads (1: in
+        # order, one at a time). Handlers must be thread-safe above 1.
+        "CONCURRENCY": 1,
         # Entries pending longer than this (ms) belong to a dead worker and
         # are claimed (XAUTOCLAIM).
         "CLAIM_IDLE_MS": 60000,

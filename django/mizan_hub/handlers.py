@@ -26,9 +26,10 @@ Modules holding these are imported by the worker: every installed app's
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
+from django.http import HttpRequest
 from django.utils.module_loading import autodiscover_modules
 
 from . import conf
@@ -121,6 +122,17 @@ def autodiscover() -> None:
         importlib.import_module(module)
 
 
+def _empty_session() -> Any:
+    """A new session of the project's engine (never saved), or a dict
+    without django.contrib.sessions."""
+    from django.conf import settings
+    try:
+        from importlib import import_module
+        return import_module(settings.SESSION_ENGINE).SessionStore()
+    except Exception:  # sessions not installed or configured
+        return {}
+
+
 @dataclass
 class Message:
     """A browser ``message`` frame as a channel handler sees it."""
@@ -130,25 +142,44 @@ class Message:
     data: Any
 
 
-@dataclass
-class HubRequest:
-    """The sender of a stream entry, shaped enough like an HttpRequest for
-    code written for Mizan's channel consumer (``user``, ``META``,
-    ``method``, ``session``).
+class HubRequest(HttpRequest):
+    """The sender of a stream entry as a real :class:`django.http.HttpRequest`
+    (``POST``, ``user``, ``META`` with ``REMOTE_ADDR``, ``session``), so
+    permission checks, decorators and DRF permission classes written for
+    views work on rpc, ctx and channel handlers unchanged.
 
     ``identity`` is what the hub authenticated (``{"sub", "staff", "super"}``
     or None); ``user`` loads that user from the database on first use (the
     hub's identity is only the pk and two flags), or is anonymous.
+    ``session`` is an empty, unsaved session of the project's engine: the hub
+    knows a cookie session only by a hash, never its key.
     """
 
-    identity: dict | None
-    hub: str
-    conn: str
-    ts: float | None = None
-    frame: dict = field(default_factory=dict)
-    method: str = "POST"
-    META: dict = field(default_factory=dict)
-    session: dict = field(default_factory=dict)
+    def __init__(self, identity: dict | None, hub: str, conn: str, ts: float | None = None,
+                 frame: dict | None = None, addr: str | None = None):
+        super().__init__()
+        self.identity = identity
+        self.hub = hub
+        self.conn = conn
+        self.ts = ts
+        self.frame = frame or {}
+        self.method = "POST"
+        target = self.frame.get("fn") or self.frame.get("context") or self.frame.get("channel")
+        self.path = self.path_info = f"/mizan-hub/{self.frame.get('action', 'call')}/{target or ''}"
+        self.META.update({"REQUEST_METHOD": "POST", "REMOTE_ADDR": addr or "",
+                          "SERVER_NAME": "mizan-hub", "SERVER_PORT": "443",
+                          "HTTP_X_MIZAN_HUB": hub, "HTTP_X_MIZAN_CONN": conn})
+        self.session = _empty_session()
+
+    def get_host(self) -> str:
+        """The site's own host (the first concrete ``ALLOWED_HOSTS`` entry):
+        a frame from the hub names none, and code building URLs (a
+        login_required redirect) needs one."""
+        from django.conf import settings
+        for host in settings.ALLOWED_HOSTS:
+            if host and host != "*" and not host.startswith("."):
+                return host
+        return "localhost"
 
     @property
     def user(self) -> Any:

@@ -21,6 +21,7 @@ Redis without a separate ``mizan_hub_relay`` process.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
@@ -29,6 +30,7 @@ import secrets
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import redis
@@ -36,7 +38,7 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections
-from django.http import Http404
+from django.http import Http404, HttpResponseBase
 
 from . import conf, handlers, izana_compat, outbox, protocol, stats
 from .connection import get_redis, key
@@ -79,12 +81,50 @@ def _error(code: str, message: str, details: Any = None) -> dict:
     return error
 
 
+def _settle(result: Any) -> Any:
+    """An ``async def`` handler's result: its coroutine run to the end (on a
+    loop of its own in this worker thread; Django's async ORM and
+    ``sync_to_async`` work in it as in an async view)."""
+    if inspect.isawaitable(result):
+        async def wait():
+            return await result
+        return asyncio.run(wait())
+    return result
+
+
+def _from_response(response: HttpResponseBase) -> dict:
+    """What a view decorator's answer means for a call: login_required's
+    redirect and a 401 are UNAUTHORIZED, a 403 FORBIDDEN, a 404 NOT_FOUND,
+    another 4xx BAD_REQUEST, a 5xx INTERNAL; a 2xx JSON body is the data."""
+    status = response.status_code
+    if 200 <= status < 300:
+        body = getattr(response, "content", b"")
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = body.decode("utf-8", "replace")
+        return {"ok": True, "data": _jsonable(data)}
+    if status in (301, 302, 303, 307, 308) or status == 401:
+        return {"ok": False, "error": _error("UNAUTHORIZED", "authentication required")}
+    code = {403: "FORBIDDEN", 404: "NOT_FOUND"}.get(
+        status, "BAD_REQUEST" if 400 <= status < 500 else "INTERNAL")
+    return {"ok": False, "error": _error(code, f"HTTP {status}")}
+
+
 class Worker:
-    """One consumer of the group. ``run()`` loops until :meth:`stop`."""
+    """One consumer of the group. ``run()`` loops until :meth:`stop`.
+
+    With ``concurrency`` > 1 (``WORKER["CONCURRENCY"]``, ``--concurrency``)
+    the entries of one read are handled by that many threads at once, each
+    acknowledged when done: handlers must then be thread-safe, and two
+    messages of one connection may be handled out of order."""
 
     def __init__(self, *, consumer: str | None = None, client: redis.Redis | None = None,
-                 relay: bool = True):
+                 relay: bool = True, concurrency: int | None = None):
         options = conf.get("WORKER")
+        self.concurrency = max(1, int(concurrency or options.get("CONCURRENCY", 1)))
+        self._pool = (ThreadPoolExecutor(self.concurrency, thread_name_prefix="mizan-hub-worker")
+                      if self.concurrency > 1 else None)
         self.client = client or get_redis()
         self.stream = key("in")
         self.group = options["GROUP"]
@@ -159,12 +199,23 @@ class Worker:
         response = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"},
                                           count=self.count, block=block)
         for _stream, entries in response or []:
+            if self._pool is not None:
+                # at most `concurrency` at once, all done before the next read
+                done = list(self._pool.map(lambda e: self._handle_in_thread(*e), entries))
+                handled += len(done)
+                continue
             for entry_id, fields in entries:
                 self.handle_entry(entry_id, fields)
                 handled += 1
                 if self.stopping:
                     return handled
         return handled
+
+    def _handle_in_thread(self, entry_id: Any, fields: dict) -> None:
+        try:
+            self.handle_entry(entry_id, fields)
+        finally:
+            close_old_connections()  # this thread's own database connection
 
     def relay_outbox(self) -> int:
         """Publish what the outbox holds (when due). Returns rows published.
@@ -272,7 +323,8 @@ class Worker:
             ts = float(text["ts"]) if "ts" in text else None
         except ValueError:
             ts = None
-        request = HubRequest(identity=identity, hub=hub, conn=conn, ts=ts, frame=frame)
+        request = HubRequest(identity=identity, hub=hub, conn=conn, ts=ts, frame=frame,
+                             addr=text.get("addr") or None)
 
         if kind != "message" and ts is not None and self.max_rpc_age_ms > 0 \
                 and time.time() * 1000 - ts > self.max_rpc_age_ms:
@@ -307,7 +359,7 @@ class Worker:
         handler = handlers.get_channel_handler(channel)
         try:
             if handler is not None:
-                handler(request, Message(channel, params, frame["data"]))
+                _settle(handler(request, Message(channel, params, frame["data"])))
             elif not izana_compat.handle_message(request, channel, params, frame["data"]):
                 logger.warning("mizan-hub worker: no handler for channel %r", channel)
                 return [{"error": _error("not_found", f"no handler for channel {channel!r}"),
@@ -330,6 +382,8 @@ class Worker:
                 data = self._ctx(request, frame)
             if isinstance(data, izana_compat.Reply):
                 return {"id": call_id, **data.frame}
+            if isinstance(data, HttpResponseBase):
+                return {"id": call_id, **_from_response(data)}
             return {"id": call_id, "ok": True, "data": _jsonable(data)}
         except RpcError as exc:
             return {"id": call_id, "ok": False, "error": _error(exc.code, exc.message, exc.details)}
@@ -365,7 +419,7 @@ class Worker:
             inspect.signature(handler).bind(request, *positional, **named)
         except TypeError as exc:
             raise RpcError("BAD_REQUEST", f"bad arguments for {fn!r}: {exc}") from None
-        return handler(request, *positional, **named)
+        return _settle(handler(request, *positional, **named))
 
     def _ctx(self, request: HubRequest, frame: dict) -> Any:
         name, params = frame["context"], frame["params"]
@@ -375,4 +429,4 @@ class Worker:
             if reply is None:
                 raise RpcError("NOT_FOUND", f"context {name!r} not found")
             return reply
-        return handler(request, params)
+        return _settle(handler(request, params))

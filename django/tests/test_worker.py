@@ -190,3 +190,57 @@ def test_sigterm_finishes_the_entry_in_hand(r, redis_url, replies, tmp_path):
     [env] = replies.envelopes()
     assert env["frame"]["ok"] is True
     assert pending(r) == 0
+
+
+# ---- issue 15: async handlers, a real HttpRequest, view decorators, concurrency ----
+
+def _frames(replies):
+    return [env["frame"] for env in replies.envelopes()]
+
+
+def test_async_handlers_are_awaited(r, worker, replies, django_user_model):
+    u = django_user_model.objects.create_user("asy", password="pw")
+    add_entry(r, "rpc", {"action": "rpc", "id": 1, "fn": "test.async_add", "args": {"a": 2, "b": 5}})
+    add_entry(r, "rpc", {"action": "rpc", "id": 2, "fn": "test.async_user", "args": {}},
+              identity={"sub": str(u.pk), "staff": False, "super": False})
+    add_entry(r, "message", {"action": "message", "channel": "test_async_chat", "params": {},
+                             "data": "hi"})
+    worker.step()
+    frames = _frames(replies)
+    assert frames == [{"id": 1, "ok": True, "data": {"sum": 7}},
+                      {"id": 2, "ok": True, "data": {"authenticated": True}}]
+    assert hub_handlers.async_messages[-1] == "hi"
+
+
+def test_handlers_get_a_real_http_request_with_the_client_address(r, worker, replies):
+    add_entry(r, "rpc", {"action": "rpc", "id": 1, "fn": "test.request", "args": {}},
+              addr="203.0.113.7")
+    worker.step()
+    assert _frames(replies) == [{"id": 1, "ok": True, "data": {
+        "is_http_request": True, "method": "POST", "addr": "203.0.113.7",
+        "path": "/mizan-hub/rpc/test.request", "session_is_a_session": True}}]
+
+
+def test_view_decorators_work_on_rpc_handlers(r, worker, replies, django_user_model):
+    u = django_user_model.objects.create_user("dec", password="pw")
+    ident = {"sub": str(u.pk), "staff": False, "super": False}
+    add_entry(r, "rpc", {"action": "rpc", "id": 1, "fn": "test.needs_perm", "args": {}},
+              identity=ident)
+    add_entry(r, "rpc", {"action": "rpc", "id": 2, "fn": "test.needs_login", "args": {}})
+    add_entry(r, "rpc", {"action": "rpc", "id": 3, "fn": "test.needs_login", "args": {}},
+              identity=ident)
+    worker.step()
+    frames = _frames(replies)
+    assert [(f["id"], f["ok"], f.get("error", {}).get("code")) for f in frames] == [
+        (1, False, "FORBIDDEN"), (2, False, "UNAUTHORIZED"), (3, True, None)]
+    assert frames[2]["data"] == {"user": "dec"}
+
+
+def test_concurrency_handles_a_batch_at_once(r, replies):
+    w = Worker(consumer="test-worker-c", concurrency=3)
+    w.ensure_group()
+    for i in range(3):
+        add_entry(r, "rpc", {"action": "rpc", "id": i, "fn": "test.together", "args": {"i": i}})
+    assert w.step() == 3  # one at a time, the barrier would time out (BrokenBarrierError)
+    assert sorted(f["id"] for f in _frames(replies) if f["ok"]) == [0, 1, 2]
+    assert pending(r) == 0

@@ -34,7 +34,9 @@ def test_message_and_rpc_reach_stream_and_reply_reaches_only_sender(hub, r):
                   {"action": "rpc", "id": "7", "fn": "todos.add", "args": {"title": "milk"}},
                   {"action": "rpc", "id": 42, "fn": "f", "args": {}}]
         for (eid, fields), kind, body in zip(entries, ["message", "rpc", "rpc"], bodies):
-            assert set(fields) == {"v", "kind", "hub", "conn", "identity", "body", "ts"}, fields
+            assert set(fields) == {"v", "kind", "hub", "conn", "identity", "body", "ts",
+                                   "addr"}, fields
+            assert fields["addr"] == "127.0.0.1", fields  # the client's address (SPEC 11)
             assert fields["v"] == "1" and fields["kind"] == kind, fields
             assert fields["hub"] == a.hub_id and fields["conn"] == a.conn, fields
             assert json.loads(fields["identity"]) is None, fields

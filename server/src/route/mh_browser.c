@@ -11,6 +11,7 @@
 #include "mh_jwt.h"
 #include "mh_log.h"
 #include "mh_out.h"
+#include "mh_peer.h"
 #include "mh_redis.h"
 #include "mh_registry.h"
 #include "mh_rpc.h"
@@ -279,8 +280,8 @@ static void do_inbound(mh_conn *c, mh_frame *f)
     char maxlen[24], ts[32];
     mh_buf stream, body, ident, id;
     inbound_req *q = NULL;
-    const char *argv[20];
-    size_t lens[20];
+    const char *argv[22];
+    size_t lens[22];
     int argc = 0;
 
     if (is_rpc ? !rpc_permitted(c, f) : !permitted(c, f))
@@ -325,6 +326,10 @@ static void do_inbound(mh_conn *c, mh_frame *f)
     ARG(body.data, body.len);
     ARG("ts", 2);
     ARG(ts, strlen(ts));
+    if (c->peer) { /* the client's address (behind a trusted proxy: the one it named) */
+        ARG("addr", 4);
+        ARG(c->peer->addr, strlen(c->peer->addr));
+    }
 #undef ARG
     q = calloc(1, sizeof *q + id.len + 1);
     if (!q)

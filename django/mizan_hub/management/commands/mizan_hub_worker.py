@@ -21,13 +21,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--consumer", help="consumer name (default: host-pid-random)")
+        parser.add_argument("--concurrency", type=int, default=None,
+                            help="entries handled at once, by that many threads (default: "
+                                 "MIZAN_HUB['WORKER']['CONCURRENCY'], 1)")
 
     def handle(self, *args, **options):
         if not logging.getLogger().handlers:
             logging.basicConfig(level=logging.INFO,
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         handlers.autodiscover()
-        worker = Worker(consumer=options.get("consumer"))
+        if options.get("concurrency") is not None and options["concurrency"] < 1:
+            from django.core.management.base import CommandError
+            raise CommandError("--concurrency must be 1 or more")
+        worker = Worker(consumer=options.get("consumer"), concurrency=options.get("concurrency"))
 
         def stop(signum, frame):
             logging.getLogger("mizan_hub.worker").info(
