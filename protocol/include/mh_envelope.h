@@ -46,7 +46,7 @@ typedef struct mh_envelope {
     const char *epoch;
 
     const char *session; /* logout: sha256 hex */
-    const char *sub;     /* disconnect */
+    const char *subject; /* disconnect: the JWT/session subject */
     const char *reason;  /* disconnect, close ("" by default) */
     const char *hub;     /* canary */
     const char *nonce;   /* canary */

@@ -42,7 +42,7 @@ typedef struct mh_frame {
     json_t *root; /* owned: the parsed frame; the borrowed pointers below live in it */
 
     mh_target target; /* subscribe/unsubscribe/message/ctx */
-    mh_entry sub;     /* owned: the context or channel and its params (scoped) */
+    mh_entry scope;   /* owned: the context or channel and its params (scoped) */
 
     const char *since; /* borrowed, NULL when absent */
     size_t since_len;

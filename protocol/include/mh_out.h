@@ -30,7 +30,8 @@ void mh_out_authed(mh_buf *b, const char *subject, bool staff, bool super, int64
 /** {"expiring":{"expires":N,"in":S}}. */
 void mh_out_expiring(mh_buf *b, int64_t expires, int64_t in);
 
-/** An rpc error from the hub: {"id":ID,"ok":false,"error":{"code","message"}}; 'id_json' is the id as JSON. */
+/** An rpc error from the hub: {"id":ID,"ok":false,"error":{"code","message"}}; 'id_json' is the id
+ * as JSON. */
 void mh_out_rpc_error(mh_buf *b, const char *id_json, const char *code, const char *message);
 
 /** The identity the inbound stream carries (SPEC 11): {"sub","staff","super"}, or null. */

@@ -35,7 +35,8 @@ bool mh_epoch_valid(const char *s, size_t len)
 
 size_t mh_version_format(char out[MH_VERSION_MAX], const char *epoch, uint64_t n)
 {
-    int len = snprintf(out, MH_VERSION_MAX, "%.*s:%llu", MH_EPOCH_MAX, epoch, (unsigned long long)n);
+    int len =
+        snprintf(out, MH_VERSION_MAX, "%.*s:%llu", MH_EPOCH_MAX, epoch, (unsigned long long)n);
     return len < 0 ? 0 : (size_t)len;
 }
 
@@ -219,7 +220,7 @@ int mh_envelope_decode(const char *text, size_t len, mh_envelope *env, mh_err *e
             return bad(err, "\"session\" must be 64 lowercase hex digits");
         return 0;
     case MH_KIND_DISCONNECT:
-        if ((rc = str_field(env->root, "sub", 1, 256, &env->sub, err)))
+        if ((rc = str_field(env->root, "sub", 1, 256, &env->subject, err)))
             return rc;
         env->reason = "";
         if (json_object_get(env->root, "reason") &&
@@ -284,7 +285,7 @@ json_t *mh_envelope_to_json(const mh_envelope *env)
         SET("session", json_string(env->session));
         break;
     case MH_KIND_DISCONNECT:
-        SET("sub", json_string(env->sub));
+        SET("sub", json_string(env->subject));
         SET("reason", json_string(env->reason));
         break;
     case MH_KIND_CANARY:

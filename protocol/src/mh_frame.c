@@ -29,7 +29,7 @@ const char *mh_action_name(mh_action a)
 
 void mh_frame_free(mh_frame *f)
 {
-    mh_entry_free(&f->sub);
+    mh_entry_free(&f->scope);
     json_decref(f->root);
     memset(f, 0, sizeof *f);
 }
@@ -98,16 +98,16 @@ static int read_target(mh_frame *f, bool context_ok, bool channel_ok, mh_err *er
     if (!json_is_string(name))
         return mh_err_set(err, MH_E_BAD_FRAME, "\"%s\" must be a string",
                           ctx ? "context" : "channel");
-    if ((rc =
-             mh_entry_set_context(&f->sub, json_string_value(name), json_string_length(name), err)))
+    if ((rc = mh_entry_set_context(&f->scope, json_string_value(name), json_string_length(name),
+                                   err)))
         return rc;
-    f->sub.scoped = true;
+    f->scope.scoped = true;
     params = json_object_get(f->root, "params");
     if (!params)
         return 0;
     if (!json_is_object(params))
         return mh_err_set(err, MH_E_BAD_FRAME, "\"params\" must be an object");
-    return mh_entry_params_from_json(&f->sub, params, "/params", err);
+    return mh_entry_params_from_json(&f->scope, params, "/params", err);
 }
 
 static int read_id(mh_frame *f, mh_err *err)
@@ -221,8 +221,8 @@ json_t *mh_frame_to_json(const mh_frame *f)
     case MH_ACT_UNSUBSCRIBE:
     case MH_ACT_MESSAGE:
         SET(f->target == MH_TARGET_CONTEXT ? "context" : "channel",
-            json_stringn(f->sub.context, f->sub.context_len));
-        SET("params", mh_params_to_json(f->sub.params, f->sub.nparams));
+            json_stringn(f->scope.context, f->scope.context_len));
+        SET("params", mh_params_to_json(f->scope.params, f->scope.nparams));
         if (f->since)
             SET("since", json_stringn(f->since, f->since_len));
         if (f->action == MH_ACT_SUBSCRIBE && f->token)
@@ -240,8 +240,8 @@ json_t *mh_frame_to_json(const mh_frame *f)
         break;
     case MH_ACT_CTX:
         SET_REF("id", f->id);
-        SET("context", json_stringn(f->sub.context, f->sub.context_len));
-        SET("params", mh_params_to_json(f->sub.params, f->sub.nparams));
+        SET("context", json_stringn(f->scope.context, f->scope.context_len));
+        SET("params", mh_params_to_json(f->scope.params, f->scope.nparams));
         break;
     case MH_ACT_PING:
         break;

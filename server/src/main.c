@@ -34,7 +34,6 @@
 #include "mh_browser.h"
 #include "mh_transport.h"
 
-
 static void random_id(char *out, size_t n)
 {
     static const char hex[] = "0123456789abcdef";

@@ -63,7 +63,7 @@ static void verify(const char *t, size_t n)
     int64_t exp = 0;
 
     if (mh_jwt_verify(&keys, &p, t, n, NOW, &id, &reason) == 0) {
-        CHECK(!strcmp(reason, "ok") && id.sub[0] && id.exp + 30 > NOW);
+        CHECK(!strcmp(reason, "ok") && id.subject[0] && id.exp + 30 > NOW);
     } else {
         known_reason(reason);
     }

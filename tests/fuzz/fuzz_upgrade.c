@@ -1,12 +1,11 @@
 /*
  * libFuzzer: the upgrade request as a client sends it, before anything else
- * sees it — a PROXY header when there is one, the head's end, its strict judgement (mh_upgrade), then what
- * auth reads from an accepted head: the Cookie header's session cookie and
- * the Origin, and X-Forwarded-For read against a trusted list; and the
- * input as a --trusted-proxies text. Beyond "no crash":
- * a refusal has a status the hub answers with and a response that fits,
- * an accepted head's fields all lie inside the input, and the judgement
- * does not depend on what follows the head.
+ * sees it — a PROXY header when there is one, the head's end, its strict judgement (mh_upgrade),
+ * then what auth reads from an accepted head: the Cookie header's session cookie and the Origin,
+ * and X-Forwarded-For read against a trusted list; and the input as a --trusted-proxies text.
+ * Beyond "no crash": a refusal has a status the hub answers with and a response that fits, an
+ * accepted head's fields all lie inside the input, and the judgement does not depend on what
+ * follows the head.
  */
 #include "fuzz_check.h"
 #include <stdint.h>

@@ -132,7 +132,7 @@ static void accepts_each_algorithm(void **state)
     check_minted(JWT_ALG_ES256, "e1", ec_priv, claims("", 300), "ok");
     t = mint(JWT_ALG_HS256, "v1", SECRET, claims("\"staff\":true,\"super\":false", 300));
     assert_int_equal(mh_jwt_verify(&keys, &policy, t, strlen(t), now, &id, &reason), 0);
-    assert_string_equal(id.sub, "5");
+    assert_string_equal(id.subject, "5");
     assert_true(id.staff);
     assert_false(id.super);
     assert_int_equal(id.exp, now + 300);

@@ -28,9 +28,8 @@ static void cidr_lists_match_what_they_say(void **state)
     mh_ip a;
     (void)state;
 
-    assert_int_equal(mh_cidr_parse(&l, "10.0.0.0/8, 127.0.0.1 192.168.1.128/25,fd00::/8", err,
-                                   sizeof err),
-                     0);
+    assert_int_equal(
+        mh_cidr_parse(&l, "10.0.0.0/8, 127.0.0.1 192.168.1.128/25,fd00::/8", err, sizeof err), 0);
     assert_int_equal(l.n, 4);
     a = ip("10.200.3.4");
     assert_true(mh_cidr_match(&l, &a));
@@ -81,18 +80,17 @@ static void proxy_v1(void **state)
     /* wrong */
     static const char *const bad[] = {
         "GET / HTTP/1.1\r\n",
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",          /* bare LF */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",          /* a field short */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",      /* a field more */
-        "PROXY TCP4 2001:db8::1 5.6.7.8 1 2\r\n",    /* family mismatch */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n",    /* port range */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",       /* leading zero */
-        "PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",        /* protocol */
-        "PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n",       /* two spaces */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",       /* bare LF */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",       /* a field short */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",   /* a field more */
+        "PROXY TCP4 2001:db8::1 5.6.7.8 1 2\r\n", /* family mismatch */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n", /* port range */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",    /* leading zero */
+        "PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",     /* protocol */
+        "PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n",    /* two spaces */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_int_equal(mh_proxy_parse((const unsigned char *)bad[i], strlen(bad[i]), &info),
-                         -1);
+        assert_int_equal(mh_proxy_parse((const unsigned char *)bad[i], strlen(bad[i]), &info), -1);
 }
 
 static void proxy_v2(void **state)

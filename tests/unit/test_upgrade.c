@@ -29,8 +29,8 @@ static const head_case cases[] = {
     {GOOD "\r\n", 0, NULL},
     {"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n", 0, NULL},
     {"GET /healthz HTTP/1.0\r\n\r\n", 0, NULL},
-    {"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c, websocket\r\nConnection: keep-alive, upgrade\r\n" KEY
-     V13 "\r\n",
+    {"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c, websocket\r\nConnection: keep-alive, "
+     "upgrade\r\n" KEY V13 "\r\n",
      0, NULL},
     {GOOD "Content-Length: 0\r\n\r\n", 0, NULL},
     {GOOD "Host: h\r\n\r\n", 400, "duplicate_header"},
@@ -118,7 +118,7 @@ static void a_head_without_an_end_is_431_at_the_limit(void **state)
 
     n = (size_t)snprintf(big, 64, "GET / HTTP/1.1\r\nHost: h\r\nX: ");
     memset(big + n, 'a', MH_UPGRADE_HEAD_MAX + 100 - n);
-    assert_int_equal(mh_upgrade_head_end(big, 100), 0);                    /* not yet */
+    assert_int_equal(mh_upgrade_head_end(big, 100), 0);                     /* not yet */
     assert_int_equal(mh_upgrade_head_end(big, MH_UPGRADE_HEAD_MAX - 1), 0); /* still not */
     assert_int_equal(mh_upgrade_head_end(big, MH_UPGRADE_HEAD_MAX), -1);
     assert_int_equal(mh_upgrade_head_end(big, MH_UPGRADE_HEAD_MAX + 100), -1);

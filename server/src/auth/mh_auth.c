@@ -92,8 +92,7 @@ int mh_auth_refuse(mh_hub *h, struct lws *wsi, int status, const char *stage, co
     return 1;
 }
 
-static int refuse_http(mh_hub *h, struct lws *wsi, int status, const char *reason,
-                       const char *text)
+static int refuse_http(mh_hub *h, struct lws *wsi, int status, const char *reason, const char *text)
 {
     return mh_auth_refuse(h, wsi, status, "upgrade", reason, text);
 }
@@ -104,15 +103,14 @@ static int check_limits(mh_hub *h, mh_conn *c, struct lws *wsi)
 
     if (cfg->max_connections && h->conns.count >= (size_t)cfg->max_connections) {
         mh_warn("upgrade refused: %zu connections, the limit (--max-connections)", h->conns.count);
-        return mh_auth_refuse(h, wsi, 503, "limit", "connection_limit",
-                              "connection limit reached");
+        return mh_auth_refuse(h, wsi, 503, "limit", "connection_limit", "connection limit reached");
     }
     /* Plain sockets were counted and checked on accept (mh_transport);
      * TLS ones are answered here, where HTTP can be spoken. */
     if (cfg->tls_cert[0] && cfg->max_connections_per_ip && c->peer &&
         mh_peer_count(c->peer) > (uint32_t)cfg->max_connections_per_ip) {
-        mh_info("upgrade refused: %s has %u connections (--max-connections-per-ip)",
-                c->peer->addr, mh_peer_count(c->peer) - 1);
+        mh_info("upgrade refused: %s has %u connections (--max-connections-per-ip)", c->peer->addr,
+                mh_peer_count(c->peer) - 1);
         return mh_auth_refuse(h, wsi, 429, "limit", "ip_limit",
                               "too many connections from this address");
     }
@@ -315,8 +313,7 @@ static int signed_session(mh_hub *h, mh_conn *c, struct lws *wsi, const char *va
     if (mh_djsign_unsign(&dc, value, len, (int64_t)(mh_now_ms() / 1000), &json, &json_len,
                          &reason)) {
         mh_info("upgrade refused: session cookie %s", reason);
-        return mh_auth_refuse(h, wsi, 401, "cookie", reason,
-                            "session cookie refused");
+        return mh_auth_refuse(h, wsi, 401, "cookie", reason, "session cookie refused");
     }
     data = mh_json_parse(json, json_len, &err);
     if (!data || !json_is_object(data)) {
@@ -486,7 +483,7 @@ static int parse_entry(const char *s, size_t n, mh_identity *id)
     sub = json_object_get(v, "sub");
     if (!json_is_string(sub) || !json_string_length(sub) || json_string_length(sub) > MH_SUB_MAX)
         goto done;
-    snprintf(id->sub, sizeof id->sub, "%s", json_string_value(sub));
+    snprintf(id->subject, sizeof id->subject, "%s", json_string_value(sub));
     id->staff = json_is_true(json_object_get(v, "staff"));
     id->super = json_is_true(json_object_get(v, "super"));
     rc = 0;
@@ -518,7 +515,7 @@ static void on_session(mh_hub *h, redisReply *reply, void *arg)
         free(c->session);
         c->session = NULL;
     } else if (parse_entry(reply->str, reply->len, &ident) ||
-               (c->cookie_uid && strcmp(c->cookie_uid, ident.sub))) {
+               (c->cookie_uid && strcmp(c->cookie_uid, ident.subject))) {
         mh_warn("conn %s: session registry entry %s: anonymous", c->name,
                 c->cookie_uid ? "is for another user" : "is malformed");
         mh_metrics_reject(&h->metrics, "cookie", "session_mismatch");
@@ -639,19 +636,19 @@ int mh_auth_check(mh_conn *c, const mh_frame *f, const char **code, char *msg, s
     mh_hub *h = c->hub;
     bool channel = f->target == MH_TARGET_CHANNEL;
     const char *stage = f->action == MH_ACT_MESSAGE ? "message" : "subscribe";
-    mh_who who = {.sub = c->sub, .staff = c->staff, .super = c->super};
+    mh_who who = {.subject = c->subject, .staff = c->staff, .super = c->super};
     const char *reason;
     int64_t exp;
 
     if (!h->registry) {
         /* No registry: an identity may use everything; anonymous connections
          * nothing, unless the hub serves everything as public. */
-        if (c->sub || h->cfg->allow_anonymous)
+        if (c->subject || h->cfg->allow_anonymous)
             return 0;
         snprintf(msg, msglen, "authenticate first");
         return deny(c, stage, "unauthorized", code);
     }
-    switch (mh_registry_check(h->registry, channel, &f->sub, &who, code, msg, msglen)) {
+    switch (mh_registry_check(h->registry, channel, &f->scope, &who, code, msg, msglen)) {
     case MH_REG_ALLOW:
         return 0;
     case MH_REG_DENY:
@@ -661,7 +658,7 @@ int mh_auth_check(mh_conn *c, const mh_frame *f, const char **code, char *msg, s
     }
     if (f->action == MH_ACT_MESSAGE) {
         /* Sending needs the subscription the token granted. */
-        mh_keynode *node = mh_subs_find(&h->subs, true, &f->sub);
+        mh_keynode *node = mh_subs_find(&h->subs, true, &f->scope);
         if (node && mh_conn_find_sub(c, node))
             return 0;
         snprintf(msg, msglen, "subscribe with a subscription token first");
@@ -669,7 +666,7 @@ int mh_auth_check(mh_conn *c, const mh_frame *f, const char **code, char *msg, s
     }
     if (!f->token) {
         snprintf(msg, msglen, "%s '%.128s' needs a subscription token",
-                 channel ? "channel" : "context", f->sub.context);
+                 channel ? "channel" : "context", f->scope.context);
         return deny(c, stage, "forbidden", code);
     }
     if (!h->keys->n) {
@@ -677,8 +674,8 @@ int mh_auth_check(mh_conn *c, const mh_frame *f, const char **code, char *msg, s
         return deny(c, stage, "bad_token", code);
     }
     if (mh_jwt_verify_subscription(h->keys, h->policy, f->token, f->token_len,
-                                   (int64_t)(mh_now_ms() / 1000), channel, &f->sub, c->sub, &exp,
-                                   &reason) == 0)
+                                   (int64_t)(mh_now_ms() / 1000), channel, &f->scope, c->subject,
+                                   &exp, &reason) == 0)
         return 0;
     snprintf(msg, msglen, "subscription token refused: %s", reason);
     mh_info("conn %s: subscription token refused: %s", c->name, reason);

@@ -461,7 +461,7 @@ int mh_jwt_verify(const mh_jwt_keys *ks, const mh_jwt_policy *p, const char *tok
         *reason = "wrong_token_type";
         goto done;
     }
-    if (mh_jwt_sub_form(json_object_get(claims, "sub"), id->sub)) {
+    if (mh_jwt_sub_form(json_object_get(claims, "sub"), id->subject)) {
         *reason = "missing_sub";
         goto done;
     }

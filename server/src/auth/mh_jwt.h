@@ -17,7 +17,6 @@
 #include "mh_inval.h"
 #include "mh_identity.h"
 
-
 typedef struct mh_jwt_key {
     char kid[65];
     int alg;            /* jwt_alg_t */
@@ -35,7 +34,6 @@ typedef struct mh_jwt_policy {
     const char *issuer;   /* required `iss` when not NULL/empty */
     int leeway;           /* seconds of clock skew tolerated on exp/nbf/iat */
 } mh_jwt_policy;
-
 
 void mh_jwt_keys_free(mh_jwt_keys *ks);
 

@@ -328,7 +328,7 @@ mh_reg_result mh_registry_check(const mh_registry *r, bool channel, const mh_ent
             return MH_REG_DENY;
         }
     }
-    if (guard != MH_GUARD_PUBLIC && guard != MH_GUARD_TOKEN && !who->sub) {
+    if (guard != MH_GUARD_PUBLIC && guard != MH_GUARD_TOKEN && !who->subject) {
         *code = "unauthorized";
         snprintf(msg, msglen, "%s '%.128s' needs a signed-in user", kind, e->context);
         return MH_REG_DENY;
@@ -343,12 +343,12 @@ mh_reg_result mh_registry_check(const mh_registry *r, bool channel, const mh_ent
     for (size_t i = 0; re && i < re->nrules; i++) {
         size_t n = 0;
         const char *v = param_value(e, re->rules[i], &n);
-        if (!who->sub) {
+        if (!who->subject) {
             *code = "unauthorized";
             snprintf(msg, msglen, "params.%s must be the signed-in user's id", re->rules[i]);
             return MH_REG_DENY;
         }
-        if (!v || n != strlen(who->sub) || memcmp(v, who->sub, n)) {
+        if (!v || n != strlen(who->subject) || memcmp(v, who->subject, n)) {
             *code = "forbidden";
             snprintf(msg, msglen, "params.%s must be the signed-in user's id", re->rules[i]);
             return MH_REG_DENY;

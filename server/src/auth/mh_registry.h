@@ -27,7 +27,7 @@ typedef struct mh_registry mh_registry;
 
 /** Who is asking: sub NULL for an anonymous connection (borrowed). */
 typedef struct mh_who {
-    const char *sub;
+    const char *subject;
     bool staff, super;
 } mh_who;
 

@@ -71,7 +71,7 @@ void mh_conn_release(mh_conn *c)
     free(c->rx);
     if (h->hooks.release)
         h->hooks.release(c);
-    free(c->sub);
+    free(c->subject);
     mh_map_del(&h->conns, &c->id, sizeof c->id);
 }
 
@@ -401,11 +401,11 @@ int mh_conn_writable(mh_conn *c)
 
 int mh_conn_set_identity(mh_conn *c, const mh_identity *id)
 {
-    char *sub = strdup(id->sub);
+    char *sub = strdup(id->subject);
     if (!sub)
         return -1;
-    free(c->sub);
-    c->sub = sub;
+    free(c->subject);
+    c->subject = sub;
     c->staff = id->staff;
     c->super = id->super;
     c->expires = id->exp;

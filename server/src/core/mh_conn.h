@@ -48,7 +48,7 @@ struct mh_conn {
     uint64_t stamp;
     mh_rpc_pending *rpcs;
     /* identity: NULL sub means anonymous */
-    char *sub;
+    char *subject; /* the identity's subject (a JWT sub); NULL: anonymous */
     bool staff, super;
     int64_t expires; /* Unix seconds the credentials end; 0: never */
     bool warned;     /* `expiring` sent for this expiry */

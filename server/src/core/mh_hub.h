@@ -63,7 +63,7 @@ typedef struct mh_hub {
      * token auth is on when keys->n > 0 */
     const struct mh_jwt_keys *keys;
     const struct mh_jwt_policy *policy;
-    mh_registry *registry;          /* owned; NULL: no registry (SPEC 6's fallback) */
+    mh_registry *registry; /* owned; NULL: no registry (SPEC 6's fallback) */
     /* Upward calls, registered at start-up (main.c): the lower layers
      * (connections, auth, Redis) reach the routing layer only through these. */
     struct mh_hub_hooks {
@@ -77,11 +77,11 @@ typedef struct mh_hub {
     const char *const *django_keys; /* SECRET_KEY then fallbacks; borrowed, frozen */
     size_t ndjango_keys;
     mh_cidr_list trusted; /* --trusted-proxies */
-    mh_map ips;     /* peer address -> its open TCP connections (mh_peer) */
-    size_t npeers;  /* accepted sockets not yet closed (mh_peer); gauge */
-    size_t nintake; /* of those, reading their request head (mh_intake); gauge */
-    mh_peer *adopting; /* the peer of the socket lws is adopting right now (mh_transport) */
-    double in_tokens; /* the worker's inbound stream budget (mh_auth_inbound_ok) */
+    mh_map ips;           /* peer address -> its open TCP connections (mh_peer) */
+    size_t npeers;        /* accepted sockets not yet closed (mh_peer); gauge */
+    size_t nintake;       /* of those, reading their request head (mh_intake); gauge */
+    mh_peer *adopting;    /* the peer of the socket lws is adopting right now (mh_transport) */
+    double in_tokens;     /* the worker's inbound stream budget (mh_auth_inbound_ok) */
     uint64_t in_ms;
     uint64_t stamp; /* fan-out generation, to send each connection one copy */
     uint64_t queued_bytes;

@@ -12,7 +12,7 @@
 #define MH_SUB_MAX 256
 
 typedef struct mh_identity {
-    char sub[MH_SUB_MAX + 1]; /* the subject */
+    char subject[MH_SUB_MAX + 1]; /* a token's `sub`, a session's user id */
     bool staff, super;
     int64_t exp; /* Unix seconds; 0: no expiry */
     char kid[65];

@@ -74,7 +74,7 @@ typedef struct mh_gauges {
     uint64_t sockets, intake, addresses;
     uint64_t ready;    /* workers whose /readyz answers 200 */
     uint64_t redis_up; /* workers whose Redis subscription is live */
-} mh_gauges; /* all uint64_t: summed as an array across workers */
+} mh_gauges;           /* all uint64_t: summed as an array across workers */
 
 /**
  * One worker's numbers in memory shared by every worker of a process

@@ -179,8 +179,8 @@ static int parse_v1(const unsigned char *buf, size_t len, mh_proxy_info *out)
         (memcmp(f[1], "TCP4", 4) && memcmp(f[1], "TCP6", 4)))
         return -1;
     if (!mh_ip_parse(&out->src, f[2], fl[2]) || !mh_ip_parse(&dst, f[3], fl[3]) ||
-        out->src.family != (f[1][3] == '4' ? AF_INET : AF_INET6) ||
-        dst.family != out->src.family || !port_valid(f[4], fl[4]) || !port_valid(f[5], fl[5]))
+        out->src.family != (f[1][3] == '4' ? AF_INET : AF_INET6) || dst.family != out->src.family ||
+        !port_valid(f[4], fl[4]) || !port_valid(f[5], fl[5]))
         return -1;
     out->local = false;
     return (int)(end - s) + 1;

@@ -150,8 +150,8 @@ static int check_limit(intake_sock *s)
     if (!cfg->max_connections_per_ip ||
         mh_peer_count(s->peer) <= (uint32_t)cfg->max_connections_per_ip)
         return 0;
-    mh_info("connection from %s refused: %u open from it (--max-connections-per-ip)",
-            s->peer->addr, mh_peer_count(s->peer) - 1);
+    mh_info("connection from %s refused: %u open from it (--max-connections-per-ip)", s->peer->addr,
+            mh_peer_count(s->peer) - 1);
     refuse(s, "limit", &why);
     return -1;
 }

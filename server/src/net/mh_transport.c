@@ -346,9 +346,8 @@ static void adopt(mh_hub *h, int fd, mh_peer *peer, const char *head, size_t len
         wsi = lws_adopt_socket_vhost_readbuf(vhost, fd, head, len);
     } else {
         sfd.sockfd = fd;
-        wsi = lws_adopt_descriptor_vhost(vhost, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP |
-                                                    LWS_ADOPT_ALLOW_SSL,
-                                         sfd, NULL, NULL);
+        wsi = lws_adopt_descriptor_vhost(
+            vhost, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL, sfd, NULL, NULL);
     }
     h->adopting = NULL;
     if (wsi) {

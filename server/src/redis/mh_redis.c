@@ -34,7 +34,7 @@ struct mh_redis {
     mh_hub *h;
     mh_redis_events ev; /* upward, to the router and the heal */
     mh_rlink_tls *tls;  /* rediss://: every link, Sentinels too */
-    link sub, cmd;
+    link subscriber, cmd;
     /* where the links go: --redis, or the master the Sentinels name */
     char host[256];
     int port;
@@ -210,7 +210,7 @@ static void link_lost(link *l, const char *why)
                "redis %s link: cannot connect to %s:%d: %s (attempt %u)", l->name, r->host, r->port,
                why, l->attempt + 1);
     }
-    if (l == &r->sub) {
+    if (l == &r->subscriber) {
         if (r->subscribed || was_up) {
             r->gap = true;
             r->ev.lost(r->h);
@@ -385,7 +385,7 @@ static void on_sub_message(mh_redis *r, redisReply *rep)
     if (!strcmp(rep->element[0]->str, "subscribe")) {
         if (++r->confirmed == 2) {
             r->subscribed = true;
-            r->sub.attempt = 0;
+            r->subscriber.attempt = 0;
             r->subscribed_at_ms = mh_mono_ms();
             r->canary_seen_ms = 0;
             mh_info("redis: subscribed to %s and %s", r->events, r->hub_channel);
@@ -420,7 +420,7 @@ static void set_master(mh_redis *r, const char *host, int port)
     r->have_master = true;
     r->h->metrics.redis_failovers += r->h->metrics.redis_masters_seen > 0;
     r->h->metrics.redis_masters_seen++;
-    for (link *l = &r->cmd; l; l = l == &r->cmd ? &r->sub : NULL) {
+    for (link *l = &r->cmd; l; l = l == &r->cmd ? &r->subscriber : NULL) {
         if (l->state != LINK_DOWN && l->rl) {
             mh_rlink_disconnect(l->rl); /* reconnects to the new master */
         } else {
@@ -453,8 +453,8 @@ static void on_role(mh_rlink *rl, redisReply *rep, void *arg)
     r->have_master = false;
     if (r->cmd.rl && r->cmd.state != LINK_DOWN)
         mh_rlink_disconnect(r->cmd.rl);
-    if (r->sub.rl && r->sub.state != LINK_DOWN)
-        mh_rlink_disconnect(r->sub.rl);
+    if (r->subscriber.rl && r->subscriber.state != LINK_DOWN)
+        mh_rlink_disconnect(r->subscriber.rl);
     sentinel_requery(r);
 }
 
@@ -551,7 +551,7 @@ static void on_push(mh_rlink *rl, redisReply *rep)
 {
     link *l = mh_rlink_data(rl);
 
-    if (l == &l->r->sub)
+    if (l == &l->r->subscriber)
         on_sub_message(l->r, rep);
     else if (l == &l->r->sen)
         on_switch(l->r, rep);
@@ -574,7 +574,7 @@ static void on_connected(mh_rlink *rl)
         mh_rlink_cmdf(rl, NULL, NULL, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
     else if (cfg->redis_password[0])
         mh_rlink_cmdf(rl, NULL, NULL, "AUTH %s", cfg->redis_password);
-    if (l == &r->sub) {
+    if (l == &r->subscriber) {
         const char *argv[] = {"SUBSCRIBE", r->events, r->hub_channel};
         const size_t lens[] = {9, strlen(r->events), strlen(r->hub_channel)};
         r->confirmed = 0;
@@ -634,12 +634,12 @@ static void on_canary_timer(uv_timer_t *t)
     char nonce[32];
 
     if (r->subscribed && now - r->subscribed_at_ms > window &&
-        (!r->canary_seen_ms || now - r->canary_seen_ms > window) && r->sub.rl) {
+        (!r->canary_seen_ms || now - r->canary_seen_ms > window) && r->subscriber.rl) {
         /* Subscribed on paper, but nothing comes back: reconnect. */
         mh_warn("redis: no canary came back for %llu ms; resubscribing",
                 (unsigned long long)(now - (r->canary_seen_ms ? r->canary_seen_ms
                                                               : r->subscribed_at_ms)));
-        mh_rlink_disconnect(r->sub.rl);
+        mh_rlink_disconnect(r->subscriber.rl);
         return;
     }
     if (r->cmd.state != LINK_UP)
@@ -696,8 +696,8 @@ mh_redis *mh_redis_new(mh_hub *h, const mh_redis_events *ev)
     snprintf(r->events, sizeof r->events, "%sevents", h->cfg->redis_prefix);
     snprintf(r->hub_channel, sizeof r->hub_channel, "%shub:%s", h->cfg->redis_prefix,
              h->cfg->hub_id);
-    r->sub.r = r->cmd.r = r->sen.r = r;
-    r->sub.name = "subscriber";
+    r->subscriber.r = r->cmd.r = r->sen.r = r;
+    r->subscriber.name = "subscriber";
     r->cmd.name = "command";
     r->sen.name = "sentinel";
     if (h->cfg->redis_sentinels[0]) {
@@ -722,14 +722,14 @@ mh_redis *mh_redis_new(mh_hub *h, const mh_redis_events *ev)
             return NULL;
         }
     }
-    uv_timer_init(h->loop, &r->sub.retry);
+    uv_timer_init(h->loop, &r->subscriber.retry);
     uv_timer_init(h->loop, &r->cmd.retry);
     uv_timer_init(h->loop, &r->sen.retry);
     r->sen.retry.data = &r->sen;
     uv_timer_init(h->loop, &r->canary);
     uv_timer_init(h->loop, &r->heal_timer);
     r->heal_timer.data = r;
-    r->sub.retry.data = &r->sub;
+    r->subscriber.retry.data = &r->subscriber;
     r->cmd.retry.data = &r->cmd;
     r->canary.data = r;
     return r;
@@ -740,7 +740,7 @@ void mh_redis_start(mh_redis *r)
     if (r->nsentinels)
         sentinel_connect(r); /* the links follow once it names the master */
     link_connect(&r->cmd);
-    link_connect(&r->sub);
+    link_connect(&r->subscriber);
     uv_timer_start(&r->canary, on_canary_timer, (uint64_t)r->h->cfg->canary_interval_ms,
                    (uint64_t)r->h->cfg->canary_interval_ms);
 }
@@ -750,19 +750,19 @@ void mh_redis_stop(mh_redis *r)
     r->stopping = true;
     sync_complete(r, UINT64_MAX);
     uv_timer_stop(&r->canary);
-    uv_timer_stop(&r->sub.retry);
+    uv_timer_stop(&r->subscriber.retry);
     uv_timer_stop(&r->cmd.retry);
     uv_timer_stop(&r->sen.retry);
     uv_timer_stop(&r->heal_timer);
     uv_close((uv_handle_t *)&r->canary, NULL);
     uv_close((uv_handle_t *)&r->heal_timer, NULL);
-    uv_close((uv_handle_t *)&r->sub.retry, NULL);
+    uv_close((uv_handle_t *)&r->subscriber.retry, NULL);
     uv_close((uv_handle_t *)&r->cmd.retry, NULL);
     uv_close((uv_handle_t *)&r->sen.retry, NULL);
     if (r->sen.rl)
         mh_rlink_disconnect(r->sen.rl);
-    if (r->sub.rl)
-        mh_rlink_disconnect(r->sub.rl);
+    if (r->subscriber.rl)
+        mh_rlink_disconnect(r->subscriber.rl);
     if (r->cmd.rl)
         mh_rlink_disconnect(r->cmd.rl);
 }

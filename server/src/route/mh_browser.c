@@ -20,9 +20,9 @@ static void error_for(mh_conn *c, const char *code, const char *message, const m
 {
     int target = 0;
 
-    if (f && f->sub.context)
+    if (f && f->scope.context)
         target = f->target == MH_TARGET_CHANNEL ? 2 : 1;
-    mh_conn_send_error(c, code, message, f ? f->ref : NULL, target, f ? &f->sub : NULL);
+    mh_conn_send_error(c, code, message, f ? f->ref : NULL, target, f ? &f->scope : NULL);
 }
 
 void mh_browser_error(mh_conn *c, const char *code, const char *message)
@@ -35,7 +35,7 @@ void mh_browser_welcome(mh_conn *c)
     mh_buf b;
 
     mh_buf_init(&b);
-    mh_out_welcome(&b, c->hub->cfg->hub_id, c->name, c->sub, c->staff, c->super, c->expires,
+    mh_out_welcome(&b, c->hub->cfg->hub_id, c->name, c->subject, c->staff, c->super, c->expires,
                    c->hub->cfg->spread_max_ms, c->hub->cfg->max_frame);
     mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
@@ -73,7 +73,7 @@ static void end_sub(mh_conn *c, mh_sub *sub)
 static void recheck_subs(mh_conn *c)
 {
     mh_hub *h = c->hub;
-    mh_who who = {.sub = c->sub, .staff = c->staff, .super = c->super};
+    mh_who who = {.subject = c->subject, .staff = c->staff, .super = c->super};
 
     if (!h->registry)
         return;
@@ -118,13 +118,13 @@ static void do_auth(mh_conn *c, mh_frame *f)
         mh_info("conn %s: %s refused: %s", c->name, mh_action_name(f->action), reason);
         mh_metrics_reject(&h->metrics, "auth", reason);
         error_for(c, !strcmp(reason, "expired") ? "token_expired" : "bad_token", msg, f);
-        if (f->action == MH_ACT_AUTH && !c->sub)
+        if (f->action == MH_ACT_AUTH && !c->subject)
             mh_conn_close_flushed(c, 4001, "unauthorized");
         return;
     }
     /* A connection's user never changes (SPEC 7): a second `auth` is a refresh,
      * and either must name the sub the connection already has. */
-    if (c->sub && strcmp(c->sub, id.sub)) {
+    if (c->subject && strcmp(c->subject, id.subject)) {
         mh_info("conn %s: %s for another sub refused", c->name, mh_action_name(f->action));
         mh_metrics_reject(&h->metrics, "auth",
                           f->action == MH_ACT_AUTH ? "auth_other_sub" : "refresh_other_sub");
@@ -138,7 +138,7 @@ static void do_auth(mh_conn *c, mh_frame *f)
         return;
     }
     mh_buf_init(&b);
-    mh_out_authed(&b, id.sub, id.staff, id.super, id.exp, f->ref);
+    mh_out_authed(&b, id.subject, id.staff, id.super, id.exp, f->ref);
     mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
     recheck_subs(c);
@@ -148,7 +148,7 @@ static void do_subscribe(mh_conn *c, mh_frame *f)
 {
     mh_hub *h = c->hub;
     bool channel = f->target == MH_TARGET_CHANNEL;
-    mh_keynode *node = mh_subs_find(&h->subs, channel, &f->sub);
+    mh_keynode *node = mh_subs_find(&h->subs, channel, &f->scope);
     mh_sub *sub = node ? mh_conn_find_sub(c, node) : NULL;
 
     if (!permitted(c, f))
@@ -167,13 +167,13 @@ static void do_subscribe(mh_conn *c, mh_frame *f)
             error_for(c, "too_many_subscriptions", msg, f);
             return;
         }
-        int rc = mh_subs_add(&h->subs, channel, &f->sub, c, &sub);
+        int rc = mh_subs_add(&h->subs, channel, &f->scope, c, &sub);
         if (rc == MH_SUBS_E_SHAPES) {
             char msg[256];
             snprintf(msg, sizeof msg,
                      "context '%.128s' already has %zu different param-name sets on this hub; "
                      "subscribe with param names it already uses",
-                     f->sub.context, h->subs.max_shapes);
+                     f->scope.context, h->subs.max_shapes);
             mh_info("conn %s: %s", c->name, msg);
             h->metrics.shape_limit_refusals++;
             mh_metrics_reject(&h->metrics, "subscribe", "too_many_shapes");
@@ -198,14 +198,14 @@ static void do_unsubscribe(mh_conn *c, mh_frame *f)
 {
     mh_hub *h = c->hub;
     bool channel = f->target == MH_TARGET_CHANNEL;
-    mh_keynode *node = mh_subs_find(&h->subs, channel, &f->sub);
+    mh_keynode *node = mh_subs_find(&h->subs, channel, &f->scope);
     mh_sub *sub = node ? mh_conn_find_sub(c, node) : NULL;
     mh_buf b;
 
     if (sub)
         end_sub(c, sub);
     mh_buf_init(&b);
-    mh_out_ack(&b, false, channel, &f->sub, NULL, NULL, 0, f->ref);
+    mh_out_ack(&b, false, channel, &f->scope, NULL, NULL, 0, f->ref);
     mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
 }
@@ -244,7 +244,7 @@ static bool rpc_permitted(mh_conn *c, const mh_frame *f)
 {
     mh_buf id;
 
-    if (c->sub || c->hub->registry || c->hub->cfg->allow_anonymous)
+    if (c->subject || c->hub->registry || c->hub->cfg->allow_anonymous)
         return true;
     mh_metrics_reject(&c->hub->metrics, "rpc", "unauthorized");
     mh_buf_init(&id);
@@ -296,7 +296,7 @@ static void do_inbound(mh_conn *c, mh_frame *f)
     mh_buf_init(&id);
     mh_redis_name(h->redis, &stream, "in", NULL, 0);
     mh_frame_dump(&body, f);
-    mh_out_identity(&ident, c->sub, c->staff, c->super);
+    mh_out_identity(&ident, c->subject, c->staff, c->super);
     if (is_rpc)
         mh_json_dump(&id, f->id);
     snprintf(maxlen, sizeof maxlen, "%d", cfg->inbound_maxlen);

@@ -204,7 +204,7 @@ static void close_matching(mh_hub *h, const char *sub, uint16_t code, const char
 
     while (mh_map_next(&h->conns, &it, NULL, NULL, &v)) {
         mh_conn *c = v;
-        if (c->sub && !strcmp(c->sub, sub))
+        if (c->subject && !strcmp(c->subject, sub))
             mh_conn_close(c, code, reason);
     }
 }
@@ -286,7 +286,7 @@ void mh_fanout_envelope(mh_hub *h, const char *channel, size_t chlen, const char
         mh_auth_logout(h, env.session);
         break;
     case MH_KIND_DISCONNECT:
-        close_matching(h, env.sub, 4005, env.reason[0] ? env.reason : "session ended");
+        close_matching(h, env.subject, 4005, env.reason[0] ? env.reason : "session ended");
         break;
     case MH_KIND_REPLY:
     case MH_KIND_SEND:
