@@ -14,7 +14,7 @@ import { LIMITS, normalizeParams, put } from './values.js';
 import type { Params } from './values.js';
 
 /** The envelope kinds this version knows; others are `unknown_kind`. */
-export const KINDS = ['invalidate', 'message', 'logout', 'disconnect', 'canary', 'reply', 'send', 'close'] as const;
+export const KINDS = ['invalidate', 'message', 'logout', 'disconnect', 'canary', 'reply', 'send', 'close', 'registry'] as const;
 
 export type Kind = (typeof KINDS)[number];
 
@@ -60,6 +60,12 @@ export interface CanaryEnvelope extends Base {
   nonce: string;
 }
 
+export interface RegistryEnvelope extends Base {
+  kind: 'registry';
+  /** the version of the registry just stored at {prefix}registry */
+  version: string;
+}
+
 export interface ReplyEnvelope extends Base {
   kind: 'reply';
   conn: string;
@@ -89,7 +95,8 @@ export type Envelope =
   | CanaryEnvelope
   | ReplyEnvelope
   | SendEnvelope
-  | CloseEnvelope;
+  | CloseEnvelope
+  | RegistryEnvelope;
 
 const VERSION = /^[0-9a-z]{1,32}:(0|[1-9][0-9]{0,15})$/;
 const EPOCH = /^[0-9a-z]{1,32}$/;
@@ -242,6 +249,8 @@ export function decodeEnvelope(text: string): Envelope {
       return { ...base, kind, sub: readString(o, 'sub', 1, 256, true), reason: readReason(o) };
     case 'canary':
       return { ...base, kind, hub: readString(o, 'hub', 1, 64, true), nonce: readString(o, 'nonce', 1, 64, true) };
+    case 'registry':
+      return { ...base, kind, version: readString(o, 'version', 1, 64, true) };
     case 'reply': {
       const conn = readConn(o);
       const frame = readFrame(o);

@@ -896,7 +896,7 @@ def _env_required(env: Mapping, field: str) -> Any:
 
 
 #: Byte limits of the envelope's string fields (SPEC section 11).
-_ENV_STRING_LIMITS = {"conn": 128, "sub": 256, "hub": 64, "nonce": 64}
+_ENV_STRING_LIMITS = {"conn": 128, "sub": 256, "hub": 64, "nonce": 64, "version": 64}
 
 
 def _env_string(env: Mapping, field: str) -> str:
@@ -977,6 +977,10 @@ def _env_canary(env: Mapping) -> dict:
     return {"hub": _env_string(env, "hub"), "nonce": _env_string(env, "nonce")}
 
 
+def _env_registry(env: Mapping) -> dict:
+    return {"version": _env_string(env, "version")}
+
+
 def _env_frame(env: Mapping) -> Mapping:
     frame = _env_required(env, "frame")
     if not isinstance(frame, Mapping):
@@ -1016,6 +1020,7 @@ _KINDS = {
     "reply": _env_reply,
     "send": _env_send,
     "close": _env_close,
+    "registry": _env_registry,
 }
 
 

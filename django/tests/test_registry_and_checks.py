@@ -95,3 +95,17 @@ def test_bad_settings_are_reported(changes, expected):
 def test_a_non_dict_setting():
     with override_settings(MIZAN_HUB=[1]):
         assert [m.id for m in run_checks() if m.id.startswith("mizan_hub.")] == ["mizan_hub.E001"]
+
+
+def test_registry_publish_stores_and_announces_it(r, events):
+    """manage.py mizan_hub_registry --publish (issue 15): the document at
+    {prefix}registry and a `registry` envelope with its version."""
+    import hashlib
+
+    from django.core.management import call_command
+
+    call_command("mizan_hub_registry", "--publish")
+    stored = r.get("mizan:registry")
+    assert stored
+    version = hashlib.sha256(stored if isinstance(stored, bytes) else stored.encode()).hexdigest()[:16]
+    assert events.envelopes() == [{"v": 1, "kind": "registry", "version": version}]

@@ -28,6 +28,7 @@ typedef enum mh_kind {
     MH_KIND_REPLY,
     MH_KIND_SEND,
     MH_KIND_CLOSE,
+    MH_KIND_REGISTRY,
 } mh_kind;
 
 typedef struct mh_envelope {
@@ -50,6 +51,7 @@ typedef struct mh_envelope {
     const char *reason;  /* disconnect, close ("" by default) */
     const char *hub;     /* canary */
     const char *nonce;   /* canary */
+    const char *version; /* registry */
     const char *conn;    /* reply, send, close */
     json_t *frame;       /* borrowed: reply, send */
     int code;            /* close */

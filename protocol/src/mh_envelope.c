@@ -8,7 +8,8 @@
 #include "mh_value.h"
 
 static const char *kind_names[] = {"invalidate", "message", "logout", "disconnect",
-                                   "canary",     "reply",   "send",   "close"};
+                                   "canary",     "reply",   "send",   "close",
+                                   "registry"};
 
 const char *mh_kind_name(mh_kind k)
 {
@@ -231,6 +232,8 @@ int mh_envelope_decode(const char *text, size_t len, mh_envelope *env, mh_err *e
         if ((rc = str_field(env->root, "hub", 1, 64, &env->hub, err)))
             return rc;
         return str_field(env->root, "nonce", 1, 64, &env->nonce, err);
+    case MH_KIND_REGISTRY:
+        return str_field(env->root, "version", 1, 64, &env->version, err);
     case MH_KIND_REPLY:
         return decode_frame_field(env, true, err);
     case MH_KIND_SEND:
@@ -291,6 +294,9 @@ json_t *mh_envelope_to_json(const mh_envelope *env)
     case MH_KIND_CANARY:
         SET("hub", json_string(env->hub));
         SET("nonce", json_string(env->nonce));
+        break;
+    case MH_KIND_REGISTRY:
+        SET("version", json_string(env->version));
         break;
     case MH_KIND_REPLY:
     case MH_KIND_SEND:

@@ -124,6 +124,9 @@ static void on_tick(uv_timer_t *t)
 
     mh_rpc_expire(h);
     mh_transport_share_metrics(h);
+    if (h->cfg->registry_from_redis && !h->registry_version[0] && !h->registry_fetching &&
+        mh_redis_cmd_up(h->redis) && h->ticks % 5 == 0)
+        mh_auth_registry_fetch(h, NULL); /* until Django has stored one */
     if (++h->ticks % 10 == 0) /* once a second: a scan, no timer per connection */
         mh_conn_keepalive_all(h, mh_mono_ms());
     if (h->lws_kick && h->lws) {

@@ -73,6 +73,78 @@ void mh_auth_registry_reload(mh_hub *h)
             mh_registry_count(r, false), mh_registry_count(r, true));
 }
 
+/* The version a registry text is known by: its sha256, 16 hex digits (what
+ * `mizan_hub_registry --publish` announces too). */
+static void registry_digest(const char *text, size_t len, char out[17])
+{
+    unsigned char d[SHA256_DIGEST_LENGTH];
+
+    SHA256((const unsigned char *)text, len, d);
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static void on_registry(mh_hub *h, redisReply *reply, void *arg)
+{
+    char err[512], version[17];
+    mh_registry *r;
+
+    (void)arg;
+    h->registry_fetching = false;
+    if (!reply || reply->type != REDIS_REPLY_STRING) {
+        mh_warn("registry from redis: %s; the registry in force stays",
+                !reply ? "redis link lost" : reply->type == REDIS_REPLY_NIL ? "nothing stored yet"
+                                                                          : "not a string");
+        return;
+    }
+    registry_digest(reply->str, reply->len, version);
+    if (!strcmp(version, h->registry_version))
+        return; /* already in force */
+    r = mh_registry_parse(reply->str, reply->len, err, sizeof err);
+    if (!r) {
+        mh_error("registry from redis (version %s) refused, the registry in force stays: %s",
+                 version, err);
+        h->metrics.registry_refused++;
+        return;
+    }
+    mh_registry_free(h->registry);
+    h->registry = r;
+    snprintf(h->registry_version, sizeof h->registry_version, "%s", version);
+    h->metrics.registry_loads++;
+    mh_info("registry from redis: version %s in force: %zu context(s), %zu channel(s)", version,
+            mh_registry_count(r, false), mh_registry_count(r, true));
+}
+
+void mh_auth_registry_fetch(mh_hub *h, const char *version)
+{
+    const char *argv[2];
+    size_t lens[2];
+    mh_buf key;
+
+    if (!h->cfg->registry_from_redis) {
+        if (version)
+            mh_debug("registry %s announced; not read (--registry-from-redis is off)", version);
+        return;
+    }
+    if (h->registry_fetching)
+        return;
+    mh_buf_init(&key);
+    mh_redis_name(h->redis, &key, "registry", NULL, 0);
+    argv[0] = "GET", lens[0] = 3;
+    argv[1] = key.data, lens[1] = key.len;
+    if (!key.oom && mh_redis_cmd(h->redis, on_registry, NULL, 2, argv, lens) == 0)
+        h->registry_fetching = true;
+    mh_buf_free(&key);
+}
+
+bool mh_auth_registry_ready(const mh_hub *h, const char **why)
+{
+    if (!h->cfg->registry_from_redis || h->registry_version[0])
+        return true;
+    *why = "no registry read from redis yet (manage.py mizan_hub_registry --publish)";
+    return false;
+}
+
 /* ---- limits ---- */
 
 int mh_auth_refuse(mh_hub *h, struct lws *wsi, int status, const char *stage, const char *reason,
@@ -640,6 +712,11 @@ int mh_auth_check(mh_conn *c, const mh_frame *f, const char **code, char *msg, s
     const char *reason;
     int64_t exp;
 
+    if (h->cfg->registry_from_redis && !h->registry_version[0]) {
+        /* The registry is to come from Redis: nothing is allowed before it. */
+        snprintf(msg, msglen, "the hub has not read its registry yet; retry shortly");
+        return deny(c, stage, "unavailable", code);
+    }
     if (!h->registry) {
         /* No registry: an identity may use everything; anonymous connections
          * nothing, unless the hub serves everything as public. */

@@ -30,6 +30,21 @@ int mh_auth_registry_load(mh_hub *h);
 void mh_auth_registry_reload(mh_hub *h);
 
 /**
+ * Reads the registry Django stored at {prefix}registry (SPEC 11: the
+ * `registry` envelope announces a new one; with --registry-from-redis it is
+ * also read at start) and puts it in force when valid; an invalid one is
+ * logged and the registry in force stays. 'version' (the announced one, or
+ * NULL) is only for the log. One read at a time.
+ */
+void mh_auth_registry_fetch(mh_hub *h, const char *version);
+
+/**
+ * With --registry-from-redis: whether a registry from Redis is in force
+ * yet; *why says what /readyz should.
+ */
+bool mh_auth_registry_ready(const mh_hub *h, const char **why);
+
+/**
  * The upgrade request, before the 101: limits (HTTP 503/429), then a token
  * (HTTP 401 when bad), else the session cookie (Origin → HTTP 403; a bad
  * signed cookie → HTTP 401). A cookie that needs a registry lookup marks 'c'

@@ -160,6 +160,9 @@ static const setting table[] = {
      "the master's name in --redis-sentinels"},
     {"redis_sentinel_password", T_STR, "", 0, 0, STR(redis_sentinel_password),
      "password of the Sentinels themselves (their requirepass), if any"},
+    {"registry_from_redis", T_BOOL, "false", 0, 1, OFF(registry_from_redis), 0,
+     "read the registry Django stores in Redis (manage.py mizan_hub_registry --publish) at start "
+     "and whenever a `registry` envelope announces a new one; nothing is allowed before"},
     {"log_level", T_LEVEL, "info", 0, 0, OFF(log_level), 0, "debug, info, warn or error"},
     {"log_format", T_FORMAT, "text", 0, 0, OFF(log_json), 0, "text or json"},
 };

@@ -70,6 +70,7 @@ typedef struct mh_config {
     int frame_rate;
     int frame_burst;
     int header_timeout;
+    int registry_from_redis;
     char redis_sentinels[1024];
     char redis_master_name[128];
     char redis_sentinel_password[256];

@@ -64,6 +64,10 @@ typedef struct mh_hub {
     const struct mh_jwt_keys *keys;
     const struct mh_jwt_policy *policy;
     mh_registry *registry; /* owned; NULL: no registry (SPEC 6's fallback) */
+    /* --registry-from-redis: the version in force ("" before the first
+     * load, when every subscription is refused), a read in flight */
+    char registry_version[72];
+    bool registry_fetching;
     /* Upward calls, registered at start-up (main.c): the lower layers
      * (connections, auth, Redis) reach the routing layer only through these. */
     struct mh_hub_hooks {

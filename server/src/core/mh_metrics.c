@@ -166,6 +166,11 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
     counter(o, "channel_messages_total", "Channel message events received.", m->messages_in);
     counter(o, "deliveries_total", "Frames queued to connections by fan-out.", m->deliveries);
     counter(o, "redis_reconnects_total", "Redis reconnections.", m->redis_reconnects);
+    counter(o, "registry_loads_total", "Registries read from Redis and put in force.",
+            m->registry_loads);
+    counter(o, "registry_refused_total",
+            "Registries read from Redis and refused (the one in force stayed).",
+            m->registry_refused);
     counter(o, "redis_failovers_total",
             "Times the Sentinels named a new master and the links moved to it.",
             m->redis_failovers);

@@ -56,7 +56,7 @@ static void collect_gauges(mh_hub *h, mh_gauges *g)
     g->sockets = h->npeers;
     g->intake = h->nintake;
     g->addresses = h->ips.count;
-    g->ready = !h->draining && mh_redis_ready(h->redis, &w);
+    g->ready = !h->draining && mh_redis_ready(h->redis, &w) && mh_auth_registry_ready(h, &w);
     g->redis_up = mh_redis_subscribed(h->redis);
 }
 
@@ -108,11 +108,14 @@ static int http_prepare(struct lws *wsi, http_pss *p, mh_hub *h, const char *pat
         p->status = 200;
         mh_buf_puts(&b, "ok\n");
     } else if (!strcmp(path, "/readyz")) {
-        bool ready = !h->draining && mh_redis_ready(h->redis, &why);
+        bool ready = !h->draining && mh_redis_ready(h->redis, &why) &&
+                     mh_auth_registry_ready(h, &why);
         if (h->draining)
             why = "draining";
         p->status = ready ? 200 : 503;
         mh_buf_printf(&b, "%s\n", ready ? "ready" : why);
+        if (h->registry_version[0]) /* which registry from Redis this hub serves */
+            mh_buf_printf(&b, "registry %s\n", h->registry_version);
     } else if (!strcmp(path, "/metrics") && metrics_here) {
         p->status = 200;
         p->ctype = "text/plain; version=0.0.4; charset=utf-8";

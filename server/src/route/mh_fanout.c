@@ -288,6 +288,9 @@ void mh_fanout_envelope(mh_hub *h, const char *channel, size_t chlen, const char
     case MH_KIND_DISCONNECT:
         close_matching(h, env.subject, 4005, env.reason[0] ? env.reason : "session ended");
         break;
+    case MH_KIND_REGISTRY:
+        mh_auth_registry_fetch(h, env.version);
+        break;
     case MH_KIND_REPLY:
     case MH_KIND_SEND:
     case MH_KIND_CLOSE:

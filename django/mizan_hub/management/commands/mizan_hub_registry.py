@@ -1,7 +1,9 @@
-"""``manage.py mizan_hub_registry [--output FILE]``: write the hub's registry."""
+"""``manage.py mizan_hub_registry [--output FILE] [--publish]``: write the
+hub's registry to a file, or store it in Redis for every hub at once."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
@@ -9,6 +11,23 @@ from django.core.management.base import BaseCommand
 from mizan_hub.registry import registry_json
 
 from .mizan_hub_config import write_atomically
+
+
+def publish_registry(text: str) -> str:
+    """Stores ``text`` at ``{prefix}registry`` and announces it with a
+    ``registry`` envelope; returns its version (the first 16 hex digits of
+    the sha256 of its bytes: what each hub reports in /readyz)."""
+    from mizan_hub import protocol
+    from mizan_hub.connection import events_channel, get_redis, key
+
+    data = text.encode("utf-8")
+    version = hashlib.sha256(data).hexdigest()[:16]
+    envelope = protocol.encode_envelope({"kind": "registry", "version": version})
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.set(key("registry"), data)
+    pipe.publish(events_channel(), envelope.encode("utf-8"))
+    pipe.execute()
+    return version
 
 
 class Command(BaseCommand):
@@ -19,9 +38,17 @@ class Command(BaseCommand):
         parser.add_argument("--output", "-o", help="file to write (default: stdout)")
         parser.add_argument("--indent", type=int, default=2,
                             help="JSON indentation, 0 for one line (default 2)")
+        parser.add_argument("--publish", action="store_true",
+                            help="store it at {prefix}registry and announce it on {prefix}events: "
+                                 "every hub started with --registry-from-redis reads it (SPEC 11)")
 
     def handle(self, *args, **options):
         text = registry_json(indent=options["indent"] or None)
+        if options["publish"]:
+            version = publish_registry(text)
+            self.stderr.write(f"registry version {version} stored in Redis and announced")
+            if not options["output"]:
+                return
         output = options["output"]
         if not output:
             self.stdout.write(text, ending="")
