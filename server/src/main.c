@@ -22,7 +22,7 @@
 #include "mh_auth.h"
 #include "mh_config.h"
 #include "mh_conn.h"
-#include "mh_fanout.h"
+#include "mh_router.h"
 #include "mh_heal.h"
 #include "mh_hold.h"
 #include "mh_hub.h"
@@ -63,7 +63,7 @@ static void release_conn(mh_conn *c)
 }
 
 static const mh_redis_events redis_events = {
-    .message = mh_fanout_envelope,
+    .message = mh_router_envelope,
     .lost = mh_heal_mark_gap,
     .heal = mh_heal_run,
     .unhealed = mh_heal_unhealed,

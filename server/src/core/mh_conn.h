@@ -64,7 +64,7 @@ struct mh_conn {
     uint64_t rate_ms;
     double in_tokens; /* inbound stream share (mh_auth_inbound_ok) */
     uint64_t in_ms;
-    double resume_tokens; /* mh_heal_resume_ok: channel resumes (resume_rate) */
+    double resume_tokens; /* mh_resume_ok: channel resumes (resume_rate) */
     uint64_t resume_ms;
     /* keepalive (mh_conn_keepalive): the hub pings, not lws */
     uint64_t last_rx_ms; /* mono time anything last came from the peer */

@@ -5,7 +5,7 @@
 
 #include "mh_auth.h"
 #include "mh_frame.h"
-#include "mh_heal.h"
+#include "mh_resume.h"
 #include "mh_hold.h"
 #include "mh_json.h"
 #include "mh_jwt.h"
@@ -155,7 +155,7 @@ static void do_subscribe(mh_conn *c, mh_frame *f)
         return;
     if (channel && f->since) { /* a replay reads up to 10,000 entries: SPEC 14's resume_rate */
         char msg[160];
-        if (!mh_heal_resume_ok(c, msg, sizeof msg)) {
+        if (!mh_resume_ok(c, msg, sizeof msg)) {
             error_for(c, "rate_limited", msg, f);
             return;
         }
@@ -189,9 +189,9 @@ static void do_subscribe(mh_conn *c, mh_frame *f)
     }
     /* Subscribing again to the same key re-runs the ack (and resume), once. */
     if (channel)
-        mh_heal_subscribe_channel(c, sub, f->since, f->since_len, f->ref);
+        mh_resume_channel(c, sub, f->since, f->since_len, f->ref);
     else
-        mh_heal_subscribe_context(c, sub, f->since, f->since_len, f->ref);
+        mh_resume_context(c, sub, f->since, f->since_len, f->ref);
 }
 
 static void do_unsubscribe(mh_conn *c, mh_frame *f)

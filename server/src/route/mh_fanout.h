@@ -1,5 +1,5 @@
 /*
- * mh_fanout — from a Redis envelope to queued frames.
+ * mh_fanout — from an invalidation or channel message to queued frames.
  *
  * Each pushed frame is encoded once per entry and queued by reference to
  * every matching connection, each connection once; the publisher never
@@ -11,13 +11,16 @@
 
 #include <stddef.h>
 
+#include "mh_envelope.h"
 #include "mh_hub.h"
 #include "mh_msg.h"
 #include "mh_subs.h"
 
-/** Handles one pub/sub message: 'channel' tells the events channel from the hub's own. */
-void mh_fanout_envelope(mh_hub *h, const char *channel, size_t chlen, const char *payload,
-                        size_t len);
+/** An `invalidate` envelope: one frame per entry, queued to every match. */
+void mh_fanout_invalidate(mh_hub *h, const mh_envelope *env);
+
+/** A channel `message` envelope: one frame, through the holds of resuming subscriptions. */
+void mh_fanout_message(mh_hub *h, const mh_envelope *env);
 
 /** Queues 'm' to each subscriber of 'node' not yet served in this round. Returns how many. */
 size_t mh_fanout_node(mh_hub *h, mh_keynode *node, mh_msg *m);
