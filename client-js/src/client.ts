@@ -65,7 +65,12 @@ export type InvalidationListener = (event: InvalidationEvent) => void;
 export interface SubscribeOptions {
   /** wait a random delay within the hub's `spread_ms` before calling back (default true) */
   spread?: boolean;
-  /** a version the caller's data is known to reflect (e.g. embedded by SSR); used for the first subscribe only */
+  /**
+   * the version the caller's data was read at (`versionFrom` of its response,
+   * SPEC 10.1): the first subscribe carries it as `since` and the first ack
+   * refetches nothing; a subscription already held (same key) past it calls
+   * this listener once
+   */
   since?: string;
 }
 
@@ -280,6 +285,10 @@ export interface HubClient {
 interface Listener {
   f: InvalidationListener;
   s: boolean;
+  /** the caller's `since` */
+  v?: string | undefined;
+  /** called by a healing invalidation before the first ack: no ack refetch needed */
+  h?: boolean;
   /** the delayed call not made yet (spread), to which later batches add entries */
   p?: InvalidationEvent | undefined;
   t?: unknown;
@@ -292,6 +301,8 @@ interface Sub {
   ls: Set<Listener>;
   /** the caller's `since`, for the first subscribe */
   since: string | undefined;
+  /** the `since` the last subscribe before the first ack carried ('' for none) */
+  w?: string;
   /** acknowledged at least once */
   a: boolean;
   /** the version of its last ack */
@@ -439,7 +450,8 @@ export function connect(options: ConnectOptions): HubClient {
   const streamed = new Map<string, string>();
   const calls = new Map<number, Call>();
   let outbox: Out[] = [];
-  let batch = new Map<Sub, { e: Entry[]; s: number; r: string | undefined }>();
+  /** per subscription: entries, spread, reason, and the only listeners to call (undefined: all) */
+  let batch = new Map<Sub, { e: Entry[]; s: number; r: string | undefined; l?: Set<Listener> | undefined }>();
 
   const setState = (s: State, r: CloseInfo | null): void => {
     state = s;
@@ -470,9 +482,13 @@ export function connect(options: ConnectOptions): HubClient {
    * subscription may use the context's newest version of any source: every
    * event up to it happened before the caller fetched its data.
    */
-  const sendSub = (s: Sub): void => {
+  const point = (s: Sub): string | undefined => {
     const f = streamed.get(s.c);
-    const since = (s.a ? (s.v && f && notNewer(s.v, f) ? s.v : f || s.v) : s.since || versions.get(s.c)) || (s.o ? '0:0' : '');
+    return s.v && f && notNewer(s.v, f) ? s.v : f || s.v;
+  };
+
+  const sendSub = (s: Sub): void => {
+    const since = (s.a ? point(s) : (s.w = s.since || versions.get(s.c) || '')) || (s.o ? (s.w = '0:0') : '');
     const out: Out = { action: 'subscribe', context: s.c, params: s.p };
     if (since) out['since'] = since;
     raw(out);
@@ -504,12 +520,31 @@ export function connect(options: ConnectOptions): HubClient {
     }
   };
 
+  /** Batches entry `e` for `s`'s listeners, or for `only` (added to those already asked for). */
+  const add = (s: Sub, e: Entry, spread: number, why: string | undefined, only?: Listener): void => {
+    let x = batch.get(s);
+    if (!x) batch.set(s, (x = { e: [], s: 0, r: undefined, l: only && new Set() }));
+    if (only) x.l?.add(only);
+    else x.l = undefined;
+    x.e.push(e);
+    if (spread > x.s) x.s = spread;
+    if (why) x.r = why;
+    if (!flushing) {
+      flushing = true;
+      queueMicrotask(flush);
+    }
+  };
+
+  /** One refetch of one listener whose data may predate what its subscription has seen (SPEC 10, 10.1). */
+  const once = (s: Sub, l: Listener): void => add(s, { context: s.c, params: s.p }, 0, 'ack', l);
+
   const flush = (): void => {
     flushing = false;
     const b = batch;
     batch = new Map();
     for (const [s, x] of b) {
       for (const l of [...s.ls]) {
+        if (x.l && !x.l.has(l)) continue;
         // A delayed call still waiting takes these entries too; an event
         // without spread (a local mutation's response) calls it now.
         const ev = l.p ?? {
@@ -545,16 +580,9 @@ export function connect(options: ConnectOptions): HubClient {
       const scoped = typeof e !== 'string';
       for (const s of byContext.get(scoped ? e.context : e) ?? []) {
         if (scoped && Object.keys(e.params).some((n) => s.p[n] !== e.params[n])) continue;
-        let x = batch.get(s);
-        if (!x) batch.set(s, (x = { e: [], s: 0, r: undefined }));
-        x.e.push(e);
-        if (spread > x.s) x.s = spread;
-        if (why) x.r = why;
+        if (why && !s.a) s.ls.forEach((l) => (l.h = true));
+        add(s, e, spread, why);
       }
-    }
-    if (batch.size && !flushing) {
-      flushing = true;
-      queueMicrotask(flush);
     }
   };
 
@@ -671,14 +699,11 @@ export function connect(options: ConnectOptions): HubClient {
           s.o = false;
           if (typeof f.version === 'string') s.v = f.version;
           // SPEC 10: data fetched before the first ack may predate it; refetch
-          // once, unless the caller gave the version its data was read at.
-          if (first && s.since === undefined && o.refetchOnAck !== false) {
-            batch.set(s, { e: [{ context: s.c, params: s.p }], s: 0, r: 'ack' });
-            if (!flushing) {
-              flushing = true;
-              queueMicrotask(flush);
-            }
-          }
+          // once, unless a healing frame just did, or the caller's version is
+          // not older than the subscribe's since (no since: the ack's version).
+          const ref = s.w || f.version;
+          if (first)
+            s.ls.forEach((l) => l.h || (l.v === undefined ? o.refetchOnAck === false : !!ref && notNewer(l.v, ref)) || once(s, l));
         }
       } else if (typeof f.channel === 'string') {
         const c = chans.get(keyFrom(f.channel, f.params));
@@ -840,8 +865,11 @@ export function connect(options: ConnectOptions): HubClient {
         if (ready) sendSub(s);
       } else if (s.x && !(s.x = false) && ready) sendSub(s); // asked for anew
       const sub = s;
-      const l: Listener = { f: onInvalidate, s: opts?.spread !== false };
+      const v = opts?.since;
+      const l: Listener = { f: onInvalidate, s: opts?.spread !== false, v };
       sub.ls.add(l);
+      // Held already: events up to its resume point reached it before this caller's data was known to have them.
+      if (s.a && v !== undefined && !notNewer(v, point(s) ?? '')) once(s, l);
       return () => {
         if (!sub.ls.delete(l)) return;
         clearT(l.t);

@@ -14,6 +14,10 @@
  * when it unmounts), with `refetch` re-running the context fetch
  * (`GET /api/mizan/ctx/<name>/?params`). If the real signature differs,
  * only this file changes.
+ *
+ * A provider that has its data before it registers passes the version it
+ * was read at (`versionFrom(response)[name]`, SPEC 10.1) as `since`: the
+ * first ack then refetches only if the context changed after the read.
  */
 
 import type { HubClient, SubscribeOptions } from './client.js';
@@ -21,7 +25,7 @@ import type { ParamsInput } from './values.js';
 
 /** The part of Mizan's runtime this adapter uses (assumed; see the module comment). */
 export interface MizanRuntime {
-  registerContext(name: string, params: ParamsInput, refetch: () => unknown): () => void;
+  registerContext(name: string, params: ParamsInput, refetch: () => unknown, since?: string): () => void;
 }
 
 /**
@@ -37,9 +41,9 @@ export function mizanAdapter(
   options?: SubscribeOptions,
 ): MizanRuntime {
   return {
-    registerContext(name, params, refetch) {
+    registerContext(name, params, refetch, since) {
       const unregister = runtime?.registerContext(name, params, refetch);
-      const unsubscribe = client.subscribe(name, params, () => void refetch(), options);
+      const unsubscribe = client.subscribe(name, params, () => void refetch(), since === undefined ? options : { ...options, since });
       return () => {
         unsubscribe();
         unregister?.();
@@ -47,3 +51,7 @@ export function mizanAdapter(
     },
   };
 }
+
+/** The versions a context response was read at (SPEC 10.1), for `since`. */
+export { versionFrom } from './version.js';
+export type { VersionSource } from './version.js';

@@ -21,6 +21,9 @@ export { INVALIDATE_HEADER, decodeHeader, encodeHeader } from './header.js';
 export { invalidationsFrom } from './from.js';
 export type { HeadersLike, InvalidationBody, InvalidationSource } from './from.js';
 
+export { VERSION_HEADER, versionFrom } from './version.js';
+export type { VersionSource } from './version.js';
+
 export { compareCodePoints } from './text.js';
 
 export type { JsonObject, JsonValue } from './json.js';

@@ -152,3 +152,7 @@ export function useChannel(name: string, params?: ParamsInput, onMessage?: (mess
   }, []);
   return { send, last: last?.k === key ? last.m : null, gap: gap?.k === key ? gap.g : null };
 }
+
+/** The versions a context response was read at (SPEC 10.1), for `since`. */
+export { versionFrom } from './version.js';
+export type { VersionSource } from './version.js';

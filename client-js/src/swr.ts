@@ -40,7 +40,7 @@ export interface SwrAdapter {
    * effect, return the result as its cleanup); an invalidation calls
    * `mutate(key)`.
    */
-  track(context: string, params?: ParamsInput, key?: unknown): () => void;
+  track(context: string, params?: ParamsInput, key?: unknown, since?: string): () => void;
   /**
    * Subscribes to a context scope while the caller holds it; an
    * invalidation calls `mutate(filter)`, where `filter(key)` says whether
@@ -50,7 +50,7 @@ export interface SwrAdapter {
    * the scope, so each of them matches every key inside it. Returns the
    * function that stops it.
    */
-  watch(context: string, params?: ParamsInput): () => void;
+  watch(context: string, params?: ParamsInput, since?: string): () => void;
 }
 
 const arrayScope = (key: unknown): Scope | null =>
@@ -60,10 +60,10 @@ export function swrAdapter(client: Pick<HubClient, 'subscribe'>, mutate: SWRMuta
   const keyOf = options.key ?? ((context, params) => [context, params]);
   const scopeOf = options.scope ?? arrayScope;
   return {
-    track(context, params = {}, key = keyOf(context, params)) {
-      return client.subscribe(context, params, () => void mutate(key), options);
+    track(context, params = {}, key = keyOf(context, params), since) {
+      return client.subscribe(context, params, () => void mutate(key), since === undefined ? options : { ...options, since });
     },
-    watch(context, params = {}) {
+    watch(context, params = {}, since) {
       return client.subscribe(
         context,
         params,
@@ -76,8 +76,12 @@ export function swrAdapter(client: Pick<HubClient, 'subscribe'>, mutate: SWRMuta
               return false; // a key whose params are no context's (nested values...): not ours
             }
           }),
-        options,
+        since === undefined ? options : { ...options, since },
       );
     },
   };
 }
+
+/** The versions a context response was read at (SPEC 10.1), for `since`. */
+export { versionFrom } from './version.js';
+export type { VersionSource } from './version.js';

@@ -5,10 +5,27 @@
  * the queries that are active (mounted) and marks the others stale, and the
  * adapter only subscribes while a query is tracked, so only mounted
  * contexts refetch.
+ *
+ * With `versions: true`, `watch` subscribes a query once its data is there,
+ * with `since` = the version its query function noted (`note(queryKey,
+ * response)`, the response's `X-Mizan-Version`, SPEC 10.1), so the first ack
+ * refetches only when the context changed after the data was read; a query
+ * that noted none subscribes with `since` "0:0" (refetched unless its
+ * context was never published).
+ *
+ *     const hub = tanstackAdapter(client, queryClient, { versions: true });
+ *     hub.watch((key) => ({ context: key[0] as string, params: key[1] as ParamsInput }));
+ *     useQuery({ queryKey: ['todos', {}], queryFn: async ({ queryKey }) => {
+ *       const r = await fetch('/api/mizan/ctx/todos/');
+ *       hub.note(queryKey, r);
+ *       return r.json();
+ *     } });
  */
 
 import type { HubClient, SubscribeOptions } from './client.js';
 import type { ParamsInput } from './values.js';
+import { versionFrom } from './version.js';
+import type { VersionSource } from './version.js';
 
 /** What the adapter uses of a TanStack Query `QueryClient` (v4 and v5 have it). */
 export interface QueryClientLike {
@@ -20,6 +37,8 @@ export interface QueryClientLike {
 export interface QueryLike {
   readonly queryKey: readonly unknown[];
   readonly queryHash: string;
+  /** when data or an error last arrived (0: never); v4 and v5 have it */
+  readonly state?: { readonly dataUpdatedAt: number; readonly errorUpdatedAt: number };
   getObserversCount(): number;
 }
 
@@ -38,6 +57,8 @@ export interface ScopeInput {
 export interface TanstackOptions extends SubscribeOptions {
   /** The query key of a context scope for `track` (default `[context, params]`). */
   queryKey?: (context: string, params: ParamsInput) => readonly unknown[];
+  /** `watch` waits for a query's data and subscribes with the version `note` recorded for it (see above) */
+  versions?: boolean;
 }
 
 export interface TanstackAdapter {
@@ -46,7 +67,7 @@ export interface TanstackAdapter {
    * effect, return the result as its cleanup); an invalidation calls
    * `invalidateQueries({queryKey})`.
    */
-  track(context: string, params?: ParamsInput, queryKey?: readonly unknown[]): () => void;
+  track(context: string, params?: ParamsInput, queryKey?: readonly unknown[], since?: string): () => void;
   /**
    * Follows the query cache: a query with at least one observer whose key
    * `toScope` maps to a context scope is subscribed, and unsubscribed when its
@@ -54,7 +75,22 @@ export interface TanstackAdapter {
    * exact: true})`. Returns the function that stops watching.
    */
   watch(toScope: (queryKey: readonly unknown[]) => ScopeInput | null | undefined): () => void;
+  /**
+   * Records the versions a query's data was read at (`versionFrom(source)`:
+   * a `Response`, its `Headers`, a header value, embedded data); call it in
+   * the query function before returning. Throws a `ProtocolError` for a
+   * malformed header, which fails the query.
+   */
+  note(queryKey: readonly unknown[], source: VersionSource): void;
 }
+
+/** A query key's hash as TanStack's default `hashKey` makes it (plain objects with sorted keys). */
+const hashOf = (key: readonly unknown[]): string =>
+  JSON.stringify(key, (_, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype
+      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]]))
+      : v,
+  );
 
 export function tanstackAdapter(
   client: Pick<HubClient, 'subscribe'>,
@@ -62,9 +98,14 @@ export function tanstackAdapter(
   options: TanstackOptions = {},
 ): TanstackAdapter {
   const keyOf = options.queryKey ?? ((context, params) => [context, params]);
+  const noted = new Map<string, { [context: string]: string }>();
   return {
-    track(context, params = {}, queryKey = keyOf(context, params)) {
-      return client.subscribe(context, params, () => void queryClient.invalidateQueries({ queryKey }), options);
+    track(context, params = {}, queryKey = keyOf(context, params), since) {
+      return client.subscribe(context, params, () => void queryClient.invalidateQueries({ queryKey }), since === undefined ? options : { ...options, since });
+    },
+
+    note(queryKey, source) {
+      noted.set(hashOf(queryKey), versionFrom(source));
     },
 
     watch(toScope) {
@@ -78,11 +119,17 @@ export function tanstackAdapter(
           const scope = toScope(q.queryKey);
           if (!scope) return;
           const queryKey = q.queryKey;
+          let opts: SubscribeOptions = options;
+          if (options.versions) {
+            // No data yet: the 'updated' event of its fetch calls sync again.
+            if (q.state && !q.state.dataUpdatedAt && !q.state.errorUpdatedAt) return;
+            opts = { ...options, since: noted.get(hashOf(queryKey))?.[scope.context] ?? '0:0' };
+          }
           const off = client.subscribe(
             scope.context,
             scope.params,
             () => void queryClient.invalidateQueries({ queryKey, exact: true }),
-            options,
+            opts,
           );
           live.set(q.queryHash, off);
         } else if (unsubscribe) {
@@ -92,8 +139,11 @@ export function tanstackAdapter(
       };
       for (const q of cache.getAll()) sync(q, false);
       const stop = cache.subscribe((e) => {
-        if (e.type === 'removed') sync(e.query, true);
-        else if (e.type === 'added' || e.type === 'observerAdded' || e.type === 'observerRemoved') sync(e.query, false);
+        if (e.type === 'removed') {
+          noted.delete(hashOf(e.query.queryKey));
+          sync(e.query, true);
+        } else if (e.type === 'added' || e.type === 'observerAdded' || e.type === 'observerRemoved' || (e.type === 'updated' && options.versions))
+          sync(e.query, false);
       });
       return () => {
         stop();
@@ -103,3 +153,7 @@ export function tanstackAdapter(
     },
   };
 }
+
+/** The versions a context response was read at (SPEC 10.1), for `since`. */
+export { versionFrom } from './version.js';
+export type { VersionSource } from './version.js';
