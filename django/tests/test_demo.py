@@ -64,8 +64,13 @@ def test_demo_serves_the_page_and_publishes_mutations(demo, r, events):
     # one envelope: the model map published, the middleware saw it was done
     [env] = events.envelopes(timeout=2)
     assert env["invalidate"] == ["todos"]
-    todos = json.loads(opener.open(base + "/api/todos/").read())["todos"]
+    response = opener.open(base + "/api/todos/")
+    # read before the data: the version of the publish that came after the add
+    assert response.headers["X-Mizan-Version"] == f"todos;v={env['versions']['todos']}"
+    todos = json.loads(response.read())["todos"]
     assert [t["title"] for t in todos] == ["milk"]
     registry = json.loads((tmp_path / "registry.json").read_text())
-    assert registry["contexts"] == {"todos": {"endpoints": ["/api/todos/"], "params": [],
-                                              "guard": "public"}}
+    assert registry["contexts"]["todos"] == {"endpoints": ["/api/todos/"], "params": [],
+                                             "guard": "public"}
+    # the board page's 20 contexts (versions in responses, SPEC 10.1)
+    assert sorted(registry["contexts"]) == sorted(["todos", *(f"board{i}" for i in range(20))])

@@ -46,11 +46,19 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 STATIC_URL = "static/"
 
+BOARD_SIZE = 20
+
 MIZAN_HUB = {
     "REDIS_URL": os.environ.get("MIZAN_HUB_REDIS_URL", "redis://127.0.0.1:6379/0"),
     "HUB_URL": os.environ.get("MIZAN_HUB_URL", "ws://127.0.0.1:8765/"),
     # What the hub lets browsers subscribe to (manage.py mizan_hub_registry).
-    "CONTEXTS": {"todos": {"params": [], "guard": "public", "endpoints": ["/api/todos/"]}},
+    "CONTEXTS": {
+        "todos": {"params": [], "guard": "public", "endpoints": ["/api/todos/"]},
+        # The board page (/board/): 20 contexts, one fetch each, for measuring
+        # page-load requests with and without versions in responses.
+        **{f"board{i}": {"params": [], "guard": "public", "endpoints": [f"/api/board/{i}/"]}
+           for i in range(BOARD_SIZE)},
+    },
     # Any save or delete of a Todo -- from these views, the shell, a data
     # migration -- tells every subscribed tab to refetch "todos".
     "MODELS": {"todos.Todo": ["todos"]},

@@ -8,5 +8,7 @@ urlpatterns = [
     path("api/todos/add/", views.add, name="todo-add"),
     path("api/todos/<int:pk>/toggle/", views.toggle, name="todo-toggle"),
     path("api/todos/<int:pk>/delete/", views.delete, name="todo-delete"),
+    path("board/", views.board, name="board"),
+    path("api/board/<int:n>/", views.board_panel, name="board-panel"),
     path("mizan-hub/", include("mizan_hub.urls")),
 ]

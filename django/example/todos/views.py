@@ -9,10 +9,12 @@ import json
 
 from django.conf import settings
 from django.db import transaction
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
+
+from mizan_hub.versions import context_versions
 
 from .models import Todo
 
@@ -24,6 +26,7 @@ def index(request):
 
 
 @require_GET
+@context_versions("todos")
 def todo_list(request):
     response = JsonResponse({"todos": [t.as_json() for t in Todo.objects.all()]})
     response["Cache-Control"] = "no-store"
@@ -60,3 +63,23 @@ def toggle(request, pk):
 def delete(request, pk):
     get_object_or_404(Todo, pk=pk).delete()
     return _mutation(None)
+
+
+@ensure_csrf_cookie
+def board(request):
+    """20 contexts on one page (board0..board19), each fetched once; with
+    ``?versions=1`` each subscribes with the version its response carries."""
+    return render(request, "todos/board.html", {
+        "hub_url": settings.MIZAN_HUB.get("HUB_URL", "ws://127.0.0.1:8765/"),
+        "size": settings.BOARD_SIZE, "versions": request.GET.get("versions") == "1"})
+
+
+@require_GET
+@context_versions(lambda request, n: [f"board{n}"])
+def board_panel(request, n):
+    if not 0 <= n < settings.BOARD_SIZE:
+        raise Http404("no such panel")
+    todos = Todo.objects.all()
+    response = JsonResponse({"panel": n, "todos": todos.count(), "done": todos.filter(done=True).count()})
+    response["Cache-Control"] = "no-store"
+    return response
