@@ -74,6 +74,8 @@ const state = (page) => page.locator('#status').getAttribute('data-state');
 
 async function open(page, ms = 10_000) {
   await page.waitForSelector('#status[data-state="open"]', { timeout: ms });
+  // the page subscribes after its first fetch, with that fetch's version (SPEC 10.1)
+  await page.waitForSelector('#todos[data-subscribed="true"]', { state: 'attached', timeout: ms });
 }
 
 async function titles(page) {

@@ -4,9 +4,11 @@
 // the same subscription (hub.invalidate), as in Mizan.
 //
 // ./hub-client.js is @mizan/hub-client's core bundle (client-js/, built with
-// `npm run bundle`), copied here by ../../../run at start: it is build
-// output, not committed.
+// `npm run bundle`), and ./hub-protocol.js its protocol bundle (for
+// versionFrom), copied here by ../../../run at start: build output, not
+// committed.
 import { connect } from "./hub-client.js";
+import { versionFrom } from "./hub-protocol.js";
 
 const $ = (id) => document.getElementById(id);
 const csrf = () => (document.cookie.match(/(?:^|; )csrftoken=([^;]*)/) || [])[1] || "";
@@ -17,6 +19,7 @@ function log(text) {
 }
 
 let fetches = 0;
+/** Fetches and renders the list; returns the version of "todos" it was read at (X-Mizan-Version). */
 async function refetch(reason) {
   const started = performance.now();
   const mine = ++fetches;
@@ -26,6 +29,7 @@ async function refetch(reason) {
     if (mine !== fetches) return; // a later refetch started meanwhile: it wins
     render(todos);
     log(`refetched (${reason}) in ${Math.round(performance.now() - started)} ms`);
+    return versionFrom(response).todos;
   } catch (e) {
     log(`refetch (${reason}) failed: ${e}`);
   }
@@ -87,7 +91,6 @@ export function start({ hubUrl }) {
   hub.onState((state, reason) => showState(hub, state, reason));
   hub.onError((e) => log(`hub error: ${JSON.stringify(e)}`));
 
-  let acked = false;
   hub.onFrame((frame) => {
     if (frame.invalidate && frame.ts) {
       $("last").textContent = `${new Date().toLocaleTimeString()}, ${Math.round(Date.now() - frame.ts)} ms after publish` +
@@ -95,23 +98,23 @@ export function start({ hubUrl }) {
     } else if (frame.invalidate) {
       $("last").textContent = `${new Date().toLocaleTimeString()}${frame.reason ? ` (${frame.reason})` : ""}`;
     }
-    // SPEC 10: data fetched before the first ack may be older than it, so
-    // fetch once more after the first ack (the version of the page-load
-    // fetch is not known).
-    if (frame.subscribed && frame.context === "todos" && !acked) {
-      acked = true;
+    if (frame.subscribed && frame.context === "todos") {
       log(`subscribed to todos at ${frame.version}`);
-      refetch("first ack");
-    } else if (frame.subscribed && frame.context === "todos") {
-      log(`resubscribed to todos at ${frame.version}`);
+      $("todos").dataset.subscribed = "true"; // for tests/e2e
     }
   });
 
-  hub.subscribe("todos", {}, (event) => {
-    // reason: "resume" or "gap" when the hub healed a gap; delay: the
-    // refetch spread the client waited (0 for this tab's own mutations).
-    const why = event.reason ? `hub: ${event.reason}` : "invalidated";
-    refetch(event.delay ? `${why}, after ${Math.round(event.delay)} ms spread` : why);
-  });
-  refetch("page load");
+  // SPEC 10.1: the page-load fetch says which version of "todos" it read
+  // (X-Mizan-Version); subscribing with it as `since`, the hub invalidates
+  // only if "todos" changed after that read, so no refetch after the first
+  // ack (without a version the client would make one: reason "ack").
+  refetch("page load").then((since) =>
+    hub.subscribe("todos", {}, (event) => {
+      // reason: "resume" or "gap" when the hub healed a gap ("ack": the
+      // page-load fetch had no version); delay: the refetch spread the
+      // client waited (0 for this tab's own mutations).
+      const why = event.reason ? `hub: ${event.reason}` : "invalidated";
+      refetch(event.delay ? `${why}, after ${Math.round(event.delay)} ms spread` : why);
+    }, { since }),
+  );
 }
