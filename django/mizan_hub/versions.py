@@ -29,13 +29,13 @@ falls back to its refetch after the first ack.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import redis
+from asgiref.sync import iscoroutinefunction
 
 from . import protocol, stats
 from .connection import get_async_redis, get_redis, key
@@ -117,11 +117,11 @@ def parse_version_header(value: str | bytes) -> dict[str, str]:
     ``ProtocolError`` (``bad_header``) for anything SPEC 10.1 does not allow."""
     out: dict[str, str] = {}
     for entry in protocol.decode_header(value):
-        params = entry.get("params") if isinstance(entry, dict) else None
-        if params is None or list(params) != ["v"] or not VERSION.match(params["v"]):
+        if not isinstance(entry, dict) or list(entry["params"]) != ["v"] \
+                or not VERSION.match(entry["params"]["v"]):
             raise protocol.ProtocolError(
                 "bad_header", f"{entry!r}: an element is a context with exactly one param v=E:N")
-        name, version = entry["context"], params["v"]
+        name, version = entry["context"], entry["params"]["v"]
         out[name] = version if out.get(name, version) == version else ZERO
     return out
 
@@ -168,7 +168,7 @@ def context_versions(*contexts: str | Callable[..., Iterable[str]]) -> Callable:
         return out
 
     def decorate(view: Callable) -> Callable:
-        if inspect.iscoroutinefunction(view):
+        if iscoroutinefunction(view):
             @functools.wraps(view)
             async def async_wrapper(request, *args, **kwargs):
                 versions = None
