@@ -161,6 +161,8 @@ def context_versions(*contexts: str | Callable[..., Iterable[str]]) -> Callable:
     10.1: a snapshot older than the version read would hide changes the
     version counts)."""
 
+    _names(c for c in contexts if isinstance(c, str))  # a bad name fails here, at import
+
     def names(request, args, kwargs) -> list[str]:
         out: list[str] = []
         for c in contexts:

@@ -94,6 +94,11 @@ def test_async_views_and_answers_without_data(r):
     assert response.status_code == 200 and "X-Mizan-Version" not in response
 
 
+def test_a_bad_context_name_fails_at_decoration():
+    with pytest.raises(protocol.ProtocolError):
+        versions.context_versions("to\x01dos")
+
+
 def test_redis_down_costs_the_header_not_the_response(r):
     stats.reset()
     with override_settings(MIZAN_HUB={**_settings(), "REDIS_URL": "redis://127.0.0.1:9/0"}):
