@@ -226,7 +226,8 @@ export interface ConnectOptions {
   /**
    * after a subscription's first ack, call its listeners once (reason "ack"),
    * since data fetched before the ack may predate it (SPEC section 10);
-   * default true. Not for subscriptions created with `since`.
+   * default true. Not for callers that gave `since`: those are refetched only
+   * when their version is older than what the subscription has seen (SPEC 10.1).
    */
   refetchOnAck?: boolean;
   /** refresh the token this many seconds before `expires` (default 60); the hub's `expiring` also triggers it */
