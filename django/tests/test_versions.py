@@ -107,6 +107,16 @@ def test_redis_down_costs_the_header_not_the_response(r):
     assert stats.get("version_read_failed") == 1
 
 
+def test_test_mode_answers_0_0_without_redis(r):
+    stats.reset()
+    with override_settings(MIZAN_HUB={**_settings(), "TEST_MODE": True,
+                                      "REDIS_URL": "redis://127.0.0.1:9/0"}):
+        response = HttpClient().get("/todos/")
+        assert response["X-Mizan-Version"] == "todos;v=0:0"
+        assert HttpClient().get("/todos-async/")["X-Mizan-Version"] == "todos;v=0:0"
+    assert stats.get("version_read_failed") == 0
+
+
 def _settings():
     from django.conf import settings
     return settings.MIZAN_HUB
