@@ -69,7 +69,7 @@ int main(int argc, char **argv)
     mh_jwt_policy pol = {.audience = "mizan", .issuer = NULL, .leeway = 30};
     char err[256];
     long now = (long)time(NULL);
-    char (*toks)[512] = malloc((size_t)n * sizeof *toks);
+    char(*toks)[512] = malloc((size_t)n * sizeof *toks);
     mh_identity id;
     const char *reason;
     double t0;

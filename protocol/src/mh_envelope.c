@@ -7,9 +7,8 @@
 #include "mh_json.h"
 #include "mh_value.h"
 
-static const char *kind_names[] = {"invalidate", "message", "logout", "disconnect",
-                                   "canary",     "reply",   "send",   "close",
-                                   "registry"};
+static const char *kind_names[] = {"invalidate", "message", "logout", "disconnect", "canary",
+                                   "reply",      "send",    "close",  "registry"};
 
 const char *mh_kind_name(mh_kind k)
 {

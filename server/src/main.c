@@ -127,7 +127,7 @@ static void on_tick(uv_timer_t *t)
     if (h->cfg->registry_from_redis && !h->registry_version[0] && !h->registry_fetching &&
         mh_redis_cmd_up(h->redis) && h->ticks % 5 == 0)
         mh_auth_registry_fetch(h, NULL); /* until Django has stored one */
-    if (++h->ticks % 10 == 0) /* once a second: a scan, no timer per connection */
+    if (++h->ticks % 10 == 0)            /* once a second: a scan, no timer per connection */
         mh_conn_keepalive_all(h, mh_mono_ms());
     if (h->lws_kick && h->lws) {
         /* lws (libuv) re-arms its timers only when serving I/O: this is I/O */

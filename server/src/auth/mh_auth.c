@@ -73,15 +73,24 @@ void mh_auth_registry_reload(mh_hub *h)
             mh_registry_count(r, false), mh_registry_count(r, true));
 }
 
-/* The version a registry text is known by: its sha256, 16 hex digits (what
- * `mizan_hub_registry --publish` announces too). */
-static void registry_digest(const char *text, size_t len, char out[17])
+static void sha256_hex(const char *s, size_t n, char out[65])
 {
     unsigned char d[SHA256_DIGEST_LENGTH];
 
-    SHA256((const unsigned char *)text, len, d);
-    for (int i = 0; i < 8; i++)
+    SHA256((const unsigned char *)s, n, d);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
         snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* The version a registry text is known by: the first 16 hex digits of its
+ * sha256 (what `mizan_hub_registry --publish` announces too). */
+static void registry_digest(const char *text, size_t len, char out[17])
+{
+    char hex[65];
+
+    sha256_hex(text, len, hex);
+    memcpy(out, hex, 16);
+    out[16] = '\0';
 }
 
 static void on_registry(mh_hub *h, redisReply *reply, void *arg)
@@ -93,8 +102,9 @@ static void on_registry(mh_hub *h, redisReply *reply, void *arg)
     h->registry_fetching = false;
     if (!reply || reply->type != REDIS_REPLY_STRING) {
         mh_warn("registry from redis: %s; the registry in force stays",
-                !reply ? "redis link lost" : reply->type == REDIS_REPLY_NIL ? "nothing stored yet"
-                                                                          : "not a string");
+                !reply                           ? "redis link lost"
+                : reply->type == REDIS_REPLY_NIL ? "nothing stored yet"
+                                                 : "not a string");
         return;
     }
     registry_digest(reply->str, reply->len, version);
@@ -338,15 +348,6 @@ static int upgrade_token(struct lws *wsi, const mh_config *cfg, char *out, int s
     if (cfg->token_query && lws_get_urlarg_by_name(wsi, "token=", out, size))
         return (int)strlen(out);
     return 0;
-}
-
-static void sha256_hex(const char *s, size_t n, char out[65])
-{
-    unsigned char d[SHA256_DIGEST_LENGTH];
-
-    SHA256((const unsigned char *)s, n, d);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
 static int filter_token(mh_hub *h, mh_conn *c, struct lws *wsi, const char *token, int n)

@@ -35,7 +35,7 @@ typedef struct mh_metrics {
     uint64_t invalidations_in, messages_in;
     uint64_t deliveries; /* frames enqueued by fan-out */
     uint64_t redis_reconnects;
-    uint64_t registry_loads, registry_refused; /* registries read from Redis */
+    uint64_t registry_loads, registry_refused;    /* registries read from Redis */
     uint64_t redis_masters_seen, redis_failovers; /* Sentinel: masters named, switches */
     uint64_t redis_errors;
     uint64_t inbound_ok, inbound_failed;

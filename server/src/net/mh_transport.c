@@ -108,8 +108,8 @@ static int http_prepare(struct lws *wsi, http_pss *p, mh_hub *h, const char *pat
         p->status = 200;
         mh_buf_puts(&b, "ok\n");
     } else if (!strcmp(path, "/readyz")) {
-        bool ready = !h->draining && mh_redis_ready(h->redis, &why) &&
-                     mh_auth_registry_ready(h, &why);
+        bool ready =
+            !h->draining && mh_redis_ready(h->redis, &why) && mh_auth_registry_ready(h, &why);
         if (h->draining)
             why = "draining";
         p->status = ready ? 200 : 503;
