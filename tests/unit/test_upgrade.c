@@ -146,6 +146,34 @@ static void headers_are_found_by_name_and_upgrade_is_noticed(void **state)
     assert_null(mh_upgrade_header(&req, "origin"));
 }
 
+/* RFC 6455 1.3's own example: key dGhlIHNhbXBsZSBub25jZQ== accepts as s3pPLMBiTxaQ9kYGzzhZRbK+xOo= */
+static void the_101_carries_the_rfc_accept_key(void **state)
+{
+    const char *h = "GET /chat?x=1&token=abc.def&token=no HTTP/1.1\r\nHost: server.example.com\r\n"
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                    "Sec-WebSocket-Protocol: chat, mizan.v1\r\nCookie: a=1; sid=x\r\n\r\n";
+    mh_http_request req;
+    mh_upgrade_refusal why;
+    mh_upgrade_view v;
+    char out[512], store[MH_UPGRADE_VIEW_STORE];
+    (void)state;
+
+    assert_int_equal(mh_upgrade_check(h, strlen(h), &req, &why), 0);
+    assert_true(mh_upgrade_accept(&req, out, sizeof out) > 0);
+    assert_non_null(strstr(out, "HTTP/1.1 101 Switching Protocols\r\n"));
+    assert_non_null(strstr(out, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    assert_non_null(strstr(out, "Sec-WebSocket-Protocol: mizan.v1\r\n"));
+    assert_int_equal(mh_upgrade_accept(&req, out, 40), -1);
+    assert_int_equal(mh_upgrade_view_of(&req, &v, store, sizeof store), 0);
+    assert_string_equal(v.host, "server.example.com");
+    assert_string_equal(v.cookie, "a=1; sid=x");
+    assert_string_equal(v.query_token, "abc.def");
+    assert_null(v.origin);
+    assert_null(v.authorization);
+    assert_int_equal(mh_upgrade_view_of(&req, &v, store, 10), -1);
+}
+
 static void responses_are_http_1_1_with_a_reason_phrase(void **state)
 {
     char out[512];
@@ -172,6 +200,7 @@ int main(void)
         cmocka_unit_test(a_head_without_an_end_is_431_at_the_limit),
         cmocka_unit_test(headers_are_found_by_name_and_upgrade_is_noticed),
         cmocka_unit_test(responses_are_http_1_1_with_a_reason_phrase),
+        cmocka_unit_test(the_101_carries_the_rfc_accept_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

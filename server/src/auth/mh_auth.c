@@ -2,7 +2,6 @@
 #include "mh_auth.h"
 
 #include <ctype.h>
-#include <libwebsockets.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,35 +156,31 @@ bool mh_auth_registry_ready(const mh_hub *h, const char **why)
 
 /* ---- limits ---- */
 
-int mh_auth_refuse(mh_hub *h, struct lws *wsi, int status, const char *stage, const char *reason,
-                   const char *text)
+int mh_auth_refuse(mh_hub *h, mh_upgrade_refusal *why, int status, const char *stage,
+                   const char *reason, const char *text)
 {
-    unsigned char buf[LWS_PRE + 1024];
-    int n;
-
     h->metrics.connections_rejected++;
     mh_metrics_reject(&h->metrics, stage, reason);
-    /* Our own answer, not lws_return_http_status(): lws 4.1 writes an
-     * HTTP/1.0 status line without a reason phrase for some codes, which
-     * clients such as Python's websockets cannot parse. */
-    n = mh_upgrade_response((char *)buf + LWS_PRE, sizeof buf - LWS_PRE, status, NULL, text);
-    if (n > 0)
-        lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP);
+    why->status = status;
+    why->reason = reason;
+    why->message = text;
+    why->extra = NULL;
     return 1;
 }
 
-static int refuse_http(mh_hub *h, struct lws *wsi, int status, const char *reason, const char *text)
+static int refuse_http(mh_hub *h, mh_upgrade_refusal *why, int status, const char *reason,
+                       const char *text)
 {
-    return mh_auth_refuse(h, wsi, status, "upgrade", reason, text);
+    return mh_auth_refuse(h, why, status, "upgrade", reason, text);
 }
 
-static int check_limits(mh_hub *h, mh_conn *c, struct lws *wsi)
+static int check_limits(mh_hub *h, mh_conn *c, mh_upgrade_refusal *why)
 {
     const mh_config *cfg = h->cfg;
 
     if (cfg->max_connections && h->conns.count >= (size_t)cfg->max_connections) {
         mh_warn("upgrade refused: %zu connections, the limit (--max-connections)", h->conns.count);
-        return mh_auth_refuse(h, wsi, 503, "limit", "connection_limit", "connection limit reached");
+        return mh_auth_refuse(h, why, 503, "limit", "connection_limit", "connection limit reached");
     }
     /* Plain sockets were counted and checked on accept (mh_transport);
      * TLS ones are answered here, where HTTP can be spoken. */
@@ -193,7 +188,7 @@ static int check_limits(mh_hub *h, mh_conn *c, struct lws *wsi)
         mh_peer_count(c->peer) > (uint32_t)cfg->max_connections_per_ip) {
         mh_info("upgrade refused: %s has %u connections (--max-connections-per-ip)", c->peer->addr,
                 mh_peer_count(c->peer) - 1);
-        return mh_auth_refuse(h, wsi, 429, "limit", "ip_limit",
+        return mh_auth_refuse(h, why, 429, "limit", "ip_limit",
                               "too many connections from this address");
     }
     return 0;
@@ -298,35 +293,20 @@ static bool origin_allowed(const mh_config *cfg, const char *origin, const char 
  * refused (answered). An Origin that cannot be read whole is refused: the
  * check never fails open.
  */
-static int check_origin(mh_hub *h, struct lws *wsi)
+static int check_origin(mh_hub *h, const mh_upgrade_view *v, mh_upgrade_refusal *why)
 {
     const mh_config *cfg = h->cfg;
-    int olen = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
-    char *origin = NULL, host[256], proto[16];
     const char *scheme = "http";
-    int rc = 0;
 
-    if (olen <= 0)
+    if (!v->origin)
         return 0;
-    origin = malloc((size_t)olen + 1);
-    if (!origin || lws_hdr_copy(wsi, origin, olen + 1, WSI_TOKEN_ORIGIN) != olen) {
-        mh_info("upgrade refused: session cookie with an Origin that cannot be read");
-        rc = refuse_http(h, wsi, 403, "origin", "origin not allowed");
-        goto done;
-    }
-    if (lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST) < 0)
-        host[0] = '\0';
-    if (cfg->tls_cert[0] ||
-        (lws_hdr_custom_copy(wsi, proto, sizeof proto, "x-forwarded-proto:", 18) > 0 &&
-         !strcasecmp(proto, "https")))
+    if (cfg->tls_cert[0] || (v->forwarded_proto && !strcasecmp(v->forwarded_proto, "https")))
         scheme = "https";
-    if (!origin_allowed(cfg, origin, host, scheme)) {
-        mh_info("upgrade refused: session cookie from origin '%.200s' (not allowed)", origin);
-        rc = refuse_http(h, wsi, 403, "origin", "origin not allowed");
+    if (!origin_allowed(cfg, v->origin, v->host ? v->host : "", scheme)) {
+        mh_info("upgrade refused: session cookie from origin '%.200s' (not allowed)", v->origin);
+        return refuse_http(h, why, 403, "origin", "origin not allowed");
     }
-done:
-    free(origin);
-    return rc;
+    return 0;
 }
 
 /* ---- credentials on the upgrade ---- */
@@ -335,41 +315,39 @@ done:
  * A token on the upgrade request: Authorization: Bearer, X-Mizan-Token, or
  * (when enabled) ?token=. Copied into 'out'; returns its length, 0 if none.
  */
-static int upgrade_token(struct lws *wsi, const mh_config *cfg, char *out, int size)
+static const char *upgrade_token(const mh_upgrade_view *v, const mh_config *cfg)
 {
-    int n = lws_hdr_copy(wsi, out, size, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (n > 7 && !strncasecmp(out, "Bearer ", 7)) {
-        memmove(out, out + 7, (size_t)(n - 7) + 1);
-        return n - 7;
-    }
-    n = lws_hdr_custom_copy(wsi, out, size, "x-mizan-token:", 14);
-    if (n > 0)
-        return n;
-    if (cfg->token_query && lws_get_urlarg_by_name(wsi, "token=", out, size))
-        return (int)strlen(out);
-    return 0;
+    if (v->authorization && !strncasecmp(v->authorization, "Bearer ", 7) && v->authorization[7])
+        return v->authorization + 7;
+    if (v->mizan_token && v->mizan_token[0])
+        return v->mizan_token;
+    if (cfg->token_query && v->query_token && v->query_token[0])
+        return v->query_token;
+    return NULL;
 }
 
-static int filter_token(mh_hub *h, mh_conn *c, struct lws *wsi, const char *token, int n)
+static int filter_token(mh_hub *h, mh_conn *c, mh_upgrade_refusal *why, const char *token,
+                        size_t n)
 {
     mh_identity id;
     const char *reason;
 
     if (!h->keys->n)
-        return refuse_http(h, wsi, HTTP_STATUS_UNAUTHORIZED, "token_not_configured",
+        return refuse_http(h, why, 401, "token_not_configured",
                            "this hub accepts no tokens");
-    if (mh_jwt_verify(h->keys, h->policy, token, (size_t)n, (int64_t)(mh_now_ms() / 1000), &id,
+    if (mh_jwt_verify(h->keys, h->policy, token, n, (int64_t)(mh_now_ms() / 1000), &id,
                       &reason) == 0) {
         if (mh_conn_set_identity(c, &id) == 0)
             return 0;
         reason = "out_of_memory";
     }
     mh_info("upgrade refused: token %s", reason);
-    return refuse_http(h, wsi, HTTP_STATUS_UNAUTHORIZED, reason, reason);
+    return refuse_http(h, why, 401, reason, reason);
 }
 
 /* A verified signed cookie's session data: who, and the registry id. */
-static int signed_session(mh_hub *h, mh_conn *c, struct lws *wsi, const char *value, size_t len)
+static int signed_session(mh_hub *h, mh_conn *c, mh_upgrade_refusal *why, const char *value,
+                          size_t len)
 {
     mh_djsign_cfg dc = {.keys = h->django_keys,
                         .nkeys = h->ndjango_keys,
@@ -386,12 +364,12 @@ static int signed_session(mh_hub *h, mh_conn *c, struct lws *wsi, const char *va
     if (mh_djsign_unsign(&dc, value, len, (int64_t)(mh_now_ms() / 1000), &json, &json_len,
                          &reason)) {
         mh_info("upgrade refused: session cookie %s", reason);
-        return mh_auth_refuse(h, wsi, 401, "cookie", reason, "session cookie refused");
+        return mh_auth_refuse(h, why, 401, "cookie", reason, "session cookie refused");
     }
     data = mh_json_parse(json, json_len, &err);
     if (!data || !json_is_object(data)) {
         mh_info("upgrade refused: signed session is not a JSON object");
-        rc = refuse_http(h, wsi, HTTP_STATUS_UNAUTHORIZED, "bad_session_data",
+        rc = refuse_http(h, why, 401, "bad_session_data",
                          "session cookie refused");
         goto done;
     }
@@ -426,7 +404,7 @@ static int signed_session(mh_hub *h, mh_conn *c, struct lws *wsi, const char *va
     }
     c->cookie_uid = strdup(uidbuf);
     if (!c->session || !c->cookie_uid) {
-        rc = refuse_http(h, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "out_of_memory", "try again");
+        rc = refuse_http(h, why, 503, "out_of_memory", "try again");
         goto done;
     }
     c->auth_pending = true;
@@ -451,63 +429,60 @@ static bool bare_session_key(const char *v, size_t n)
     return true;
 }
 
-static int filter_cookie(mh_hub *h, mh_conn *c, struct lws *wsi)
+static int filter_cookie(mh_hub *h, mh_conn *c, const mh_upgrade_view *v,
+                         mh_upgrade_refusal *why)
 {
     const mh_config *cfg = h->cfg;
-    int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COOKIE);
-    char *cookies = NULL;
     const char *value;
     size_t vlen;
-    int rc = 0;
+    int rc;
 
-    if (!cfg->session_cookie[0] || total <= 0)
-        return 0;
-    cookies = malloc((size_t)total + 1);
-    if (!cookies)
-        return refuse_http(h, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "out_of_memory", "try again");
-    if (lws_hdr_copy(wsi, cookies, total + 1, WSI_TOKEN_HTTP_COOKIE) < 0 ||
-        mh_djsign_cookie_find(cookies, strlen(cookies), cfg->session_cookie, &value, &vlen) ||
+    if (!cfg->session_cookie[0] || !v->cookie ||
+        mh_djsign_cookie_find(v->cookie, strlen(v->cookie), cfg->session_cookie, &value, &vlen) ||
         vlen == 0)
-        goto done;
+        return 0;
     /* Cross-site WebSocket hijacking: a cookie rides along with any page's
      * request; only the Origin says which page asked. */
-    rc = check_origin(h, wsi);
+    rc = check_origin(h, v, why);
     if (rc)
-        goto done;
-    if (h->ndjango_keys && memchr(value, ':', vlen)) {
-        rc = signed_session(h, c, wsi, value, vlen);
-    } else if (!bare_session_key(value, vlen)) {
+        return rc;
+    if (h->ndjango_keys && memchr(value, ':', vlen))
+        return signed_session(h, c, why, value, vlen);
+    if (!bare_session_key(value, vlen)) {
         mh_info("upgrade refused: session cookie is neither signed nor a session key");
-        rc = mh_auth_refuse(h, wsi, 401, "cookie", "malformed", "session cookie refused");
-    } else {
+        return mh_auth_refuse(h, why, 401, "cookie", "malformed", "session cookie refused");
+    }
+    {
         char hash[65];
         sha256_hex(value, vlen, hash);
         c->session = strdup(hash);
-        if (!c->session) {
-            rc = refuse_http(h, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "out_of_memory", "try again");
-            goto done;
-        }
-        c->auth_pending = true;
+        if (!c->session)
+            return refuse_http(h, why, 503, "out_of_memory",
+                               "try again");
     }
-done:
-    free(cookies);
-    return rc;
+    c->auth_pending = true;
+    return 0;
 }
 
-int mh_auth_filter(mh_hub *h, mh_conn *c, struct lws *wsi)
+int mh_auth_filter(mh_hub *h, mh_conn *c, const mh_upgrade_view *v, mh_upgrade_refusal *why)
 {
-    char token[8192 + 8];
-    int n;
+    const char *token;
 
     /* Whatever is refused or fails from here, mh_auth_release frees what
-     * this set on 'c' (LWS_CALLBACK_CLOSED only comes after an upgrade). */
+     * this set on 'c' (the transport releases a refused connection). */
     c->hub = h;
-    if (check_limits(h, c, wsi))
+    if (check_limits(h, c, why))
         return 1;
-    n = upgrade_token(wsi, h->cfg, token, sizeof token);
-    if (n > 0)
-        return filter_token(h, c, wsi, token, n); /* a token wins over a cookie */
-    return filter_cookie(h, c, wsi);
+    token = upgrade_token(v, h->cfg);
+    if (token) {
+        size_t n = strlen(token);
+        if (n > 8192) {
+            mh_info("upgrade refused: token over 8192 bytes");
+            return refuse_http(h, why, 401, "malformed", "malformed");
+        }
+        return filter_token(h, c, why, token, n); /* a token wins over a cookie */
+    }
+    return filter_cookie(h, c, v, why);
 }
 
 /* ---- the session lookup ---- */

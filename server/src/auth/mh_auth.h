@@ -17,8 +17,9 @@
 #include "mh_conn.h"
 #include "mh_frame.h"
 #include "mh_hub.h"
+#include "mh_upgrade.h"
 
-struct lws;
+
 
 /**
  * Loads the --registry file into h->registry at start. Returns 0 (also when
@@ -48,17 +49,18 @@ bool mh_auth_registry_ready(const mh_hub *h, const char **why);
  * The upgrade request, before the 101: limits (HTTP 503/429), then a token
  * (HTTP 401 when bad), else the session cookie (Origin → HTTP 403; a bad
  * signed cookie → HTTP 401). A cookie that needs a registry lookup marks 'c'
- * pending. Returns 0 to go on with the upgrade, 1 when refused (answered).
+ * pending. Returns 0 to go on with the upgrade, 1 when refused: counted,
+ * and 'why' says what the transport answers.
  */
-int mh_auth_filter(mh_hub *h, mh_conn *c, struct lws *wsi);
+int mh_auth_filter(mh_hub *h, mh_conn *c, const mh_upgrade_view *v, mh_upgrade_refusal *why);
 
 /**
- * Answers the upgrade on 'wsi' with 'status' and 'text' (an HTTP/1.1
- * response, `Connection: close`), counted under 'stage' and 'reason'
- * (static strings). Returns 1: what the filter callback returns to refuse.
+ * Counts a refused upgrade under 'stage' and 'reason' and says in 'why'
+ * what to answer ('status', 'text'; static strings): the transport that
+ * read the request writes it. Returns 1.
  */
-int mh_auth_refuse(mh_hub *h, struct lws *wsi, int status, const char *stage, const char *reason,
-                   const char *text);
+int mh_auth_refuse(mh_hub *h, mh_upgrade_refusal *why, int status, const char *stage,
+                   const char *reason, const char *text);
 
 /**
  * After mh_conn_open: sends `welcome` now, or starts the session lookup and

@@ -1,6 +1,9 @@
 #define _GNU_SOURCE /* memmem */
 #include "mh_upgrade.h"
 
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -315,5 +318,81 @@ int mh_upgrade_response(char *out, size_t cap, int status, const char *extra, co
                      "%s%s\r\n%s\n",
                      status, mh_upgrade_phrase(status), blen, extra ? extra : "",
                      extra ? "\r\n" : "", body);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+/* Copies 'n' bytes and a NUL into the store; NULL when it is full. */
+static const char *stash(char **at, const char *end, const char *p, size_t n)
+{
+    char *r = *at;
+
+    if ((size_t)(end - r) < n + 1)
+        return NULL;
+    memcpy(r, p, n);
+    r[n] = '\0';
+    *at = r + n + 1;
+    return r;
+}
+
+static int view_header(const mh_http_request *req, const char *name, const char **out, char **at,
+                       const char *end)
+{
+    const mh_http_header *h = mh_upgrade_header(req, name);
+
+    *out = NULL;
+    if (!h)
+        return 0;
+    *out = stash(at, end, h->value, h->value_len);
+    return *out ? 0 : -1;
+}
+
+int mh_upgrade_view_of(const mh_http_request *req, mh_upgrade_view *v, char *store, size_t cap)
+{
+    char *at = store;
+    const char *end = store + cap, *q, *tend = req->target + req->target_len;
+
+    memset(v, 0, sizeof *v);
+    if (view_header(req, "origin", &v->origin, &at, end) ||
+        view_header(req, "host", &v->host, &at, end) ||
+        view_header(req, "x-forwarded-proto", &v->forwarded_proto, &at, end) ||
+        view_header(req, "authorization", &v->authorization, &at, end) ||
+        view_header(req, "x-mizan-token", &v->mizan_token, &at, end) ||
+        view_header(req, "cookie", &v->cookie, &at, end))
+        return -1;
+    /* ?token=: the first argument of that name, as sent (tokens are URL-safe) */
+    q = memchr(req->target, '?', req->target_len);
+    while (q && q < tend) {
+        const char *arg = q + 1, *amp = memchr(arg, '&', (size_t)(tend - arg));
+        const char *aend = amp ? amp : tend;
+        if (aend - arg >= 6 && !memcmp(arg, "token=", 6)) {
+            v->query_token = stash(&at, end, arg + 6, (size_t)(aend - arg - 6));
+            return v->query_token ? 0 : -1;
+        }
+        q = amp;
+    }
+    return 0;
+}
+
+int mh_upgrade_accept(const mh_http_request *req, char *out, size_t cap)
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    const mh_http_header *key = mh_upgrade_header(req, "sec-websocket-key");
+    unsigned char in[24 + sizeof guid], digest[SHA_DIGEST_LENGTH];
+    char accept[32];
+    int n;
+
+    if (!key || key->value_len != 24)
+        return -1;
+    memcpy(in, key->value, 24);
+    memcpy(in + 24, guid, sizeof guid - 1);
+    SHA1(in, 24 + sizeof guid - 1, digest);
+    EVP_EncodeBlock((unsigned char *)accept, digest, SHA_DIGEST_LENGTH);
+    n = snprintf(out, cap,
+                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+                 accept,
+                 has_token(mh_upgrade_header(req, "sec-websocket-protocol"), "mizan.v1")
+                     ? "Sec-WebSocket-Protocol: mizan.v1\r\n"
+                     : "");
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }

@@ -73,4 +73,29 @@ const char *mh_upgrade_phrase(int status);
  */
 int mh_upgrade_response(char *out, size_t cap, int status, const char *extra, const char *body);
 
+/*
+ * The parts of an upgrade request the auth layer judges, whoever read the
+ * head (the intake for plain sockets, lws for TLS): NUL-terminated, NULL
+ * when absent; borrowed.
+ */
+typedef struct mh_upgrade_view {
+    const char *origin, *host, *forwarded_proto, *authorization, *mizan_token, *query_token,
+        *cookie;
+} mh_upgrade_view;
+
+/* Room mh_upgrade_view_of needs: every value of a head, each NUL-terminated. */
+#define MH_UPGRADE_VIEW_STORE (MH_UPGRADE_HEAD_MAX + 16)
+
+/**
+ * Fills 'v' from a checked request, copying into store[0..cap). Returns 0,
+ * or -1 when 'cap' is too small.
+ */
+int mh_upgrade_view_of(const mh_http_request *req, mh_upgrade_view *v, char *store, size_t cap);
+
+/**
+ * The 101 answer that accepts a checked upgrade: Sec-WebSocket-Accept, and
+ * our subprotocol when the request lists it. Returns its length, or -1.
+ */
+int mh_upgrade_accept(const mh_http_request *req, char *out, size_t cap);
+
 #endif
