@@ -6,10 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "mh_hold.h"
 #include "mh_log.h"
 #include "mh_out.h"
+#include "mh_peer.h"
+#include "mh_wsframe.h"
 
 int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi)
 {
@@ -40,16 +45,47 @@ mh_conn *mh_conn_by_name(mh_hub *h, const char *name)
     return mh_map_get(&h->conns, &id, sizeof id);
 }
 
+/* Only data frames count against the queue's bounds; control frames are the hub's own. */
+static uint32_t counted(const mh_msg *m)
+{
+    return m->opcode ? 0 : m->len;
+}
+
+/* Drops what is queued; a frame an own socket has begun to write stays
+ * (the stream would be corrupt without the rest of it). */
 static void queue_clear(mh_conn *c)
 {
-    while (c->q_count) {
-        mh_msg *m = c->q[c->q_head];
-        c->q_head = (c->q_head + 1) % c->q_cap;
+    uint32_t keep = c->own && c->wr_off ? 1 : 0;
+
+    while (c->q_count > keep) {
+        uint32_t last = (c->q_head + c->q_count - 1) % c->q_cap;
+        mh_msg *m = c->q[last];
         c->q_count--;
-        c->hub->queued_bytes -= m->len;
+        c->q_bytes -= counted(m);
+        c->hub->queued_bytes -= counted(m);
         mh_msg_unref(m);
     }
-    c->q_bytes = 0;
+}
+
+/* Room for one more entry in the ring; -1 when out of memory. */
+static int queue_grow(mh_conn *c)
+{
+    uint32_t ncap;
+    mh_msg **nq;
+
+    if (c->q_count < c->q_cap)
+        return 0;
+    ncap = c->q_cap ? c->q_cap * 2 : 4;
+    nq = malloc(ncap * sizeof *nq);
+    if (!nq)
+        return -1;
+    for (uint32_t i = 0; i < c->q_count; i++)
+        nq[i] = c->q[(c->q_head + i) % c->q_cap];
+    free(c->q);
+    c->q = nq;
+    c->q_cap = ncap;
+    c->q_head = 0;
+    return 0;
 }
 
 void mh_conn_release(mh_conn *c)
@@ -66,9 +102,15 @@ void mh_conn_release(mh_conn *c)
         mh_subs_remove(&h->subs, s);
     }
     free(c->subs);
+    c->wr_off = 0;
     queue_clear(c);
     free(c->q);
+    c->q = NULL;
+    c->q_cap = 0;
     free(c->rx);
+    c->rx = NULL;
+    free(c->pend);
+    c->pend = NULL;
     if (h->hooks.release)
         h->hooks.release(c);
     free(c->subject);
@@ -140,10 +182,100 @@ static void pop_written(mh_conn *c)
 
     c->q_head = (c->q_head + 1) % c->q_cap;
     c->q_count--;
-    c->q_bytes -= m->len;
-    c->hub->queued_bytes -= m->len;
-    count_written(c->hub, m);
+    if (m->opcode == MH_WS_CLOSE)
+        c->close_sent = true;
+    if (!m->opcode) {
+        c->q_bytes -= m->len;
+        c->hub->queued_bytes -= m->len;
+        count_written(c->hub, m);
+    }
     mh_msg_unref(m);
+}
+
+static size_t header_len(const mh_msg *m)
+{
+    return m->len < 126 ? 2 : m->len < 65536 ? 4 : 10;
+}
+
+#define OWN_IOV 128
+
+/*
+ * An own socket's writer: everything queued, framed on the fly, handed to
+ * the kernel with writev straight from the shared messages, until it is
+ * all out or the kernel takes less than offered (then EPOLLOUT, an edge,
+ * says when to go on). Returns 0, or -1 when the socket failed.
+ */
+static int own_write(mh_conn *c)
+{
+    unsigned char hdr[OWN_IOV / 2][MH_WS_HEADER_MAX];
+    struct iovec iov[OWN_IOV];
+
+    while (c->q_count && !c->blocked && !c->close_sent) {
+        size_t niov = 0, offered = 0, skip = c->wr_off, left;
+        ssize_t n;
+
+        for (uint32_t i = 0; i < c->q_count && niov + 2 <= OWN_IOV; i++) {
+            mh_msg *m = c->q[(c->q_head + i) % c->q_cap];
+            size_t hl = mh_ws_header(hdr[i], m->opcode ? m->opcode : MH_WS_TEXT, m->len);
+            const unsigned char *part[2] = {hdr[i], m->data};
+            size_t plen[2] = {hl, m->len};
+            for (int k = 0; k < 2; k++) {
+                if (skip >= plen[k]) { /* the part of the head frame already out */
+                    skip -= plen[k];
+                    continue;
+                }
+                iov[niov].iov_base = (void *)(part[k] + skip);
+                iov[niov].iov_len = plen[k] - skip;
+                offered += plen[k] - skip;
+                skip = 0;
+                if (iov[niov].iov_len)
+                    niov++;
+            }
+            if (m->opcode == MH_WS_CLOSE)
+                break; /* nothing after a close frame */
+        }
+        n = writev(c->fd, iov, (int)niov);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->blocked = true;
+                return 0;
+            }
+            mh_debug("conn %s: write failed: %s", c->name, strerror(errno));
+            return -1;
+        }
+        for (left = (size_t)n; left && c->q_count;) {
+            mh_msg *m = c->q[c->q_head];
+            size_t rest = header_len(m) + m->len - c->wr_off;
+            if (left < rest) {
+                c->wr_off += (uint32_t)left;
+                break;
+            }
+            left -= rest;
+            c->wr_off = 0;
+            pop_written(c);
+        }
+        if ((size_t)n < offered)
+            c->blocked = true; /* the send buffer is full */
+    }
+    return 0;
+}
+
+/* After a write: an own socket whose close frame is out waits for the
+ * peer's (or EOF, or the deadline); when that came already, it is done.
+ * Returns true when 'c' was destroyed. */
+static bool own_after_write(mh_conn *c)
+{
+    if (!c->close_sent)
+        return false;
+    if (c->close_heard) {
+        mh_conn_destroy(c);
+        return true;
+    }
+    /* our side is finished: the peer reads EOF after the close frame */
+    shutdown(c->fd, SHUT_WR);
+    return false;
 }
 
 /*
@@ -194,6 +326,16 @@ static int write_coalesced(mh_conn *c)
     return 0;
 }
 
+void mh_conn_flush_one(mh_conn *c)
+{
+    if (own_write(c)) {
+        mh_conn_destroy(c);
+        return;
+    }
+    if (!own_after_write(c))
+        note_drained(c);
+}
+
 static void on_flush(uv_check_t *t)
 {
     mh_hub *h = t->data;
@@ -206,6 +348,10 @@ static void on_flush(uv_check_t *t)
         if (!c) /* closed in the meantime */
             continue;
         c->dirty = false;
+        if (c->own) {
+            mh_conn_flush_one(c);
+            continue;
+        }
         if (c->closing || (!c->q_count && !c->ping_due))
             continue;
         if (write_coalesced(c)) {
@@ -261,19 +407,9 @@ int mh_conn_enqueue(mh_conn *c, mh_msg *m)
             return -1;
         }
     }
-    if (c->q_count == c->q_cap) {
-        uint32_t ncap = c->q_cap ? c->q_cap * 2 : 4;
-        mh_msg **nq = malloc(ncap * sizeof *nq);
-        if (!nq) {
-            mh_conn_close(c, 1011, "out of memory");
-            return -1;
-        }
-        for (uint32_t i = 0; i < c->q_count; i++)
-            nq[i] = c->q[(c->q_head + i) % c->q_cap];
-        free(c->q);
-        c->q = nq;
-        c->q_cap = ncap;
-        c->q_head = 0;
+    if (queue_grow(c)) {
+        mh_conn_close(c, 1011, "out of memory");
+        return -1;
     }
     c->q[(c->q_head + c->q_count) % c->q_cap] = mh_msg_ref(m);
     c->q_count++;
@@ -281,6 +417,11 @@ int mh_conn_enqueue(mh_conn *c, mh_msg *m)
     c->hub->queued_bytes += m->len;
     if (c->q_count > 1 || c->dirty)
         return 0; /* a write is already due */
+    if (c->own) { /* a blocked socket goes on at its EPOLLOUT */
+        if (!c->blocked && mark_dirty(c))
+            mh_conn_close(c, 1011, "out of memory");
+        return 0;
+    }
     /* An idle plain-TCP socket is written at the end of this loop iteration,
      * with whatever else reaches it by then: no POLLOUT arm/wake/disarm, and
      * one send for many frames (bench/RESULTS.md: the cost is syscalls per
@@ -333,6 +474,26 @@ static void start_close(mh_conn *c, uint16_t code, const char *reason, bool flus
     if (!flush)
         queue_clear(c);
     mh_debug("conn %s: closing with %u (%s)", c->name, code, reason);
+    if (c->own) {
+        unsigned char p[MH_WS_CONTROL_MAX];
+        /* 1005 means "no code": an echo of it is an empty close frame */
+        size_t n = code == 1005 ? 0 : mh_ws_close_payload(p, code, reason);
+        mh_msg *m = mh_msg_new(p, n);
+        /* A peer that never reads never takes the close frame: dropped then. */
+        c->close_deadline_ms = mh_mono_ms() + 3000;
+        if (!m || queue_grow(c)) {
+            mh_msg_unref(m);
+            c->dead = true; /* the sweep drops it without a close frame */
+            c->close_deadline_ms = 0;
+            return;
+        }
+        m->opcode = MH_WS_CLOSE;
+        c->q[(c->q_head + c->q_count) % c->q_cap] = m;
+        c->q_count++;
+        if (!c->dirty && !c->blocked && mark_dirty(c))
+            c->close_deadline_ms = 0;
+        return;
+    }
     lws_callback_on_writable(c->wsi);
     /* A peer that never reads never makes us writable: drop it after a while.
      * lws only looks at its timers when it has I/O to serve (libuv), so the
@@ -399,6 +560,49 @@ int mh_conn_writable(mh_conn *c)
     return 0;
 }
 
+int mh_conn_push_control(mh_conn *c, int opcode, const void *payload, size_t len)
+{
+    mh_msg *m;
+    uint32_t at;
+
+    if (c->close_sent || queue_grow(c))
+        return -1;
+    if (opcode == MH_WS_PING && c->hub->ping_msg) {
+        m = mh_msg_ref(c->hub->ping_msg);
+    } else {
+        m = mh_msg_new(payload, len);
+        if (!m)
+            return -1;
+        m->opcode = (uint8_t)opcode;
+    }
+    /* ahead of the data, behind a frame already begun */
+    c->q_head = (c->q_head + c->q_cap - 1) % c->q_cap;
+    c->q_count++;
+    at = c->q_head;
+    if (c->wr_off) {
+        c->q[at] = c->q[(at + 1) % c->q_cap];
+        at = (at + 1) % c->q_cap;
+    }
+    c->q[at] = m;
+    if (!c->dirty && !c->blocked)
+        mark_dirty(c);
+    return 0;
+}
+
+void mh_conn_destroy(mh_conn *c)
+{
+    int fd = c->fd;
+    mh_peer *peer = c->peer;
+
+    mh_debug("conn %s: closed", c->name);
+    mh_conn_release(c);
+    /* an abortive close when the peer still has unread bytes on its way is
+     * fine here: nothing more is owed to it */
+    close(fd);
+    mh_peer_free(peer);
+    free(c);
+}
+
 int mh_conn_set_identity(mh_conn *c, const mh_identity *id)
 {
     char *sub = strdup(id->subject);
@@ -425,6 +629,8 @@ static bool keepalive(mh_conn *c, uint64_t now_ms)
     const mh_config *cfg = c->hub->cfg;
     uint64_t idle = now_ms - c->last_rx_ms, ping = (uint64_t)cfg->ping_interval * 1000;
 
+    if (c->own && c->closing)
+        return c->dead || (c->close_deadline_ms && now_ms > c->close_deadline_ms);
     if (c->closing || !c->established)
         return false;
     if (idle >= ping + (uint64_t)cfg->pong_timeout * 1000) {
@@ -436,6 +642,12 @@ static bool keepalive(mh_conn *c, uint64_t now_ms)
     if (idle < ping || c->pinged)
         return false;
     c->pinged = true;
+    if (c->own) {
+        /* a final ping with a payload, as lws's peers got (its 4.1 reported only non-empty pongs) */
+        if (mh_conn_push_control(c, MH_WS_PING, "mh", 2))
+            return true;
+        return false;
+    }
     c->ping_due = true;
     if (!c->hub->cfg->tls_cert[0] && !c->dirty && !lws_partial_buffered(c->wsi) &&
         mark_dirty(c) == 0)
@@ -459,7 +671,9 @@ void mh_conn_keepalive_all(mh_hub *h, uint64_t now_ms)
      * not read, so no close frame: lws closes the socket now. */
     for (size_t i = 0; i < ndead; i++) {
         mh_conn *c = mh_map_get(&h->conns, &dead[i], sizeof dead[i]);
-        if (c) {
+        if (c && c->own) {
+            mh_conn_destroy(c);
+        } else if (c) {
             c->closing = c->dead = true;
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
         }

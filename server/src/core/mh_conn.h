@@ -76,11 +76,40 @@ struct mh_conn {
     bool closing;
     bool established;
     bool dirty; /* in hub->dirty: written at the end of this loop iteration */
+    /* own socket (mh_wsock; lws owns the others, c->wsi) */
+    bool own;
+    bool blocked;     /* the kernel took less than offered: wait for its EPOLLOUT */
+    bool close_sent;  /* our close frame is out: nothing more is written */
+    bool close_heard; /* the peer's close frame came */
+    uint8_t frag_op;  /* the opcode of a fragmented message being read, 0 none */
+    int fd;
+    uint32_t wr_off;            /* bytes of the queue's head frame already written */
+    uint64_t close_deadline_ms; /* closing: dropped without more ado after this */
+    unsigned char *pend;        /* owned: read bytes that are not a whole frame yet */
+    uint32_t pend_len;
     char close_reason[MH_CLOSE_REASON_MAX + 1]; /* a whole SPEC 14 reason, never cut */
 };
 
-/** Sets up 'c' (lws-owned per-session memory, zeroed) for a new connection. */
+/**
+ * Sets up 'c' (zeroed: lws's per-session memory, or the transport's for an
+ * own socket, then 'wsi' is NULL) for a new connection.
+ */
 int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi);
+
+/**
+ * An own socket's end: closes it (no close frame), releases 'c' and frees
+ * it. Only from the loop's top level (mh_wsock.h).
+ */
+void mh_conn_destroy(mh_conn *c);
+
+/**
+ * Writes an own socket's queue now (its EPOLLOUT came). May destroy 'c':
+ * only from the loop's top level.
+ */
+void mh_conn_flush_one(mh_conn *c);
+
+/** Queues a control frame for an own socket, ahead of data frames not yet begun. */
+int mh_conn_push_control(mh_conn *c, int opcode, const void *payload, size_t len);
 
 /** The connection with this id string ("<hub>.<incarnation>-<n>"), or NULL. */
 mh_conn *mh_conn_by_name(mh_hub *h, const char *name);

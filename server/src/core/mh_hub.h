@@ -77,6 +77,9 @@ typedef struct mh_hub {
         void (*welcome)(mh_conn *c);
         /* a connection is going: forget what upper layers keep for it */
         void (*release)(mh_conn *c);
+        /* a whole browser message off an own socket (mh_wsock), before any
+         * check: the transport's rate limit and session hold, then 'frame' */
+        void (*input)(mh_conn *c, const char *text, size_t len, bool binary);
     } hooks;
     const char *const *django_keys; /* SECRET_KEY then fallbacks; borrowed, frozen */
     size_t ndjango_keys;
@@ -106,6 +109,14 @@ typedef struct mh_hub {
     size_t ndirty, dirty_cap;
     unsigned char *scratch; /* LWS_PRE + frames, reused */
     size_t scratch_cap;
+    /* own sockets (mh_wsock): a level-triggered epoll set for reading and an
+     * edge-triggered one for writing, each watched by one loop handle */
+    int ws_rd, ws_wr;
+    uv_poll_t ws_rd_poll, ws_wr_poll;
+    bool ws_started;
+    unsigned char *rbuf; /* reads land here, then are parsed in place */
+    size_t rbuf_cap;
+    struct mh_msg *ping_msg; /* the hub's ping, shared by every own socket */
     uv_signal_t sig_term, sig_int, sig_hup;
     int exit_code;
 } mh_hub;

@@ -15,6 +15,7 @@ mh_msg *mh_msg_new(const void *payload, size_t len)
     m->refs = 1;
     m->len = (uint32_t)len;
     m->ts_ms = 0;
+    m->opcode = 0;
     m->data = m->block + LWS_PRE;
     memcpy(m->data, payload, len);
     m->data[len] = '\0';

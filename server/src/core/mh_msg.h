@@ -16,6 +16,7 @@
 typedef struct mh_msg {
     uint32_t refs;
     uint32_t len;        /* payload bytes */
+    uint8_t opcode;      /* 0: a text frame; else a WebSocket control opcode (own sockets) */
     double ts_ms;        /* publisher time (ms since epoch), 0 when unknown */
     unsigned char *data; /* payload; data - MH_MSG_PRE .. data is head room */
     unsigned char block[];

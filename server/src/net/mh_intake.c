@@ -37,6 +37,7 @@ typedef struct intake_sock {
 struct mh_intake {
     mh_hub *h;
     mh_intake_adopt_fn adopt;
+    mh_intake_upgrade_fn upgrade;
     intake_sock *head;
     uv_timer_t timer;
     bool stopping;
@@ -44,7 +45,7 @@ struct mh_intake {
 
 static void on_timer(uv_timer_t *t);
 
-mh_intake *mh_intake_new(mh_hub *h, mh_intake_adopt_fn adopt)
+mh_intake *mh_intake_new(mh_hub *h, mh_intake_adopt_fn adopt, mh_intake_upgrade_fn upgrade)
 {
     mh_intake *in = calloc(1, sizeof *in);
 
@@ -52,6 +53,7 @@ mh_intake *mh_intake_new(mh_hub *h, mh_intake_adopt_fn adopt)
         return NULL;
     in->h = h;
     in->adopt = adopt;
+    in->upgrade = upgrade;
     uv_timer_init(h->loop, &in->timer);
     in->timer.data = in;
     return in;
@@ -112,11 +114,9 @@ static void count_refusal(mh_hub *h, const char *stage, const char *reason)
     mh_metrics_reject(&h->metrics, stage, reason);
 }
 
-static void refuse(intake_sock *s, const char *stage, const mh_upgrade_refusal *why)
+/* Answers a refusal (counted already) and reads what still comes for a while. */
+static void answer_refused(intake_sock *s, const mh_upgrade_refusal *why)
 {
-    mh_hub *h = s->in->h;
-
-    count_refusal(h, stage, why->reason);
     mh_info("request from %s refused: %d %s (%s)", s->peer ? s->peer->addr : "?", why->status,
             why->reason, why->message);
     answer(s->fd, why->status, why->extra, why->message);
@@ -125,6 +125,12 @@ static void refuse(intake_sock *s, const char *stage, const mh_upgrade_refusal *
     free(s->buf);
     s->buf = NULL;
     s->len = s->cap = 0;
+}
+
+static void refuse(intake_sock *s, const char *stage, const mh_upgrade_refusal *why)
+{
+    count_refusal(s->in->h, stage, why->reason);
+    answer_refused(s, why);
 }
 
 static void hand_on(intake_sock *s)
@@ -187,6 +193,15 @@ static void judge(intake_sock *s, size_t head_len)
         apply_xff(s, &req);
         if (check_limit(s))
             return;
+    }
+    if (req.upgrade && s->in->upgrade) {
+        if (s->in->upgrade(s->in->h, s->fd, s->peer, s->buf, s->len, &req, &why)) {
+            answer_refused(s, &why);
+            return;
+        }
+        s->peer = NULL; /* the connection has the socket and the peer now */
+        finish(s);
+        return;
     }
     hand_on(s);
 }

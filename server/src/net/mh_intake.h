@@ -17,6 +17,7 @@
 
 #include "mh_hub.h"
 #include "mh_peer.h"
+#include "mh_upgrade.h"
 
 /**
  * Hands a judged socket on (to lws). Takes 'fd' and 'peer'; 'head' is
@@ -25,10 +26,21 @@
  */
 typedef void (*mh_intake_adopt_fn)(mh_hub *h, int fd, mh_peer *peer, const char *head, size_t len);
 
+/**
+ * Upgrades a judged WebSocket request on a plain socket (the hub speaks
+ * WebSocket on those itself: mh_wsock). Returns 0 when it took 'fd' and
+ * 'peer'; 1 when refused, counted, with 'why' saying what the intake
+ * answers. 'buf' (the head, then whatever followed it) and 'req' are
+ * borrowed until return.
+ */
+typedef int (*mh_intake_upgrade_fn)(mh_hub *h, int fd, mh_peer *peer, const char *buf,
+                                    size_t len, const mh_http_request *req,
+                                    mh_upgrade_refusal *why);
+
 typedef struct mh_intake mh_intake;
 
 /** The intake of 'h'; NULL when out of memory. */
-mh_intake *mh_intake_new(mh_hub *h, mh_intake_adopt_fn adopt);
+mh_intake *mh_intake_new(mh_hub *h, mh_intake_adopt_fn adopt, mh_intake_upgrade_fn upgrade);
 
 /**
  * Takes an accepted socket and its peer. With 'tls' only a PROXY header (if

@@ -19,6 +19,7 @@
 #include "mh_redis.h"
 #include "mh_browser.h"
 #include "mh_upgrade.h"
+#include "mh_wsock.h"
 
 static struct lws_protocols protocols[];
 
@@ -209,13 +210,16 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
 }
 
 /* A whole browser frame: rate-limited, kept while the session is looked up. */
-static void deliver(mh_conn *c, struct lws *wsi, const char *text, size_t len)
+static void input(mh_conn *c, const char *text, size_t len, bool binary)
 {
-    bool binary = lws_frame_is_binary(wsi);
-
     if (!mh_auth_rate_ok(c) || mh_auth_hold_frame(c, text, len, binary))
         return;
     mh_browser_input(c, text, len, binary);
+}
+
+static void deliver(mh_conn *c, struct lws *wsi, const char *text, size_t len)
+{
+    input(c, text, len, lws_frame_is_binary(wsi) != 0);
 }
 
 static int receive(mh_conn *c, struct lws *wsi, const char *in, size_t len)
@@ -322,6 +326,57 @@ static int filter_upgrade(mh_hub *h, mh_conn *c, struct lws *wsi, mh_upgrade_ref
         return mh_auth_refuse(h, why, 431, "upgrade", "headers_too_large",
                               "request headers too large");
     return judge_upgrade(h, c, &v, why);
+}
+
+/*
+ * A plain socket's upgrade, judged by the intake: the hub answers the 101
+ * and speaks WebSocket on it itself (mh_wsock). 0: taken; 1: refused.
+ */
+static int upgrade(mh_hub *h, int fd, mh_peer *peer, const char *buf, size_t len,
+                   const mh_http_request *req, mh_upgrade_refusal *why)
+{
+    static char store[MH_UPGRADE_VIEW_STORE];
+    char ok[256];
+    mh_upgrade_view v;
+    mh_conn *c = calloc(1, sizeof *c);
+    int n;
+
+    if (!c)
+        return mh_auth_refuse(h, why, 503, "upgrade", "out_of_memory", "try again");
+    c->hub = h;
+    c->peer = peer;
+    if (mh_upgrade_view_of(req, &v, store, sizeof store)) {
+        mh_auth_refuse(h, why, 431, "upgrade", "headers_too_large", "request headers too large");
+        goto refused;
+    }
+    if (judge_upgrade(h, c, &v, why))
+        goto refused;
+    n = mh_upgrade_accept(req, ok, sizeof ok);
+    /* a fresh socket's send buffer takes the 101 whole */
+    if (n < 0 || send(fd, ok, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
+        mh_auth_refuse(h, why, 503, "upgrade", "write_failed", "try again");
+        goto refused;
+    }
+    if (mh_wsock_open(c, h, fd)) {
+        /* the 101 is out: no HTTP answer can follow; close without one */
+        mh_auth_release(c);
+        free(c);
+        close(fd);
+        mh_peer_free(peer);
+        return 0;
+    }
+    mh_debug("conn %s: open", c->name);
+    if (mh_auth_established(c)) {
+        mh_conn_destroy(c);
+        return 0;
+    }
+    if (len > req->head_len)
+        mh_wsock_feed(c, (const unsigned char *)buf + req->head_len, len - req->head_len);
+    return 0;
+refused:
+    mh_auth_release(c);
+    free(c);
+    return 1;
 }
 
 /* Our own answer, not lws_return_http_status(): lws 4.1 writes an HTTP/1.0
@@ -598,7 +653,10 @@ int mh_transport_start(mh_hub *h)
         return -1;
     }
     vhost = lws_get_vhost_by_name(h->lws, "default");
-    intake = vhost ? mh_intake_new(h, adopt) : NULL;
+    h->hooks.input = input;
+    if (mh_wsock_init(h))
+        return -1;
+    intake = vhost ? mh_intake_new(h, adopt, upgrade) : NULL;
     if (!intake || open_listener(h, &pub, cfg->listen_host, cfg->listen_port) ||
         (cfg->admin_host[0] && open_listener(h, &adm, cfg->admin_host, cfg->admin_port)))
         return -1;
@@ -667,6 +725,7 @@ void mh_transport_stop(mh_hub *h)
     /* Not on drain: heads being read then still get their answer (503). */
     mh_intake_stop(intake);
     intake = NULL;
+    mh_wsock_stop(h);
     if (h->lws)
         lws_context_destroy(h->lws);
 }

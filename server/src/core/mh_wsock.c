@@ -1,0 +1,322 @@
+#include "mh_wsock.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "mh_log.h"
+#include "mh_value.h"
+#include "mh_wsframe.h"
+
+#define EVENTS 256
+/* Room for the biggest frame the hub takes, its header, and a read's worth more. */
+#define READ_CHUNK 65536
+
+static void on_readable(uv_poll_t *p, int status, int events);
+static void on_writable(uv_poll_t *p, int status, int events);
+
+int mh_wsock_init(mh_hub *h)
+{
+    h->ws_rd = epoll_create1(EPOLL_CLOEXEC);
+    h->ws_wr = epoll_create1(EPOLL_CLOEXEC);
+    h->rbuf_cap = (size_t)h->cfg->max_frame + 16 + READ_CHUNK;
+    h->rbuf = malloc(h->rbuf_cap);
+    h->ping_msg = mh_msg_new("mh", 2);
+    if (h->ws_rd < 0 || h->ws_wr < 0 || !h->rbuf || !h->ping_msg) {
+        mh_error("own sockets: %s", strerror(errno ? errno : ENOMEM));
+        return -1;
+    }
+    h->ping_msg->opcode = MH_WS_PING;
+    uv_poll_init(h->loop, &h->ws_rd_poll, h->ws_rd);
+    uv_poll_init(h->loop, &h->ws_wr_poll, h->ws_wr);
+    h->ws_rd_poll.data = h->ws_wr_poll.data = h;
+    uv_poll_start(&h->ws_rd_poll, UV_READABLE, on_readable);
+    uv_poll_start(&h->ws_wr_poll, UV_READABLE, on_writable);
+    h->ws_started = true;
+    return 0;
+}
+
+void mh_wsock_stop(mh_hub *h)
+{
+    uint64_t ids[256];
+    size_t n;
+
+    if (!h->ws_started)
+        return;
+    h->ws_started = false;
+    /* destroying removes from the map: collect first, destroy, again */
+    do {
+        size_t it = 0;
+        void *v;
+        n = 0;
+        while (n < sizeof ids / sizeof ids[0] && mh_map_next(&h->conns, &it, NULL, NULL, &v))
+            if (((mh_conn *)v)->own)
+                ids[n++] = ((mh_conn *)v)->id;
+        for (size_t i = 0; i < n; i++) {
+            mh_conn *c = mh_map_get(&h->conns, &ids[i], sizeof ids[i]);
+            if (c)
+                mh_conn_destroy(c);
+        }
+    } while (n);
+    uv_poll_stop(&h->ws_rd_poll);
+    uv_poll_stop(&h->ws_wr_poll);
+    uv_close((uv_handle_t *)&h->ws_rd_poll, NULL);
+    uv_close((uv_handle_t *)&h->ws_wr_poll, NULL);
+    close(h->ws_rd);
+    close(h->ws_wr);
+    free(h->rbuf);
+    h->rbuf = NULL;
+    mh_msg_unref(h->ping_msg);
+    h->ping_msg = NULL;
+}
+
+int mh_wsock_open(mh_conn *c, mh_hub *h, int fd)
+{
+    struct epoll_event rd = {.events = EPOLLIN | EPOLLRDHUP}, wr = {.events = EPOLLOUT | EPOLLET};
+
+    c->own = true;
+    c->fd = fd;
+    if (mh_conn_open(c, h, NULL))
+        return -1;
+    rd.data.u64 = wr.data.u64 = c->id;
+    if (epoll_ctl(h->ws_rd, EPOLL_CTL_ADD, fd, &rd) || epoll_ctl(h->ws_wr, EPOLL_CTL_ADD, fd, &wr)) {
+        mh_warn("conn %s: epoll: %s", c->name, strerror(errno));
+        epoll_ctl(h->ws_rd, EPOLL_CTL_DEL, fd, NULL);
+        mh_map_del(&h->conns, &c->id, sizeof c->id);
+        c->established = false;
+        return -1;
+    }
+    return 0;
+}
+
+/* Ends the connection for a broken rule: the close frame says which. */
+static void fault(mh_conn *c, uint16_t code, const char *why)
+{
+    mh_info("conn %s: %s: closing with %u", c->name, why, code);
+    mh_conn_close(c, code, why);
+}
+
+/* A whole message: text is checked as UTF-8 (RFC 6455 8.1), then handed up. */
+static void message(mh_conn *c, int opcode, const unsigned char *p, size_t n)
+{
+    if (opcode == MH_WS_TEXT && !mh_utf8_valid((const char *)p, n)) {
+        fault(c, 1007, "invalid UTF-8 in a text frame");
+        return;
+    }
+    c->hub->hooks.input(c, (const char *)p, n, opcode == MH_WS_BINARY);
+}
+
+/* A piece of a fragmented message; the whole one goes up on its last piece. */
+static void fragment(mh_conn *c, const mh_ws_frame *f, const unsigned char *p)
+{
+    const mh_config *cfg = c->hub->cfg;
+
+    if ((uint64_t)c->rx_len + f->len > (uint64_t)cfg->max_frame) {
+        c->hub->metrics.oversized_closes++;
+        fault(c, 1009, "frame too large");
+        return;
+    }
+    if (c->rx_len + f->len > c->rx_cap) {
+        uint32_t ncap = c->rx_cap ? c->rx_cap : 1024;
+        char *n;
+        while (ncap < c->rx_len + f->len)
+            ncap *= 2;
+        n = realloc(c->rx, ncap);
+        if (!n) {
+            fault(c, 1011, "out of memory");
+            return;
+        }
+        c->rx = n;
+        c->rx_cap = ncap;
+    }
+    memcpy(c->rx + c->rx_len, p, (size_t)f->len);
+    c->rx_len += (uint32_t)f->len;
+    if (f->fin) {
+        int op = c->frag_op;
+        c->frag_op = 0;
+        message(c, op, (const unsigned char *)c->rx, c->rx_len);
+        /* reassembly memory is only kept while a message is in flight */
+        free(c->rx);
+        c->rx = NULL;
+        c->rx_len = c->rx_cap = 0;
+    }
+}
+
+static void control(mh_conn *c, const mh_ws_frame *f, const unsigned char *p)
+{
+    uint16_t code;
+    mh_ws_fault flt;
+
+    switch (f->opcode) {
+    case MH_WS_PING:
+        if (!c->closing)
+            mh_conn_push_control(c, MH_WS_PONG, p, (size_t)f->len);
+        break;
+    case MH_WS_PONG:
+        break;
+    case MH_WS_CLOSE:
+        c->close_heard = true;
+        if (mh_ws_close_parse(p, (size_t)f->len, &code, &flt)) {
+            fault(c, flt.code, flt.why);
+            break;
+        }
+        mh_debug("conn %s: the peer closes with %u", c->name, code);
+        /* the echo goes out next (mh_conn_close drops what is queued) */
+        mh_conn_close(c, code, "");
+        break;
+    }
+}
+
+/*
+ * Parses and acts on buf[0..len) (unmasking in place). Returns how many
+ * bytes were used; the rest is an incomplete frame.
+ */
+static size_t consume(mh_conn *c, unsigned char *buf, size_t len)
+{
+    const mh_config *cfg = c->hub->cfg;
+    size_t off = 0;
+
+    while (off < len && !c->close_heard) {
+        mh_ws_frame f;
+        mh_ws_fault flt;
+        unsigned char *p;
+        int rc = mh_ws_parse(buf + off, len - off, (uint64_t)cfg->max_frame, &f, &flt);
+
+        if (rc < 0) {
+            if (flt.code == 1009)
+                c->hub->metrics.oversized_closes++;
+            fault(c, flt.code, flt.why);
+            return len; /* nothing after a broken frame is read */
+        }
+        if (rc == 0 || len - off - f.head_len < f.len)
+            break;
+        p = buf + off + f.head_len;
+        mh_ws_unmask(p, (size_t)f.len, f.mask, 0);
+        off += f.head_len + (size_t)f.len;
+        mh_conn_heard(c, mh_mono_ms());
+        if (f.opcode >= MH_WS_CLOSE) {
+            control(c, &f, p);
+            continue;
+        }
+        if (c->closing)
+            continue; /* data after our close is read and dropped */
+        if (f.opcode == MH_WS_CONT ? !c->frag_op : c->frag_op) {
+            fault(c, 1002, c->frag_op ? "a new message inside a fragmented one"
+                                      : "a continuation with nothing to continue");
+            return len;
+        }
+        if (f.opcode != MH_WS_CONT && f.fin) {
+            message(c, f.opcode, p, (size_t)f.len); /* the common case, in place */
+            continue;
+        }
+        if (f.opcode != MH_WS_CONT)
+            c->frag_op = (uint8_t)f.opcode;
+        fragment(c, &f, p);
+    }
+    return c->close_heard ? len : off; /* after the peer's close, nothing is read */
+}
+
+/* Keeps buf[0..n) for the next read; false when out of memory. */
+static bool keep_pending(mh_conn *c, const unsigned char *buf, size_t n)
+{
+    free(c->pend);
+    c->pend = NULL;
+    c->pend_len = 0;
+    if (!n)
+        return true;
+    c->pend = malloc(n);
+    if (!c->pend)
+        return false;
+    memcpy(c->pend, buf, n);
+    c->pend_len = (uint32_t)n;
+    return true;
+}
+
+/*
+ * One read (level-triggered: the next wait reports what is left). Returns
+ * false when the connection is over (EOF, an error) and is to be destroyed.
+ */
+static bool read_some(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+    size_t have = c->pend_len, used;
+    ssize_t n;
+
+    if (have)
+        memcpy(h->rbuf, c->pend, have);
+    n = read(c->fd, h->rbuf + have, h->rbuf_cap - have);
+    if (n == 0)
+        return false; /* the peer is gone (after its close, or without one) */
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR;
+    have += (size_t)n;
+    used = consume(c, h->rbuf, have);
+    if (!keep_pending(c, h->rbuf + used, have - used)) {
+        mh_conn_close(c, 1011, "out of memory");
+        return true;
+    }
+    return true;
+}
+
+void mh_wsock_feed(mh_conn *c, const unsigned char *p, size_t n)
+{
+    mh_hub *h = c->hub;
+    size_t used;
+
+    if (!n || n > h->rbuf_cap)
+        return;
+    memcpy(h->rbuf, p, n);
+    used = consume(c, h->rbuf, n);
+    if (!keep_pending(c, h->rbuf + used, n - used))
+        mh_conn_close(c, 1011, "out of memory");
+}
+
+static mh_conn *conn_of(mh_hub *h, uint64_t id)
+{
+    return mh_map_get(&h->conns, &id, sizeof id);
+}
+
+static void on_readable(uv_poll_t *p, int status, int events)
+{
+    mh_hub *h = p->data;
+    struct epoll_event ev[EVENTS];
+    int n = epoll_wait(h->ws_rd, ev, EVENTS, 0);
+    (void)status;
+    (void)events;
+
+    for (int i = 0; i < n; i++) {
+        mh_conn *c = conn_of(h, ev[i].data.u64);
+        if (!c)
+            continue;
+        if (c->close_sent && c->close_heard) {
+            mh_conn_destroy(c);
+            continue;
+        }
+        if (!read_some(c) || (ev[i].events & EPOLLERR)) {
+            mh_conn_destroy(c);
+            continue;
+        }
+        /* the peer's close came after ours: done */
+        if (c->close_sent && c->close_heard)
+            mh_conn_destroy(c);
+    }
+}
+
+static void on_writable(uv_poll_t *p, int status, int events)
+{
+    mh_hub *h = p->data;
+    struct epoll_event ev[EVENTS];
+    int n = epoll_wait(h->ws_wr, ev, EVENTS, 0);
+    (void)status;
+    (void)events;
+
+    for (int i = 0; i < n; i++) {
+        mh_conn *c = conn_of(h, ev[i].data.u64);
+        if (!c || !c->blocked)
+            continue; /* an edge with nothing waiting */
+        c->blocked = false;
+        mh_conn_flush_one(c);
+    }
+}

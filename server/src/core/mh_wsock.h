@@ -1,0 +1,50 @@
+/*
+ * mh_wsock — the WebSocket connections the hub reads and writes itself:
+ * every plain-TCP upgrade (TLS ones stay with libwebsockets).
+ *
+ * Why not lws for these: at saturation a socket's send buffer fills, and
+ * lws then asks its libuv plugin for POLLOUT, which libuv 1.44 turns into
+ * an EPOLL_CTL_DEL + ADD for every partial write, with level-triggered
+ * POLLOUT reported for every waiting socket on every wait (bench/RESULTS.md,
+ * "where the fan-out saturates"). Here each socket is registered once for
+ * its whole life in two private epoll sets watched by the loop: one
+ * level-triggered for reading, one edge-triggered for writing, so a full
+ * send buffer costs a flag and one event when it drains. Frames go out with
+ * writev straight from the shared messages (no copy), one call for
+ * everything a socket has queued.
+ *
+ * This module reads (frames, control frames, the close handshake); the
+ * writing is mh_conn's, the queue's consumer. Ownership: an own connection
+ * (c->own) is allocated by the transport and freed by mh_conn_destroy, only
+ * from the loop's top level (an epoll event, the end-of-iteration flush,
+ * the once-a-second sweep), never under a caller that still holds 'c'.
+ */
+#ifndef MH_WSOCK_H
+#define MH_WSOCK_H
+
+#include <stddef.h>
+
+#include "mh_conn.h"
+#include "mh_hub.h"
+
+/** The epoll sets and their loop handles. Returns 0, or -1 (logged). */
+int mh_wsock_init(mh_hub *h);
+
+/** Drops every own connection without a close frame, closes the handles. */
+void mh_wsock_stop(mh_hub *h);
+
+/**
+ * Makes 'c' (zeroed, its peer and credentials set by the auth filter) an
+ * open connection on 'fd', whose 101 was sent: registered, named, counted.
+ * Returns 0; on -1 nothing was registered and the caller still owns 'c'
+ * and 'fd'.
+ */
+int mh_wsock_open(mh_conn *c, mh_hub *h, int fd);
+
+/**
+ * Bytes that arrived with the request head (a client may send frames
+ * without waiting for the 101), read as if from the socket.
+ */
+void mh_wsock_feed(mh_conn *c, const unsigned char *p, size_t n);
+
+#endif
