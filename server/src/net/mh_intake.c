@@ -32,6 +32,7 @@ typedef struct intake_sock {
     bool await_proxy; /* a PROXY header comes first (trusted proxy, --proxy-protocol) */
     bool tls;         /* hand on right after the PROXY header */
     bool trusted;     /* the socket's peer is a trusted proxy */
+    bool done;        /* finished: handed on, upgraded or dropped */
 } intake_sock;
 
 struct mh_intake {
@@ -85,6 +86,7 @@ static void on_closed(uv_handle_t *hd)
 /* Ends 's': the poll handle goes (its memory after the loop turns). */
 static void finish(intake_sock *s)
 {
+    s->done = true;
     unlink_sock(s);
     uv_close((uv_handle_t *)&s->poll, on_closed);
 }
@@ -363,7 +365,6 @@ static intake_sock *track(mh_intake *in, int fd, mh_peer *peer, uint64_t deadlin
     in->h->nintake++;
     if (!uv_is_active((uv_handle_t *)&in->timer))
         uv_timer_start(&in->timer, on_timer, 250, 250);
-    uv_poll_start(&s->poll, UV_READABLE, on_readable);
     return s;
 }
 
@@ -385,8 +386,16 @@ void mh_intake_add(mh_intake *in, int fd, mh_peer *peer, bool tls)
     s->await_proxy = trusted && cfg->proxy_protocol;
     /* An untrusted peer is the client: its limit before a byte is read.
      * Behind a proxy the client is known after the PROXY header or the head. */
-    if (!trusted)
-        check_limit(s);
+    if (!trusted && check_limit(s)) {
+        uv_poll_start(&s->poll, UV_READABLE, on_readable); /* lingers */
+        return;
+    }
+    /* In a storm the head is often here by the time the socket is
+     * accepted: a socket judged at once never needs a poll registration
+     * (an epoll_ctl ADD and DEL saved for one read that may find nothing). */
+    on_readable(&s->poll, 0, UV_READABLE);
+    if (!s->done)
+        uv_poll_start(&s->poll, UV_READABLE, on_readable);
 }
 
 static void on_timer_closed(uv_handle_t *hd)

@@ -524,10 +524,6 @@ static void on_listen(uv_poll_t *p, int status, int events)
             }
             return;
         }
-        /* Small frames must leave now: with Nagle a frame waits for the ACK
-         * of the previous one (delayed ACK: up to 40 ms). lws sets this on
-         * the sockets it accepts; these are ours. */
-        setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
         peer = mh_peer_new(h, (struct sockaddr *)&sa, salen);
         if (!peer) {
             close(s);
@@ -553,8 +549,14 @@ static int open_listener(mh_hub *h, listener *l, const char *host, int port)
         return -1;
     }
     l->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    /* TCP_NODELAY is inherited by accepted sockets (Linux): small frames
+     * must leave now, not wait for the ACK of the previous one (delayed ACK:
+     * up to 40 ms). (Not TCP_DEFER_ACCEPT: a socket that sends nothing
+     * must still be accepted, counted against its address's limit and
+     * answered 408.) */
     if (l->fd < 0 || setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
         setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
+        setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) ||
         bind(l->fd, (struct sockaddr *)&sa, sizeof sa) || listen(l->fd, 4096)) {
         mh_error("cannot listen on %s:%d: %s", host, port, strerror(errno));
         if (l->fd >= 0)
