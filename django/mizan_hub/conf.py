@@ -63,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
     "MODELS": {},
     # Keep the session registry (SPEC section 12) on login and logout.
     "SESSIONS": True,
+    # Publish the registry to Redis (as `manage.py mizan_hub_registry
+    # --publish`) at the end of every `manage.py migrate`.
+    "PUBLISH_REGISTRY_ON_MIGRATE": False,
     "TOKEN": {
         # Signing keys by kid; the hub is given the same ones. None: the
         # one key is IZANA_MWT_SECRET when that setting exists, else tokens

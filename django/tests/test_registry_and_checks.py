@@ -109,3 +109,41 @@ def test_registry_publish_stores_and_announces_it(r, events):
     assert stored
     version = hashlib.sha256(stored if isinstance(stored, bytes) else stored.encode()).hexdigest()[:16]
     assert events.envelopes() == [{"v": 1, "kind": "registry", "version": version}]
+
+
+# -- the registry published by `manage.py migrate` (PUBLISH_REGISTRY_ON_MIGRATE)
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate_publishes_the_registry_when_asked(r, events):
+    from mizan_hub.registry import registry_json
+
+    call_command("migrate", verbosity=0)
+    assert r.get("mizan:registry") is None and events.envelopes(timeout=0.3) == [], "off by default"
+    out = io.StringIO()
+    with hub(PUBLISH_REGISTRY_ON_MIGRATE=True):
+        call_command("migrate", verbosity=1, stdout=out)
+    stored = r.get("mizan:registry")
+    assert stored == registry_json().encode()  # what mizan_hub_registry --publish stores
+    [envelope] = events.envelopes()
+    assert envelope["kind"] == "registry"
+    assert f"registry version {envelope['version']} published" in out.getvalue()
+    with hub(PUBLISH_REGISTRY_ON_MIGRATE=True, TEST_MODE=True):
+        r.delete("mizan:registry")
+        call_command("migrate", verbosity=0)
+    assert r.get("mizan:registry") is None, "test mode leaves Redis alone"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate_without_redis_says_so_and_strict_fails_it(capsys):
+    from mizan_hub import PublishError
+
+    with hub(PUBLISH_REGISTRY_ON_MIGRATE=True, REDIS_URL="redis://127.0.0.1:9/0"):
+        call_command("migrate", verbosity=0)
+        assert "the registry was not published" in capsys.readouterr().err
+        with hub(STRICT=True), pytest.raises(PublishError, match="mizan_hub_registry --publish"):
+            call_command("migrate", verbosity=0)
+
+
+def test_publish_registry_on_migrate_must_be_a_bool():
+    with hub(PUBLISH_REGISTRY_ON_MIGRATE="yes"):
+        assert "mizan_hub.E004" in [m.id for m in run_checks()]
