@@ -1,0 +1,178 @@
+"""The operator page's HTTP side (issue 16, item 3; SPEC 11, 13): where
+/ops/ is served, every hub sharing a Redis listed by any of them, traces of
+a context or channel across hubs with each hub's receiver count, and nothing
+written to the trace stream while nothing is traced."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+
+from hubtest import PREFIX, connect, envelope_message, free_port, now_ms, poll, \
+    publish_invalidate, run, EVENTS
+
+
+def get(port: int, path: str) -> tuple[int, str, str]:
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("content-type") or "", resp.read().decode()
+    finally:
+        conn.close()
+
+
+def get_json(port: int, path: str):
+    status, ctype, body = get(port, path)
+    assert status == 200 and ctype.startswith("application/json"), (status, ctype, body)
+    return json.loads(body)
+
+
+def admin_hub(make_hub, redis_server, hub_id: str, **kw):
+    port = free_port()
+    hub = make_hub(redis_server, hub_id=hub_id, admin_listen=f"127.0.0.1:{port}", **kw)
+    hub.admin = port
+    return hub
+
+
+def hubs_seen(port: int) -> dict:
+    return {s["hub"]: s for s in get_json(port, "/ops/api/hubs")["hubs"]}
+
+
+def trace_start(port: int, **args) -> tuple[int, dict]:
+    status, _, body = get(port, "/ops/api/trace/start?" + urllib.parse.urlencode(args))
+    return status, json.loads(body)
+
+
+def test_ops_is_on_the_admin_listener_and_off_on_the_public_port(make_hub, redis_server):
+    hub = admin_hub(make_hub, redis_server, "opsa")
+    for path in ("/ops/", "/ops/api/hubs", "/ops/api/trace", "/ops/api/trace/start?context=x"):
+        assert get(hub.port, path)[0] == 404, path
+    status, ctype, body = get(hub.admin, "/ops/")
+    assert status == 200 and ctype.startswith("text/html"), (status, ctype)
+    assert "<canvas" in body and "mizan-hub" in body
+    assert get(hub.admin, "/ops")[0] == 200
+    assert get(hub.admin, "/ops/api/nothing")[0] == 404
+    assert get_json(hub.admin, "/ops/api/hubs")["self"] == "opsa"
+    assert get_json(hub.admin, "/ops/api/self")["hub"] == "opsa"
+
+
+def test_ops_without_admin_listener_needs_ops_public(make_hub, redis_server):
+    plain = make_hub(redis_server)
+    assert get(plain.port, "/ops/")[0] == 404
+    assert get(plain.port, "/ops/api/hubs")[0] == 404
+    public = make_hub(redis_server, ops_public=True, hub_id="pub1")
+    assert get(public.port, "/ops/")[0] == 200
+    assert get_json(public.port, "/ops/api/hubs")["self"] == "pub1"
+
+
+def test_every_hub_on_the_redis_is_listed_with_its_numbers(make_hub, redis_server, r):
+    a = admin_hub(make_hub, redis_server, "hub-a")
+    b = admin_hub(make_hub, redis_server, "hub-b")
+
+    async def main():
+        clients = [await connect(b) for _ in range(3)]
+        for i, c in enumerate(clients):
+            await c.subscribe(context="feed", params={"user": str(i)})
+        await clients[0].subscribe(channel="chat", params={"room": "lobby"})
+        await clients[1].subscribe(channel="chat", params={"room": "attic"})
+        publish_invalidate(r, ["feed"], {"feed": "f1:1"}, ts=now_ms())
+        for c in clients:
+            assert (await c.recv())["invalidate"] == ["feed"]
+
+        def b_as_a_sees_it():
+            seen = hubs_seen(a.admin)
+            hb = seen.get("hub-b")
+            return ("hub-a" in seen and hb and hb["connections"] == 3 and hb["deliveries"] == 3
+                    and hb["latency"]["n"] >= 3 and hb) or None
+
+        hb = await poll(b_as_a_sees_it, 5, what="hub-b's snapshot with 3 connections on hub-a")
+        assert hb["subscriptions"] == 5 and hb["invalidations"] == 1, hb
+        assert hb["contexts"] == [{"name": "feed", "subs": 3, "keys": 3}], hb["contexts"]
+        assert hb["channels"] == [{"name": "chat", "subs": 2, "instances": 2}], hb["channels"]
+        assert hb["redis"]["subscribed"] is True and hb["ready"] is True
+        assert hb["latency"]["p50"] is not None and hb["latency"]["p50"] <= hb["latency"]["p99"]
+        assert hubs_seen(a.admin)["hub-a"]["connections"] == 0
+        assert set(hubs_seen(b.admin)) == {"hub-a", "hub-b"}
+        for c in clients:
+            await c.close()
+
+    run(main())
+    # a hub that stops is gone from the list once its snapshot expires
+    b.stop()
+    run(poll(lambda: set(hubs_seen(a.admin)) == {"hub-a"}, 10, what="hub-b dropped"))
+
+
+def test_trace_shows_each_matching_event_with_receivers_per_hub(make_hub, redis_server, r):
+    a = admin_hub(make_hub, redis_server, "hub-a")
+    b = admin_hub(make_hub, redis_server, "hub-b")
+
+    async def main():
+        a1, a2, b1, b2 = [await connect(h) for h in (a, a, b, b)]
+        for c in (a1, a2, b1):
+            await c.subscribe(context="todo", params={"list": "1"})
+        await b2.subscribe(context="todo", params={"list": "2"})
+        await a1.subscribe(channel="chat", params={"room": "lobby"})
+        await b1.subscribe(channel="chat", params={"room": "lobby"})
+        await b2.subscribe(channel="chat", params={"room": "lobby"})
+
+        # nothing traced: fan-out writes no trace record
+        publish_invalidate(r, [{"context": "todo", "params": {"list": 1}}], {"todo": "e1:1"})
+        for c in (a1, a2, b1):
+            await c.recv()
+        assert not r.exists(PREFIX + "ops:trace")
+
+        status, started = trace_start(a.admin, context="todo", params='{"list": 1}')
+        assert status == 200, started
+        scope = started["scope"]
+        assert json.loads(scope) == {"context": "todo", "params": {"list": "1"}}
+        status, ch = trace_start(b.admin, channel="chat", params='{"room":"lobby"}')
+        assert status == 200, ch
+        await poll(lambda: all(s["tracing"] == 2 for s in hubs_seen(a.admin).values())
+                   and len(hubs_seen(a.admin)) == 2, 5, what="both hubs tracing both scopes")
+
+        publish_invalidate(r, [{"context": "todo", "params": {"list": "1"}}], {"todo": "e1:2"})
+        publish_invalidate(r, [{"context": "todo", "params": {"list": "2"}}], {"todo": "e1:3"})
+        publish_invalidate(r, ["todo"], {"todo": "e1:4"})
+        r.publish(EVENTS, envelope_message("chat", {"room": "lobby"}, {"t": "hi"}, 7, "m1"))
+        r.publish(EVENTS, envelope_message("chat", {"room": "attic"}, {"t": "no"}, 1, "m1"))
+        for c, n in ((a1, 3), (a2, 2), (b1, 3), (b2, 3)):
+            for _ in range(n):
+                await c.recv()
+
+        def records(port, sc):
+            q = "/ops/api/trace?" + urllib.parse.urlencode({"scope": sc})
+            return get_json(port, q)["records"]
+
+        def by_version(port, sc, want):
+            got = {}
+            for rec in records(port, sc):
+                got.setdefault(rec["version"], {})[rec["hub"]] = rec["receivers"]
+            return got if len(got) >= want and all(len(v) == 2 for v in got.values()) else None
+
+        # seen from hub-b: records come from Redis, whichever hub wrote them
+        todo = await poll(lambda: by_version(b.admin, scope, 2), 5, what="todo trace records")
+        assert todo == {"e1:2": {"hub-a": 2, "hub-b": 1}, "e1:4": {"hub-a": 2, "hub-b": 2}}, todo
+        rec = next(x for x in records(b.admin, scope) if x["version"] == "e1:4")
+        assert rec["entry"] == "todo" and rec["kind"] == "invalidate"
+        chat = await poll(lambda: by_version(a.admin, ch["scope"], 1), 5, what="chat records")
+        assert chat == {"m1:7": {"hub-a": 1, "hub-b": 2}}, chat
+        scopes = get_json(a.admin, "/ops/api/trace")["scopes"]
+        assert {json.dumps(s, separators=(",", ":")) for s in scopes} == {scope, ch["scope"]}
+        for c in (a1, a2, b1, b2):
+            await c.close()
+
+    run(main())
+
+
+def test_trace_start_refuses_a_bad_scope(make_hub, redis_server):
+    hub = admin_hub(make_hub, redis_server, "opsbad")
+    for args, why in (({"context": "todo", "params": "{"}, "not JSON"),
+                      ({"context": "todo", "params": '{"a": [1]}'}, "params"),
+                      ({"context": "x" * 300}, "bad name"),
+                      ({"params": "{}"}, "name the channel")):
+        status, body = trace_start(hub.admin, **args)
+        assert status == 400 and why in body["error"], (args, status, body)
+    assert get_json(hub.admin, "/ops/api/trace")["scopes"] == []
