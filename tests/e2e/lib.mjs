@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 
 export const HERE = fileURLToPath(new URL('.', import.meta.url));
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const ARTIFACTS = join(HERE, 'artifacts');
+// One directory per test file run by ci-test (MH_E2E_ARTIFACTS), emptied when it starts.
+export const ARTIFACTS = process.env.MH_E2E_ARTIFACTS ? join(HERE, process.env.MH_E2E_ARTIFACTS) : join(HERE, 'artifacts');
 export const HUB_BIN = process.env.MH_HUB_BIN || join(ROOT, 'build', 'bin', 'mizan-hub');
 
 const live = new Set();
@@ -153,12 +154,15 @@ function ping(port) {
   });
 }
 
-/** The real hub with --allow-anonymous (no auth yet), ready (/readyz 200) when this resolves. */
-export async function startHub(redisUrl, port) {
+/**
+ * The real hub with --allow-anonymous (no auth yet), ready (/readyz 200) when
+ * this resolves. `name` names its log (artifacts/NAME.log); `args` are added.
+ */
+export async function startHub(redisUrl, port, { name = 'hub', args = [] } = {}) {
   port ??= await freePort();
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MIZAN_HUB_')));
-  const p = new Proc('hub', HUB_BIN, ['--listen', `127.0.0.1:${port}`, '--redis', redisUrl, '--allow-anonymous',
-    '--canary-interval-ms', '100', '--canary-window', '2', '--drain-window', '0', '--redis-backoff-max-ms', '200'], { env });
+  const p = new Proc(name, HUB_BIN, ['--listen', `127.0.0.1:${port}`, '--redis', redisUrl, '--allow-anonymous',
+    '--canary-interval-ms', '100', '--canary-window', '2', '--drain-window', '0', '--redis-backoff-max-ms', '200', ...args], { env });
   p.port = port;
   await p.until('/readyz 200', async () => (await httpGet(port, '/readyz')).status === 200, 10_000);
   return p;
