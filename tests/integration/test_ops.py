@@ -176,3 +176,19 @@ def test_trace_start_refuses_a_bad_scope(make_hub, redis_server):
         status, body = trace_start(hub.admin, **args)
         assert status == 400 and why in body["error"], (args, status, body)
     assert get_json(hub.admin, "/ops/api/trace")["scopes"] == []
+    # a query too long for the request head is refused whole (the intake's
+    # 431), never cut short to one without params (which traces every params)
+    query = urllib.parse.urlencode({"context": "todo", "params": '{"a":"' + "x" * 9000 + '"}'})
+    assert get(hub.admin, "/ops/api/trace/start?" + query)[0] == 431
+    assert get_json(hub.admin, "/ops/api/trace")["scopes"] == []
+
+
+def test_traces_are_bounded(make_hub, redis_server):
+    hub = admin_hub(make_hub, redis_server, "opsmany")
+    for i in range(64):
+        status, body = trace_start(hub.admin, context=f"c{i}")
+        assert status == 200, (i, body)
+    assert trace_start(hub.admin, context="c0")[0] == 200  # renewing one in force
+    status, body = trace_start(hub.admin, context="c64")
+    assert status == 429 and "64 scopes" in body["error"], (status, body)
+    assert len(get_json(hub.admin, "/ops/api/trace")["scopes"]) == 64

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mh_ops.h"
+#include "mh_upgrade.h"
 
 /* server/ops/index.html, generated into the build (server/ops/embed.py) */
 extern const unsigned char mh_ops_page[];
@@ -21,13 +22,19 @@ static const char *arg(struct lws *wsi, const char *name, char *buf, int len)
 bool mh_opsweb_answer(mh_hub *h, struct lws *wsi, const char *path, int *status, const char **ctype,
                       mh_buf *body)
 {
-    char a[2048], b[2048];
+    /* the whole query fits in each: an argument cut short never passes for
+     * a missing one (params left out means "every params") */
+    static char a[MH_UPGRADE_HEAD_MAX], b[MH_UPGRADE_HEAD_MAX];
 
     if (strncmp(path, "/ops", 4) || (path[4] && path[4] != '/'))
         return false;
     *status = 200;
     *ctype = ctype_json;
-    if (!strcmp(path, "/ops") || !strcmp(path, "/ops/") || !strcmp(path, "/ops/index.html")) {
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS) >= (int)sizeof a) {
+        *status = 400;
+        mh_buf_puts(body, "{\"error\":\"query too long\"}");
+    } else if (!strcmp(path, "/ops") || !strcmp(path, "/ops/") ||
+               !strcmp(path, "/ops/index.html")) {
         *ctype = "text/html; charset=utf-8";
         mh_buf_put(body, mh_ops_page, mh_ops_page_len);
     } else if (!strcmp(path, "/ops/api/hubs")) {

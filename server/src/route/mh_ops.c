@@ -810,6 +810,12 @@ int mh_ops_trace_start(mh_hub *h, bool channel, const char *nm, const char *para
         goto bad;
     json_decref(p);
     p = NULL;
+    if (!have_scope(s.member) && ops.nscopes >= SCOPES_MAX) {
+        /* every hub follows at most SCOPES_MAX: more would be traced nowhere */
+        scope_free(&s);
+        mh_buf_printf(out, "{\"error\":\"%d scopes are traced already\"}", SCOPES_MAX);
+        return 429;
+    }
     if (!mh_redis_cmd_up(h->redis)) {
         scope_free(&s);
         mh_buf_puts(out, "{\"error\":\"Redis is not reachable: traces are kept there\"}");
@@ -885,9 +891,10 @@ void mh_ops_render_hubs(mh_hub *h, mh_buf *o)
     mh_json_put_string(o, h->cfg->hub_id, idlen);
     mh_buf_printf(o, ",\"t\":%.0f,\"redis\":%s,\"hubs\":[", mh_now_ms(),
                   ops.redis_read ? "true" : "false");
-    /* this hub's own entry fresh; the others as Redis had them */
+    /* this hub's own entry fresh; the others as Redis had them (none when
+     * the last read failed: stale numbers would pass for live ones) */
     mh_ops_snapshot(h, o);
-    for (size_t i = 0; i < ops.nhubs; i++) {
+    for (size_t i = 0; ops.redis_read && i < ops.nhubs; i++) {
         const char *s = ops.hubs[i];
         /* {"hub":"<id>",... is how every snapshot begins */
         if (!strncmp(s, "{\"hub\":\"", 8) && !strncmp(s + 8, h->cfg->hub_id, idlen) &&

@@ -61,7 +61,8 @@ void mh_ops_render_hubs(mh_hub *h, mh_buf *out);
  * Starts (or renews) tracing a scope: a context or channel 'name' with
  * 'params' (a JSON object as text, or NULL/"" for every params). Returns 200
  * with {"scope": member, "ttl_ms": ...} in 'out', 400 with {"error": reason}
- * for a bad scope, 503 when Redis cannot be reached.
+ * for a bad scope, 429 when SCOPES_MAX scopes are traced already, 503 when
+ * Redis cannot be reached.
  */
 int mh_ops_trace_start(mh_hub *h, bool channel, const char *name, const char *params, mh_buf *out);
 
