@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { chromium } from 'playwright-core';
+
 export const HERE = fileURLToPath(new URL('.', import.meta.url));
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 // One directory per test file run by ci-test (MH_E2E_ARTIFACTS), emptied when it starts.
@@ -186,4 +188,21 @@ export async function startDemo({ redisUrl, hubPort }) {
   p.url = `http://127.0.0.1:${port}/`;
   await p.until('GET / 200', async () => (await httpGet(port, '/')).status === 200, 60_000);
   return p;
+}
+
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync',
+  // Every page stays live although only one can be "in front".
+  '--disable-background-timer-throttling', '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows'];
+
+/** Debian's Chromium (no downloaded browser), headless, with a fresh profile named `name`. */
+export function launchChromium(name, viewport) {
+  return chromium.launchPersistentContext(tempDir(name), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport,
+    timeout: 30_000,
+  });
 }

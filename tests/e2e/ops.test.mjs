@@ -17,14 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { chromium } from 'playwright-core';
-
-import { ARTIFACTS, freePort, startHub, startRedis, tempDir } from './lib.mjs';
-
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync',
-  '--disable-background-timer-throttling', '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows'];
+import { ARTIFACTS, freePort, launchChromium, startHub, startRedis } from './lib.mjs';
 
 let redis;
 let hubA;
@@ -50,13 +43,7 @@ before(async () => {
   hubB = await startHub(redis.url, undefined, { name: 'hub-b', args: ['--hub-id', 'hub-b', '--admin-listen', `127.0.0.1:${adminB}`] });
   hubA.admin = adminA;
   hubB.admin = adminB;
-  context = await chromium.launchPersistentContext(tempDir('chromium-ops'), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 1280, height: 900 },
-    timeout: 30_000,
-  });
+  context = await launchChromium('chromium-ops', { width: 1280, height: 900 });
   load = context.pages()[0] ?? (await context.newPage());
   ops = await context.newPage();
   for (const [name, page] of [['load', load], ['ops', ops]]) {
