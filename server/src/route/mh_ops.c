@@ -411,9 +411,10 @@ void mh_ops_snapshot(mh_hub *h, mh_buf *o)
 
 /* ---- Redis: snapshots out, every hub's back ---- */
 
+/* A command of at most 10 NUL-terminated arguments on the command link. */
 static int cmd(mh_hub *h, mh_redis_reply_fn fn, void *arg, int argc, const char **argv)
 {
-    size_t lens[8];
+    size_t lens[10];
 
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
@@ -669,30 +670,13 @@ static void on_records(mh_hub *h, redisReply *r, void *arg)
 static void append_record(mh_hub *h, const ops_scope *s, mh_buf *rec)
 {
     mh_buf key;
-    const char *argv[8];
 
-    if (rec->oom)
-        return;
     mh_buf_init(&key);
     name(h, &key, "ops:trace", NULL);
-    argv[0] = "XADD";
-    argv[1] = mh_buf_cstr(&key);
-    argv[2] = "MAXLEN";
-    argv[3] = "~";
-    argv[4] = TRACE_MAXLEN;
-    argv[5] = "*";
-    argv[6] = "s";
-    argv[7] = s->member;
-    if (argv[1]) {
-        /* "r" and its record: a 10th argument */
-        const char *all[10];
-        size_t lens[10];
-        memcpy(all, argv, sizeof argv);
-        all[8] = "r";
-        all[9] = mh_buf_cstr(rec);
-        for (int i = 0; i < 10; i++)
-            lens[i] = all[i] ? strlen(all[i]) : 0;
-        if (all[9] && mh_redis_cmd(h->redis, NULL, NULL, 10, all, lens))
+    if (mh_buf_cstr(&key) && mh_buf_cstr(rec)) {
+        const char *argv[] = {"XADD", key.data, "MAXLEN",  "~", TRACE_MAXLEN,
+                              "*",    "s",      s->member, "r", rec->data};
+        if (cmd(h, NULL, NULL, 10, argv))
             mh_debug("ops: trace record dropped (Redis down)");
     }
     mh_buf_free(&key);
@@ -912,7 +896,7 @@ void mh_ops_render_hubs(mh_hub *h, mh_buf *o)
 void mh_ops_tick(mh_hub *h)
 {
     mh_buf snap, key, idx;
-    char now[32], px[16], stale[32], forget[32], live[32];
+    char now[32], px[16], forget[32], live[32];
     double t = mh_now_ms();
 
     if (!ops.started)
@@ -932,9 +916,8 @@ void mh_ops_tick(mh_hub *h)
     name(h, &idx, "ops:hubs", NULL);
     snprintf(now, sizeof now, "%.0f", t);
     snprintf(px, sizeof px, "%d", HUB_TTL_MS);
-    snprintf(stale, sizeof stale, "(%.0f", t - HUB_FORGET_MS);
+    snprintf(forget, sizeof forget, "(%.0f", t - HUB_FORGET_MS);
     snprintf(live, sizeof live, "%.0f", t - HUB_TTL_MS);
-    snprintf(forget, sizeof forget, "%s", stale);
     if (mh_buf_cstr(&snap) && mh_buf_cstr(&key) && mh_buf_cstr(&idx)) {
         const char *set[] = {"SET", key.data, snap.data, "PX", px};
         const char *zadd[] = {"ZADD", idx.data, now, h->cfg->hub_id};
