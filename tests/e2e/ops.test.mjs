@@ -10,7 +10,8 @@
 //   3. the page shows 18 deliveries (12 on hub-a, 6 on hub-b), latency
 //      quantiles, and the trace lists the 4 events that match the traced
 //      scope (not the one for list 2) with each hub's receiver count;
-//   4. a screenshot: artifacts-ops/ops.png (committed as ops-screenshot.png).
+//   4. a screenshot: artifacts-ops/ops.png (committed as ops-screenshot.png);
+//   5. the page's Stop ends the trace on both hubs.
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -156,4 +157,11 @@ test('evidence: a screenshot of the page (artifacts-ops/ops.png)', { timeout: 20
   // the page's own errors (the load page's /favicon.ico 404 is not one)
   const errors = consoleLog.filter((l) => /pageerror/.test(l) || /^ops error:/.test(l));
   assert.deepEqual(errors, []);
+});
+
+test('Stop ends the trace on both hubs', { timeout: 20_000 }, async () => {
+  await ops.click('#trace-stop');
+  await ops.waitForFunction(() => document.querySelector('#trace-status').textContent.startsWith('stopped tracing'), null, { timeout: 5000 });
+  await waitText('#hubs tr[data-hub="hub-a"] td[data-k="tracing"]', '0');
+  await waitText('#hubs tr[data-hub="hub-b"] td[data-k="tracing"]', '0');
 });

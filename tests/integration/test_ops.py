@@ -192,3 +192,79 @@ def test_traces_are_bounded(make_hub, redis_server):
     status, body = trace_start(hub.admin, context="c64")
     assert status == 429 and "64 scopes" in body["error"], (status, body)
     assert len(get_json(hub.admin, "/ops/api/trace")["scopes"]) == 64
+
+
+def test_trace_stop_ends_it_on_every_hub(make_hub, redis_server, r):
+    a = admin_hub(make_hub, redis_server, "hub-a")
+    b = admin_hub(make_hub, redis_server, "hub-b")
+    status, started = trace_start(a.admin, context="todo")
+    assert status == 200 and started["scope"] == '{"context":"todo"}', started
+
+    def tracing():
+        return {h: s["tracing"] for h, s in hubs_seen(a.admin).items()}
+
+    run(poll(lambda: tracing() == {"hub-a": 1, "hub-b": 1}, 5, what="both hubs tracing"))
+    q = urllib.parse.urlencode({"scope": started["scope"]})
+    assert get_json(b.admin, "/ops/api/trace/stop?" + q) == {"stopped": True}
+    assert get(b.admin, "/ops/api/trace/stop")[0] == 400
+    run(poll(lambda: tracing() == {"hub-a": 0, "hub-b": 0}, 5, what="both hubs stopped"))
+    publish_invalidate(r, ["todo"], {"todo": "e1:1"})
+    assert r.xlen(PREFIX + "ops:trace") == 0 if r.exists(PREFIX + "ops:trace") else True
+
+
+def test_each_worker_is_a_hub(make_hub, redis_server):
+    admin = free_port()
+    hub = make_hub(redis_server, hub_id="wk", workers=2, admin_listen=f"127.0.0.1:{admin}",
+                   wait_ready=False)
+    hub.admin = admin
+
+    def both():
+        try:
+            return set(hubs_seen(admin)) == {"wk-0", "wk-1"}
+        except (OSError, AssertionError):
+            return False
+
+    run(poll(both, 10, what="both workers listed"))
+
+
+def test_latency_is_publisher_ts_to_socket_write(make_hub, redis_server, r):
+    """An envelope stamped 300 ms in the past is written about 300 ms after
+    it: p50 and p99 fall in the histogram's 200-500 ms bucket."""
+    hub = admin_hub(make_hub, redis_server, "lat")
+
+    async def main():
+        c = await connect(hub)
+        await c.subscribe(context="feed")
+        for i in range(5):
+            publish_invalidate(r, ["feed"], {"feed": f"f1:{i + 1}"}, ts=now_ms() - 300)
+            await c.recv()
+        lat = get_json(hub.admin, "/ops/api/self")["latency"]
+        assert lat["n"] == 5 and 200 <= lat["p50"] <= lat["p99"] <= 500, lat
+        await c.close()
+
+    run(main())
+
+
+def test_link_loss_and_heal_are_events(make_hub, redis_server, r):
+    hub = admin_hub(make_hub, redis_server, "ev")
+
+    async def main():
+        c = await connect(hub)
+        await c.subscribe(context="feed")
+        await poll(lambda: get_json(hub.admin, "/ops/api/self")["events"], 5, what="first event")
+        port = redis_server.port
+
+        def texts():
+            return [e["text"] for e in get_json(hub.admin, "/ops/api/self")["events"]]
+
+        redis_server.kill()
+        await poll(lambda: "redis subscription lost" in texts(), 5, what="the loss as an event")
+        redis_server.start(port=port)
+        got = await poll(lambda: (lambda t: "redis subscription up" in t and
+                                  any(x.startswith("gap heal started") for x in t) and t)(texts()),
+                         10, what="the link back and the heal as events")
+        assert got[0] == "hub started", got
+        assert got.index("redis subscription lost") < got.index("redis subscription up"), got
+        await c.close()
+
+    run(main())

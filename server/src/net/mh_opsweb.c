@@ -50,6 +50,8 @@ bool mh_opsweb_answer(mh_hub *h, struct lws *wsi, const char *path, int *status,
         if (channel)
             ctx = arg(wsi, "channel=", a, sizeof a);
         *status = mh_ops_trace_start(h, channel, ctx, params, body);
+    } else if (!strcmp(path, "/ops/api/trace/stop")) {
+        *status = mh_ops_trace_stop(h, arg(wsi, "scope=", a, sizeof a), body);
     } else {
         *status = 404;
         mh_buf_puts(body, "{\"error\":\"not found\"}");

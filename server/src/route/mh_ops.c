@@ -67,7 +67,7 @@ static struct {
     unsigned nevents, ev_pos;
     struct {
         bool init, subscribed, draining;
-        uint64_t heals, retries, giveups, failovers, reg_refused;
+        uint64_t heals, retries, giveups, failovers, reg_refused, reconnects;
         char registry[72];
     } prev;
 } ops;
@@ -122,6 +122,9 @@ static void note_events(mh_hub *h)
     } else {
         if (sub != ops.prev.subscribed)
             event(sub ? "redis subscription up" : "redis subscription lost");
+        else if (sub && m->redis_reconnects > ops.prev.reconnects)
+            /* lost and back between two ticks */
+            event("redis link lost and regained within a second");
         if (m->heals > ops.prev.heals)
             event("gap heal started (%llu so far)", (unsigned long long)m->heals);
         if (m->heal_retries > ops.prev.retries)
@@ -140,6 +143,7 @@ static void note_events(mh_hub *h)
     }
     ops.prev.subscribed = sub;
     ops.prev.heals = m->heals;
+    ops.prev.reconnects = m->redis_reconnects;
     ops.prev.retries = m->heal_retries;
     ops.prev.giveups = m->heal_giveups;
     ops.prev.failovers = m->redis_failovers;
@@ -843,6 +847,45 @@ bad:
     mh_json_put_string(out, why, strlen(why));
     mh_buf_putc(out, '}');
     return 400;
+}
+
+int mh_ops_trace_stop(mh_hub *h, const char *scope, mh_buf *out)
+{
+    bool found = false;
+    mh_buf key;
+    int status = 200;
+
+    if (!scope || !scope[0]) {
+        mh_buf_puts(out, "{\"error\":\"name the scope\"}");
+        return 400;
+    }
+    mh_buf_init(&key);
+    name(h, &key, "ops:traces", NULL);
+    if (mh_buf_cstr(&key)) {
+        const char *zrem[] = {"ZREM", key.data, scope};
+        if (cmd(h, NULL, NULL, 3, zrem))
+            status = 503;
+    } else {
+        status = 503;
+    }
+    mh_buf_free(&key);
+    if (status != 200) {
+        mh_buf_puts(out, "{\"error\":\"Redis is not reachable: traces are kept there\"}");
+        return status;
+    }
+    /* this hub stops at once; the others at their next read */
+    for (size_t i = 0; i < ops.nscopes; i++) {
+        if (strcmp(ops.scopes[i].member, scope))
+            continue;
+        scope_free(&ops.scopes[i]);
+        ops.scopes[i] = ops.scopes[--ops.nscopes];
+        memset(&ops.scopes[ops.nscopes], 0, sizeof ops.scopes[0]);
+        found = true;
+        break;
+    }
+    h->ops_tracing = ops.nscopes > 0;
+    mh_buf_printf(out, "{\"stopped\":%s}", found ? "true" : "false");
+    return 200;
 }
 
 void mh_ops_render_trace(mh_hub *h, const char *scope, mh_buf *o)

@@ -67,6 +67,13 @@ void mh_ops_render_hubs(mh_hub *h, mh_buf *out);
 int mh_ops_trace_start(mh_hub *h, bool channel, const char *name, const char *params, mh_buf *out);
 
 /**
+ * Ends the trace of 'scope' (a member as trace_start answered it) on every
+ * hub (within a second). Returns 200 {"stopped": bool}, 503 when Redis
+ * cannot be reached.
+ */
+int mh_ops_trace_stop(mh_hub *h, const char *scope, mh_buf *out);
+
+/**
  * {"scopes": [in force], "records": [...]} from the last read of the trace
  * stream, newest first; only the records of 'scope' when it is not NULL.
  */
