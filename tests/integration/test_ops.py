@@ -41,6 +41,13 @@ def hubs_seen(port: int) -> dict:
     return {s["hub"]: s for s in get_json(port, "/ops/api/hubs")["hubs"]}
 
 
+def written_after(r, hub_id: str, invalidations: int) -> bool:
+    """True once hub_id's snapshot in Redis counts `invalidations`: a record
+    it appended for them came before that SET on its one command link."""
+    snap = r.get(f"{PREFIX}ops:hub:{hub_id}")
+    return bool(snap) and json.loads(snap)["invalidations"] >= invalidations
+
+
 def trace_start(port: int, **args) -> tuple[int, dict]:
     status, _, body = get(port, "/ops/api/trace/start?" + urllib.parse.urlencode(args))
     return status, json.loads(body)
@@ -122,6 +129,8 @@ def test_trace_shows_each_matching_event_with_receivers_per_hub(make_hub, redis_
         publish_invalidate(r, [{"context": "todo", "params": {"list": 1}}], {"todo": "e1:1"})
         for c in (a1, a2, b1):
             await c.recv()
+        await poll(lambda: written_after(r, "hub-a", 1) and written_after(r, "hub-b", 1), 5,
+                   what="both hubs past the first event")
         assert not r.exists(PREFIX + "ops:trace")
 
         status, started = trace_start(a.admin, context="todo", params='{"list": 1}')
@@ -209,7 +218,9 @@ def test_trace_stop_ends_it_on_every_hub(make_hub, redis_server, r):
     assert get(b.admin, "/ops/api/trace/stop")[0] == 400
     run(poll(lambda: tracing() == {"hub-a": 0, "hub-b": 0}, 5, what="both hubs stopped"))
     publish_invalidate(r, ["todo"], {"todo": "e1:1"})
-    assert r.xlen(PREFIX + "ops:trace") == 0 if r.exists(PREFIX + "ops:trace") else True
+    run(poll(lambda: written_after(r, "hub-a", 1) and written_after(r, "hub-b", 1), 5,
+             what="both hubs past the event"))
+    assert not r.exists(PREFIX + "ops:trace")
 
 
 def test_each_worker_is_a_hub(make_hub, redis_server):
