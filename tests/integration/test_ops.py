@@ -279,3 +279,22 @@ def test_link_loss_and_heal_are_events(make_hub, redis_server, r):
         await c.close()
 
     run(main())
+
+
+def test_a_redis_that_refuses_ops_commands_costs_one_warning(make_hub, redis_server, r):
+    """An ACL without ZADD: the hub says so once and leaves ops:* alone for a
+    minute (no warning a second); it serves and /ops/ shows this hub."""
+    r.execute_command("ACL", "SETUSER", "default", "-zadd")
+    hub = admin_hub(make_hub, redis_server, "acl")
+
+    def ticks():
+        return len(get_json(hub.admin, "/ops/api/self")["series"]["t"])
+
+    run(poll(lambda: "ops: Redis refused" in hub.stderr_text(), 5, what="the refusal logged"))
+    first = ticks()
+    run(poll(lambda: ticks() >= first + 3, 10, what="three more ticks"))
+    assert hub.stderr_text().count("ops: Redis refused") == 1, hub.stderr_text()[-2000:]
+    assert hub.stderr_text().count("redis command error: NOPERM") == 1, hub.stderr_text()[-2000:]
+    body = get_json(hub.admin, "/ops/api/hubs")
+    assert body["redis"] is False and [s["hub"] for s in body["hubs"]] == ["acl"]
+    assert hub.readyz()[0] == 200

@@ -22,6 +22,7 @@
 #define SCOPES_MAX 64   /* traced scopes a hub follows */
 #define HUB_TTL_MS 5000 /* a snapshot older than this: that hub is gone */
 #define HUB_FORGET_MS 60000
+#define REFUSED_PAUSE_MS 60000
 #define TRACE_MAXLEN "1000"
 #define TRACE_READ "300"
 
@@ -61,6 +62,7 @@ static struct {
     size_t nrecords;
     bool redis_read; /* the last read of the hubs answered */
     bool reading_hubs, reading_scopes, reading_records;
+    double paused_until; /* Redis refused an ops command (an ACL?): leave it alone till then */
     ops_sample series[SERIES];
     unsigned nseries, series_pos;
     ops_event events[EVENTS_MAX];
@@ -415,6 +417,30 @@ void mh_ops_snapshot(mh_hub *h, mh_buf *o)
 
 /* ---- Redis: snapshots out, every hub's back ---- */
 
+/*
+ * The operator page is diagnostics: a Redis that refuses its commands (an
+ * ACL without ZADD or XADD, say) must not cost a warning every second.
+ * Returns true when 'r' is an error, and pauses every ops command for a while.
+ */
+static bool refused(const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ERROR)
+        return false;
+    if (mh_now_ms() >= ops.paused_until)
+        mh_warn("ops: Redis refused a command of the operator page (%s): no snapshots or traces "
+                "through Redis for %d s",
+                r->str, REFUSED_PAUSE_MS / 1000);
+    ops.paused_until = mh_now_ms() + REFUSED_PAUSE_MS;
+    return true;
+}
+
+static void on_written(mh_hub *h, redisReply *r, void *arg)
+{
+    (void)h;
+    (void)arg;
+    refused(r);
+}
+
 /* A command of at most 10 NUL-terminated arguments on the command link. */
 static int cmd(mh_hub *h, mh_redis_reply_fn fn, void *arg, int argc, const char **argv)
 {
@@ -445,7 +471,7 @@ static void on_snapshots(mh_hub *h, redisReply *r, void *arg)
     (void)h;
     (void)arg;
     ops.reading_hubs = false;
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
+    if (refused(r) || !r || r->type != REDIS_REPLY_ARRAY) {
         ops.redis_read = false;
         return;
     }
@@ -470,7 +496,7 @@ static void on_hub_names(mh_hub *h, redisReply *r, void *arg)
     size_t n;
 
     (void)arg;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+    if (refused(r) || !r || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
         ops.reading_hubs = false;
         ops.redis_read = r && r->type == REDIS_REPLY_ARRAY;
         if (ops.redis_read)
@@ -602,7 +628,7 @@ static void on_scopes(mh_hub *h, redisReply *r, void *arg)
 {
     (void)arg;
     ops.reading_scopes = false;
-    if (!r || r->type != REDIS_REPLY_ARRAY)
+    if (refused(r) || !r || r->type != REDIS_REPLY_ARRAY)
         return; /* Redis away: keep tracing what we knew */
     for (size_t i = 0; i < ops.nscopes; i++)
         scope_free(&ops.scopes[i]);
@@ -640,7 +666,7 @@ static void on_records(mh_hub *h, redisReply *r, void *arg)
     (void)h;
     (void)arg;
     ops.reading_records = false;
-    if (!r || r->type != REDIS_REPLY_ARRAY)
+    if (refused(r) || !r || r->type != REDIS_REPLY_ARRAY)
         return;
     free_records();
     ops.records = calloc(r->elements + 1, sizeof *ops.records);
@@ -675,12 +701,14 @@ static void append_record(mh_hub *h, const ops_scope *s, mh_buf *rec)
 {
     mh_buf key;
 
+    if (mh_now_ms() < ops.paused_until)
+        return;
     mh_buf_init(&key);
     name(h, &key, "ops:trace", NULL);
     if (mh_buf_cstr(&key) && mh_buf_cstr(rec)) {
         const char *argv[] = {"XADD", key.data, "MAXLEN",  "~", TRACE_MAXLEN,
                               "*",    "s",      s->member, "r", rec->data};
-        if (cmd(h, NULL, NULL, 10, argv))
+        if (cmd(h, on_written, NULL, 10, argv))
             mh_debug("ops: trace record dropped (Redis down)");
     }
     mh_buf_free(&key);
@@ -818,8 +846,8 @@ int mh_ops_trace_start(mh_hub *h, bool channel, const char *nm, const char *para
         const char *zadd[] = {"ZADD", key.data, score, s.member};
         const char *expire[] = {"PEXPIRE", key.data, ttl};
         const char *trim[] = {"ZREMRANGEBYSCORE", key.data, "-inf", now};
-        if (cmd(h, NULL, NULL, 4, zadd) || cmd(h, NULL, NULL, 3, expire) ||
-            cmd(h, NULL, NULL, 4, trim))
+        if (cmd(h, on_written, NULL, 4, zadd) || cmd(h, on_written, NULL, 3, expire) ||
+            cmd(h, on_written, NULL, 4, trim))
             status = 503;
     } else {
         status = 503;
@@ -863,7 +891,7 @@ int mh_ops_trace_stop(mh_hub *h, const char *scope, mh_buf *out)
     name(h, &key, "ops:traces", NULL);
     if (mh_buf_cstr(&key)) {
         const char *zrem[] = {"ZREM", key.data, scope};
-        if (cmd(h, NULL, NULL, 3, zrem))
+        if (cmd(h, on_written, NULL, 3, zrem))
             status = 503;
     } else {
         status = 503;
@@ -947,7 +975,7 @@ void mh_ops_tick(mh_hub *h)
     note_latency(h);
     note_sample(h, t);
     note_events(h);
-    if (!mh_redis_cmd_up(h->redis)) {
+    if (!mh_redis_cmd_up(h->redis) || t < ops.paused_until) {
         ops.redis_read = false;
         return;
     }
@@ -966,9 +994,9 @@ void mh_ops_tick(mh_hub *h)
         const char *zadd[] = {"ZADD", idx.data, now, h->cfg->hub_id};
         const char *trim[] = {"ZREMRANGEBYSCORE", idx.data, "-inf", forget};
         const char *names[] = {"ZRANGEBYSCORE", idx.data, live, "+inf"};
-        cmd(h, NULL, NULL, 5, set);
-        cmd(h, NULL, NULL, 4, zadd);
-        cmd(h, NULL, NULL, 4, trim);
+        cmd(h, on_written, NULL, 5, set);
+        cmd(h, on_written, NULL, 4, zadd);
+        cmd(h, on_written, NULL, 4, trim);
         if (!ops.reading_hubs && !cmd(h, on_hub_names, NULL, 4, names))
             ops.reading_hubs = true;
     }
