@@ -63,6 +63,7 @@ static struct {
     bool redis_read; /* the last read of the hubs answered */
     bool reading_hubs, reading_scopes, reading_records;
     double paused_until; /* Redis refused an ops command (an ACL?): leave it alone till then */
+    uintptr_t changes;   /* traces started or stopped here: a read sent before is stale */
     ops_sample series[SERIES];
     unsigned nseries, series_pos;
     ops_event events[EVENTS_MAX];
@@ -626,10 +627,11 @@ static bool have_scope(const char *member)
 
 static void on_scopes(mh_hub *h, redisReply *r, void *arg)
 {
-    (void)arg;
     ops.reading_scopes = false;
     if (refused(r) || !r || r->type != REDIS_REPLY_ARRAY)
         return; /* Redis away: keep tracing what we knew */
+    if ((uintptr_t)arg != ops.changes)
+        return; /* sent before a start or stop here: the next read has it */
     for (size_t i = 0; i < ops.nscopes; i++)
         scope_free(&ops.scopes[i]);
     ops.nscopes = 0;
@@ -862,6 +864,7 @@ int mh_ops_trace_start(mh_hub *h, bool channel, const char *nm, const char *para
     mh_json_put_string(out, s.member, strlen(s.member));
     mh_buf_printf(out, ",\"ttl_ms\":%d}", MH_OPS_TRACE_TTL_MS);
     /* this hub traces at once; the others within a second (their tick) */
+    ops.changes++;
     if (!have_scope(s.member) && ops.nscopes < SCOPES_MAX) {
         ops.scopes[ops.nscopes++] = s;
         h->ops_tracing = true;
@@ -902,6 +905,7 @@ int mh_ops_trace_stop(mh_hub *h, const char *scope, mh_buf *out)
         return status;
     }
     /* this hub stops at once; the others at their next read */
+    ops.changes++;
     for (size_t i = 0; i < ops.nscopes; i++) {
         if (strcmp(ops.scopes[i].member, scope))
             continue;
@@ -1003,7 +1007,7 @@ void mh_ops_tick(mh_hub *h)
     name(h, &key, "ops:traces", NULL);
     if (mh_buf_cstr(&key) && !ops.reading_scopes) {
         const char *scopes[] = {"ZRANGEBYSCORE", key.data, now, "+inf"};
-        if (!cmd(h, on_scopes, NULL, 4, scopes))
+        if (!cmd(h, on_scopes, (void *)ops.changes, 4, scopes))
             ops.reading_scopes = true;
     }
     name(h, &key, "ops:trace", NULL);
