@@ -140,7 +140,13 @@ test('deliveries, latency and a cross-hub trace after a known load', { timeout: 
     a: tr.querySelector('td[data-hub="hub-a"]').textContent,
     b: tr.querySelector('td[data-hub="hub-b"]').textContent,
     total: tr.querySelector('td[data-k="total"]').textContent,
+    delay: Number(tr.querySelector('td[data-k="delay"]').textContent),
   })));
+  // every envelope carried ts: each row says how long it took to reach the slowest hub
+  for (const row of rows) {
+    assert.ok(row.delay >= 0 && row.delay < 5000, JSON.stringify(row));
+    delete row.delay;
+  }
   assert.deepEqual(rows, [
     { version: 'e1:5', a: '3', b: '2', total: '5' },
     { version: 'e1:3', a: '3', b: '1', total: '4' },
