@@ -156,8 +156,12 @@ test('deliveries, latency and a cross-hub trace after a known load', { timeout: 
 });
 
 test('evidence: a screenshot of the page (artifacts-ops/ops.png)', { timeout: 20_000 }, async () => {
-  // let the plots take a second sample after the load
-  await ops.waitForTimeout(1200);
+  // the plots over 5 minutes (what the page remembered), then back to the last minute
+  await ops.selectOption('#plot-window', '300000');
+  await ops.selectOption('#plot-window', '60000');
+  // the plots with a sample taken a second after the load
+  const seen = Number(await ops.evaluate(() => document.body.dataset.updated));
+  await ops.waitForFunction((t) => Number(document.body.dataset.updated) > t + 1000, seen, { timeout: 5000 });
   const png = await ops.screenshot({ path: join(ARTIFACTS, 'ops.png'), fullPage: true });
   assert.ok(png.length > 10_000);
   // the page's own errors (the load page's /favicon.ico 404 is not one)
