@@ -298,3 +298,22 @@ def test_a_redis_that_refuses_ops_commands_costs_one_warning(make_hub, redis_ser
     body = get_json(hub.admin, "/ops/api/hubs")
     assert body["redis"] is False and [s["hub"] for s in body["hubs"]] == ["acl"]
     assert hub.readyz()[0] == 200
+
+
+def test_the_registry_version_in_force_is_shown(make_hub, redis_server, r):
+    from test_registry_redis import REG_A, store
+    hub = admin_hub(make_hub, redis_server, "reg", registry_from_redis=True, wait_ready=False)
+
+    def registry():
+        return get_json(hub.admin, "/ops/api/self")["registry"]
+
+    run(poll(lambda: registry() == {"source": "redis", "version": None}, 5, what="none yet"))
+    run(poll(lambda: (lambda s: s["ready"] is False and
+                      s["why"].startswith("no registry read from redis"))(
+        get_json(hub.admin, "/ops/api/self")), 5, what="not ready for want of a registry"))
+    version = store(r, REG_A)
+    run(poll(lambda: registry() == {"source": "redis", "version": version}, 5,
+             what="the registry in force"))
+    run(poll(lambda: f"registry {version} in force" in
+             [e["text"] for e in get_json(hub.admin, "/ops/api/self")["events"]], 5,
+             what="the registry as an event"))

@@ -78,6 +78,16 @@ static struct {
 static const double lat_bounds[MH_LAT_BUCKETS] = {0.5, 1,   2,   5,    10,   20,   50,
                                                   100, 200, 500, 1000, 2000, 5000, 10000};
 
+/* What /readyz answers, and why not. */
+static bool ready(mh_hub *h, const char **why)
+{
+    bool ok = !h->draining && mh_redis_ready(h->redis, why) && mh_auth_registry_ready(h, why);
+
+    if (h->draining)
+        *why = "draining";
+    return ok;
+}
+
 void mh_ops_gauges(mh_hub *h, mh_gauges *g)
 {
     const char *w;
@@ -91,7 +101,7 @@ void mh_ops_gauges(mh_hub *h, mh_gauges *g)
     g->sockets = h->npeers;
     g->intake = h->nintake;
     g->addresses = h->ips.count;
-    g->ready = !h->draining && mh_redis_ready(h->redis, &w) && mh_auth_registry_ready(h, &w);
+    g->ready = ready(h, &w);
     g->redis_up = mh_redis_subscribed(h->redis);
 }
 
@@ -122,6 +132,8 @@ static void note_events(mh_hub *h)
     if (!ops.prev.init) {
         ops.prev.init = true;
         event("hub started");
+        if (h->registry_version[0])
+            event("registry %s in force", h->registry_version);
     } else {
         if (sub != ops.prev.subscribed)
             event(sub ? "redis subscription up" : "redis subscription lost");
@@ -348,16 +360,15 @@ void mh_ops_snapshot(mh_hub *h, mh_buf *o)
     const mh_metrics *m = &h->metrics;
     const char *why = "ready";
     mh_gauges g;
-    bool ready;
 
+    if (!ops.started)
+        ops.started = mh_now_ms();
     mh_ops_gauges(h, &g);
-    ready = !h->draining && mh_redis_ready(h->redis, &why) && mh_auth_registry_ready(h, &why);
-    if (h->draining)
-        why = "draining";
+    (void)ready(h, &why);
     mh_buf_puts(o, "{\"hub\":");
     mh_json_put_string(o, h->cfg->hub_id, strlen(h->cfg->hub_id));
     mh_buf_printf(o, ",\"pid\":%d,\"t\":%.0f,\"started\":%.0f,\"ready\":%s,\"why\":", (int)getpid(),
-                  mh_now_ms(), ops.started, ready ? "true" : "false");
+                  mh_now_ms(), ops.started, g.ready ? "true" : "false");
     mh_json_put_string(o, why, strlen(why));
     mh_buf_printf(o,
                   ",\"redis\":{\"subscribed\":%s,\"command\":%s,\"reconnects\":%llu,"
