@@ -317,3 +317,21 @@ def test_the_registry_version_in_force_is_shown(make_hub, redis_server, r):
     run(poll(lambda: f"registry {version} in force" in
              [e["text"] for e in get_json(hub.admin, "/ops/api/self")["events"]], 5,
              what="the registry as an event"))
+
+
+def test_what_is_not_a_snapshot_or_record_is_left_out(make_hub, redis_server, r):
+    """ops:* keys are Redis's: a stray value must not break the page's JSON."""
+    hub = admin_hub(make_hub, redis_server, "strict")
+    now = now_ms()
+    for name, value in (("bad1", "{not json"), ("bad2", '{"hub":"bad2"} trailing'),
+                        ("bad3", "[1]")):
+        r.zadd(PREFIX + "ops:hubs", {name: now + 60000})
+        r.set(PREFIX + "ops:hub:" + name, value)
+    r.zadd(PREFIX + "ops:hubs", {"ok2": now + 60000})
+    r.set(PREFIX + "ops:hub:ok2", '{"hub":"ok2","t":1}')
+    run(poll(lambda: set(hubs_seen(hub.admin)) == {"strict", "ok2"}, 5, what="ok2 listed"))
+    assert trace_start(hub.admin, context="x")[0] == 200
+    r.xadd(PREFIX + "ops:trace", {"s": '{"context":"x"}', "r": "{broken"})
+    r.xadd(PREFIX + "ops:trace", {"s": '{"context":"x"}', "r": '{"hub":"h","version":"e:1"}'})
+    run(poll(lambda: get_json(hub.admin, "/ops/api/trace")["records"] ==
+             [{"hub": "h", "version": "e:1"}], 5, what="the one good record"))

@@ -469,6 +469,22 @@ static void name(mh_hub *h, mh_buf *b, const char *suffix, const char *rest)
     mh_redis_name(h->redis, b, suffix, rest, rest ? strlen(rest) : 0);
 }
 
+/* What other hubs wrote is put into our answers as it is: only when it is a
+ * JSON object (a stray key must not break the page's JSON). */
+static bool json_object_text(const char *text, size_t len)
+{
+    mh_err err;
+    json_t *v;
+    bool ok;
+
+    if (len < 2 || text[0] != '{')
+        return false;
+    v = mh_json_parse(text, len, &err);
+    ok = json_is_object(v);
+    json_decref(v);
+    return ok;
+}
+
 static void free_hubs(void)
 {
     for (size_t i = 0; i < ops.nhubs; i++)
@@ -494,7 +510,7 @@ static void on_snapshots(mh_hub *h, redisReply *r, void *arg)
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
         /* nil: expired since it was named; written by someone else: skipped */
-        if (e->type == REDIS_REPLY_STRING && e->len > 1 && e->str[0] == '{' &&
+        if (e->type == REDIS_REPLY_STRING && json_object_text(e->str, e->len) &&
             (ops.hubs[ops.nhubs] = strndup(e->str, e->len)))
             ops.nhubs++;
     }
@@ -698,7 +714,7 @@ static void on_records(mh_hub *h, redisReply *r, void *arg)
                 continue;
             if (fn->str[0] == 's' && !rec.scope)
                 rec.scope = strndup(fv->str, fv->len);
-            else if (fn->str[0] == 'r' && !rec.json && fv->len && fv->str[0] == '{')
+            else if (fn->str[0] == 'r' && !rec.json && json_object_text(fv->str, fv->len))
                 rec.json = strndup(fv->str, fv->len);
         }
         if (rec.scope && rec.json) {
