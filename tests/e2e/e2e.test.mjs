@@ -24,16 +24,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { chromium } from 'playwright-core';
-
-import { ARTIFACTS, startDemo, startHub, startRedis, tempDir } from './lib.mjs';
+import { ARTIFACTS, launchChromium, startDemo, startHub, startRedis } from './lib.mjs';
 import { SIZE, addTodo, loadBoard } from './pageload.mjs';
-
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync',
-  // Both pages stay live although only one can be "in front".
-  '--disable-background-timer-throttling', '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows'];
 
 let redis;
 let hub;
@@ -47,13 +39,7 @@ before(async () => {
   redis = await startRedis();
   hub = await startHub(redis.url);
   demo = await startDemo({ redisUrl: redis.url, hubPort: hub.port });
-  context = await chromium.launchPersistentContext(tempDir('chromium'), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 600, height: 640 },
-    timeout: 30_000,
-  });
+  context = await launchChromium('chromium', { width: 600, height: 640 });
   A = context.pages()[0] ?? (await context.newPage());
   B = await context.newPage();
   for (const [name, page] of [['A', A], ['B', B]]) {
