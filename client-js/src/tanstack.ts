@@ -24,7 +24,7 @@
 
 import type { HubClient, SubscribeOptions } from './client.js';
 import type { ParamsInput } from './values.js';
-import { versionFrom } from './version.js';
+import { VersionNotes } from './notes.js';
 import type { VersionSource } from './version.js';
 
 /** What the adapter uses of a TanStack Query `QueryClient` (v4 and v5 have it). */
@@ -84,28 +84,20 @@ export interface TanstackAdapter {
   note(queryKey: readonly unknown[], source: VersionSource): void;
 }
 
-/** A query key's hash as TanStack's default `hashKey` makes it (plain objects with sorted keys). */
-const hashOf = (key: readonly unknown[]): string =>
-  JSON.stringify(key, (_, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype
-      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]]))
-      : v,
-  );
-
 export function tanstackAdapter(
   client: Pick<HubClient, 'subscribe'>,
   queryClient: QueryClientLike,
   options: TanstackOptions = {},
 ): TanstackAdapter {
   const keyOf = options.queryKey ?? ((context, params) => [context, params]);
-  const noted = new Map<string, { [context: string]: string }>();
+  const noted = new VersionNotes();
   return {
     track(context, params = {}, queryKey = keyOf(context, params), since) {
       return client.subscribe(context, params, () => void queryClient.invalidateQueries({ queryKey }), since === undefined ? options : { ...options, since });
     },
 
     note(queryKey, source) {
-      noted.set(hashOf(queryKey), versionFrom(source));
+      noted.note(queryKey, source);
     },
 
     watch(toScope) {
@@ -123,7 +115,7 @@ export function tanstackAdapter(
           if (options.versions) {
             // No data yet: the 'updated' event of its fetch calls sync again.
             if (q.state && !q.state.dataUpdatedAt && !q.state.errorUpdatedAt) return;
-            opts = { ...options, since: noted.get(hashOf(queryKey))?.[scope.context] ?? '0:0' };
+            opts = { ...options, since: noted.get(queryKey)?.[scope.context] ?? '0:0' };
           }
           const off = client.subscribe(
             scope.context,
@@ -140,7 +132,7 @@ export function tanstackAdapter(
       for (const q of cache.getAll()) sync(q, false);
       const stop = cache.subscribe((e) => {
         if (e.type === 'removed') {
-          noted.delete(hashOf(e.query.queryKey));
+          noted.delete(e.query.queryKey);
           sync(e.query, true);
         } else if (e.type === 'added' || e.type === 'observerAdded' || e.type === 'observerRemoved' || (e.type === 'updated' && options.versions))
           sync(e.query, false);

@@ -248,3 +248,52 @@ test('swr adapter: watch(scope) revalidates, through mutate(filter), the real us
   assert.deepEqual(fetches, [], 'after off() nothing revalidates');
   await act(async () => r.unmount());
 });
+
+test('swr adapter with versions: a real useSWR fetch notes X-Mizan-Version, track subscribes after it with that since, the ack revalidates nothing', async () => {
+  const env = setup();
+  const s = welcome(env);
+  let mutate: ScopedMutator | undefined;
+  const adapter = swrAdapter(env.client, (key) => mutate?.(key as [string, object]), { spread: false, versions: true });
+  let fetches = 0;
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  const fetcher = async (key: [string, { list_id: number }]) => {
+    fetches++;
+    await gate;
+    // what a fetch of Django's context view answers (django/mizan_hub/versions.py)
+    const response = new Response(JSON.stringify(fetches), { headers: { 'X-Mizan-Version': `todos;v=e:${4 + fetches}` } });
+    adapter.note(key, response);
+    return (await response.json()) as number;
+  };
+  function List() {
+    useSWR(['todos', { list_id: 3 }], fetcher, { dedupingInterval: 0 });
+    mutate = useSWRConfig().mutate;
+    useEffect(() => adapter.track('todos', { list_id: 3 }), []);
+    return null;
+  }
+  const r = await render(
+    env.client,
+    createElement(SWRConfig, { value: { provider: () => new Map(), revalidateOnFocus: false } }, createElement(List)),
+  );
+  await act(settle);
+  assert.equal(fetches, 1);
+  assert.deepEqual(s.take('subscribe'), [], 'mounted, fetching: not subscribed yet');
+  await act(async () => {
+    release();
+    await settle();
+  });
+  assert.deepEqual(s.take('subscribe'), [{ action: 'subscribe', context: 'todos', params: { list_id: '3' }, since: 'e:5' }]);
+  await act(async () => {
+    s.receive({ subscribed: true, context: 'todos', params: { list_id: '3' }, version: 'e:5' });
+    await settle();
+  });
+  assert.equal(fetches, 1, 'the first ack revalidated nothing');
+  await act(async () => {
+    s.receive({ invalidate: [{ context: 'todos', params: { list_id: 3 } }], versions: { todos: 'e:6' } });
+    await settle();
+  });
+  assert.equal(fetches, 2, 'a live invalidation revalidates the hook');
+  await act(async () => r.unmount());
+  await act(settle);
+  assert.deepEqual(s.take('unsubscribe'), [{ action: 'unsubscribe', context: 'todos', params: { list_id: '3' } }]);
+});

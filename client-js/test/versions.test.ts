@@ -145,6 +145,57 @@ test('adapters pass since: swr track/watch, mizan registerContext, tanstack trac
   );
 });
 
+test('swr track with versions: subscribes once note() recorded its key, with since from the response', async () => {
+  const env = setup();
+  const s = welcome(env);
+  const mutated: unknown[] = [];
+  const swr = swrAdapter(env.client, (key) => void mutated.push(key), { spread: false, versions: true });
+  const res = (value: string | null) => new Response('[]', value === null ? {} : { headers: { 'X-Mizan-Version': value } });
+
+  // tracked before its data: nothing is sent until the fetcher notes it
+  const off = swr.track('todos', { list_id: 3 });
+  await settle();
+  assert.deepEqual(s.take('subscribe'), [], 'no data yet, no subscribe');
+  swr.note(['other', {}], res('todos;v=e:1'));
+  await settle();
+  assert.deepEqual(s.take('subscribe'), [], "another key's note does not release it");
+  swr.note(['todos', { list_id: 3 }], res('todos;v=e:7, user;v=f:2'));
+  await settle();
+  assert.deepEqual(s.take('subscribe'), [{ action: 'subscribe', context: 'todos', params: { list_id: '3' }, since: 'e:7' }]);
+  s.receive({ subscribed: true, context: 'todos', params: { list_id: '3' }, version: 'e:7' });
+  await settle();
+  assert.deepEqual(mutated, [], 'the first ack does not revalidate: the data is as new as the subscription');
+  s.receive({ invalidate: [{ context: 'todos', params: { list_id: 3 } }], versions: { todos: 'e:8' } });
+  await settle();
+  assert.deepEqual(mutated, [['todos', { list_id: 3 }]], 'a live invalidation revalidates the key');
+  off();
+  await settle();
+  assert.equal(s.take('unsubscribe').length, 1);
+
+  // data noted before the track (key objects compared by value): subscribes at once
+  swr.note(['feed', { b: 2, a: 1 }], res('feed;v=g:4'));
+  const offFeed = swr.track('feed', { a: 1, b: 2 });
+  assert.deepEqual(s.take('subscribe').map((f) => [f['context'], f['since']]), [['feed', 'g:4']]);
+  offFeed();
+
+  // an answer without versions (or a malformed one, which also fails the fetch): since 0:0
+  const offBare = swr.track('bare');
+  const offBad = swr.track('bad');
+  swr.note(['bare', {}], res(null));
+  assert.throws(() => swr.note(['bad', {}], res('bad;v=1')), (e: unknown) => e instanceof ProtocolError && e.code === 'bad_header');
+  assert.deepEqual(s.take('subscribe').map((f) => [f['context'], f['since']]), [['bare', '0:0'], ['bad', '0:0']]);
+  offBare();
+  offBad();
+
+  // given up before its data: never subscribes; an explicit since does not wait
+  const offGone = swr.track('gone');
+  offGone();
+  swr.note(['gone', {}], res('gone;v=e:1'));
+  swr.track('given', {}, 'my-key', 'e:5');
+  await settle();
+  assert.deepEqual(s.take('subscribe').map((f) => [f['context'], f['since']]), [['given', 'e:5']]);
+});
+
 test('tanstack watch with versions: subscribes once the data is there, with the version its query function noted', async () => {
   const env = setup();
   const s = welcome(env);

@@ -143,13 +143,15 @@ def test_haproxy_spreads_skips_an_unready_hub_and_takes_it_back(tmp_path, procs,
     redis_b = RedisServer(tmp_path / "redis-b")
     redis_b.start()
     procs.append(redis_b)
-    a = make_hub(redis_server, hub_id="hub-a", **trust_settings(True))
-    b = make_hub(redis_b, hub_id="hub-b", **trust_settings(True))
+    # --ops-public: the operator page is on the hubs' public port; the balancer hides it
+    a = make_hub(redis_server, hub_id="hub-a", ops_public=True, **trust_settings(True))
+    b = make_hub(redis_b, hub_id="hub-b", ops_public=True, **trust_settings(True))
     lb = start_haproxy(tmp_path, procs, [a, b], proxy_protocol=PROXY_SETTINGS_OK)
 
-    # Through the balancer: /readyz answers, /metrics does not.
+    # Through the balancer: /readyz answers, /metrics and /ops/ do not.
     assert lb_get(lb.port, "/readyz") == 200
     assert lb_get(lb.port, "/metrics") == 404
+    assert lb_get(lb.port, "/ops/") == 404 and lb_get(lb.port, "/ops/api/hubs") == 404
 
     async def body():
         clients = []
@@ -241,11 +243,13 @@ def start_nginx(tmp_path, procs, hubs) -> Nginx:
 
 
 def test_nginx_spreads_and_passes_over_a_draining_hub(tmp_path, procs, make_hub, redis_server):
-    a = make_hub(redis_server, hub_id="hub-a", **trust_settings(False))
+    a = make_hub(redis_server, hub_id="hub-a", ops_public=True, **trust_settings(False))
     # hub-b drains slowly, so it is still there (answering 503) while we connect.
-    b = make_hub(redis_server, hub_id="hub-b", drain_window=30, **trust_settings(False))
+    b = make_hub(redis_server, hub_id="hub-b", drain_window=30, ops_public=True,
+                 **trust_settings(False))
     lb = start_nginx(tmp_path, procs, [a, b])
     assert lb_get(lb.port, "/metrics") == 404
+    assert lb_get(lb.port, "/ops/") == 404 and lb_get(lb.port, "/ops/api/hubs") == 404
 
     async def body():
         clients = []

@@ -11,6 +11,11 @@ class MizanHubConfig(AppConfig):
     verbose_name = "mizan-hub"
 
     def ready(self) -> None:
-        from . import checks, receivers, sessions  # noqa: F401  (registers)
+        from django.db.models.signals import post_migrate
+
+        from . import checks, receivers, registry, sessions  # noqa: F401  (registers)
 
         receivers.connect_settings()
+        # sender=self: once per migrate run, not once per app.
+        post_migrate.connect(registry.publish_on_migrate, sender=self,
+                             dispatch_uid="mizan_hub.publish_registry_on_migrate")

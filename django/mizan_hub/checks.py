@@ -8,7 +8,7 @@ with a message naming the key, not surface as a silent failure to publish.
 | E001 | ``MIZAN_HUB`` is not a dict, or has a key this app does not know |
 | E002 | ``REDIS_URL`` is not a redis://, rediss:// or unix:// URL |
 | E003 | ``PREFIX`` is not a non-empty string without spaces or control characters |
-| E004 | ``STRICT`` or ``SESSIONS`` is not a bool, ``TEST_MODE`` not a bool or None |
+| E004 | ``STRICT``, ``SESSIONS`` or ``PUBLISH_REGISTRY_ON_MIGRATE`` is not a bool, ``TEST_MODE`` not a bool or None |
 | E005 | ``CONTEXTS``/``CHANNELS``: a bad name, guard, params, param_rules or history |
 | E006 | ``DEFAULT`` is not "deny" or "allow" |
 | E007 | ``MODELS``: an unknown model or a bad entry |
@@ -218,7 +218,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
         errors.append(_err(3, "PREFIX must be a non-empty string without spaces or controls",
                            hint="the hub reads the same value as --redis-prefix "
                                 "(manage.py mizan_hub_config writes it)"))
-    for field in ("STRICT", "SESSIONS"):
+    for field in ("STRICT", "SESSIONS", "PUBLISH_REGISTRY_ON_MIGRATE"):
         if not isinstance(hub[field], bool):
             errors.append(_err(4, f"MIZAN_HUB['{field}'] must be True or False"))
     if not (hub["TEST_MODE"] is None or isinstance(hub["TEST_MODE"], bool)):

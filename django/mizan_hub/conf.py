@@ -63,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
     "MODELS": {},
     # Keep the session registry (SPEC section 12) on login and logout.
     "SESSIONS": True,
+    # Publish the registry to Redis (as `manage.py mizan_hub_registry
+    # --publish`) at the end of every `manage.py migrate`.
+    "PUBLISH_REGISTRY_ON_MIGRATE": False,
     "TOKEN": {
         # Signing keys by kid; the hub is given the same ones. None: the
         # one key is IZANA_MWT_SECRET when that setting exists, else tokens
@@ -130,7 +133,7 @@ HUB_SETTINGS = (
     "log_format", "admin_listen", "heal_timeout_ms", "max_shapes", "proxy_protocol",
     "resume_burst", "resume_rate", "trusted_proxies", "redis_sentinels", "redis_master_name",
     "redis_sentinel_password", "redis_tls_ca", "redis_tls_cert", "redis_tls_key",
-    "redis_connect_timeout_ms", "registry_from_redis",
+    "redis_connect_timeout_ms", "registry_from_redis", "ops_public",
 )
 
 #: Hub settings ``mizan_hub_config`` writes from Django's settings (and the

@@ -10,10 +10,15 @@ Mizan's Edge manifest (``endpoints``, ``views``, ``params``) with ``guard``,
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import sys
 from typing import Any
 
 from . import conf, izana_compat
+
+logger = logging.getLogger("mizan_hub.registry")
 
 __all__ = ["build_registry", "registry_json", "GUARDS"]
 
@@ -63,3 +68,50 @@ def build_registry() -> dict[str, Any]:
 def registry_json(indent: int | None = 2) -> str:
     return json.dumps(build_registry(), indent=indent, ensure_ascii=False,
                       sort_keys=False) + "\n"
+
+
+def publish_registry(text: str) -> str:
+    """Stores ``text`` at ``{prefix}registry`` and announces it with a
+    ``registry`` envelope; returns its version (the first 16 hex digits of
+    the sha256 of its bytes: what each hub reports in /readyz)."""
+    from mizan_hub import protocol
+    from mizan_hub.connection import events_channel, get_redis, key
+
+    data = text.encode("utf-8")
+    version = hashlib.sha256(data).hexdigest()[:16]
+    envelope = protocol.encode_envelope({"kind": "registry", "version": version})
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.set(key("registry"), data)
+    pipe.publish(events_channel(), envelope.encode("utf-8"))
+    pipe.execute()
+    return version
+
+
+def publish_on_migrate(sender: Any = None, verbosity: int = 1, stdout: Any = None, **kwargs: Any) -> None:
+    """``post_migrate`` receiver (connected once, for this app): with
+    ``MIZAN_HUB["PUBLISH_REGISTRY_ON_MIGRATE"]``, every ``manage.py migrate``
+    publishes the registry as ``mizan_hub_registry --publish`` does, so a
+    deploy that migrates updates every hub started with
+    ``--registry-from-redis``. Not in test mode (Redis is left alone). A
+    Redis that cannot be reached is reported and leaves the migration done;
+    with ``STRICT`` it raises ``PublishError``, failing the command."""
+    import redis
+
+    from . import testing
+    from .outbox import PublishError
+
+    if not conf.get("PUBLISH_REGISTRY_ON_MIGRATE") or testing.active():
+        return
+    out = stdout or sys.stdout
+    try:
+        version = publish_registry(registry_json())
+    except (redis.RedisError, OSError) as exc:
+        logger.warning("mizan-hub: the registry was not published after migrate: %s", exc)
+        message = (f"mizan-hub: the registry was not published ({exc}); run "
+                   "`manage.py mizan_hub_registry --publish` once Redis is back")
+        if conf.get("STRICT"):
+            raise PublishError(message) from exc
+        sys.stderr.write(message + "\n")
+        return
+    if verbosity >= 1:
+        out.write(f"mizan-hub: registry version {version} published to Redis\n")

@@ -24,6 +24,14 @@ contexts) before the view runs::
 A Redis that cannot be read costs nothing but the header: the response goes
 out without it (logged, counted as ``version_read_failed``) and the client
 falls back to its refetch after the first ack.
+
+Server-rendered pages carry the same string in their embedded data (the
+browser cannot read a page's own response headers): the decorator keeps
+what it read on the request (:func:`request_version`), the context
+processor ``mizan_hub.context_processors.versions`` hands it to templates
+as ``mizan_version``, and ``mizan_hub.izana_ssr.IzanaTemplates`` (izana's
+SSR backend) embeds it, and the version of izana's ``global`` context,
+read before its bundle, in the hydration data.
 """
 
 from __future__ import annotations
@@ -48,9 +56,12 @@ SSR_KEY = "mizan_version"
 #: The version of a context that has no hash yet.
 ZERO = "0:0"
 VERSION = re.compile(r"^[0-9a-z]{1,32}:(0|[1-9][0-9]{0,15})$")
+#: Where :func:`context_versions` keeps, on the request, what it read.
+REQUEST_ATTR = "mizan_versions"
 
 __all__ = ["HEADER", "SSR_KEY", "ZERO", "read_versions", "aread_versions", "version_header",
-           "parse_version_header", "context_versions", "izana_context_fetch_view", "ssr_version"]
+           "parse_version_header", "context_versions", "izana_context_fetch_view", "ssr_version",
+           "request_version", "REQUEST_ATTR"]
 
 
 def _names(contexts: Iterable[str]) -> list[str]:
@@ -138,17 +149,37 @@ def parse_version_header(value: str | bytes) -> dict[str, str]:
     return out
 
 
+def _merge(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str]:
+    # Two reads of one context (nested decorators, a view that set its own
+    # header): the older of two differing versions is unknown, so 0:0.
+    merged = dict(old)
+    for name, version in new.items():
+        merged[name] = version if merged.get(name, version) == version else ZERO
+    return merged
+
+
+def _remember(request: Any, versions: dict[str, str] | None) -> None:
+    if versions:
+        try:
+            setattr(request, REQUEST_ATTR, _merge(getattr(request, REQUEST_ATTR, None) or {}, versions))
+        except AttributeError:
+            pass  # not a request object that takes attributes: only the header then
+
+
+def request_version(request: Any) -> str | None:
+    """The ``X-Mizan-Version`` value of what :func:`context_versions` read
+    for this request (before the view ran), to embed under :data:`SSR_KEY`
+    in data the view renders into the page; None when it read nothing."""
+    versions = getattr(request, REQUEST_ATTR, None)
+    return version_header(versions) if versions else None
+
+
 def _attach(response: Any, versions: dict[str, str] | None) -> Any:
     # Only data carries a version: an error answer has none to refetch.
     if versions and 200 <= getattr(response, "status_code", 0) < 300:
         existing = response.headers.get(HEADER)
         if existing:
-            # A view that set its own (nested helpers): the older of two
-            # differing versions is unknown, so the merge keeps 0:0 for it.
-            merged = parse_version_header(existing)
-            for name, version in versions.items():
-                merged[name] = version if merged.get(name, version) == version else ZERO
-            versions = merged
+            versions = _merge(parse_version_header(existing), versions)
         response.headers[HEADER] = version_header(versions)
     return response
 
@@ -190,6 +221,7 @@ def context_versions(*contexts: str | Callable[..., Iterable[str]]) -> Callable:
                     versions = await aread_versions(names(request, args, kwargs))
                 except (redis.RedisError, OSError, protocol.ProtocolError) as exc:
                     _failed(exc)
+                _remember(request, versions)
                 return _attach(await view(request, *args, **kwargs), versions)
             return async_wrapper
 
@@ -200,6 +232,7 @@ def context_versions(*contexts: str | Callable[..., Iterable[str]]) -> Callable:
                 versions = read_versions(names(request, args, kwargs))
             except (redis.RedisError, OSError, protocol.ProtocolError) as exc:
                 _failed(exc)
+            _remember(request, versions)
             return _attach(view(request, *args, **kwargs), versions)
         return wrapper
 

@@ -83,3 +83,25 @@ def uninstall() -> None:
         registry._functions.pop(fn.__name__, None)
     from izana.channels import _registry
     _registry.pop("room", None)
+
+
+# -- server-side rendering (test_versions.py): izana's `global` context, whose
+# bundle izana's SSR embeds in every page. `ssr_between` runs while the
+# bundle is read, so a test can publish exactly there.
+ssr_between = []
+
+
+@client(context="global")
+def site_banner(request) -> dict:
+    for hook in ssr_between:
+        hook()
+    return {"text": "hello"}
+
+
+def install_global() -> None:
+    registry.register(site_banner, "site_banner")
+
+
+def uninstall_global() -> None:
+    registry._functions.pop("site_banner", None)
+    ssr_between.clear()

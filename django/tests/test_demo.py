@@ -61,9 +61,10 @@ def test_demo_serves_the_page_and_publishes_mutations(demo, r, events):
                                               "X-CSRFToken": csrf, "Referer": base + "/"})
     body = json.loads(opener.open(request).read())
     assert body["invalidate"] == ["todos"] and body["result"]["title"] == "milk"
-    # one envelope: the model map published, the middleware saw it was done
+    # one envelope: the model map published (the list and the board's panels,
+    # which count todos), the middleware saw it was done
     [env] = events.envelopes(timeout=2)
-    assert env["invalidate"] == ["todos"]
+    assert env["invalidate"] == ["todos", *(f"board{i}" for i in range(20))]
     response = opener.open(base + "/api/todos/")
     # read before the data: the version of the publish that came after the add
     assert response.headers["X-Mizan-Version"] == f"todos;v={env['versions']['todos']}"

@@ -10,10 +10,12 @@ What differs from a person at a terminal, and why:
   and the page's script is not served);
 - the ports: the suite's own redis-server, and free ports for the hub and
   runserver instead of 6379, 8765 and 8000 (set at the end of settings.py,
-  before ``mizan_hub_config`` reads them);
+  before ``mizan_hub_config`` reads them, and in the page's hub URL);
 - the "tabs" are two WebSocket clients subscribed like the page's script,
-  and HTTP requests do what its form does (the page's JavaScript is not run
-  here: tests/e2e runs the demo in Chromium).
+  and HTTP requests do what its form does; with ``MIZAN_QUICKSTART_TABS``
+  (a command, given the site's URL: tests/e2e/ci-test sets it to its
+  ``quickstart-tabs.mjs``) the page itself then runs in two Chromium tabs,
+  its hub URL pointed at the test's hub port.
 """
 
 from __future__ import annotations
@@ -152,6 +154,9 @@ def test_the_quickstart_from_startproject_to_two_tabs(tmp_path, redis_url, r):
             for line in lines:
                 term.run(line)
     assert term.cwd.name == "mysite" and (term.cwd / "hub.conf").is_file()
+    page = term.cwd / "notes/templates/notes/index.html"
+    assert "ws://127.0.0.1:8765/" in page.read_text()
+    page.write_text(page.read_text().replace("ws://127.0.0.1:8765/", f"ws://127.0.0.1:{hub_port}/"))
     assert [line.split()[0] for line in run_lines] == ["redis-server", '"$MIZAN/build/bin/mizan-hub"',
                                                        "python"]
     # the hub, with the command line the quickstart gives
@@ -181,6 +186,14 @@ def test_the_quickstart_from_startproject_to_two_tabs(tmp_path, redis_url, r):
             if not any(line.startswith("cp ") for line in term.skipped):
                 script = urllib.request.urlopen(site + "/static/notes/hub-client.js").read()
                 assert b"WebSocket" in script
+            tabs = os.environ.get("MIZAN_QUICKSTART_TABS")
+            if tabs:
+                assert not any(line.startswith("cp ") for line in term.skipped), \
+                    "the page's client bundle was not built (client-js/dist-bundle)"
+                proc = subprocess.run([*shlex.split(tabs), site], capture_output=True, text=True,
+                                      timeout=90)
+                assert proc.returncode == 0, f"two tabs in Chromium:\n{proc.stdout}\n{proc.stderr}"
+                print(proc.stdout)
         finally:
             web.terminate()
             web.wait(10)

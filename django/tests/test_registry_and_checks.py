@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.test import override_settings
 
 import mizan_hub
+from tests.conftest import HUB, free_port, running_hub
 
 
 def hub(**changes):
@@ -109,3 +110,75 @@ def test_registry_publish_stores_and_announces_it(r, events):
     assert stored
     version = hashlib.sha256(stored if isinstance(stored, bytes) else stored.encode()).hexdigest()[:16]
     assert events.envelopes() == [{"v": 1, "kind": "registry", "version": version}]
+
+
+# -- the registry published by `manage.py migrate` (PUBLISH_REGISTRY_ON_MIGRATE)
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate_publishes_the_registry_when_asked(r, events):
+    from mizan_hub.registry import registry_json
+
+    call_command("migrate", verbosity=0)
+    assert r.get("mizan:registry") is None and events.envelopes(timeout=0.3) == [], "off by default"
+    out = io.StringIO()
+    with hub(PUBLISH_REGISTRY_ON_MIGRATE=True):
+        call_command("migrate", verbosity=1, stdout=out)
+    stored = r.get("mizan:registry")
+    assert stored == registry_json().encode()  # what mizan_hub_registry --publish stores
+    [envelope] = events.envelopes()
+    assert envelope["kind"] == "registry"
+    assert f"registry version {envelope['version']} published" in out.getvalue()
+    with hub(PUBLISH_REGISTRY_ON_MIGRATE=True, TEST_MODE=True):
+        r.delete("mizan:registry")
+        call_command("migrate", verbosity=0)
+    assert r.get("mizan:registry") is None, "test mode leaves Redis alone"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate_without_redis_says_so_and_strict_fails_it(capsys):
+    from mizan_hub import PublishError
+
+    with hub(PUBLISH_REGISTRY_ON_MIGRATE=True, REDIS_URL="redis://127.0.0.1:9/0"):
+        call_command("migrate", verbosity=0)
+        assert "the registry was not published" in capsys.readouterr().err
+        with hub(STRICT=True), pytest.raises(PublishError, match="mizan_hub_registry --publish"):
+            call_command("migrate", verbosity=0)
+
+
+def test_publish_registry_on_migrate_must_be_a_bool():
+    with hub(PUBLISH_REGISTRY_ON_MIGRATE="yes"):
+        assert "mizan_hub.E004" in [m.id for m in run_checks()]
+
+
+@pytest.mark.skipif(not HUB.is_file(), reason=f"no hub binary at {HUB}")
+@pytest.mark.django_db(transaction=True)
+def test_migrate_updates_a_running_hub_that_reads_the_registry_from_redis(redis_url, r, tmp_path):
+    """The whole path: settings change, `migrate`, and the real hub started
+    with --registry-from-redis serves the new registry (its announcement)."""
+    import hashlib
+    import time
+    import urllib.request
+
+    from mizan_hub.registry import publish_registry, registry_json
+    from tests.test_e2e_hub import Client
+
+    def served(port):
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).read().decode()
+
+    first = publish_registry(registry_json())
+    port = free_port()
+    with running_hub(["--listen", f"127.0.0.1:{port}", "--redis", redis_url, "--allow-anonymous",
+                      "--registry-from-redis", "--log-level", "warn", "--drain-window", "0"], port, tmp_path / "hub.log") as url:
+        assert served(port) == f"ready\nregistry {first}\n"
+        before = Client(url)
+        before.send({"action": "subscribe", "context": "board", "ref": 1})
+        assert before.recv()["error"]["code"] == "not_found"
+        contexts = {**mizan_hub.conf.user_settings()["CONTEXTS"], "board": {"params": [], "guard": "public"}}
+        with hub(PUBLISH_REGISTRY_ON_MIGRATE=True, CONTEXTS=contexts):
+            call_command("migrate", verbosity=0)
+            second = hashlib.sha256(registry_json().encode()).hexdigest()[:16]
+        deadline = time.monotonic() + 5
+        while served(port) != f"ready\nregistry {second}\n":
+            assert time.monotonic() < deadline, f"the hub serves {served(port)!r}, not {second}"
+            time.sleep(0.05)
+        Client(url).subscribe(context="board")

@@ -194,6 +194,144 @@ def test_izanas_context_fetch_carries_the_version(r, events, monkeypatch):
         izana_fixtures.uninstall()
 
 
+# -- server-rendered data: izana's SSR and Django templates ----------------------
+
+class FakeBridge:
+    """Stands in for izana's Bun SSR worker only (no Bun here): it renders
+    every component as one element and keeps the props it was given."""
+
+    def __init__(self):
+        self.props = []
+
+    def render(self, file, props=None):
+        from izana.ssr.bridge import RenderResult
+        self.props.append(props)
+        return RenderResult(html="<main>page</main>")
+
+
+def izana_engine(tmp_path):
+    from mizan_hub.izana_ssr import IzanaTemplates
+    (tmp_path / "Page.tsx").write_text("export default () => null\n")
+    engine = IzanaTemplates({"NAME": "izana", "DIRS": [str(tmp_path)], "APP_DIRS": False,
+                             "OPTIONS": {"worker": str(tmp_path / "worker.tsx")}})
+    engine._bridge = FakeBridge()
+    return engine
+
+
+def page_request():
+    from django.contrib.auth.models import AnonymousUser
+    from django.test import RequestFactory
+    request = RequestFactory().get("/")
+    request.user = AnonymousUser()
+    return request
+
+
+def embedded(html, name):
+    """The JSON izana embedded as window.NAME, and the mizan_version set on it after."""
+    import json
+    import re
+    data = re.search(rf"window\.{name}=(\{{.*?\}});", html)
+    version = re.search(rf"window\.{name}\.mizan_version=(\"[^\"]*\");", html)
+    return (json.loads(data.group(1)) if data else None), (json.loads(version.group(1)) if version else None)
+
+
+@pytest.fixture
+def izana_global():
+    pytest.importorskip("izana")
+    from tests import izana_fixtures
+    izana_fixtures.install_global()
+    yield izana_fixtures
+    izana_fixtures.uninstall_global()
+
+
+def test_izana_ssr_embeds_the_global_version_read_before_its_bundle(r, events, izana_global, tmp_path):
+    mizan_hub.invalidate("global")
+    before = published_version(events, "global")
+    # a change to the global context published while izana reads its bundle
+    izana_global.ssr_between.append(lambda: mizan_hub.invalidate("global"))
+    html = izana_engine(tmp_path).get_template("Page.tsx").render({"title": "t"}, page_request())
+    bundle, version = embedded(html, "__IZANA_SSR_DATA__")
+    assert bundle == {"site_banner": {"result": {"text": "hello"}}}, html
+    # read before the bundle: older than the publish the bundle may reflect (safe)
+    assert versions.parse_version_header(version) == {"global": before}
+    assert versions.read_versions(["global"])["global"] == published_version(events, "global") != before
+    assert html.startswith('<div id="izana-root"><main>page</main></div><script>window.__IZANA_SSR_PROPS__=')
+
+
+@needs_hub
+def test_izana_ssr_version_as_since_makes_the_hub_invalidate_what_changed_during_the_render(
+        hub, events, izana_global, tmp_path):  # noqa: F811
+    mizan_hub.invalidate("global")
+    engine = izana_engine(tmp_path)
+    _, quiet = embedded(engine.get_template("Page.tsx").render({}, page_request()), "__IZANA_SSR_DATA__")
+    izana_global.ssr_between.append(lambda: mizan_hub.invalidate("global"))
+    _, changed = embedded(engine.get_template("Page.tsx").render({}, page_request()), "__IZANA_SSR_DATA__")
+    client = Client(hub)
+    client.send({"action": "subscribe", "context": "global", "since": versions.parse_version_header(changed)["global"]})
+    assert client.recv().get("reason") == "resume", "changed while the page read it: invalidated"
+    assert client.recv().get("subscribed") is True
+    other = Client(hub)
+    other.send({"action": "subscribe", "context": "global", "since": versions.parse_version_header(quiet)["global"]})
+    assert other.recv().get("reason") == "resume", "the first page's version is older than the later publish"
+    latest = versions.read_versions(["global"])["global"]
+    third = Client(hub)
+    third.send({"action": "subscribe", "context": "global", "since": latest})
+    assert third.recv().get("subscribed") is True
+    third.nothing()
+
+
+def test_izana_ssr_props_carry_what_the_view_read_and_nothing_without_a_global_context(r, events, tmp_path,
+                                                                                        monkeypatch):
+    pytest.importorskip("izana")
+    from django.http import HttpResponse
+    mizan_hub.invalidate("todos")
+    engine = izana_engine(tmp_path)
+
+    @versions.context_versions("todos")
+    def page(request):
+        return HttpResponse(engine.get_template("Page.tsx").render({"title": "t"}, request))
+
+    def no_redis(*contexts):
+        raise AssertionError(f"versions of {contexts} read although izana embeds no global bundle")
+    import mizan_hub.izana_ssr as izana_ssr
+    monkeypatch.setattr(izana_ssr, "ssr_version", no_redis)
+    response = page(page_request())
+    html = response.content.decode()
+    props, _ = embedded(html, "__IZANA_SSR_PROPS__")
+    want = f"todos;v={published_version(events, 'todos')}"
+    assert props == {"title": "t", "mizan_version": want} and engine._bridge.props[-1]["mizan_version"] == want
+    assert response["X-Mizan-Version"] == want
+    assert "__IZANA_SSR_DATA__" not in html, "no global context: izana embeds no bundle, and no version"
+
+
+def test_izana_ssr_without_redis_renders_as_izana_does(izana_global, tmp_path):
+    from izana.ssr.backend import IzanaTemplate
+    stats.reset()
+    engine = izana_engine(tmp_path)
+    with override_settings(MIZAN_HUB={**_settings(), "REDIS_URL": "redis://127.0.0.1:9/0"}):
+        html = engine.get_template("Page.tsx").render({"title": "t"}, page_request())
+    assert html == IzanaTemplate(str(tmp_path / "Page.tsx"), FakeBridge()).render({"title": "t"}, page_request())
+    assert stats.get("version_read_failed") == 1
+
+
+def test_the_context_processor_gives_templates_what_the_view_read(r, events):
+    from django.http import HttpResponse
+    from django.template import Engine, RequestContext
+    mizan_hub.invalidate("todos")
+    engine = Engine(context_processors=["mizan_hub.context_processors.versions"])
+    template = engine.from_string('{{ mizan_version|json_script:"mizan-version" }}')
+
+    @versions.context_versions("todos", lambda request: ["user"])
+    def page(request):
+        return HttpResponse(template.render(RequestContext(request, {})))
+
+    html = page(page_request()).content.decode()
+    want = f"todos;v={published_version(events, 'todos')}, user;v=0:0"
+    assert html == f'<script id="mizan-version" type="application/json">"{want}"</script>'
+    assert template.render(RequestContext(page_request(), {})) == (
+        '<script id="mizan-version" type="application/json">null</script>')
+
+
 def test_ssr_version_is_the_header_value_or_nothing(r, events):
     mizan_hub.invalidate("todos")
     assert versions.ssr_version("todos", "user") == (

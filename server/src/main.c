@@ -28,6 +28,7 @@
 #include "mh_hub.h"
 #include "mh_jwt.h"
 #include "mh_log.h"
+#include "mh_ops.h"
 #include "mh_redis.h"
 #include "mh_registry.h"
 #include "mh_rpc.h"
@@ -127,8 +128,10 @@ static void on_tick(uv_timer_t *t)
     if (h->cfg->registry_from_redis && !h->registry_version[0] && !h->registry_fetching &&
         mh_redis_cmd_up(h->redis) && h->ticks % 5 == 0)
         mh_auth_registry_fetch(h, NULL); /* until Django has stored one */
-    if (++h->ticks % 10 == 0)            /* once a second: a scan, no timer per connection */
+    if (++h->ticks % 10 == 0) {          /* once a second: a scan, no timer per connection */
         mh_conn_keepalive_all(h, mh_mono_ms());
+        mh_ops_tick(h); /* this hub's snapshot out, every hub's back (/ops/) */
+    }
     if (h->lws_kick && h->lws) {
         /* lws (libuv) re-arms its timers only when serving I/O: this is I/O */
         h->lws_kick = false;
@@ -243,6 +246,7 @@ static int run_worker(const mh_config *cfg)
     if (uv_loop_close(&loop))
         mh_warn("loop closed with handles still open");
     mh_rpc_free_all(&h);
+    mh_ops_free();
     mh_subs_free(&h.subs);
     mh_map_free(&h.conns);
     mh_map_free(&h.ips); /* emptied as the connections went */

@@ -9,7 +9,13 @@
 //      with `since`, gets a `resume` invalidation and shows the todo (15 s
 //      deadline);
 //   3. screenshots of both pages: artifacts/a.png, artifacts/b.png and both
-//      side by side in artifacts/screenshot.png.
+//      side by side in artifacts/screenshot.png;
+//   4. page load of the board (20 contexts, pageload.mjs): requests to Django
+//      without versions in responses (each panel fetched, then refetched
+//      after its first ack: 40) and with them (each fetched once: 20, at
+//      most 20 + LOAD_MARGIN); and with every context changed through
+//      Django between each panel's fetch and its subscribe, every panel ends
+//      up showing the new data (nothing stale).
 //
 // The hub runs with --allow-anonymous: it has no auth yet.
 
@@ -18,15 +24,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { chromium } from 'playwright-core';
-
-import { ARTIFACTS, startDemo, startHub, startRedis, tempDir } from './lib.mjs';
-
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync',
-  // Both pages stay live although only one can be "in front".
-  '--disable-background-timer-throttling', '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows'];
+import { ARTIFACTS, launchChromium, startDemo, startHub, startRedis } from './lib.mjs';
+import { SIZE, addTodo, loadBoard } from './pageload.mjs';
 
 let redis;
 let hub;
@@ -40,13 +39,7 @@ before(async () => {
   redis = await startRedis();
   hub = await startHub(redis.url);
   demo = await startDemo({ redisUrl: redis.url, hubPort: hub.port });
-  context = await chromium.launchPersistentContext(tempDir('chromium'), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 600, height: 640 },
-    timeout: 30_000,
-  });
+  context = await launchChromium('chromium', { width: 600, height: 640 });
   A = context.pages()[0] ?? (await context.newPage());
   B = await context.newPage();
   for (const [name, page] of [['A', A], ['B', B]]) {
@@ -158,4 +151,34 @@ test('evidence: screenshots of both pages (artifacts/a.png, b.png, screenshot.pn
   const png = readFileSync(join(ARTIFACTS, 'screenshot.png'));
   assert.equal(png.subarray(1, 4).toString(), 'PNG');
   console.log(`live update ${timings.live} ms, healed ${timings.heal} ms after the hub restart; screenshots in ${ARTIFACTS}`);
+});
+
+// What a page with versions may fetch beyond one request per panel. Nothing
+// else publishes the board's contexts during this test, so any extra
+// request means a panel refetched although its data was as new as its
+// subscription.
+const LOAD_MARGIN = 2;
+
+test(`page load: ${SIZE} contexts, requests to Django without and with versions; a change between fetch and subscribe leaves nothing stale`, { timeout: 90_000 }, async () => {
+  const board = (v) => `${demo.url}board/?versions=${v}`;
+  const without = await loadBoard(context, board(0));
+  const withVersions = await loadBoard(context, board(1));
+  let now = null;
+  const changed = await loadBoard(context, board(1), {
+    between: async () => {
+      await addTodo(context, demo.url, `board ${Date.now().toString(36)}`);
+      const { todos } = await (await context.request.get(`${demo.url}api/todos/`)).json();
+      now = { todos: todos.length, done: todos.filter((t) => t.done).length };
+    },
+    expect: (i) => `board${i}: ${now.todos} todos, ${now.done} done`,
+  });
+  console.log(`page load of ${SIZE} contexts, requests to Django: without versions ${without.requests}, with versions ${withVersions.requests}, ` +
+    `with versions and every context changed between fetch and subscribe ${changed.requests}`);
+  assert.equal(without.acks, SIZE);
+  assert.ok(without.requests >= 2 * SIZE, `without versions every panel is refetched after its first ack: ${without.requests} requests`);
+  assert.ok(withVersions.requests >= SIZE && withVersions.requests <= SIZE + LOAD_MARGIN,
+    `with versions a load is one request per panel (at most ${SIZE} + ${LOAD_MARGIN}): ${withVersions.requests}`);
+  const stale = changed.panels.filter((text, i) => text !== `board${i}: ${now.todos} todos, ${now.done} done`);
+  assert.deepEqual(stale, [], `panels still showing data from before the change (${now.todos} todos now)`);
+  assert.ok(changed.requests >= 2 * SIZE, `every panel changed after its fetch is refetched: ${changed.requests} requests`);
 });

@@ -10,9 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { chromium } from 'playwright-core';
+
 export const HERE = fileURLToPath(new URL('.', import.meta.url));
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const ARTIFACTS = join(HERE, 'artifacts');
+// One directory per test file run by ci-test (MH_E2E_ARTIFACTS), emptied when it starts.
+export const ARTIFACTS = process.env.MH_E2E_ARTIFACTS ? join(HERE, process.env.MH_E2E_ARTIFACTS) : join(HERE, 'artifacts');
 export const HUB_BIN = process.env.MH_HUB_BIN || join(ROOT, 'build', 'bin', 'mizan-hub');
 
 const live = new Set();
@@ -153,12 +156,15 @@ function ping(port) {
   });
 }
 
-/** The real hub with --allow-anonymous (no auth yet), ready (/readyz 200) when this resolves. */
-export async function startHub(redisUrl, port) {
+/**
+ * The real hub with --allow-anonymous (no auth yet), ready (/readyz 200) when
+ * this resolves. `name` names its log (artifacts/NAME.log); `args` are added.
+ */
+export async function startHub(redisUrl, port, { name = 'hub', args = [] } = {}) {
   port ??= await freePort();
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MIZAN_HUB_')));
-  const p = new Proc('hub', HUB_BIN, ['--listen', `127.0.0.1:${port}`, '--redis', redisUrl, '--allow-anonymous',
-    '--canary-interval-ms', '100', '--canary-window', '2', '--drain-window', '0', '--redis-backoff-max-ms', '200'], { env });
+  const p = new Proc(name, HUB_BIN, ['--listen', `127.0.0.1:${port}`, '--redis', redisUrl, '--allow-anonymous',
+    '--canary-interval-ms', '100', '--canary-window', '2', '--drain-window', '0', '--redis-backoff-max-ms', '200', ...args], { env });
   p.port = port;
   await p.until('/readyz 200', async () => (await httpGet(port, '/readyz')).status === 200, 10_000);
   return p;
@@ -182,4 +188,21 @@ export async function startDemo({ redisUrl, hubPort }) {
   p.url = `http://127.0.0.1:${port}/`;
   await p.until('GET / 200', async () => (await httpGet(port, '/')).status === 200, 60_000);
   return p;
+}
+
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync',
+  // Every page stays live although only one can be "in front".
+  '--disable-background-timer-throttling', '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows'];
+
+/** Debian's Chromium (no downloaded browser), headless, with a fresh profile named `name`. */
+export function launchChromium(name, viewport) {
+  return chromium.launchPersistentContext(tempDir(name), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport,
+    timeout: 30_000,
+  });
 }

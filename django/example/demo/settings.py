@@ -60,8 +60,9 @@ MIZAN_HUB = {
            for i in range(BOARD_SIZE)},
     },
     # Any save or delete of a Todo -- from these views, the shell, a data
-    # migration -- tells every subscribed tab to refetch "todos".
-    "MODELS": {"todos.Todo": ["todos"]},
+    # migration -- tells every subscribed tab to refetch "todos", and the
+    # board's panels, which count todos.
+    "MODELS": {"todos.Todo": ["todos", *(f"board{i}" for i in range(BOARD_SIZE))]},
     "TOKEN": {"KEYS": {"v1": os.environ.get(
         "MIZAN_HUB_TOKEN_KEY", "demo-only-token-key-change-me-0123456789abcdef")}},
 }

@@ -29,8 +29,12 @@ static const setting table[] = {
     {"listen", T_LISTEN, "127.0.0.1:8765", 1, 0, OFF(listen_host), 0,
      "HOST:PORT for WebSocket and HTTP (/healthz, /readyz, /metrics)"},
     {"admin_listen", T_LISTEN, "", 0, 0, OFF(admin_host), 0,
-     "HOST:PORT of a separate HTTP listener for /metrics, /healthz and /readyz (then /metrics "
-     "is not served on --listen); empty: none"},
+     "HOST:PORT of a separate HTTP listener for /metrics, /healthz, /readyz and the operator "
+     "page /ops/ (then /metrics is not served on --listen); empty: none"},
+    {"ops_public", T_BOOL, "false", 0, 1, OFF(ops_public), 0,
+     "also serve the operator page /ops/ and its JSON (every hub's state, traces of any "
+     "context or channel) on --listen, to whoever reaches that port; without it /ops/ is "
+     "served on --admin-listen only"},
     {"redis", T_REDIS, "redis://127.0.0.1:6379/0", 0, 0, OFF(redis_url), 0,
      "redis://[[USER]:PASSWORD@]HOST:PORT/DB (USER: a Redis ACL user; none: the default user); "
      "rediss://... for TLS; an IPv6 HOST in brackets ([::1])"},

@@ -16,6 +16,7 @@ typedef struct mh_config {
     int listen_port;
     char admin_host[MH_HOST_MAX]; /* "": no admin listener */
     int admin_port;
+    int ops_public;      /* the operator page (/ops/) on --listen too */
     char redis_url[512]; /* as given, for logs (password masked there) */
     char redis_host[256];
     int redis_port;

@@ -92,6 +92,8 @@ typedef struct mh_hub {
     uint64_t in_ms;
     uint64_t stamp; /* fan-out generation, to send each connection one copy */
     uint64_t queued_bytes;
+    /* a scope is traced (route/mh_ops): fan-out reports what it delivered */
+    bool ops_tracing;
     /* rpc deadlines in arrival order; the timeout is constant, so FIFO = sorted */
     mh_rpc_wait *rpc_head, *rpc_tail;
     /* drain (SIGTERM) */

@@ -16,6 +16,8 @@
 #include "mh_intake.h"
 #include "mh_log.h"
 #include "mh_metrics.h"
+#include "mh_ops.h"
+#include "mh_opsweb.h"
 #include "mh_redis.h"
 #include "mh_browser.h"
 #include "mh_upgrade.h"
@@ -44,23 +46,6 @@ static mh_peer *peer_of(mh_hub *h, struct lws *wsi)
     return p ? p : h->adopting;
 }
 
-static void collect_gauges(mh_hub *h, mh_gauges *g)
-{
-    const char *w;
-
-    memset(g, 0, sizeof *g);
-    g->connections = h->conns.count;
-    g->subscriptions = h->subs.nsubs;
-    g->keys = h->subs.nnodes;
-    g->shapes = h->subs.nshapes;
-    g->queued_bytes = h->queued_bytes;
-    g->sockets = h->npeers;
-    g->intake = h->nintake;
-    g->addresses = h->ips.count;
-    g->ready = !h->draining && mh_redis_ready(h->redis, &w) && mh_auth_registry_ready(h, &w);
-    g->redis_up = mh_redis_subscribed(h->redis);
-}
-
 void mh_transport_share_metrics(mh_hub *h)
 {
     mh_metrics_slot *mine;
@@ -69,7 +54,7 @@ void mh_transport_share_metrics(mh_hub *h)
         return;
     mine = &h->slots[h->slot];
     mine->m = h->metrics;
-    collect_gauges(h, &mine->g);
+    mh_ops_gauges(h, &mine->g);
 }
 
 /* This worker's numbers, or every worker's summed (mh_metrics_slot). */
@@ -79,7 +64,7 @@ static void render_metrics(mh_hub *h, mh_buf *b)
     mh_gauges g, one;
 
     if (!h->slots) {
-        collect_gauges(h, &g);
+        mh_ops_gauges(h, &g);
         mh_metrics_render(b, &h->metrics, &g, h->cfg->hub_id);
         return;
     }
@@ -102,6 +87,8 @@ static int http_prepare(struct lws *wsi, http_pss *p, mh_hub *h, const char *pat
     mh_peer *peer = peer_of(h, wsi);
     /* with an admin listener, /metrics is served there only */
     bool metrics_here = !h->cfg->admin_host[0] || (peer && peer->admin);
+    /* the operator page: there, or on the public port when asked */
+    bool ops_here = (peer && peer->admin) || h->cfg->ops_public;
 
     mh_buf_init(&b);
     p->ctype = "text/plain; charset=utf-8";
@@ -121,7 +108,7 @@ static int http_prepare(struct lws *wsi, http_pss *p, mh_hub *h, const char *pat
         p->status = 200;
         p->ctype = "text/plain; version=0.0.4; charset=utf-8";
         render_metrics(h, &b);
-    } else {
+    } else if (!ops_here || !mh_opsweb_answer(h, wsi, path, &p->status, &p->ctype, &b)) {
         p->status = 404;
         mh_buf_puts(&b, "not found\n");
     }
@@ -663,8 +650,8 @@ int mh_transport_start(mh_hub *h)
         (cfg->admin_host[0] && open_listener(h, &adm, cfg->admin_host, cfg->admin_port)))
         return -1;
     if (cfg->admin_host[0])
-        mh_info("admin listener on http://%s:%d/ (/healthz /readyz /metrics)", cfg->admin_host,
-                cfg->admin_port);
+        mh_info("admin listener on http://%s:%d/ (/healthz /readyz /metrics /ops/)",
+                cfg->admin_host, cfg->admin_port);
     mh_info("listening on %s://%s:%d/ (and HTTP /healthz /readyz%s)",
             cfg->tls_cert[0] ? "wss" : "ws", cfg->listen_host, cfg->listen_port,
             cfg->admin_host[0] ? "" : " /metrics");

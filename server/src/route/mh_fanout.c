@@ -8,6 +8,7 @@
 #include "mh_hold.h"
 #include "mh_json.h"
 #include "mh_log.h"
+#include "mh_ops.h"
 #include "mh_out.h"
 #include "mh_redis.h"
 
@@ -118,12 +119,15 @@ void mh_fanout_invalidate(mh_hub *h, const mh_envelope *env)
         const mh_entry *e = &env->inval.entries[i];
         json_t *v = json_object_get(env->versions, e->context);
         mh_ctx *ctx = mh_subs_context(&h->subs, e->context, e->context_len);
-        size_t recipients;
+        size_t recipients, sent = 0;
         mh_msg *m;
         long matched;
 
-        if (!ctx)
+        if (!ctx) {
+            if (h->ops_tracing) /* a trace also says which hubs had nobody */
+                mh_ops_trace_entry(h, e, json_string_value(v), 0, env->has_ts ? env->ts : 0);
             continue; /* nobody here subscribes to this context */
+        }
         mh_fanout_note_version(ctx, json_string_value(v), json_string_length(v));
         nhits = 0;
         hits_lost = 0;
@@ -135,8 +139,11 @@ void mh_fanout_invalidate(mh_hub *h, const mh_envelope *env)
             if (matched < 0)
                 continue;
         }
-        if (nhits == 0)
+        if (nhits == 0) {
+            if (h->ops_tracing)
+                mh_ops_trace_entry(h, e, json_string_value(v), 0, env->has_ts ? env->ts : 0);
             continue;
+        }
         recipients = count_recipients(h);
         mh_buf_reset(&b);
         mh_out_invalidate(&b, e, json_string_value(v), NULL, mh_fanout_spread(h, recipients),
@@ -149,8 +156,10 @@ void mh_fanout_invalidate(mh_hub *h, const mh_envelope *env)
         m->ts_ms = env->has_ts ? env->ts : 0;
         mh_fanout_round(h);
         for (size_t k = 0; k < nhits; k++)
-            mh_fanout_node(h, hits[k], m);
+            sent += mh_fanout_node(h, hits[k], m);
         mh_msg_unref(m);
+        if (h->ops_tracing)
+            mh_ops_trace_entry(h, e, json_string_value(v), sent, env->has_ts ? env->ts : 0);
     }
     mh_buf_free(&b);
 }
@@ -161,8 +170,11 @@ void mh_fanout_message(mh_hub *h, const mh_envelope *env)
     mh_msg *m;
     mh_buf b;
 
-    if (!node)
+    if (!node) {
+        if (h->ops_tracing)
+            mh_ops_trace_message(h, env, 0, false);
         return;
+    }
     if (!node->gap && node->pos_known && !strcmp(node->epoch, env->epoch) && env->seq <= node->seq)
         return; /* already delivered (a replay raced the live message) */
     if (!node->gap && node->pos_known && !strcmp(node->epoch, env->epoch) &&
@@ -186,11 +198,16 @@ void mh_fanout_message(mh_hub *h, const mh_envelope *env)
             node->hold = mh_hold_new();
         if (node->hold)
             mh_hold_push(node->hold, m, env->seq);
+        if (h->ops_tracing)
+            mh_ops_trace_message(h, env, 0, true);
     } else {
+        size_t sent;
         snprintf(node->epoch, sizeof node->epoch, "%s", env->epoch);
         node->seq = env->seq;
         node->pos_known = true;
-        mh_fanout_channel(h, node, m, env->seq);
+        sent = mh_fanout_channel(h, node, m, env->seq);
+        if (h->ops_tracing)
+            mh_ops_trace_message(h, env, sent, false);
     }
     mh_msg_unref(m);
 }

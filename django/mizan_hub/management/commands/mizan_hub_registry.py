@@ -3,31 +3,13 @@ hub's registry to a file, or store it in Redis for every hub at once."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from mizan_hub.registry import registry_json
+from mizan_hub.registry import publish_registry, registry_json
 
 from .mizan_hub_config import write_atomically
-
-
-def publish_registry(text: str) -> str:
-    """Stores ``text`` at ``{prefix}registry`` and announces it with a
-    ``registry`` envelope; returns its version (the first 16 hex digits of
-    the sha256 of its bytes: what each hub reports in /readyz)."""
-    from mizan_hub import protocol
-    from mizan_hub.connection import events_channel, get_redis, key
-
-    data = text.encode("utf-8")
-    version = hashlib.sha256(data).hexdigest()[:16]
-    envelope = protocol.encode_envelope({"kind": "registry", "version": version})
-    pipe = get_redis().pipeline(transaction=True)
-    pipe.set(key("registry"), data)
-    pipe.publish(events_channel(), envelope.encode("utf-8"))
-    pipe.execute()
-    return version
 
 
 class Command(BaseCommand):
