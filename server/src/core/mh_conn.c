@@ -51,11 +51,17 @@ static uint32_t counted(const mh_msg *m)
     return m->opcode ? 0 : m->len;
 }
 
-/* Drops what is queued; a frame an own socket has begun to write stays
- * (the stream would be corrupt without the rest of it). */
+/* 1 when the head of an own socket's queue must stay first: begun (the
+ * stream would be corrupt without the rest of it) or the 101. */
+static uint32_t pinned(const mh_conn *c)
+{
+    return c->own && c->q_count && (c->wr_off || c->q[c->q_head]->opcode == MH_MSG_RAW);
+}
+
+/* Drops what is queued, but for a pinned head. */
 static void queue_clear(mh_conn *c)
 {
-    uint32_t keep = c->own && c->wr_off ? 1 : 0;
+    uint32_t keep = pinned(c);
 
     while (c->q_count > keep) {
         uint32_t last = (c->q_head + c->q_count - 1) % c->q_cap;
@@ -194,6 +200,8 @@ static void pop_written(mh_conn *c)
 
 static size_t header_len(const mh_msg *m)
 {
+    if (m->opcode == MH_MSG_RAW)
+        return 0;
     return m->len < 126 ? 2 : m->len < 65536 ? 4 : 10;
 }
 
@@ -216,7 +224,9 @@ static int own_write(mh_conn *c)
 
         for (uint32_t i = 0; i < c->q_count && niov + 2 <= OWN_IOV; i++) {
             mh_msg *m = c->q[(c->q_head + i) % c->q_cap];
-            size_t hl = mh_ws_header(hdr[i], m->opcode ? m->opcode : MH_WS_TEXT, m->len);
+            size_t hl = m->opcode == MH_MSG_RAW
+                            ? 0
+                            : mh_ws_header(hdr[i], m->opcode ? m->opcode : MH_WS_TEXT, m->len);
             const unsigned char *part[2] = {hdr[i], m->data};
             size_t plen[2] = {hl, m->len};
             for (int k = 0; k < 2; k++) {
@@ -563,7 +573,7 @@ int mh_conn_writable(mh_conn *c)
 int mh_conn_push_control(mh_conn *c, int opcode, const void *payload, size_t len)
 {
     mh_msg *m;
-    uint32_t at;
+    uint32_t at, keep;
 
     if (c->close_sent || queue_grow(c))
         return -1;
@@ -575,11 +585,12 @@ int mh_conn_push_control(mh_conn *c, int opcode, const void *payload, size_t len
             return -1;
         m->opcode = (uint8_t)opcode;
     }
-    /* ahead of the data, behind a frame already begun */
+    /* ahead of the data, behind a pinned head */
+    keep = pinned(c);
     c->q_head = (c->q_head + c->q_cap - 1) % c->q_cap;
     c->q_count++;
     at = c->q_head;
-    if (c->wr_off) {
+    if (keep) {
         c->q[at] = c->q[(at + 1) % c->q_cap];
         at = (at + 1) % c->q_cap;
     }

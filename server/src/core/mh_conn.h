@@ -108,7 +108,11 @@ void mh_conn_destroy(mh_conn *c);
  */
 void mh_conn_flush_one(mh_conn *c);
 
-/** Queues a control frame for an own socket, ahead of data frames not yet begun. */
+/**
+ * Queues a control frame for an own socket, ahead of data frames not yet
+ * begun; MH_MSG_RAW: bytes without a frame header (the 101, which then
+ * leaves in one write with the welcome).
+ */
 int mh_conn_push_control(mh_conn *c, int opcode, const void *payload, size_t len);
 
 /** The connection with this id string ("<hub>.<incarnation>-<n>"), or NULL. */

@@ -16,11 +16,15 @@
 typedef struct mh_msg {
     uint32_t refs;
     uint32_t len;        /* payload bytes */
-    uint8_t opcode;      /* 0: a text frame; else a WebSocket control opcode (own sockets) */
+    uint8_t opcode;      /* 0: a text frame; else a WebSocket control opcode (own sockets),
+                          * or MH_MSG_RAW: bytes written as they are (the 101) */
     double ts_ms;        /* publisher time (ms since epoch), 0 when unknown */
     unsigned char *data; /* payload; data - MH_MSG_PRE .. data is head room */
     unsigned char block[];
 } mh_msg;
+
+/* An entry of an own socket's queue written without a frame header. */
+#define MH_MSG_RAW 0xff
 
 /** Head room in front of each payload: at least LWS_PRE. */
 extern const size_t MH_MSG_PRE;

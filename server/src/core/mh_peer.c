@@ -67,6 +67,12 @@ uint32_t mh_peer_count(const mh_peer *p)
     return p->ip ? p->ip->n : 1;
 }
 
+void mh_peer_release(mh_peer *p)
+{
+    if (p)
+        uncount(p);
+}
+
 void mh_peer_free(mh_peer *p)
 {
     if (!p)

@@ -42,6 +42,12 @@ void mh_peer_rekey(mh_peer *p, const mh_ip *ip);
 /** Connections open from the peer's address in this worker, itself included. */
 uint32_t mh_peer_count(const mh_peer *p);
 
+/**
+ * Stops counting the socket against its address (it is being closed: a
+ * refusal lingering for the client's close); it still counts as a socket.
+ */
+void mh_peer_release(mh_peer *p);
+
 /** Releases the peer's count and frees it; NULL is a no-op. */
 void mh_peer_free(mh_peer *p);
 

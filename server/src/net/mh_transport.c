@@ -339,17 +339,14 @@ static int upgrade(mh_hub *h, int fd, mh_peer *peer, const char *buf, size_t len
     if (judge_upgrade(h, c, &v, why))
         goto refused;
     n = mh_upgrade_accept(req, ok, sizeof ok);
-    /* a fresh socket's send buffer takes the 101 whole */
-    if (n < 0 || send(fd, ok, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
-        mh_auth_refuse(h, why, 503, "upgrade", "write_failed", "try again");
+    if (n < 0 || mh_wsock_open(c, h, fd)) {
+        mh_auth_refuse(h, why, 503, "upgrade", "out_of_memory", "try again");
         goto refused;
     }
-    if (mh_wsock_open(c, h, fd)) {
-        /* the 101 is out: no HTTP answer can follow; close without one */
-        mh_auth_release(c);
-        free(c);
-        close(fd);
-        mh_peer_free(peer);
+    /* The 101 leaves with the welcome, in one write at the end of the loop
+     * iteration; a fresh socket's send buffer takes both. */
+    if (mh_conn_push_control(c, MH_MSG_RAW, ok, (size_t)n)) {
+        mh_conn_destroy(c);
         return 0;
     }
     mh_debug("conn %s: open", c->name);
