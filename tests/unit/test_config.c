@@ -100,6 +100,48 @@ static void bad_values_name_the_setting(void **state)
     assert_non_null(strstr(err, "tls_key"));
 }
 
+/* --redis-shards: every URL parsed in order; --redis alone is the one shard. */
+static void redis_shards(void **state)
+{
+    mh_config c;
+    char err[256];
+
+    assert_int_equal(load(&c, err, 3, "--redis", "redis://:pw@r.example:6380/2"), 0);
+    assert_int_equal(c.nshards, 1);
+    assert_string_equal(c.shards[0].host, "r.example");
+    assert_int_equal(c.shards[0].port, 6380);
+    assert_int_equal(c.shards[0].db, 2);
+    assert_string_equal(c.shards[0].password, "pw");
+    assert_int_equal(load(&c, err, 3, "--redis-shards",
+                          "redis://127.0.0.1:7001/0, rediss://u:p@[::1]:7002/3,redis://h3"),
+                     0);
+    assert_int_equal(c.nshards, 3);
+    assert_int_equal(c.shards[0].port, 7001);
+    assert_int_equal(c.shards[0].tls, 0);
+    assert_string_equal(c.shards[1].host, "::1");
+    assert_int_equal(c.shards[1].db, 3);
+    assert_string_equal(c.shards[1].user, "u");
+    assert_int_equal(c.shards[1].tls, 1);
+    assert_int_equal(c.redis_tls, 1); /* a rediss:// shard: the TLS flags apply */
+    assert_string_equal(c.shards[2].host, "h3");
+    assert_int_equal(c.shards[2].port, 6379);
+    assert_int_equal(load(&c, err, 3, "--redis-shards", "redis://a:1/0,http://b"), -1);
+    assert_non_null(strstr(err, "redis_shards"));
+    assert_non_null(strstr(err, "http://b"));
+    assert_int_equal(load(&c, err, 3, "--redis-shards", " , "), -1);
+    assert_non_null(strstr(err, "no URL"));
+    assert_int_equal(load(&c, err, 5, "--redis-shards", "redis://a:1/0,redis://b:2/0",
+                          "--redis-sentinels", "127.0.0.1:26379"),
+                     -1);
+    assert_non_null(strstr(err, "Sentinel"));
+    assert_int_equal(load(&c, err, 3, "--redis-shards",
+                          "redis://a,redis://a,redis://a,redis://a,redis://a,redis://a,"
+                          "redis://a,redis://a,redis://a,redis://a,redis://a,redis://a,"
+                          "redis://a,redis://a,redis://a,redis://a,redis://a"),
+                     -1);
+    assert_non_null(strstr(err, "at most 16"));
+}
+
 static void precedence_file_env_flags(void **state)
 {
     mh_config c;
@@ -133,6 +175,7 @@ int main(void)
         cmocka_unit_test(flags_and_forms),
         cmocka_unit_test(bad_values_name_the_setting),
         cmocka_unit_test(precedence_file_env_flags),
+        cmocka_unit_test(redis_shards),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
