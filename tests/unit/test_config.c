@@ -31,9 +31,9 @@ static void defaults(void **state)
     assert_int_equal(load(&c, err, 1), 0);
     assert_string_equal(c.listen_host, "127.0.0.1");
     assert_int_equal(c.listen_port, 8765);
-    assert_string_equal(c.redis_host, "127.0.0.1");
-    assert_int_equal(c.redis_port, 6379);
-    assert_int_equal(c.redis_db, 0);
+    assert_string_equal(c.redis.host, "127.0.0.1");
+    assert_int_equal(c.redis.port, 6379);
+    assert_int_equal(c.redis.db, 0);
     assert_string_equal(c.redis_prefix, "mizan:");
     assert_int_equal(c.allow_anonymous, 0);
     assert_int_equal(c.max_frame, 65536);
@@ -53,11 +53,11 @@ static void flags_and_forms(void **state)
                      0);
     assert_string_equal(c.listen_host, "0.0.0.0");
     assert_int_equal(c.listen_port, 9000);
-    assert_string_equal(c.redis_host, "r.example");
-    assert_int_equal(c.redis_port, 6380);
-    assert_int_equal(c.redis_db, 2);
-    assert_string_equal(c.redis_password, "s3cret");
-    assert_string_equal(c.redis_user, "");
+    assert_string_equal(c.redis.host, "r.example");
+    assert_int_equal(c.redis.port, 6380);
+    assert_int_equal(c.redis.db, 2);
+    assert_string_equal(c.redis.password, "s3cret");
+    assert_string_equal(c.redis.user, "");
     assert_int_equal(c.allow_anonymous, 1);
     assert_int_equal(c.max_frame, 1024);
     assert_int_equal(load(&c, err, 4, "--allow-anonymous", "false", "--workers=2"), 0);
@@ -65,12 +65,12 @@ static void flags_and_forms(void **state)
     assert_int_equal(c.workers, 2);
     /* USER:PASSWORD@ is an ACL user; PASSWORD@ and :PASSWORD@ the default user */
     assert_int_equal(load(&c, err, 3, "--redis", "redis://hub:pw@r.example:6380/0"), 0);
-    assert_string_equal(c.redis_user, "hub");
-    assert_string_equal(c.redis_password, "pw");
-    assert_string_equal(c.redis_host, "r.example");
+    assert_string_equal(c.redis.user, "hub");
+    assert_string_equal(c.redis.password, "pw");
+    assert_string_equal(c.redis.host, "r.example");
     assert_int_equal(load(&c, err, 3, "--redis", "redis://pw@r.example"), 0);
-    assert_string_equal(c.redis_user, "");
-    assert_string_equal(c.redis_password, "pw");
+    assert_string_equal(c.redis.user, "");
+    assert_string_equal(c.redis.password, "pw");
 }
 
 static void bad_values_name_the_setting(void **state)

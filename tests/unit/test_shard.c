@@ -14,9 +14,9 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "mh_key.h"
+#include "vector_cases.h"
 
-static json_t *cases_doc;
+#include "mh_key.h"
 
 static void run_case(void **state)
 {
@@ -53,34 +53,11 @@ static void test_crc_and_range(void **state)
 
 int main(int argc, char **argv)
 {
+    const struct CMUnitTest more[] = {
+        cmocka_unit_test(test_crc_and_range),
+    };
     char path[1024];
-    json_error_t jerr;
-    struct CMUnitTest *tests;
-    size_t n, i;
-    int rc;
 
     snprintf(path, sizeof path, "%s/shard/shards.json", argc > 1 ? argv[1] : MH_VECTORS_DIR);
-    cases_doc = json_load_file(path, 0, &jerr);
-    if (!cases_doc) {
-        fprintf(stderr, "test_shard: %s: %s\n", path, jerr.text);
-        return 1;
-    }
-    n = json_array_size(json_object_get(cases_doc, "cases"));
-    if (n == 0) {
-        fprintf(stderr, "test_shard: %s: no cases\n", path);
-        return 1;
-    }
-    tests = calloc(n + 1, sizeof *tests);
-    for (i = 0; i < n; i++) {
-        json_t *c = json_array_get(json_object_get(cases_doc, "cases"), i);
-        tests[i].name = json_string_value(json_object_get(c, "name"));
-        tests[i].test_func = run_case;
-        tests[i].initial_state = c;
-    }
-    tests[n].name = "crc check value, shards in range";
-    tests[n].test_func = test_crc_and_range;
-    rc = _cmocka_run_group_tests("shard", tests, n + 1, NULL, NULL);
-    free(tests);
-    json_decref(cases_doc);
-    return rc;
+    return run_vector_cases("shard", path, run_case, more, sizeof more / sizeof more[0]);
 }

@@ -35,7 +35,7 @@ static const setting table[] = {
      "also serve the operator page /ops/ and its JSON (every hub's state, traces of any "
      "context or channel) on --listen, to whoever reaches that port; without it /ops/ is "
      "served on --admin-listen only"},
-    {"redis", T_REDIS, "redis://127.0.0.1:6379/0", 0, 0, OFF(redis_url), 0,
+    {"redis", T_REDIS, "redis://127.0.0.1:6379/0", 0, 0, OFF(redis), 0,
      "redis://[[USER]:PASSWORD@]HOST:PORT/DB (USER: a Redis ACL user; none: the default user); "
      "rediss://... for TLS; an IPv6 HOST in brackets ([::1])"},
     {"redis_tls_ca", T_STR, "", 0, 0, STR(redis_tls_ca),
@@ -336,17 +336,9 @@ static int set_value(mh_config *c, const setting *s, const char *v, char *err, s
         return 0;
     }
     case T_REDIS: {
-        mh_redis_addr a;
         char why[128];
-        if (mh_config_parse_redis_url(v, &a, why, sizeof why))
+        if (mh_config_parse_redis_url(v, (mh_redis_addr *)(base + s->off), why, sizeof why))
             return fail(err, errlen, s, v, why);
-        strcpy(c->redis_url, a.url);
-        strcpy(c->redis_host, a.host);
-        c->redis_port = a.port;
-        c->redis_db = a.db;
-        strcpy(c->redis_user, a.user);
-        strcpy(c->redis_password, a.password);
-        c->redis_tls = a.tls;
         return 0;
     }
     case T_LEVEL: {
@@ -468,14 +460,8 @@ static int build_shards(mh_config *c, char *err, size_t errlen)
 
     c->nshards = 0;
     if (!c->redis_shards[0]) {
-        mh_redis_addr *a = &c->shards[0];
-        strcpy(a->url, c->redis_url);
-        strcpy(a->host, c->redis_host);
-        a->port = c->redis_port;
-        a->db = c->redis_db;
-        strcpy(a->user, c->redis_user);
-        strcpy(a->password, c->redis_password);
-        a->tls = c->redis_tls;
+        c->shards[0] = c->redis;
+        c->redis_tls = c->redis.tls;
         c->nshards = 1;
         return 0;
     }

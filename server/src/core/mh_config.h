@@ -29,14 +29,9 @@ typedef struct mh_config {
     int listen_port;
     char admin_host[MH_HOST_MAX]; /* "": no admin listener */
     int admin_port;
-    int ops_public;      /* the operator page (/ops/) on --listen too */
-    char redis_url[512]; /* as given, for logs (password masked there) */
-    char redis_host[256];
-    int redis_port;
-    int redis_db;
-    char redis_user[128]; /* from redis://USER:PASSWORD@...; empty: AUTH PASSWORD alone */
-    char redis_password[256];
-    int redis_tls;            /* rediss:// */
+    int ops_public;           /* the operator page (/ops/) on --listen too */
+    mh_redis_addr redis;      /* --redis (with Sentinels: user, password, DB) */
+    int redis_tls;            /* a link is rediss:// (--redis or a shard) */
     char redis_tls_ca[512];   /* CA file the server's certificate is checked against */
     char redis_tls_cert[512]; /* client certificate (chain), PEM */
     char redis_tls_key[512];  /* its key */
