@@ -46,7 +46,7 @@ from django.db import close_old_connections
 from django.http import Http404, HttpResponseBase
 
 from . import conf, handlers, izana_compat, outbox, protocol, stats
-from .connection import get_redis, key, shard_count
+from .connection import get_redis, key, shard_count, shard_of
 from .handlers import HubRequest, Message, RpcError
 
 logger = logging.getLogger("mizan_hub.worker")
@@ -76,7 +76,8 @@ def hub_channel(hub: str) -> str:
 def send_to_connection(hub: str, conn: str, frame: dict, client: redis.Redis | None = None) -> None:
     """Forward ``frame`` to one connection (a ``send`` envelope)."""
     text = protocol.encode_envelope({"kind": "send", "conn": conn, "frame": _jsonable(frame)})
-    (client or get_redis()).publish(hub_channel(hub), text.encode("utf-8"))
+    # the connection's shard (SPEC 11.1), where replies to it go too: in order
+    (client or get_redis(shard_of(conn))).publish(hub_channel(hub), text.encode("utf-8"))
 
 
 def _error(code: str, message: str, details: Any = None) -> dict:

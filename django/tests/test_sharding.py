@@ -220,3 +220,21 @@ def test_mizan_hub_config_writes_the_shards_in_order(shards, three_urls, tmp_pat
     lines = dict(line.split(" = ", 1) for line in (tmp_path / "hub.conf").read_text().splitlines()
                  if line and not line.startswith("#"))
     assert lines["redis_shards"] == ",".join(three_urls)
+
+
+def test_send_to_connection_goes_to_the_connections_shard(shards):
+    from mizan_hub.worker import send_to_connection
+    conns = {}
+    i = 0
+    while len(conns) < 3:
+        conns.setdefault(protocol.shard(f"h1.{i}", 3), f"h1.{i}")
+        i += 1
+    subs = [Subscriber(client, "mizan:hub:h1") for client in shards]
+    try:
+        for s, conn in conns.items():
+            send_to_connection("h1", conn, {"hello": s})
+        for s, sub in enumerate(subs):
+            assert [e["conn"] for e in sub.envelopes()] == [conns[s]], s
+    finally:
+        for sub in subs:
+            sub.close()
