@@ -9,7 +9,8 @@ WebSocket clients.
   while it is down, the other shards' events keep arriving live, and the
   heal invalidates only the subscriptions that shard owns;
 - a resume with `since` (context and channel) reads the owning shard;
-- a browser's frames land in the inbound stream of its connection's shard.
+- a browser's frames land in the inbound stream of its connection's shard;
+- each shard URL has its own TLS and password.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import asyncio
 import pytest
 
 import djsite
-from hubtest import SLOW, RedisServer, connect, poll, run
+from hubtest import SLOW, RedisServer, connect, poll, publish_invalidate, run
 from mizan_hub.protocol import canonical_key, shard
+from test_redis_tls import TlsRedis, pki  # noqa: F401  (pki: a fixture)
 
 N = 3
 CHANNELS = {"room": {"history": 100}}
@@ -306,3 +308,43 @@ def test_a_browsers_frames_go_to_its_connections_shard(make_hub, shards):
             await c.close()
 
     run(main(), timeout=30)
+
+
+class PasswordRedis(RedisServer):
+    def extra_args(self) -> list[str]:
+        return ["--requirepass", "shard-secret"]
+
+    def client(self, **kw):
+        return super().client(password="shard-secret", **kw)
+
+    @property
+    def url(self) -> str:
+        return f"redis://:shard-secret@127.0.0.1:{self.port}/0"
+
+
+def test_each_shard_url_has_its_own_tls_and_password(make_hub, tmp_path, pki):  # noqa: F811
+    servers = [RedisServer(tmp_path / "plain"), TlsRedis(tmp_path / "tls", pki),
+               PasswordRedis(tmp_path / "password")]
+    try:
+        for server in servers:
+            server.start()
+        hub = sharded_hub(make_hub, servers, redis_tls_ca=str(pki / "ca.crt"))
+        contexts = names_per_shard("ctx", 1)
+
+        async def main():
+            c = await connect(hub)
+            for s in range(N):
+                assert (await c.subscribe(context=contexts[s][0]))["version"] == "0:0"
+            for s, server in enumerate(servers):
+                client = server.client()
+                assert publish_invalidate(client, contexts[s], {contexts[s][0]: "t1:1"}) == 1
+                client.close()
+                frame = await c.recv()
+                assert frame["invalidate"] == contexts[s], (s, frame)
+            await c.close()
+
+        run(main(), timeout=30)
+        assert "redis subscriber link (shard 1) connected" in hub.stderr_text()
+    finally:
+        for server in servers:
+            server.kill()
