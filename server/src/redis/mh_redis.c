@@ -848,7 +848,7 @@ unsigned mh_redis_nshards(const mh_redis *r)
 
 unsigned mh_redis_shard_of(const mh_redis *r, const char *key, size_t len)
 {
-    return mh_key_shard(key, len, r->nshards);
+    return r->nshards > 1 ? mh_key_shard(key, len, r->nshards) : 0; /* one shard: no CRC */
 }
 
 bool mh_redis_shard_subscribed(const mh_redis *r, unsigned idx)
