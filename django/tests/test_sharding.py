@@ -19,7 +19,7 @@ from django.test import override_settings
 from mizan_hub import connection, protocol, publishing
 from mizan_hub.checks import check_settings
 from mizan_hub.versions import aread_versions, read_versions
-from tests.conftest import Subscriber, redis_server
+from tests.conftest import HUB, Subscriber, free_port, redis_server, running_hub
 
 VECTORS = Path(__file__).resolve().parents[2] / "protocol" / "vectors" / "shard" / "shards.json"
 CASES = json.loads(VECTORS.read_text(encoding="utf-8"))["cases"]
@@ -238,3 +238,47 @@ def test_send_to_connection_goes_to_the_connections_shard(shards):
     finally:
         for sub in subs:
             sub.close()
+
+
+@pytest.mark.skipif(not HUB.is_file(), reason=f"no hub binary at {HUB}")
+def test_rpcs_of_every_shard_are_answered_by_one_worker_through_the_real_hub(
+        shards, three_urls, tmp_path):
+    """browser -> hub -> `in` on the connection's shard -> the worker's reader
+    of that shard -> reply on that shard -> hub -> browser, for a connection
+    on each of the three shards at once."""
+    import threading
+
+    websocket = pytest.importorskip("websocket")
+    from mizan_hub.worker import Worker
+    from tests import hub_handlers  # noqa: F401  (rpc handlers)
+
+    port = free_port()
+    args = ["--listen", f"127.0.0.1:{port}", "--redis-shards", ",".join(three_urls),
+            "--allow-anonymous", "--hub-id", "sharded", "--log-level", "warn",
+            "--drain-window", "0", "--canary-interval-ms", "50"]
+    with running_hub(args, port, tmp_path / "hub.log") as url:
+        clients = {}
+        while len(clients) < 3:
+            ws = websocket.create_connection(url, timeout=5)
+            conn = json.loads(ws.recv())["welcome"]["conn"]
+            if protocol.shard(conn, 3) in clients:
+                ws.close()
+                continue
+            clients[protocol.shard(conn, 3)] = ws
+        worker = Worker(consumer="sharded")
+        thread = threading.Thread(target=worker.run)
+        thread.start()
+        try:
+            for s, ws in clients.items():
+                ws.send(json.dumps({"action": "rpc", "id": s, "fn": "test.add",
+                                    "args": {"a": s, "b": 10}}))
+            for s, ws in clients.items():
+                assert json.loads(ws.recv()) == {"id": s, "ok": True,
+                                                 "data": {"sum": s + 10, "sub": None}}
+            for s, client in enumerate(shards):
+                assert client.xlen("mizan:in") == 1, s
+        finally:
+            worker.stop()
+            thread.join(10)
+            for ws in clients.values():
+                ws.close()
