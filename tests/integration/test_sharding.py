@@ -60,8 +60,16 @@ def sharded_hub(make_hub, servers, **settings):
                     redis_backoff_max_ms=300, **settings)
 
 
-def site(servers):
-    return djsite.site(servers[0].url, REDIS_SHARDS=[s.url for s in servers], CHANNELS=CHANNELS)
+def run_in_site(servers, coro, timeout: float = 60) -> None:
+    """Runs the test body with Django publishing to these shards; the
+    site's database outlives the test, so its outbox is emptied after."""
+    with djsite.site(servers[0].url, REDIS_SHARDS=[s.url for s in servers], CHANNELS=CHANNELS):
+        from mizan_hub.models import OutboxEntry
+        try:
+            run(coro, timeout=timeout)
+            assert OutboxEntry.objects.count() == 0, "everything was delivered"
+        finally:
+            OutboxEntry.objects.all().delete()
 
 
 def _context(entry):
@@ -99,7 +107,6 @@ def test_the_publisher_reaches_every_browser_and_every_key_is_on_its_shard(make_
     from django.db import transaction
 
     import mizan_hub
-    from mizan_hub.models import OutboxEntry
 
     async def main():
         a = await connect(hub)
@@ -144,12 +151,7 @@ def test_the_publisher_reaches_every_browser_and_every_key_is_on_its_shard(make_
         await a.close()
         await b.close()
 
-    with site(shards):
-        try:
-            run(main(), timeout=60)
-            assert OutboxEntry.objects.count() == 0
-        finally:
-            OutboxEntry.objects.all().delete()
+    run_in_site(shards, main())
 
     clients = [s.client() for s in shards]
     for c in all_contexts:
@@ -176,7 +178,6 @@ def test_a_shard_that_restarts_empty_heals_only_what_it_owns(make_hub, shards):
     djsite.setup()
 
     import mizan_hub
-    from mizan_hub.models import OutboxEntry
 
     async def main():
         a = await connect(hub)
@@ -221,11 +222,7 @@ def test_a_shard_that_restarts_empty_heals_only_what_it_owns(make_hub, shards):
         assert metrics[f'mizan_hub_redis_shard_reconnects_total{{shard="{down}"}}'] >= 1
         await a.close()
 
-    with site(shards):
-        try:
-            run(main(), timeout=60)
-        finally:
-            OutboxEntry.objects.all().delete()
+    run_in_site(shards, main())
 
 
 def test_resume_with_since_reads_the_owning_shard(make_hub, shards):
@@ -236,7 +233,6 @@ def test_resume_with_since_reads_the_owning_shard(make_hub, shards):
     djsite.setup()
 
     import mizan_hub
-    from mizan_hub.models import OutboxEntry
 
     async def main():
         await asyncio.to_thread(mizan_hub.invalidate, context)
@@ -275,11 +271,7 @@ def test_resume_with_since_reads_the_owning_shard(make_hub, shards):
         assert frames[-1]["seq"] == 4
         await c.close()
 
-    with site(shards):
-        try:
-            run(main(), timeout=60)
-        finally:
-            OutboxEntry.objects.all().delete()
+    run_in_site(shards, main())
 
 
 def test_a_browsers_frames_go_to_its_connections_shard(make_hub, shards):
