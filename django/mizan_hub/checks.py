@@ -6,7 +6,7 @@ with a message naming the key, not surface as a silent failure to publish.
 | id | what |
 |---|---|
 | E001 | ``MIZAN_HUB`` is not a dict, or has a key this app does not know |
-| E002 | ``REDIS_URL`` is not a redis://, rediss:// or unix:// URL |
+| E002 | ``REDIS_URL`` is not a redis://, rediss:// or unix:// URL; ``REDIS_SHARDS`` is not None or a list of 1-16 such URLs without repeats |
 | E003 | ``PREFIX`` is not a non-empty string without spaces or control characters |
 | E004 | ``STRICT``, ``SESSIONS`` or ``PUBLISH_REGISTRY_ON_MIGRATE`` is not a bool, ``TEST_MODE`` not a bool or None |
 | E005 | ``CONTEXTS``/``CHANNELS``: a bad name, guard, params, param_rules or history |
@@ -213,6 +213,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
     url = hub["REDIS_URL"]
     if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         errors.append(_err(2, f"REDIS_URL {url!r} is not a redis://, rediss:// or unix:// URL"))
+    errors += _check_shards(hub["REDIS_SHARDS"])
     prefix = hub["PREFIX"]
     if not isinstance(prefix, str) or not prefix or re.search(r"[\s\x00-\x1f\x7f]", prefix):
         errors.append(_err(3, "PREFIX must be a non-empty string without spaces or controls",
@@ -242,6 +243,24 @@ def check_settings(app_configs=None, **kwargs) -> list:
     errors += _check_origins(hub["ALLOWED_ORIGINS"])
     errors += _check_tokens_usable(hub)
     errors += _check_registry_opens_something(hub)
+    return errors
+
+
+def _check_shards(shards) -> list:
+    if shards is None:
+        return []
+    hint = "a list of Redis URLs, one per shard, in the order the hubs' --redis-shards lists them"
+    if not isinstance(shards, (list, tuple)) or not 1 <= len(shards) <= 16:
+        return [_err(2, "MIZAN_HUB['REDIS_SHARDS'] must be None or a list of 1-16 URLs",
+                     hint=hint)]
+    errors = []
+    for url in shards:
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            errors.append(_err(2, f"REDIS_SHARDS: {url!r} is not a redis://, rediss:// or "
+                                  "unix:// URL", hint=hint))
+    if not errors and len(set(shards)) != len(shards):
+        errors.append(_err(2, "REDIS_SHARDS lists a URL twice: two shards would share one "
+                              "Redis", hint=hint))
     return errors
 
 

@@ -22,6 +22,10 @@ from django.dispatch import receiver
 DEFAULTS: dict[str, Any] = {
     # Where the hub's Redis is; the hub must be pointed at the same one.
     "REDIS_URL": "redis://127.0.0.1:6379/0",
+    # Client-side sharding (SPEC section 11.1): a list of Redis URLs, one
+    # per shard, in the same order as the hub's --redis-shards; the data is
+    # spread over them by SPEC 11.1's mapping. None: one shard, REDIS_URL.
+    "REDIS_SHARDS": None,
     # Prepended to every Redis name (SPEC section 11); the hub's
     # --redis-prefix.
     "PREFIX": "mizan:",
@@ -133,7 +137,7 @@ HUB_SETTINGS = (
     "log_format", "admin_listen", "heal_timeout_ms", "max_shapes", "proxy_protocol",
     "resume_burst", "resume_rate", "trusted_proxies", "redis_sentinels", "redis_master_name",
     "redis_sentinel_password", "redis_tls_ca", "redis_tls_cert", "redis_tls_key",
-    "redis_connect_timeout_ms", "registry_from_redis", "ops_public",
+    "redis_connect_timeout_ms", "registry_from_redis", "ops_public", "redis_shards",
 )
 
 #: Hub settings ``mizan_hub_config`` writes from Django's settings (and the
@@ -141,6 +145,7 @@ HUB_SETTINGS = (
 #: set them: each maps to where its value comes from.
 DERIVED = {
     "redis": "MIZAN_HUB['REDIS_URL']",
+    "redis_shards": "MIZAN_HUB['REDIS_SHARDS']",
     "redis_prefix": "MIZAN_HUB['PREFIX']",
     "jwt_keys": "MIZAN_HUB['TOKEN']['KEYS'] (written to a JWKS file)",
     "jwt_secret": "MIZAN_HUB['TOKEN']['KEYS'] (written to a JWKS file)",

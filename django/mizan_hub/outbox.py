@@ -644,7 +644,7 @@ Outcome = tuple[list[int], dict[int, str], list[int], "str | None"]
 
 def _plan(rows: list):
     """What publishing ``rows`` takes, as a generator: it yields the script
-    runs ``(keys, args)`` one at a time and is sent each reply, or thrown the
+    runs ``(shard, keys, args)`` one at a time and is sent each reply, or thrown the
     ``redis.RedisError`` it raised. Returns (acknowledged ids, refused ids
     with reasons, ids of the group an outage stopped at, that outage). The
     sync and the asyncio relay drive the same plan."""
@@ -702,7 +702,8 @@ def publish_rows(rows: list) -> Outcome:
         except StopIteration as stop:
             return stop.value
         try:
-            reply, error = script.run(get_redis(), *call), None
+            shard, keys, args = call
+            reply, error = script.run(get_redis(shard), keys, args), None
         except redis.RedisError as exc:
             reply, error = None, exc
 
@@ -720,7 +721,8 @@ async def apublish_rows(rows: list) -> Outcome:
         except StopIteration as stop:
             return stop.value
         try:
-            reply, error = await script.arun(get_async_redis(), *call), None
+            shard, keys, args = call
+            reply, error = await script.arun(get_async_redis(shard), keys, args), None
         except redis.RedisError as exc:
             reply, error = None, exc
 

@@ -17,6 +17,7 @@ where the SPEC defines one, the place: ``pos`` (a byte offset in a header) or
 
 from __future__ import annotations
 
+import binascii
 import json
 import math
 import re
@@ -33,6 +34,8 @@ __all__ = [
     "encode_header",
     "canonical_key",
     "bucket",
+    "slot",
+    "shard",
     "matches",
     "decode_frame",
     "decode_envelope",
@@ -54,6 +57,7 @@ MAX_SINCE_BYTES = 128
 MAX_DEPTH = 64
 MAX_CLOSE_REASON_BYTES = 123
 BUCKETS = 1024
+SLOTS = 16384
 
 #: A normalized invalidation entry: a context name (unscoped) or
 #: ``{"context": NAME, "params": {NAME: STRING, ...}}`` (scoped).
@@ -408,6 +412,23 @@ def bucket(key: str | bytes) -> int:
     for byte in data:
         h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
     return h % BUCKETS
+
+
+def slot(key: str | bytes) -> int:
+    """The slot of a shard key (SPEC section 11.1): CRC16-XMODEM of its UTF-8
+    bytes (Redis Cluster's key-slot CRC; ``binascii.crc_hqx`` with 0 is that
+    CRC), mod 16384."""
+    data = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    return binascii.crc_hqx(data, 0) % SLOTS
+
+
+def shard(key: str | bytes, shards: int) -> int:
+    """Which of ``shards`` Redis shards owns a shard key (SPEC section 11.1):
+    a context's name, a channel instance's canonical key, a connection id.
+    Slots are split in even ranges: ``slot * shards // 16384``."""
+    if shards < 1:
+        raise ValueError("shards must be at least 1")
+    return slot(key) * shards // SLOTS
 
 
 # --------------------------------------------------------------------------

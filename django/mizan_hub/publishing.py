@@ -11,7 +11,9 @@ as few envelopes as the 256-entry limit allows, its identical messages once.
 
 Sending is one run of the publish script per envelope (:mod:`mizan_hub.script`),
 which bumps the version counters of SPEC section 10 and publishes on
-``{prefix}events``. When Redis is unavailable the event stays in the outbox
+``{prefix}events``. With ``REDIS_SHARDS`` (SPEC section 11.1) each run goes
+to the shard that owns what it touches: an invalidation naming contexts of
+several shards is one run (one envelope) per shard. When Redis is unavailable the event stays in the outbox
 and a relay (the next commit's, ``manage.py mizan_hub_relay`` or the inbound
 worker) publishes it once Redis is back: at least once, in order. The
 failure is logged and counted (``stats.get("publish_failures")``) and the
@@ -38,7 +40,7 @@ import redis
 from django.core.serializers.json import DjangoJSONEncoder
 
 from . import conf, outbox, protocol, stats, testing
-from .connection import events_channel, get_redis, key
+from .connection import events_channel, get_redis, key, shard_count, shard_of
 from .outbox import PublishError
 
 logger = logging.getLogger("mizan_hub.publish")
@@ -292,16 +294,28 @@ def _guarded(what: str, call) -> Any:
         return None
 
 
-# The relay (mizan_hub.outbox) sends through these: each builds the keys and
-# arguments of one publish-script run, so the sync and the asyncio relay
-# share everything but the client that runs it.
+# The relay (mizan_hub.outbox) sends through these: each builds the shard,
+# keys and arguments of one publish-script run, so the sync and the asyncio
+# relay share everything but the client that runs it.
 
-def invalidation_calls(entries: list) -> list[tuple[list[str], list[str]]]:
-    """The script runs that publish these invalidations: collapsed, in as few
-    envelopes as the 256-entry limit allows."""
+#: One run of the publish script: (shard, keys, args).
+Call = tuple[int, list[str], list[str]]
+
+
+def invalidation_calls(entries: list) -> list[Call]:
+    """The script runs that publish these invalidations: collapsed, split
+    per Redis shard (SPEC 11.1: a context's versions live on the shard of
+    its name, and its envelope is published there), in as few envelopes per
+    shard as the 256-entry limit allows. Each run is atomic on its shard;
+    runs on different shards are not atomic together."""
     entries = collapse(entries)
-    return [_invalidation_call(entries[start:start + protocol.MAX_ENTRIES])
-            for start in range(0, len(entries), protocol.MAX_ENTRIES)]
+    shards = shard_count()
+    by_shard: dict[int, list] = {}
+    for entry in entries:
+        by_shard.setdefault(protocol.shard(_entry_context(entry), shards), []).append(entry)
+    return [(shard, *_invalidation_call(part[start:start + protocol.MAX_ENTRIES]))
+            for shard, part in sorted(by_shard.items())
+            for start in range(0, len(part), protocol.MAX_ENTRIES)]
 
 
 def _invalidation_call(entries: list) -> tuple[list[str], list[str]]:
@@ -324,14 +338,15 @@ def _invalidation_call(entries: list) -> tuple[list[str], list[str]]:
     return keys, args
 
 
-def message_call(message: _Message) -> tuple[list[str], list[str]]:
-    """The script run that publishes one channel message."""
+def message_call(message: _Message) -> Call:
+    """The script run that publishes one channel message, on the shard of
+    its channel instance's canonical key (SPEC 11.1)."""
     canonical = protocol.canonical_key(message.channel, message.params)
     config = channel_config(message.channel)
     ttl_ms = int(config["ttl"] * 1000)
     body = ('"channel":' + _json(message.channel) + ',"params":' + _json(message.params)
             + ',"type":' + _json(message.type) + ',"data":' + message.data_json)
-    return ([key("c:", canonical), key("h:", canonical)],
+    return (shard_of(canonical), [key("c:", canonical), key("h:", canonical)],
             ["message", events_channel(), _ts(), body, str(config["history"]), str(ttl_ms)])
 
 

@@ -8,6 +8,11 @@ another worker claims it (``XAUTOCLAIM``) once it has been idle longer than
 ``CLAIM_IDLE_MS``: at-least-once. A handler may therefore run twice for one
 frame; make handlers idempotent where that matters.
 
+With ``REDIS_SHARDS`` (SPEC section 11.1) hubs append each connection's
+frames to ``{prefix}in`` on the shard of the connection's id: a worker
+reads the stream of every shard (one reading thread per shard) and answers
+on the shard it read the entry from; hubs listen on every shard.
+
 Replies go to the hub that holds the connection, on ``{prefix}hub:{hub id}``:
 ``{"v":1,"kind":"reply","conn":...,"frame":{"id":...,"ok":true,"data":...}}``.
 A handler's exception becomes ``"ok": false`` with an ``INTERNAL`` error and a
@@ -41,7 +46,7 @@ from django.db import close_old_connections
 from django.http import Http404, HttpResponseBase
 
 from . import conf, handlers, izana_compat, outbox, protocol, stats
-from .connection import get_redis, key
+from .connection import get_redis, key, shard_count, shard_of
 from .handlers import HubRequest, Message, RpcError
 
 logger = logging.getLogger("mizan_hub.worker")
@@ -71,7 +76,8 @@ def hub_channel(hub: str) -> str:
 def send_to_connection(hub: str, conn: str, frame: dict, client: redis.Redis | None = None) -> None:
     """Forward ``frame`` to one connection (a ``send`` envelope)."""
     text = protocol.encode_envelope({"kind": "send", "conn": conn, "frame": _jsonable(frame)})
-    (client or get_redis()).publish(hub_channel(hub), text.encode("utf-8"))
+    # the connection's shard (SPEC 11.1), where replies to it go too: in order
+    (client or get_redis(shard_of(conn))).publish(hub_channel(hub), text.encode("utf-8"))
 
 
 def _error(code: str, message: str, details: Any = None) -> dict:
@@ -120,12 +126,19 @@ class Worker:
     messages of one connection may be handled out of order."""
 
     def __init__(self, *, consumer: str | None = None, client: redis.Redis | None = None,
-                 relay: bool = True, concurrency: int | None = None):
+                 relay: bool = True, concurrency: int | None = None, shard: int | None = None):
         options = conf.get("WORKER")
         self.concurrency = max(1, int(concurrency or options.get("CONCURRENCY", 1)))
         self._pool = (ThreadPoolExecutor(self.concurrency, thread_name_prefix="mizan-hub-worker")
                       if self.concurrency > 1 else None)
-        self.client = client or get_redis()
+        # shard None: every shard (this one reads the first, run() starts a
+        # reader per other shard); a number: that shard's stream only
+        self.shard = shard
+        self.client = client or get_redis(shard or 0)
+        self._readers: list[Worker] = []
+        if client is None and shard is None:
+            self._readers = [Worker(consumer=consumer, relay=False, concurrency=concurrency,
+                                    shard=i) for i in range(1, shard_count())]
         self.stream = key("in")
         self.group = options["GROUP"]
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -144,6 +157,8 @@ class Worker:
     def stop(self) -> None:
         """Finish the entry in hand, then return from :meth:`run`."""
         self._stop.set()
+        for reader in self._readers:
+            reader.stop()
 
     @property
     def stopping(self) -> bool:
@@ -160,8 +175,30 @@ class Worker:
                 raise
 
     def run(self) -> None:
-        logger.info("mizan-hub worker %s reading %s (group %s)", self.consumer,
-                    self.stream, self.group)
+        threads = [threading.Thread(target=reader._run_reader, name=f"mizan-hub-shard-{i + 1}",
+                                    daemon=True) for i, reader in enumerate(self._readers)]
+        for thread in threads:
+            thread.start()
+        try:
+            self._run_loop()
+        finally:
+            for reader in self._readers:
+                reader.stop()
+            for thread in threads:
+                thread.join()
+
+    def _run_reader(self) -> None:
+        try:
+            self._run_loop()
+        except Exception:  # a reader that dies must say so; the others go on
+            logger.exception("mizan-hub worker: the reader of shard %s stopped", self.shard)
+        finally:
+            close_old_connections()  # this thread's own database connection
+
+    def _run_loop(self) -> None:
+        where = f" on shard {self.shard or 0}" if shard_count() > 1 else ""
+        logger.info("mizan-hub worker %s reading %s%s (group %s)", self.consumer,
+                    self.stream, where, self.group)
         backoff = 0.1
         group_ready = False
         while not self.stopping:

@@ -27,11 +27,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    """Starts redis-server on a free loopback port; stops it at the end."""
+def stop(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path):
+    """A redis-server on a free loopback port (its files in ``workdir``):
+    yields its URL once it answers; stopped on exit."""
     port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(workdir)],
@@ -48,12 +58,17 @@ def redis_url(tmp_path_factory):
                 pytest.exit(f"redis-server did not start on port {port}", returncode=3)
             time.sleep(0.02)
     client.close()
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
     try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop(proc, 5)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """Starts redis-server on a free loopback port; stops it at the end."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -75,12 +90,7 @@ def running_hub(args: list[str], port: int, log_path: Path, env: dict | None = N
                 time.sleep(0.05)
         yield f"ws://127.0.0.1:{port}/"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
         log.close()
 
 

@@ -1,5 +1,6 @@
 /*
- * mh_key — SPEC sections 3 and 4: canonical keys, buckets, matching.
+ * mh_key — SPEC sections 3 and 4: canonical keys, buckets, matching; and
+ * section 11.1: which Redis shard owns a context or a channel instance.
  */
 #ifndef MH_KEY_H
 #define MH_KEY_H
@@ -25,6 +26,18 @@ uint32_t mh_key_fnv1a(const char *s, size_t n);
 
 /** Bucket (0..MH_BUCKETS-1) of a canonical key. */
 unsigned mh_key_bucket(const char *key, size_t n);
+
+#define MH_SLOTS 16384
+
+/** CRC16-XMODEM (poly 0x1021, init 0, as Redis Cluster's key slot) of s[0..n). */
+uint16_t mh_key_crc16(const char *s, size_t n);
+
+/**
+ * The shard (0..nshards-1) of a shard key (SPEC 11.1: a context's name, a
+ * channel instance's canonical key, a connection's id): its slot,
+ * crc16 mod 16384, by even slot ranges. 'nshards' is at least 1.
+ */
+unsigned mh_key_shard(const char *key, size_t n, unsigned nshards);
 
 /**
  * Does entry 'e' match subscription 'sub' (SPEC 4)? Both hold sorted params;

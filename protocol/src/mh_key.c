@@ -30,6 +30,27 @@ unsigned mh_key_bucket(const char *key, size_t n)
     return mh_key_fnv1a(key, n) % MH_BUCKETS;
 }
 
+uint16_t mh_key_crc16(const char *s, size_t n)
+{
+    uint16_t crc = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        crc ^= (uint16_t)((unsigned char)s[i] << 8);
+        for (int bit = 0; bit < 8; bit++)
+            crc = crc & 0x8000 ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+    }
+    return crc;
+}
+
+unsigned mh_key_shard(const char *key, size_t n, unsigned nshards)
+{
+    uint32_t slot = mh_key_crc16(key, n) % MH_SLOTS;
+
+    /* Slot ranges, as a cluster splits them: shard i owns
+     * [i*16384/N, (i+1)*16384/N); with N = 1 everything is shard 0. */
+    return nshards <= 1 ? 0 : (unsigned)((slot * nshards) / MH_SLOTS);
+}
+
 bool mh_match(const mh_entry *e, const mh_entry *sub)
 {
     size_t j = 0;

@@ -63,11 +63,12 @@ urlpatterns: list = []
 
 
 @contextmanager
-def site(redis_url: str, engine: str = SIGNED):
-    """Django settings for one test: this Redis, this session engine."""
+def site(redis_url: str, engine: str = SIGNED, **hub_settings):
+    """Django settings for one test: this Redis, this session engine, and
+    any other MIZAN_HUB keys (REDIS_SHARDS, CHANNELS, ...)."""
     setup()
     from django.test import override_settings
-    hub = dict(settings.MIZAN_HUB, REDIS_URL=redis_url)
+    hub = dict(settings.MIZAN_HUB, REDIS_URL=redis_url, **hub_settings)
     with override_settings(SESSION_ENGINE=engine, MIZAN_HUB=hub):
         yield
 

@@ -31,9 +31,9 @@ static void defaults(void **state)
     assert_int_equal(load(&c, err, 1), 0);
     assert_string_equal(c.listen_host, "127.0.0.1");
     assert_int_equal(c.listen_port, 8765);
-    assert_string_equal(c.redis_host, "127.0.0.1");
-    assert_int_equal(c.redis_port, 6379);
-    assert_int_equal(c.redis_db, 0);
+    assert_string_equal(c.redis.host, "127.0.0.1");
+    assert_int_equal(c.redis.port, 6379);
+    assert_int_equal(c.redis.db, 0);
     assert_string_equal(c.redis_prefix, "mizan:");
     assert_int_equal(c.allow_anonymous, 0);
     assert_int_equal(c.max_frame, 65536);
@@ -53,11 +53,11 @@ static void flags_and_forms(void **state)
                      0);
     assert_string_equal(c.listen_host, "0.0.0.0");
     assert_int_equal(c.listen_port, 9000);
-    assert_string_equal(c.redis_host, "r.example");
-    assert_int_equal(c.redis_port, 6380);
-    assert_int_equal(c.redis_db, 2);
-    assert_string_equal(c.redis_password, "s3cret");
-    assert_string_equal(c.redis_user, "");
+    assert_string_equal(c.redis.host, "r.example");
+    assert_int_equal(c.redis.port, 6380);
+    assert_int_equal(c.redis.db, 2);
+    assert_string_equal(c.redis.password, "s3cret");
+    assert_string_equal(c.redis.user, "");
     assert_int_equal(c.allow_anonymous, 1);
     assert_int_equal(c.max_frame, 1024);
     assert_int_equal(load(&c, err, 4, "--allow-anonymous", "false", "--workers=2"), 0);
@@ -65,12 +65,12 @@ static void flags_and_forms(void **state)
     assert_int_equal(c.workers, 2);
     /* USER:PASSWORD@ is an ACL user; PASSWORD@ and :PASSWORD@ the default user */
     assert_int_equal(load(&c, err, 3, "--redis", "redis://hub:pw@r.example:6380/0"), 0);
-    assert_string_equal(c.redis_user, "hub");
-    assert_string_equal(c.redis_password, "pw");
-    assert_string_equal(c.redis_host, "r.example");
+    assert_string_equal(c.redis.user, "hub");
+    assert_string_equal(c.redis.password, "pw");
+    assert_string_equal(c.redis.host, "r.example");
     assert_int_equal(load(&c, err, 3, "--redis", "redis://pw@r.example"), 0);
-    assert_string_equal(c.redis_user, "");
-    assert_string_equal(c.redis_password, "pw");
+    assert_string_equal(c.redis.user, "");
+    assert_string_equal(c.redis.password, "pw");
 }
 
 static void bad_values_name_the_setting(void **state)
@@ -98,6 +98,48 @@ static void bad_values_name_the_setting(void **state)
     assert_non_null(strstr(err, "needs a value"));
     assert_int_equal(load(&c, err, 3, "--tls-cert", "/x.pem"), -1);
     assert_non_null(strstr(err, "tls_key"));
+}
+
+/* --redis-shards: every URL parsed in order; --redis alone is the one shard. */
+static void redis_shards(void **state)
+{
+    mh_config c;
+    char err[256];
+
+    assert_int_equal(load(&c, err, 3, "--redis", "redis://:pw@r.example:6380/2"), 0);
+    assert_int_equal(c.nshards, 1);
+    assert_string_equal(c.shards[0].host, "r.example");
+    assert_int_equal(c.shards[0].port, 6380);
+    assert_int_equal(c.shards[0].db, 2);
+    assert_string_equal(c.shards[0].password, "pw");
+    assert_int_equal(load(&c, err, 3, "--redis-shards",
+                          "redis://127.0.0.1:7001/0, rediss://u:p@[::1]:7002/3,redis://h3"),
+                     0);
+    assert_int_equal(c.nshards, 3);
+    assert_int_equal(c.shards[0].port, 7001);
+    assert_int_equal(c.shards[0].tls, 0);
+    assert_string_equal(c.shards[1].host, "::1");
+    assert_int_equal(c.shards[1].db, 3);
+    assert_string_equal(c.shards[1].user, "u");
+    assert_int_equal(c.shards[1].tls, 1);
+    assert_int_equal(c.redis_tls, 1); /* a rediss:// shard: the TLS flags apply */
+    assert_string_equal(c.shards[2].host, "h3");
+    assert_int_equal(c.shards[2].port, 6379);
+    assert_int_equal(load(&c, err, 3, "--redis-shards", "redis://a:1/0,http://b"), -1);
+    assert_non_null(strstr(err, "redis_shards"));
+    assert_non_null(strstr(err, "http://b"));
+    assert_int_equal(load(&c, err, 3, "--redis-shards", " , "), -1);
+    assert_non_null(strstr(err, "no URL"));
+    assert_int_equal(load(&c, err, 5, "--redis-shards", "redis://a:1/0,redis://b:2/0",
+                          "--redis-sentinels", "127.0.0.1:26379"),
+                     -1);
+    assert_non_null(strstr(err, "Sentinel"));
+    assert_int_equal(load(&c, err, 3, "--redis-shards",
+                          "redis://a,redis://a,redis://a,redis://a,redis://a,redis://a,"
+                          "redis://a,redis://a,redis://a,redis://a,redis://a,redis://a,"
+                          "redis://a,redis://a,redis://a,redis://a,redis://a"),
+                     -1);
+    assert_non_null(strstr(err, "at most 16"));
 }
 
 static void precedence_file_env_flags(void **state)
@@ -133,6 +175,7 @@ int main(void)
         cmocka_unit_test(flags_and_forms),
         cmocka_unit_test(bad_values_name_the_setting),
         cmocka_unit_test(precedence_file_env_flags),
+        cmocka_unit_test(redis_shards),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,11 +14,11 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "vector_cases.h"
+
 #include "mh_envelope.h"
 #include "mh_inval.h"
 #include "mh_out.h"
-
-static json_t *cases_doc;
 
 static const char *str_or_null(const json_t *a, const char *k)
 {
@@ -123,27 +123,7 @@ static void run_case(void **state)
 int main(int argc, char **argv)
 {
     char path[1024];
-    json_error_t jerr;
-    struct CMUnitTest *tests;
-    size_t n, i;
-    int rc;
 
     snprintf(path, sizeof path, "%s/outbound/frames.json", argc > 1 ? argv[1] : MH_VECTORS_DIR);
-    cases_doc = json_load_file(path, 0, &jerr);
-    if (!cases_doc) {
-        fprintf(stderr, "test_out: %s: %s\n", path, jerr.text);
-        return 1;
-    }
-    n = json_array_size(json_object_get(cases_doc, "cases"));
-    tests = calloc(n, sizeof *tests);
-    for (i = 0; i < n; i++) {
-        json_t *c = json_array_get(json_object_get(cases_doc, "cases"), i);
-        tests[i].name = json_string_value(json_object_get(c, "name"));
-        tests[i].test_func = run_case;
-        tests[i].initial_state = c;
-    }
-    rc = _cmocka_run_group_tests("outbound", tests, n, NULL, NULL);
-    free(tests);
-    json_decref(cases_doc);
-    return rc;
+    return run_vector_cases("outbound", path, run_case, NULL, 0);
 }

@@ -35,7 +35,7 @@ static const setting table[] = {
      "also serve the operator page /ops/ and its JSON (every hub's state, traces of any "
      "context or channel) on --listen, to whoever reaches that port; without it /ops/ is "
      "served on --admin-listen only"},
-    {"redis", T_REDIS, "redis://127.0.0.1:6379/0", 0, 0, OFF(redis_url), 0,
+    {"redis", T_REDIS, "redis://127.0.0.1:6379/0", 0, 0, OFF(redis), 0,
      "redis://[[USER]:PASSWORD@]HOST:PORT/DB (USER: a Redis ACL user; none: the default user); "
      "rediss://... for TLS; an IPv6 HOST in brackets ([::1])"},
     {"redis_tls_ca", T_STR, "", 0, 0, STR(redis_tls_ca),
@@ -160,6 +160,10 @@ static const setting table[] = {
     {"redis_sentinels", T_STR, "", 0, 0, STR(redis_sentinels),
      "HOST:PORT,... of Redis Sentinels: the master comes from them (and --redis only names the "
      "database, user and password), and a failover (+switch-master) is followed"},
+    {"redis_shards", T_STR, "", 0, 0, STR(redis_shards),
+     "URL,URL,... (each as --redis, at most 16): spread the hub's Redis data over these "
+     "independent Redis servers by SPEC 11.1's mapping (the order matters: every hub and "
+     "publisher lists the same URLs in the same order); empty: one shard, --redis"},
     {"redis_master_name", T_STR, "mymaster", 0, 0, STR(redis_master_name),
      "the master's name in --redis-sentinels"},
     {"redis_sentinel_password", T_STR, "", 0, 0, STR(redis_sentinel_password),
@@ -189,6 +193,86 @@ static int parse_port(const char *p, int *port)
     if (errno || *end || end == p || v < 1 || v > 65535)
         return -1;
     *port = (int)v;
+    return 0;
+}
+
+static int url_fail(char *why, size_t whylen, const char *msg)
+{
+    snprintf(why, whylen, "%s", msg);
+    return -1;
+}
+
+int mh_config_parse_redis_url(const char *v, mh_redis_addr *a, char *why, size_t whylen)
+{
+    const char *p = v, *at, *colon, *slash, *host, *host_end = NULL;
+    char port[16] = "6379";
+    if (!strncmp(p, "redis://", 8))
+        a->tls = 0, p += 8;
+    else if (!strncmp(p, "rediss://", 9))
+        a->tls = 1, p += 9;
+    else
+        return url_fail(why, whylen,
+                        "expected redis://[[USER]:PASSWORD@]HOST:PORT/DB or rediss://...");
+    if (strlen(v) >= sizeof a->url)
+        return url_fail(why, whylen, "too long");
+    a->password[0] = '\0';
+    a->user[0] = '\0';
+    at = strrchr(p, '@');
+    if (at) {
+        const char *pw = memchr(p, ':', (size_t)(at - p));
+        /* USER:PASSWORD@ authenticates as an ACL user (Redis 6+) */
+        if (pw && pw > p) {
+            if ((size_t)(pw - p) >= sizeof a->user)
+                return url_fail(why, whylen, "user too long");
+            memcpy(a->user, p, (size_t)(pw - p));
+            a->user[pw - p] = '\0';
+        }
+        pw = pw ? pw + 1 : p;
+        if ((size_t)(at - pw) >= sizeof a->password)
+            return url_fail(why, whylen, "password too long");
+        memcpy(a->password, pw, (size_t)(at - pw));
+        a->password[at - pw] = '\0';
+        p = at + 1;
+    }
+    host = p;
+    if (*p == '[') { /* [IPv6] */
+        const char *close = strchr(p, ']');
+        if (!close)
+            return url_fail(why, whylen, "missing ']' after the IPv6 address");
+        host = p + 1;
+        host_end = close;
+        p = close + 1;
+        if (*p && *p != ':' && *p != '/')
+            return url_fail(why, whylen, "expected :PORT or /DB after ']'");
+    }
+    slash = strchr(p, '/');
+    colon = strchr(p, ':');
+    if (colon && slash && colon > slash)
+        colon = NULL;
+    if (host == p)
+        host_end = colon ? colon : (slash ? slash : p + strlen(p));
+    if (host_end == host || (size_t)(host_end - host) >= sizeof a->host)
+        return url_fail(why, whylen, "missing host");
+    memcpy(a->host, host, (size_t)(host_end - host));
+    a->host[host_end - host] = '\0';
+    if (colon) {
+        size_t n = slash ? (size_t)(slash - colon - 1) : strlen(colon + 1);
+        if (n == 0 || n >= sizeof port)
+            return url_fail(why, whylen, "bad port");
+        memcpy(port, colon + 1, n);
+        port[n] = '\0';
+    }
+    if (parse_port(port, &a->port))
+        return url_fail(why, whylen, "port must be 1-65535");
+    a->db = 0;
+    if (slash && slash[1]) {
+        char *end;
+        long db = strtol(slash + 1, &end, 10);
+        if (*end || db < 0 || db > 15)
+            return url_fail(why, whylen, "DB must be 0-15");
+        a->db = (int)db;
+    }
+    strcpy(a->url, v);
     return 0;
 }
 
@@ -252,75 +336,9 @@ static int set_value(mh_config *c, const setting *s, const char *v, char *err, s
         return 0;
     }
     case T_REDIS: {
-        const char *p = v, *at, *colon, *slash, *host, *host_end = NULL;
-        char port[16] = "6379";
-        if (!strncmp(p, "redis://", 8))
-            c->redis_tls = 0, p += 8;
-        else if (!strncmp(p, "rediss://", 9))
-            c->redis_tls = 1, p += 9;
-        else
-            return fail(err, errlen, s, v,
-                        "expected redis://[[USER]:PASSWORD@]HOST:PORT/DB or rediss://...");
-        if (strlen(v) >= sizeof c->redis_url)
-            return fail(err, errlen, s, v, "too long");
-        c->redis_password[0] = '\0';
-        c->redis_user[0] = '\0';
-        at = strrchr(p, '@');
-        if (at) {
-            const char *pw = memchr(p, ':', (size_t)(at - p));
-            /* USER:PASSWORD@ authenticates as an ACL user (Redis 6+) */
-            if (pw && pw > p) {
-                if ((size_t)(pw - p) >= sizeof c->redis_user)
-                    return fail(err, errlen, s, v, "user too long");
-                memcpy(c->redis_user, p, (size_t)(pw - p));
-                c->redis_user[pw - p] = '\0';
-            }
-            pw = pw ? pw + 1 : p;
-            if ((size_t)(at - pw) >= sizeof c->redis_password)
-                return fail(err, errlen, s, v, "password too long");
-            memcpy(c->redis_password, pw, (size_t)(at - pw));
-            c->redis_password[at - pw] = '\0';
-            p = at + 1;
-        }
-        host = p;
-        if (*p == '[') { /* [IPv6] */
-            const char *close = strchr(p, ']');
-            if (!close)
-                return fail(err, errlen, s, v, "missing ']' after the IPv6 address");
-            host = p + 1;
-            host_end = close;
-            p = close + 1;
-            if (*p && *p != ':' && *p != '/')
-                return fail(err, errlen, s, v, "expected :PORT or /DB after ']'");
-        }
-        slash = strchr(p, '/');
-        colon = strchr(p, ':');
-        if (colon && slash && colon > slash)
-            colon = NULL;
-        if (host == p)
-            host_end = colon ? colon : (slash ? slash : p + strlen(p));
-        if (host_end == host || (size_t)(host_end - host) >= sizeof c->redis_host)
-            return fail(err, errlen, s, v, "missing host");
-        memcpy(c->redis_host, host, (size_t)(host_end - host));
-        c->redis_host[host_end - host] = '\0';
-        if (colon) {
-            size_t n = slash ? (size_t)(slash - colon - 1) : strlen(colon + 1);
-            if (n == 0 || n >= sizeof port)
-                return fail(err, errlen, s, v, "bad port");
-            memcpy(port, colon + 1, n);
-            port[n] = '\0';
-        }
-        if (parse_port(port, &c->redis_port))
-            return fail(err, errlen, s, v, "port must be 1-65535");
-        c->redis_db = 0;
-        if (slash && slash[1]) {
-            char *end;
-            long db = strtol(slash + 1, &end, 10);
-            if (*end || db < 0 || db > 15)
-                return fail(err, errlen, s, v, "DB must be 0-15");
-            c->redis_db = (int)db;
-        }
-        strcpy(c->redis_url, v);
+        char why[128];
+        if (mh_config_parse_redis_url(v, (mh_redis_addr *)(base + s->off), why, sizeof why))
+            return fail(err, errlen, s, v, why);
         return 0;
     }
     case T_LEVEL: {
@@ -434,6 +452,61 @@ void mh_config_help(const char *prog)
     printf("  --%-22s print this help\n  --%-22s print the version\n", "help", "version");
 }
 
+/* c->shards from --redis-shards, or --redis as the one shard. */
+static int build_shards(mh_config *c, char *err, size_t errlen)
+{
+    const char *p = c->redis_shards;
+    char url[sizeof c->shards[0].url], why[128];
+
+    c->nshards = 0;
+    if (!c->redis_shards[0]) {
+        c->shards[0] = c->redis;
+        c->redis_tls = c->redis.tls;
+        c->nshards = 1;
+        return 0;
+    }
+    if (c->redis_sentinels[0]) {
+        snprintf(err, errlen,
+                 "invalid value for redis_shards: not with --redis-sentinels (Sentinel and "
+                 "sharding together are not supported)");
+        return -1;
+    }
+    while (*p) {
+        size_t n;
+        while (*p == ',' || *p == ' ')
+            p++;
+        if (!*p)
+            break;
+        n = strcspn(p, ", ");
+        if (n >= sizeof url) {
+            snprintf(err, errlen, "invalid value for redis_shards: a URL is too long");
+            return -1;
+        }
+        if (c->nshards == MH_REDIS_MAX_SHARDS) {
+            snprintf(err, errlen, "invalid value for redis_shards: at most %d shards",
+                     MH_REDIS_MAX_SHARDS);
+            return -1;
+        }
+        memcpy(url, p, n);
+        url[n] = '\0';
+        if (mh_config_parse_redis_url(url, &c->shards[c->nshards], why, sizeof why)) {
+            snprintf(err, errlen, "invalid value for redis_shards: '%s': %s", url, why);
+            return -1;
+        }
+        c->nshards++;
+        p += n;
+    }
+    if (!c->nshards) {
+        snprintf(err, errlen, "invalid value for redis_shards: no URL");
+        return -1;
+    }
+    /* The CA and client certificate go to every rediss:// shard. */
+    c->redis_tls = 0;
+    for (int i = 0; i < c->nshards; i++)
+        c->redis_tls |= c->shards[i].tls;
+    return 0;
+}
+
 int mh_config_load(mh_config *c, int argc, char **argv, char *err, size_t errlen)
 {
     char name[64];
@@ -525,11 +598,13 @@ int mh_config_load(mh_config *c, int argc, char **argv, char *err, size_t errlen
                  "neither");
         return -1;
     }
+    if (build_shards(c, err, errlen))
+        return -1;
     if (!c->redis_tls && (c->redis_tls_ca[0] || c->redis_tls_cert[0])) {
         /* a CA or a client certificate for a plain link is a mistake, not a wish */
         snprintf(err, errlen,
                  "invalid value for redis_tls_ca/redis_tls_cert: they need a "
-                 "rediss:// --redis (TLS); --redis is redis://");
+                 "rediss:// --redis or --redis-shards URL (TLS); none is rediss://");
         return -1;
     }
     return 0;
@@ -538,12 +613,18 @@ int mh_config_load(mh_config *c, int argc, char **argv, char *err, size_t errlen
 void mh_config_log(const mh_config *c)
 {
     mh_info(
-        "listen %s:%d%s, redis %s:%d/%d%s%s prefix '%s', hub id %s, %d worker(s)", c->listen_host,
-        c->listen_port, c->tls_cert[0] ? " (TLS)" : "", c->redis_host, c->redis_port, c->redis_db,
-        c->redis_tls ? (c->redis_tls_cert[0] ? " (TLS, client certificate)" : " (TLS)") : "",
-        c->redis_password[0] ? (c->redis_user[0] ? " (ACL user, password set)" : " (password set)")
-                             : "",
-        c->redis_prefix, c->hub_id, c->workers);
+        "listen %s:%d%s, redis %s:%d/%d%s%s%s prefix '%s', hub id %s, %d worker(s)", c->listen_host,
+        c->listen_port, c->tls_cert[0] ? " (TLS)" : "", c->shards[0].host, c->shards[0].port,
+        c->shards[0].db,
+        c->shards[0].tls ? (c->redis_tls_cert[0] ? " (TLS, client certificate)" : " (TLS)") : "",
+        c->shards[0].password[0]
+            ? (c->shards[0].user[0] ? " (ACL user, password set)" : " (password set)")
+            : "",
+        c->nshards > 1 ? " and more shards (below)," : "", c->redis_prefix, c->hub_id, c->workers);
+    for (int i = 0; c->nshards > 1 && i < c->nshards; i++)
+        mh_info("redis shard %d: %s:%d/%d%s%s", i, c->shards[i].host, c->shards[i].port,
+                c->shards[i].db, c->shards[i].tls ? " (TLS)" : "",
+                c->shards[i].password[0] ? " (password set)" : "");
     if (c->allow_anonymous)
         mh_warn("--allow-anonymous: every connection is accepted and everything is public");
 }

@@ -10,20 +10,28 @@
 #include <stddef.h>
 
 #define MH_HOST_MAX 64
+/* Redis shards a hub can spread its data over (SPEC 11.1). */
+#define MH_REDIS_MAX_SHARDS 16
+
+/** One Redis server: a parsed redis:// or rediss:// URL. */
+typedef struct mh_redis_addr {
+    char url[512]; /* as given, for logs (password masked there) */
+    char host[256];
+    int port;
+    int db;
+    char user[128]; /* from redis://USER:PASSWORD@...; empty: AUTH PASSWORD alone */
+    char password[256];
+    int tls; /* rediss:// */
+} mh_redis_addr;
 
 typedef struct mh_config {
     char listen_host[MH_HOST_MAX];
     int listen_port;
     char admin_host[MH_HOST_MAX]; /* "": no admin listener */
     int admin_port;
-    int ops_public;      /* the operator page (/ops/) on --listen too */
-    char redis_url[512]; /* as given, for logs (password masked there) */
-    char redis_host[256];
-    int redis_port;
-    int redis_db;
-    char redis_user[128]; /* from redis://USER:PASSWORD@...; empty: AUTH PASSWORD alone */
-    char redis_password[256];
-    int redis_tls;            /* rediss:// */
+    int ops_public;           /* the operator page (/ops/) on --listen too */
+    mh_redis_addr redis;      /* --redis (with Sentinels: user, password, DB) */
+    int redis_tls;            /* a link is rediss:// (--redis or a shard) */
     char redis_tls_ca[512];   /* CA file the server's certificate is checked against */
     char redis_tls_cert[512]; /* client certificate (chain), PEM */
     char redis_tls_key[512];  /* its key */
@@ -84,6 +92,11 @@ typedef struct mh_config {
     int log_level;
     int log_json;
     char config_file[512];
+    char redis_shards[4096]; /* as given: URL,URL,... */
+    /* Where the hub's Redis data lives: --redis-shards, or --redis alone
+     * (one shard). Filled once the sources are applied. */
+    int nshards;
+    mh_redis_addr shards[MH_REDIS_MAX_SHARDS];
 } mh_config;
 
 /* A listener setting is a host buffer followed by its port. */
@@ -98,6 +111,12 @@ _Static_assert(offsetof(mh_config, admin_port) - offsetof(mh_config, admin_host)
  * message in 'err' naming the setting and why (exit 2).
  */
 int mh_config_load(mh_config *c, int argc, char **argv, char *err, size_t errlen);
+
+/**
+ * Parses a redis:// or rediss:// URL into 'a'. Returns 0, or -1 with the
+ * reason in 'why'.
+ */
+int mh_config_parse_redis_url(const char *v, mh_redis_addr *a, char *why, size_t whylen);
 
 /** Prints every setting with its flag, env var, default and help. */
 void mh_config_help(const char *prog);

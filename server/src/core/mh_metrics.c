@@ -109,6 +109,17 @@ static void gauge(mh_buf *o, const char *name, const char *help, uint64_t v)
                   help, name, name, (unsigned long long)v);
 }
 
+/* One series per configured Redis shard, labelled shard="i". */
+static void shard_series(mh_buf *o, const char *name, const char *type, const char *help,
+                         const uint64_t *v, const mh_gauges *g)
+{
+    mh_buf_printf(o, "# HELP mizan_hub_%s %s\n# TYPE mizan_hub_%s %s\n", name, help, name, type);
+    for (int i = 0; i < MH_METRICS_SHARDS; i++)
+        if (g->shard_configured[i])
+            mh_buf_printf(o, "mizan_hub_%s{shard=\"%d\"} %llu\n", name, i,
+                          (unsigned long long)v[i]);
+}
+
 void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const char *hub_id)
 {
     uint64_t cum = 0;
@@ -207,6 +218,15 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
     counter(o, "replays_shared_total",
             "Channel resumes served by a history read already in flight for the same point.",
             m->replays_shared);
+    shard_series(o, "redis_shard_up", "gauge",
+                 "Workers whose Redis subscription on this shard is live (SPEC 11.1).", g->shard_up,
+                 g);
+    shard_series(o, "redis_shard_reconnects_total", "counter", "Redis reconnections, per shard.",
+                 m->shard_reconnects, g);
+    shard_series(o, "redis_shard_heals_total", "counter", "Gap heals started, per shard.",
+                 m->shard_heals, g);
+    shard_series(o, "redis_shard_errors_total", "counter", "Redis command errors, per shard.",
+                 m->shard_errors, g);
     mh_buf_puts(o, "# HELP mizan_hub_publish_to_write_ms Publisher timestamp to socket write.\n"
                    "# TYPE mizan_hub_publish_to_write_ms histogram\n");
     for (int i = 0; i < MH_LAT_BUCKETS; i++) {

@@ -11,6 +11,7 @@
 
 #define MH_LAT_BUCKETS 14
 #define MH_REJECT_KINDS 64
+#define MH_METRICS_SHARDS 16 /* MH_REDIS_MAX_SHARDS */
 
 /* One rejection counter: where (stage) and why (reason), both static strings. */
 typedef struct mh_reject_count {
@@ -47,6 +48,10 @@ typedef struct mh_metrics {
     uint64_t drain_closes;
     uint64_t shape_limit_refusals; /* subscribes over max_shapes (mh_subs) */
     uint64_t subs_ended;           /* subscriptions ended by an identity change */
+    /* per Redis shard (SPEC 11.1), labelled shard="i" */
+    uint64_t shard_reconnects[MH_METRICS_SHARDS];
+    uint64_t shard_heals[MH_METRICS_SHARDS];
+    uint64_t shard_errors[MH_METRICS_SHARDS];
     mh_reject_count rejects[MH_REJECT_KINDS];
     uint64_t rejects_other; /* past MH_REJECT_KINDS distinct pairs (a bug) */
     /* publish -> write latency, milliseconds */
@@ -74,8 +79,10 @@ typedef struct mh_gauges {
     uint64_t queued_bytes;
     uint64_t sockets, intake, addresses;
     uint64_t ready;    /* workers whose /readyz answers 200 */
-    uint64_t redis_up; /* workers whose Redis subscription is live */
-} mh_gauges;           /* all uint64_t: summed as an array across workers */
+    uint64_t redis_up; /* workers whose Redis subscription is live (on every shard) */
+    uint64_t shard_configured[MH_METRICS_SHARDS]; /* workers with that shard (none: no shard i) */
+    uint64_t shard_up[MH_METRICS_SHARDS]; /* workers whose subscription on shard i is live */
+} mh_gauges;                              /* all uint64_t: summed as an array across workers */
 
 /**
  * One worker's numbers in memory shared by every worker of a process

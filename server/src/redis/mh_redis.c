@@ -5,14 +5,20 @@
 #include <string.h>
 
 #include "mh_buf.h"
+#include "mh_key.h"
 #include "mh_log.h"
 #include "mh_out.h"
 #include "mh_rlink.h"
 
+_Static_assert(MH_METRICS_SHARDS == MH_REDIS_MAX_SHARDS, "a metrics slot per shard");
+
 typedef enum { LINK_DOWN, LINK_CONNECTING, LINK_UP } link_state;
+
+typedef struct shard shard;
 
 typedef struct link {
     mh_redis *r;
+    shard *s;         /* the shard it belongs to (the Sentinel link: the one shard) */
     const char *name; /* "subscriber" / "command" */
     mh_rlink *rl;     /* NULL while down */
     link_state state;
@@ -30,24 +36,21 @@ typedef struct sync_wait {
 
 #define MAX_SENTINELS 8
 
-struct mh_redis {
-    mh_hub *h;
-    mh_redis_events ev; /* upward, to the router and the heal */
-    mh_rlink_tls *tls;  /* rediss://: every link, Sentinels too */
+/*
+ * One Redis server of --redis-shards (or the one of --redis): its two
+ * links, its subscription, its canary and its own heal (SPEC 11.1: a gap on
+ * one shard heals only what that shard owns).
+ */
+struct shard {
+    mh_redis *r;
+    unsigned idx;
+    const mh_redis_addr *addr; /* user, password, db, TLS */
+    char label[24];            /* "" with one shard, else " (shard K)" for logs */
     link subscriber, cmd;
-    /* where the links go: --redis, or the master the Sentinels name */
+    /* where the links go: the URL's host, or the master the Sentinels name */
     char host[256];
     int port;
     bool have_master;
-    /* Sentinel (--redis-sentinels): one link to one Sentinel at a time, which
-     * names the master and then tells of failovers (+switch-master) */
-    link sen;
-    struct {
-        char host[256];
-        int port;
-    } sentinels[MAX_SENTINELS];
-    int nsentinels, sen_next;
-    bool sen_asked;  /* the master's address was asked on this Sentinel link */
     int confirmed;   /* SUBSCRIBE confirmations on the current subscriber link */
     bool subscribed; /* both channels confirmed */
     bool gap;        /* the subscription was lost since the last heal */
@@ -62,31 +65,47 @@ struct mh_redis {
     unsigned heal_attempt;
     uint64_t heal_deadline_ms;
     uv_timer_t heal_timer;
+    uint64_t canary_seen_ms;   /* mono time our canary last came back */
+    uint64_t subscribed_at_ms; /* mono time the subscription was confirmed */
+    sync_wait *sync_head, *sync_tail;
+};
+
+struct mh_redis {
+    mh_hub *h;
+    mh_redis_events ev; /* upward, to the router and the heal */
+    mh_rlink_tls *tls;  /* rediss://: every TLS link, Sentinels too */
+    unsigned nshards;
+    shard shards[MH_REDIS_MAX_SHARDS];
+    /* Sentinel (--redis-sentinels, one shard only): one link to one Sentinel
+     * at a time, which names the master and then tells of failovers */
+    link sen;
+    struct {
+        char host[256];
+        int port;
+    } sentinels[MAX_SENTINELS];
+    int nsentinels, sen_next;
     char events[128], hub_channel[160];
     uv_timer_t canary;
     uint64_t canary_nonce;
-    uint64_t canary_seen_ms;   /* mono time our canary last came back */
-    uint64_t subscribed_at_ms; /* mono time the subscription was confirmed */
     bool stopping;
-    sync_wait *sync_head, *sync_tail;
     uint64_t sync_nonce;
 };
 
 /* Completes waits up to 'upto' (all of them when upto is UINT64_MAX). */
-static void sync_complete(mh_redis *r, uint64_t upto)
+static void sync_complete(shard *s, uint64_t upto)
 {
-    while (r->sync_head && r->sync_head->nonce <= upto) {
-        sync_wait *w = r->sync_head;
-        r->sync_head = w->next;
-        if (!r->sync_head)
-            r->sync_tail = NULL;
-        w->fn(r->h, w->arg);
+    while (s->sync_head && s->sync_head->nonce <= upto) {
+        sync_wait *w = s->sync_head;
+        s->sync_head = w->next;
+        if (!s->sync_head)
+            s->sync_tail = NULL;
+        w->fn(s->r->h, w->arg);
         free(w);
     }
 }
 
 typedef struct pending_cmd {
-    mh_redis *r;
+    shard *s;
     mh_redis_reply_fn fn;
     void *arg;
 } pending_cmd;
@@ -186,6 +205,7 @@ static void on_retry(uv_timer_t *t)
 static void link_lost(link *l, const char *why)
 {
     mh_redis *r = l->r;
+    shard *s = l->s;
     bool was_up = l->state == LINK_UP;
 
     if (l == &r->sen) {
@@ -203,27 +223,28 @@ static void link_lost(link *l, const char *why)
     l->rl = NULL;
     if (was_up) {
         r->h->metrics.redis_reconnects++;
-        mh_warn("redis %s link lost: %s", l->name, why);
+        r->h->metrics.shard_reconnects[s->idx]++;
+        mh_warn("redis %s link%s lost: %s", l->name, s->label, why);
     } else if (!r->stopping) {
         /* The first failure and every tenth: enough to see, not a flood. */
         MH_LOG(l->attempt % 10 == 0 ? MH_LOG_WARN : MH_LOG_DEBUG,
-               "redis %s link: cannot connect to %s:%d: %s (attempt %u)", l->name, r->host, r->port,
-               why, l->attempt + 1);
+               "redis %s link%s: cannot connect to %s:%d: %s (attempt %u)", l->name, s->label,
+               s->host, s->port, why, l->attempt + 1);
     }
-    if (l == &r->subscriber) {
-        if (r->subscribed || was_up) {
-            r->gap = true;
-            r->ev.lost(r->h);
+    if (l == &s->subscriber) {
+        if (s->subscribed || was_up) {
+            s->gap = true;
+            r->ev.lost(r->h, s->idx);
             /* A round in flight read versions before this loss: stale. The
              * heal stays outstanding; the next subscription starts a round. */
-            r->heal_gen++;
-            r->heal_round = false;
-            r->heal_reads = 0;
-            uv_timer_stop(&r->heal_timer);
+            s->heal_gen++;
+            s->heal_round = false;
+            s->heal_reads = 0;
+            uv_timer_stop(&s->heal_timer);
         }
-        r->subscribed = false;
-        r->confirmed = 0;
-        sync_complete(r, UINT64_MAX);
+        s->subscribed = false;
+        s->confirmed = 0;
+        sync_complete(s, UINT64_MAX);
     }
     schedule_retry(l);
 }
@@ -232,195 +253,202 @@ static void link_lost(link *l, const char *why)
 
 static void on_heal_timer(uv_timer_t *t);
 
-static void heal_arm(mh_redis *r, uint64_t delay)
+static void heal_arm(shard *s, uint64_t delay)
 {
-    if (r->stopping)
+    if (s->r->stopping)
         return; /* the timer is closed */
-    uv_timer_start(&r->heal_timer, on_heal_timer, delay, 0);
+    uv_timer_start(&s->heal_timer, on_heal_timer, delay, 0);
 }
 
-static uint64_t heal_left_ms(const mh_redis *r)
+static uint64_t heal_left_ms(const shard *s)
 {
     uint64_t now = mh_mono_ms();
-    return r->heal_deadline_ms > now ? r->heal_deadline_ms - now : 0;
+    return s->heal_deadline_ms > now ? s->heal_deadline_ms - now : 0;
 }
 
-static void heal_end(mh_redis *r)
+static void heal_end(shard *s)
 {
-    r->healing = false;
-    r->heal_round = false;
-    r->heal_pending = false;
-    r->heal_reads = 0;
-    r->heal_attempt = 0;
-    uv_timer_stop(&r->heal_timer);
+    s->healing = false;
+    s->heal_round = false;
+    s->heal_pending = false;
+    s->heal_reads = 0;
+    s->heal_attempt = 0;
+    uv_timer_stop(&s->heal_timer);
 }
 
-static void heal_give_up(mh_redis *r, size_t left)
+static void heal_give_up(shard *s, size_t left)
 {
-    r->h->metrics.heal_giveups++;
-    mh_warn("heal: %zu context(s)/channel(s) still unread after %d ms: invalidating every "
+    s->r->h->metrics.heal_giveups++;
+    mh_warn("heal%s: %zu context(s)/channel(s) still unread after %d ms: invalidating every "
             "subscription of them",
-            left, r->h->cfg->heal_timeout_ms);
-    r->heal_gen++; /* replies still in flight change nothing now */
-    heal_end(r);
-    r->ev.give_up(r->h);
+            s->label, left, s->r->h->cfg->heal_timeout_ms);
+    s->heal_gen++; /* replies still in flight change nothing now */
+    heal_end(s);
+    s->r->ev.give_up(s->r->h, s->idx);
 }
 
-static void heal_round_over(mh_redis *r)
+static void heal_round_over(shard *s)
 {
-    size_t left = r->ev.unhealed(r->h);
+    size_t left = s->r->ev.unhealed(s->r->h, s->idx);
     uint64_t delay;
 
-    r->heal_round = false;
+    s->heal_round = false;
     if (!left) {
-        mh_info("redis: heal complete%s", r->heal_attempt ? " after retrying" : "");
-        heal_end(r);
+        mh_info("redis%s: heal complete%s", s->label, s->heal_attempt ? " after retrying" : "");
+        heal_end(s);
         return;
     }
-    if (!heal_left_ms(r)) {
-        heal_give_up(r, left);
+    if (!heal_left_ms(s)) {
+        heal_give_up(s, left);
         return;
     }
-    delay = backoff_ms(r, r->heal_attempt++);
-    if (delay > heal_left_ms(r))
-        delay = heal_left_ms(r);
-    mh_warn("heal: %zu context(s)/channel(s) could not be read; retrying in %llu ms", left,
-            (unsigned long long)delay);
-    heal_arm(r, delay);
+    delay = backoff_ms(s->r, s->heal_attempt++);
+    if (delay > heal_left_ms(s))
+        delay = heal_left_ms(s);
+    mh_warn("heal%s: %zu context(s)/channel(s) could not be read; retrying in %llu ms", s->label,
+            left, (unsigned long long)delay);
+    heal_arm(s, delay);
 }
 
 /* One round: mh_heal sends the reads; the last answer ends the round. */
-static void heal_round_start(mh_redis *r)
+static void heal_round_start(shard *s)
 {
-    r->heal_round = true;
-    r->heal_reads = 0;
-    heal_arm(r, heal_left_ms(r)); /* a round that is never answered ends here */
-    r->heal_in_run = true;
-    r->ev.heal(r->h);
-    r->heal_in_run = false;
-    if (r->heal_round && !r->heal_reads)
-        heal_round_over(r);
+    s->heal_round = true;
+    s->heal_reads = 0;
+    heal_arm(s, heal_left_ms(s)); /* a round that is never answered ends here */
+    s->heal_in_run = true;
+    s->r->ev.heal(s->r->h, s->idx);
+    s->heal_in_run = false;
+    if (s->heal_round && !s->heal_reads)
+        heal_round_over(s);
 }
 
 static void on_heal_timer(uv_timer_t *t)
 {
-    mh_redis *r = t->data;
+    shard *s = t->data;
 
-    if (!r->healing || !r->subscribed || r->stopping)
+    if (!s->healing || !s->subscribed || s->r->stopping)
         return; /* the next subscription runs a round */
-    if (!heal_left_ms(r)) {
-        size_t left = r->ev.unhealed(r->h);
+    if (!heal_left_ms(s)) {
+        size_t left = s->r->ev.unhealed(s->r->h, s->idx);
         if (left)
-            heal_give_up(r, left);
+            heal_give_up(s, left);
         else
-            heal_end(r);
+            heal_end(s);
         return;
     }
-    if (r->heal_round) {
+    if (s->heal_round) {
         /* Timers run on the loop's cached time, which may lag the clock the
          * deadline is on: a little early, wait for the rest. */
-        heal_arm(r, heal_left_ms(r));
+        heal_arm(s, heal_left_ms(s));
         return;
     }
-    if (r->cmd.state != LINK_UP) {
-        r->heal_pending = true; /* the command link's return runs the round */
-        heal_arm(r, heal_left_ms(r));
+    if (s->cmd.state != LINK_UP) {
+        s->heal_pending = true; /* the command link's return runs the round */
+        heal_arm(s, heal_left_ms(s));
         return;
     }
-    r->h->metrics.heal_retries++;
-    heal_round_start(r);
+    s->r->h->metrics.heal_retries++;
+    heal_round_start(s);
 }
 
-static void maybe_heal(mh_redis *r)
+static void maybe_heal(shard *s)
 {
     uint64_t now, timeout, grace;
 
-    if (!r->heal_pending || !r->subscribed || r->cmd.state != LINK_UP)
+    if (!s->heal_pending || !s->subscribed || s->cmd.state != LINK_UP)
         return;
-    r->heal_pending = false;
+    s->heal_pending = false;
     now = mh_mono_ms();
-    timeout = (uint64_t)r->h->cfg->heal_timeout_ms;
+    timeout = (uint64_t)s->r->h->cfg->heal_timeout_ms;
     /* The deadline counts from the first round after the link came back; a
      * round after another loss gets at least a moment of its own. */
     grace = timeout < 1000 ? timeout : 1000;
-    if (!r->healing) {
-        r->h->metrics.heals++;
-        r->healing = true;
-        r->heal_attempt = 0;
-        r->heal_deadline_ms = now + timeout;
-    } else if (r->heal_deadline_ms < now + grace) {
-        r->heal_deadline_ms = now + grace;
+    if (!s->healing) {
+        s->r->h->metrics.heals++;
+        s->r->h->metrics.shard_heals[s->idx]++;
+        s->healing = true;
+        s->heal_attempt = 0;
+        s->heal_deadline_ms = now + timeout;
+    } else if (s->heal_deadline_ms < now + grace) {
+        s->heal_deadline_ms = now + grace;
     }
-    if (r->heal_round)
-        r->heal_gen++; /* a new round supersedes one in flight */
-    heal_round_start(r);
+    if (s->heal_round)
+        s->heal_gen++; /* a new round supersedes one in flight */
+    heal_round_start(s);
 }
 
-uint64_t mh_redis_heal_gen(const mh_redis *r)
+uint64_t mh_redis_heal_gen(const mh_redis *r, unsigned idx)
 {
-    return r->heal_gen;
+    return r->shards[idx].heal_gen;
 }
 
-void mh_redis_heal_read_sent(mh_redis *r)
+void mh_redis_heal_read_sent(mh_redis *r, unsigned idx)
 {
-    r->heal_reads++;
+    r->shards[idx].heal_reads++;
 }
 
-void mh_redis_heal_read_done(mh_redis *r, uint64_t gen)
+void mh_redis_heal_read_done(mh_redis *r, unsigned idx, uint64_t gen)
 {
-    if (gen != r->heal_gen || !r->heal_round || r->stopping)
+    shard *s = &r->shards[idx];
+
+    if (gen != s->heal_gen || !s->heal_round || s->r->stopping)
         return;
-    if (r->heal_reads)
-        r->heal_reads--;
-    if (!r->heal_reads && !r->heal_in_run)
-        heal_round_over(r);
+    if (s->heal_reads)
+        s->heal_reads--;
+    if (!s->heal_reads && !s->heal_in_run)
+        heal_round_over(s);
 }
 
-static void on_sub_message(mh_redis *r, redisReply *rep)
+static void on_sub_message(shard *s, redisReply *rep)
 {
+    mh_redis *r = s->r;
+
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
         return;
     if (rep->element[0]->type != REDIS_REPLY_STRING)
         return;
     if (!strcmp(rep->element[0]->str, "subscribe")) {
-        if (++r->confirmed == 2) {
-            r->subscribed = true;
-            r->subscriber.attempt = 0;
-            r->subscribed_at_ms = mh_mono_ms();
-            r->canary_seen_ms = 0;
-            mh_info("redis: subscribed to %s and %s", r->events, r->hub_channel);
+        if (++s->confirmed == 2) {
+            s->subscribed = true;
+            s->subscriber.attempt = 0;
+            s->subscribed_at_ms = mh_mono_ms();
+            s->canary_seen_ms = 0;
+            mh_info("redis%s: subscribed to %s and %s", s->label, r->events, r->hub_channel);
             /* Also the first subscription: what was subscribed before it
              * (Redis not up yet when the hub started) is in gap too. */
-            if (r->gap || r->ev.unhealed(r->h)) {
-                r->gap = false;
-                r->heal_pending = true;
+            if (s->gap || r->ev.unhealed(r->h, s->idx)) {
+                s->gap = false;
+                s->heal_pending = true;
             }
-            maybe_heal(r);
+            maybe_heal(s);
         }
         return;
     }
     if (!strcmp(rep->element[0]->str, "message") && rep->element[1]->type == REDIS_REPLY_STRING &&
         rep->element[2]->type == REDIS_REPLY_STRING)
-        r->ev.message(r->h, rep->element[1]->str, (size_t)rep->element[1]->len,
+        r->ev.message(r->h, s->idx, rep->element[1]->str, (size_t)rep->element[1]->len,
                       rep->element[2]->str, (size_t)rep->element[2]->len);
 }
 
-/* ---- Sentinel ---- */
+/* ---- Sentinel (one shard only: mh_config refuses both) ---- */
 
 /* The links go to host:port from now on; links up elsewhere are dropped
  * (their loss is a gap like any other: healed by versions). */
 static void set_master(mh_redis *r, const char *host, int port)
 {
-    if (r->have_master && r->port == port && !strcmp(r->host, host))
+    shard *s = &r->shards[0];
+
+    if (s->have_master && s->port == port && !strcmp(s->host, host))
         return;
     mh_warn("redis: the master of '%s' is %s:%d%s", r->h->cfg->redis_master_name, host, port,
-            r->have_master ? " now (failover)" : "");
-    snprintf(r->host, sizeof r->host, "%s", host);
-    r->port = port;
-    r->have_master = true;
+            s->have_master ? " now (failover)" : "");
+    snprintf(s->host, sizeof s->host, "%s", host);
+    s->port = port;
+    s->have_master = true;
     r->h->metrics.redis_failovers += r->h->metrics.redis_masters_seen > 0;
     r->h->metrics.redis_masters_seen++;
-    for (link *l = &r->cmd; l; l = l == &r->cmd ? &r->subscriber : NULL) {
+    for (link *l = &s->cmd; l; l = l == &s->cmd ? &s->subscriber : NULL) {
         if (l->state != LINK_DOWN && l->rl) {
             mh_rlink_disconnect(l->rl); /* reconnects to the new master */
         } else {
@@ -441,6 +469,7 @@ static void sentinel_requery(mh_redis *r)
 static void on_role(mh_rlink *rl, redisReply *rep, void *arg)
 {
     mh_redis *r = arg;
+    shard *s = &r->shards[0];
 
     (void)rl;
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
@@ -448,13 +477,13 @@ static void on_role(mh_rlink *rl, redisReply *rep, void *arg)
         return; /* the link dropped: it reconnects anyway */
     if (!strcmp(rep->element[0]->str, "master"))
         return;
-    mh_warn("redis %s:%d is a %s, not the master: asking the Sentinels again", r->host, r->port,
+    mh_warn("redis %s:%d is a %s, not the master: asking the Sentinels again", s->host, s->port,
             rep->element[0]->str);
-    r->have_master = false;
-    if (r->cmd.rl && r->cmd.state != LINK_DOWN)
-        mh_rlink_disconnect(r->cmd.rl);
-    if (r->subscriber.rl && r->subscriber.state != LINK_DOWN)
-        mh_rlink_disconnect(r->subscriber.rl);
+    s->have_master = false;
+    if (s->cmd.rl && s->cmd.state != LINK_DOWN)
+        mh_rlink_disconnect(s->cmd.rl);
+    if (s->subscriber.rl && s->subscriber.state != LINK_DOWN)
+        mh_rlink_disconnect(s->subscriber.rl);
     sentinel_requery(r);
 }
 
@@ -517,11 +546,11 @@ static void on_push(mh_rlink *rl, redisReply *rep);
 static const mh_rlink_events link_events = {on_connected, on_lost, on_push};
 
 /* Starts the link to host:port; its end comes back through link_lost. */
-static void link_open(link *l, const char *host, int port)
+static void link_open(link *l, const char *host, int port, bool tls)
 {
     char err[256];
 
-    l->rl = mh_rlink_connect(l->r->h->loop, host, port, l->r->tls,
+    l->rl = mh_rlink_connect(l->r->h->loop, host, port, tls ? l->r->tls : NULL,
                              (unsigned)l->r->h->cfg->redis_connect_timeout_ms, &link_events, l, err,
                              sizeof err);
     if (!l->rl) {
@@ -539,7 +568,7 @@ static void sentinel_connect(mh_redis *r)
     if (r->stopping || l->state != LINK_DOWN)
         return;
     r->sen_next = (r->sen_next + 1) % r->nsentinels;
-    link_open(l, r->sentinels[i].host, r->sentinels[i].port);
+    link_open(l, r->sentinels[i].host, r->sentinels[i].port, r->tls != NULL);
 }
 
 int mh_redis_parse_sentinels(const char *text, char *err, size_t errlen)
@@ -551,17 +580,18 @@ static void on_push(mh_rlink *rl, redisReply *rep)
 {
     link *l = mh_rlink_data(rl);
 
-    if (l == &l->r->subscriber)
-        on_sub_message(l->r, rep);
-    else if (l == &l->r->sen)
+    if (l == &l->r->sen)
         on_switch(l->r, rep);
+    else if (l == &l->s->subscriber)
+        on_sub_message(l->s, rep);
 }
 
 static void on_connected(mh_rlink *rl)
 {
     link *l = mh_rlink_data(rl);
     mh_redis *r = l->r;
-    const mh_config *cfg = r->h->cfg;
+    shard *s = l->s;
+    const mh_redis_addr *a = s->addr;
 
     l->state = LINK_UP;
     l->ever_up = true;
@@ -569,25 +599,25 @@ static void on_connected(mh_rlink *rl)
         sentinel_up(r);
         return;
     }
-    mh_info("redis %s link connected to %s:%d", l->name, r->host, r->port);
-    if (cfg->redis_password[0] && cfg->redis_user[0])
-        mh_rlink_cmdf(rl, NULL, NULL, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
-    else if (cfg->redis_password[0])
-        mh_rlink_cmdf(rl, NULL, NULL, "AUTH %s", cfg->redis_password);
-    if (l == &r->subscriber) {
+    mh_info("redis %s link%s connected to %s:%d", l->name, s->label, s->host, s->port);
+    if (a->password[0] && a->user[0])
+        mh_rlink_cmdf(rl, NULL, NULL, "AUTH %s %s", a->user, a->password);
+    else if (a->password[0])
+        mh_rlink_cmdf(rl, NULL, NULL, "AUTH %s", a->password);
+    if (l == &s->subscriber) {
         const char *argv[] = {"SUBSCRIBE", r->events, r->hub_channel};
         const size_t lens[] = {9, strlen(r->events), strlen(r->hub_channel)};
-        r->confirmed = 0;
+        s->confirmed = 0;
         mh_rlink_subscribe(rl, 3, argv, lens);
     } else {
-        if (cfg->redis_db)
-            mh_rlink_cmdf(rl, NULL, NULL, "SELECT %d", cfg->redis_db);
+        if (a->db)
+            mh_rlink_cmdf(rl, NULL, NULL, "SELECT %d", a->db);
         /* A Sentinel's answer can be stale (an old master back as a replica):
          * the links stay only on a server that says it is the master. */
         if (r->nsentinels)
             mh_rlink_cmdf(rl, on_role, r, "ROLE");
         l->attempt = 0;
-        maybe_heal(r);
+        maybe_heal(s);
     }
 }
 
@@ -598,14 +628,17 @@ static void on_lost(mh_rlink *rl, const char *why)
 
 static void link_connect(link *l)
 {
-    if (l->r->stopping || l->state != LINK_DOWN || !l->r->have_master)
+    shard *s = l->s;
+
+    if (l->r->stopping || l->state != LINK_DOWN || !s->have_master)
         return; /* with Sentinels: once one names the master */
-    link_open(l, l->r->host, l->r->port);
+    link_open(l, s->host, s->port, s->addr->tls);
 }
 
-/* PUBLISH {prefix}events <the canary envelope with 'nonce'> (SPEC 11). */
-static int publish_canary(mh_redis *r, const char *nonce, mh_redis_reply_fn fn)
+/* PUBLISH {prefix}events <the canary envelope with 'nonce'> on shard 's' (SPEC 11). */
+static int publish_canary(shard *s, const char *nonce, mh_redis_reply_fn fn)
 {
+    mh_redis *r = s->r;
     const char *argv[3];
     size_t lens[3];
     mh_buf payload;
@@ -616,7 +649,7 @@ static int publish_canary(mh_redis *r, const char *nonce, mh_redis_reply_fn fn)
     argv[0] = "PUBLISH", lens[0] = 7;
     argv[1] = r->events, lens[1] = strlen(r->events);
     argv[2] = payload.data, lens[2] = payload.len;
-    rc = payload.oom ? -1 : mh_redis_cmd(r, fn, NULL, 3, argv, lens);
+    rc = payload.oom ? -1 : mh_redis_cmd_on(r, s->idx, fn, s, 3, argv, lens);
     mh_buf_free(&payload);
     return rc;
 }
@@ -626,48 +659,62 @@ static void on_canary_published(mh_hub *h, redisReply *reply, void *arg)
     (void)h, (void)reply, (void)arg;
 }
 
+static void canary_shard(shard *s, uint64_t now)
+{
+    const mh_config *cfg = s->r->h->cfg;
+    uint64_t window = (uint64_t)cfg->canary_window * 1000;
+    char nonce[32];
+
+    if (s->subscribed && now - s->subscribed_at_ms > window &&
+        (!s->canary_seen_ms || now - s->canary_seen_ms > window) && s->subscriber.rl) {
+        /* Subscribed on paper, but nothing comes back: reconnect. */
+        mh_warn("redis%s: no canary came back for %llu ms; resubscribing", s->label,
+                (unsigned long long)(now - (s->canary_seen_ms ? s->canary_seen_ms
+                                                              : s->subscribed_at_ms)));
+        mh_rlink_disconnect(s->subscriber.rl);
+        return;
+    }
+    if (s->cmd.state != LINK_UP)
+        return;
+    snprintf(nonce, sizeof nonce, "%llu", (unsigned long long)++s->r->canary_nonce);
+    publish_canary(s, nonce, on_canary_published);
+}
+
 static void on_canary_timer(uv_timer_t *t)
 {
     mh_redis *r = t->data;
-    const mh_config *cfg = r->h->cfg;
-    uint64_t now = mh_mono_ms(), window = (uint64_t)cfg->canary_window * 1000;
-    char nonce[32];
+    uint64_t now = mh_mono_ms();
 
-    if (r->subscribed && now - r->subscribed_at_ms > window &&
-        (!r->canary_seen_ms || now - r->canary_seen_ms > window) && r->subscriber.rl) {
-        /* Subscribed on paper, but nothing comes back: reconnect. */
-        mh_warn("redis: no canary came back for %llu ms; resubscribing",
-                (unsigned long long)(now - (r->canary_seen_ms ? r->canary_seen_ms
-                                                              : r->subscribed_at_ms)));
-        mh_rlink_disconnect(r->subscriber.rl);
-        return;
-    }
-    if (r->cmd.state != LINK_UP)
-        return;
-    snprintf(nonce, sizeof nonce, "%llu", (unsigned long long)++r->canary_nonce);
-    publish_canary(r, nonce, on_canary_published);
+    for (unsigned i = 0; i < r->nshards; i++)
+        canary_shard(&r->shards[i], now);
 }
 
-void mh_redis_canary_seen(mh_redis *r, const char *nonce)
+void mh_redis_canary_seen(mh_redis *r, unsigned idx, const char *nonce)
 {
-    r->canary_seen_ms = mh_mono_ms();
+    shard *s;
+
+    if (idx >= r->nshards)
+        return;
+    s = &r->shards[idx];
+    s->canary_seen_ms = mh_mono_ms();
     if (nonce[0] == 's')
-        sync_complete(r, strtoull(nonce + 1, NULL, 10));
+        sync_complete(s, strtoull(nonce + 1, NULL, 10));
 }
 
 static void on_sync_published(mh_hub *h, redisReply *reply, void *arg)
 {
-    (void)h, (void)arg;
+    (void)h;
     if (!reply) /* never reaches the subscriber: do not leave anyone waiting */
-        sync_complete(h->redis, UINT64_MAX);
+        sync_complete(arg, UINT64_MAX);
 }
 
-void mh_redis_sync(mh_redis *r, mh_redis_sync_fn fn, void *arg)
+void mh_redis_sync(mh_redis *r, unsigned idx, mh_redis_sync_fn fn, void *arg)
 {
+    shard *s = &r->shards[idx < r->nshards ? idx : 0];
     sync_wait *w = calloc(1, sizeof *w);
     char nonce[32];
 
-    if (!w || !r->subscribed) {
+    if (!w || !s->subscribed) {
         free(w);
         fn(r->h, arg);
         return;
@@ -675,62 +722,74 @@ void mh_redis_sync(mh_redis *r, mh_redis_sync_fn fn, void *arg)
     w->nonce = ++r->sync_nonce;
     w->fn = fn;
     w->arg = arg;
-    if (r->sync_tail)
-        r->sync_tail->next = w;
+    if (s->sync_tail)
+        s->sync_tail->next = w;
     else
-        r->sync_head = w;
-    r->sync_tail = w;
+        s->sync_head = w;
+    s->sync_tail = w;
     snprintf(nonce, sizeof nonce, "s%llu", (unsigned long long)w->nonce);
-    if (publish_canary(r, nonce, on_sync_published))
-        sync_complete(r, UINT64_MAX);
+    if (publish_canary(s, nonce, on_sync_published))
+        sync_complete(s, UINT64_MAX);
+}
+
+static void link_init(mh_redis *r, shard *s, link *l, const char *name)
+{
+    l->r = r;
+    l->s = s;
+    l->name = name;
+    uv_timer_init(r->h->loop, &l->retry);
+    l->retry.data = l;
 }
 
 mh_redis *mh_redis_new(mh_hub *h, const mh_redis_events *ev)
 {
+    const mh_config *cfg = h->cfg;
     mh_redis *r = calloc(1, sizeof *r);
 
     if (!r)
         return NULL;
     r->h = h;
     r->ev = *ev;
-    snprintf(r->events, sizeof r->events, "%sevents", h->cfg->redis_prefix);
-    snprintf(r->hub_channel, sizeof r->hub_channel, "%shub:%s", h->cfg->redis_prefix,
-             h->cfg->hub_id);
-    r->subscriber.r = r->cmd.r = r->sen.r = r;
-    r->subscriber.name = "subscriber";
-    r->cmd.name = "command";
-    r->sen.name = "sentinel";
-    if (h->cfg->redis_sentinels[0]) {
+    snprintf(r->events, sizeof r->events, "%sevents", cfg->redis_prefix);
+    snprintf(r->hub_channel, sizeof r->hub_channel, "%shub:%s", cfg->redis_prefix, cfg->hub_id);
+    r->nshards = cfg->nshards >= 1 ? (unsigned)cfg->nshards : 1;
+    if (cfg->redis_sentinels[0]) {
         char err[256];
-        if (parse_sentinels(r, h->cfg->redis_sentinels, err, sizeof err) <= 0) {
+        if (parse_sentinels(r, cfg->redis_sentinels, err, sizeof err) <= 0) {
             mh_error("redis_sentinels: %s", err);
             free(r);
             return NULL;
         }
-    } else {
-        snprintf(r->host, sizeof r->host, "%s", h->cfg->redis_host);
-        r->port = h->cfg->redis_port;
-        r->have_master = true;
     }
-    if (h->cfg->redis_tls) {
+    if (cfg->redis_tls) {
         char err[512];
-        r->tls = mh_rlink_tls_new(h->cfg->redis_tls_ca, h->cfg->redis_tls_cert,
-                                  h->cfg->redis_tls_key, err, sizeof err);
+        r->tls = mh_rlink_tls_new(cfg->redis_tls_ca, cfg->redis_tls_cert, cfg->redis_tls_key, err,
+                                  sizeof err);
         if (!r->tls) {
             mh_error("redis TLS (rediss://): %s", err);
             free(r);
             return NULL;
         }
     }
-    uv_timer_init(h->loop, &r->subscriber.retry);
-    uv_timer_init(h->loop, &r->cmd.retry);
-    uv_timer_init(h->loop, &r->sen.retry);
-    r->sen.retry.data = &r->sen;
+    for (unsigned i = 0; i < r->nshards; i++) {
+        shard *s = &r->shards[i];
+        s->r = r;
+        s->idx = i;
+        s->addr = &cfg->shards[i];
+        if (r->nshards > 1)
+            snprintf(s->label, sizeof s->label, " (shard %u)", i);
+        if (!r->nsentinels) {
+            snprintf(s->host, sizeof s->host, "%s", s->addr->host);
+            s->port = s->addr->port;
+            s->have_master = true;
+        }
+        link_init(r, s, &s->subscriber, "subscriber");
+        link_init(r, s, &s->cmd, "command");
+        uv_timer_init(h->loop, &s->heal_timer);
+        s->heal_timer.data = s;
+    }
+    link_init(r, &r->shards[0], &r->sen, "sentinel");
     uv_timer_init(h->loop, &r->canary);
-    uv_timer_init(h->loop, &r->heal_timer);
-    r->heal_timer.data = r;
-    r->subscriber.retry.data = &r->subscriber;
-    r->cmd.retry.data = &r->cmd;
     r->canary.data = r;
     return r;
 }
@@ -739,8 +798,10 @@ void mh_redis_start(mh_redis *r)
 {
     if (r->nsentinels)
         sentinel_connect(r); /* the links follow once it names the master */
-    link_connect(&r->cmd);
-    link_connect(&r->subscriber);
+    for (unsigned i = 0; i < r->nshards; i++) {
+        link_connect(&r->shards[i].cmd);
+        link_connect(&r->shards[i].subscriber);
+    }
     uv_timer_start(&r->canary, on_canary_timer, (uint64_t)r->h->cfg->canary_interval_ms,
                    (uint64_t)r->h->cfg->canary_interval_ms);
 }
@@ -748,23 +809,29 @@ void mh_redis_start(mh_redis *r)
 void mh_redis_stop(mh_redis *r)
 {
     r->stopping = true;
-    sync_complete(r, UINT64_MAX);
     uv_timer_stop(&r->canary);
-    uv_timer_stop(&r->subscriber.retry);
-    uv_timer_stop(&r->cmd.retry);
     uv_timer_stop(&r->sen.retry);
-    uv_timer_stop(&r->heal_timer);
     uv_close((uv_handle_t *)&r->canary, NULL);
-    uv_close((uv_handle_t *)&r->heal_timer, NULL);
-    uv_close((uv_handle_t *)&r->subscriber.retry, NULL);
-    uv_close((uv_handle_t *)&r->cmd.retry, NULL);
     uv_close((uv_handle_t *)&r->sen.retry, NULL);
+    for (unsigned i = 0; i < r->nshards; i++) {
+        shard *s = &r->shards[i];
+        sync_complete(s, UINT64_MAX);
+        uv_timer_stop(&s->subscriber.retry);
+        uv_timer_stop(&s->cmd.retry);
+        uv_timer_stop(&s->heal_timer);
+        uv_close((uv_handle_t *)&s->heal_timer, NULL);
+        uv_close((uv_handle_t *)&s->subscriber.retry, NULL);
+        uv_close((uv_handle_t *)&s->cmd.retry, NULL);
+    }
     if (r->sen.rl)
         mh_rlink_disconnect(r->sen.rl);
-    if (r->subscriber.rl)
-        mh_rlink_disconnect(r->subscriber.rl);
-    if (r->cmd.rl)
-        mh_rlink_disconnect(r->cmd.rl);
+    for (unsigned i = 0; i < r->nshards; i++) {
+        shard *s = &r->shards[i];
+        if (s->subscriber.rl)
+            mh_rlink_disconnect(s->subscriber.rl);
+        if (s->cmd.rl)
+            mh_rlink_disconnect(s->cmd.rl);
+    }
 }
 
 void mh_redis_free(mh_redis *r)
@@ -774,38 +841,76 @@ void mh_redis_free(mh_redis *r)
     free(r);
 }
 
+unsigned mh_redis_nshards(const mh_redis *r)
+{
+    return r->nshards;
+}
+
+unsigned mh_redis_shard_of(const mh_redis *r, const char *key, size_t len)
+{
+    return r->nshards > 1 ? mh_key_shard(key, len, r->nshards) : 0; /* one shard: no CRC */
+}
+
+bool mh_redis_shard_subscribed(const mh_redis *r, unsigned idx)
+{
+    return idx < r->nshards && r->shards[idx].subscribed;
+}
+
 bool mh_redis_subscribed(const mh_redis *r)
 {
-    return r->subscribed;
+    for (unsigned i = 0; i < r->nshards; i++)
+        if (!r->shards[i].subscribed)
+            return false;
+    return true;
 }
 
 bool mh_redis_cmd_up(const mh_redis *r)
 {
-    return r->cmd.state == LINK_UP;
+    return r->shards[0].cmd.state == LINK_UP;
+}
+
+void mh_redis_gauges(const mh_redis *r, mh_gauges *g)
+{
+    g->redis_up = mh_redis_subscribed(r);
+    for (unsigned i = 0; i < r->nshards; i++) {
+        g->shard_configured[i] = 1;
+        g->shard_up[i] = r->shards[i].subscribed;
+    }
+}
+
+/* Why shard 's' is not ready, or NULL when it is. */
+static const char *shard_not_ready(const shard *s, uint64_t window)
+{
+    if (!s->have_master)
+        return "no redis master known: the sentinels have not named one";
+    if (!s->subscribed)
+        return "redis subscription is down";
+    if (s->cmd.state != LINK_UP)
+        return "redis command link is down";
+    if (!s->canary_seen_ms || mh_mono_ms() - s->canary_seen_ms > window)
+        return "no canary came back through redis recently";
+    if (s->healing || s->heal_pending)
+        return "healing: versions missed while the redis link was down are not read yet";
+    return NULL;
 }
 
 bool mh_redis_ready(const mh_redis *r, const char **why)
 {
+    /* the hub is one thread (one loop) per process: the text lives here */
+    static char text[384];
     uint64_t window = (uint64_t)r->h->cfg->canary_window * 1000;
 
-    if (!r->have_master) {
-        *why = "no redis master known: the sentinels have not named one";
-        return false;
-    }
-    if (!r->subscribed) {
-        *why = "redis subscription is down";
-        return false;
-    }
-    if (r->cmd.state != LINK_UP) {
-        *why = "redis command link is down";
-        return false;
-    }
-    if (!r->canary_seen_ms || mh_mono_ms() - r->canary_seen_ms > window) {
-        *why = "no canary came back through redis recently";
-        return false;
-    }
-    if (r->healing || r->heal_pending) {
-        *why = "healing: versions missed while the redis link was down are not read yet";
+    for (unsigned i = 0; i < r->nshards; i++) {
+        const shard *s = &r->shards[i];
+        const char *no = shard_not_ready(s, window);
+        if (!no)
+            continue;
+        if (r->nshards == 1) {
+            *why = no;
+        } else {
+            snprintf(text, sizeof text, "redis shard %u (%s:%d): %s", i, s->host, s->port, no);
+            *why = text;
+        }
         return false;
     }
     *why = "ok";
@@ -815,34 +920,46 @@ bool mh_redis_ready(const mh_redis *r, const char **why)
 static void on_cmd_reply(mh_rlink *rl, redisReply *rep, void *arg)
 {
     pending_cmd *p = arg;
+    mh_redis *r = p->s->r;
 
     (void)rl;
     if (rep && rep->type == REDIS_REPLY_ERROR) {
-        p->r->h->metrics.redis_errors++;
-        mh_warn("redis command error: %s", rep->str);
+        r->h->metrics.redis_errors++;
+        r->h->metrics.shard_errors[p->s->idx]++;
+        mh_warn("redis command error%s: %s", p->s->label, rep->str);
     }
     if (p->fn)
-        p->fn(p->r->h, rep, p->arg);
+        p->fn(r->h, rep, p->arg);
     free(p);
+}
+
+int mh_redis_cmd_on(mh_redis *r, unsigned idx, mh_redis_reply_fn fn, void *arg, int argc,
+                    const char **argv, const size_t *lens)
+{
+    shard *s;
+    pending_cmd *p;
+
+    if (idx >= r->nshards)
+        return -1;
+    s = &r->shards[idx];
+    if (s->cmd.state != LINK_UP || !s->cmd.rl)
+        return -1;
+    p = malloc(sizeof *p);
+    if (!p)
+        return -1;
+    p->s = s;
+    p->fn = fn;
+    p->arg = arg;
+    /* mh_rlink calls back with NULL for every pending command if the link drops. */
+    if (mh_rlink_cmd(s->cmd.rl, on_cmd_reply, p, argc, argv, lens)) {
+        free(p);
+        return -1;
+    }
+    return 0;
 }
 
 int mh_redis_cmd(mh_redis *r, mh_redis_reply_fn fn, void *arg, int argc, const char **argv,
                  const size_t *lens)
 {
-    pending_cmd *p;
-
-    if (r->cmd.state != LINK_UP || !r->cmd.rl)
-        return -1;
-    p = malloc(sizeof *p);
-    if (!p)
-        return -1;
-    p->r = r;
-    p->fn = fn;
-    p->arg = arg;
-    /* mh_rlink calls back with NULL for every pending command if the link drops. */
-    if (mh_rlink_cmd(r->cmd.rl, on_cmd_reply, p, argc, argv, lens)) {
-        free(p);
-        return -1;
-    }
-    return 0;
+    return mh_redis_cmd_on(r, 0, fn, arg, argc, argv, lens);
 }

@@ -338,7 +338,9 @@ static void do_inbound(mh_conn *c, mh_frame *f)
     q->is_rpc = is_rpc;
     if (is_rpc)
         memcpy(q->id, id.data, id.len + 1);
-    if (mh_redis_cmd(h->redis, on_inbound_added, q, argc, argv, lens)) {
+    /* the connection's shard (SPEC 11.1): its frames stay in order in one stream */
+    if (mh_redis_cmd_on(h->redis, mh_redis_shard_of(h->redis, c->name, strlen(c->name)),
+                        on_inbound_added, q, argc, argv, lens)) {
         free(q);
         goto fail_pending;
     }

@@ -17,14 +17,26 @@
 
 /* ---- the hub's own link gap ---- */
 
-void mh_heal_mark_gap(mh_hub *h)
+/* Does shard 'shard' own the context's versions (SPEC 11.1)? */
+static bool owns_ctx(mh_hub *h, unsigned shard, const mh_ctx *ctx)
+{
+    return mh_redis_shard_of(h->redis, ctx->name, ctx->name_len) == shard;
+}
+
+/* Does shard 'shard' own the channel instance's position and history? */
+static bool owns_node(mh_hub *h, unsigned shard, const mh_keynode *node)
+{
+    return mh_redis_shard_of(h->redis, node->key, node->key_len) == shard;
+}
+
+void mh_heal_mark_gap(mh_hub *h, unsigned shard)
 {
     size_t it = 0;
     void *v;
 
     while (mh_map_next(&h->subs.contexts, &it, NULL, NULL, &v)) {
         mh_ctx *ctx = v;
-        if (ctx->gap)
+        if (ctx->gap || !owns_ctx(h, shard, ctx))
             continue;
         ctx->gap = true;
         if (ctx->version_known) {
@@ -36,7 +48,8 @@ void mh_heal_mark_gap(mh_hub *h)
     }
     it = 0;
     while (mh_map_next(&h->subs.channels, &it, NULL, NULL, &v))
-        ((mh_keynode *)v)->gap = true;
+        if (owns_node(h, shard, v))
+            ((mh_keynode *)v)->gap = true;
 }
 
 /*
@@ -47,12 +60,13 @@ void mh_heal_mark_gap(mh_hub *h)
 typedef struct heal_ctx_req {
     char *name;
     size_t len;
+    unsigned shard;
     uint64_t gen;
 } heal_ctx_req;
 
-static bool heal_stale(mh_hub *h, uint64_t gen)
+static bool heal_stale(mh_hub *h, unsigned shard, uint64_t gen)
 {
-    return gen != mh_redis_heal_gen(h->redis);
+    return gen != mh_redis_heal_gen(h->redis, shard);
 }
 
 typedef struct heal_scan {
@@ -104,7 +118,7 @@ static void on_heal_hash(mh_hub *h, redisReply *reply, void *arg)
     char version[MH_VERSION_MAX] = "0:0";
     heal_scan scan;
 
-    if (heal_stale(h, q->gen))
+    if (heal_stale(h, q->shard, q->gen))
         goto stale;
     if (!ctx || !ctx->gap)
         goto done;
@@ -143,7 +157,7 @@ static void on_heal_hash(mh_hub *h, redisReply *reply, void *arg)
         mh_fanout_note_version(ctx, version, strlen(version));
 done:
     free(buckets);
-    mh_redis_heal_read_done(h->redis, q->gen);
+    mh_redis_heal_read_done(h->redis, q->shard, q->gen);
 stale:
     free(q->name);
     free(q);
@@ -151,6 +165,7 @@ stale:
 
 typedef struct heal_ch_req {
     mh_entry entry;
+    unsigned shard;
     uint64_t gen;
     uint64_t seen_seq;
     char seen_epoch[MH_EPOCH_MAX + 1];
@@ -232,7 +247,7 @@ static void on_heal_history(mh_hub *h, redisReply *reply, void *arg)
     mh_keynode *node = mh_subs_find(&h->subs, true, &q->entry);
     uint64_t want = q->seen_seq + 1, last = q->seen_seq, first, ignored = 0;
 
-    if (heal_stale(h, q->gen)) {
+    if (heal_stale(h, q->shard, q->gen)) {
         heal_ch_free(q);
         return;
     }
@@ -254,7 +269,7 @@ static void on_heal_history(mh_hub *h, redisReply *reply, void *arg)
     }
     release_node(h, node, q->cur_epoch, q->cur_seq > last ? q->cur_seq : last, last);
 done:
-    mh_redis_heal_read_done(h->redis, q->gen);
+    mh_redis_heal_read_done(h->redis, q->shard, q->gen);
     heal_ch_free(q);
 }
 
@@ -263,7 +278,7 @@ static void on_heal_channel(mh_hub *h, redisReply *reply, void *arg)
     heal_ch_req *q = arg;
     mh_keynode *node = mh_subs_find(&h->subs, true, &q->entry);
 
-    if (heal_stale(h, q->gen)) {
+    if (heal_stale(h, q->shard, q->gen)) {
         heal_ch_free(q);
         return;
     }
@@ -293,8 +308,8 @@ static void on_heal_channel(mh_hub *h, redisReply *reply, void *arg)
     } else if (q->cur_seq > q->seen_seq) {
         if (mh_history_read(h, node, q->seen_seq + 1, on_heal_history, q) == 0) {
             /* on_heal_history releases, and ends this read after its own */
-            mh_redis_heal_read_sent(h->redis);
-            mh_redis_heal_read_done(h->redis, q->gen);
+            mh_redis_heal_read_sent(h->redis, q->shard);
+            mh_redis_heal_read_done(h->redis, q->shard, q->gen);
             return;
         }
         /* The link is down: retried, still holding. */
@@ -302,13 +317,13 @@ static void on_heal_channel(mh_hub *h, redisReply *reply, void *arg)
         release_node(h, node, q->cur_epoch, q->seen_seq, q->seen_seq);
     }
 done:
-    mh_redis_heal_read_done(h->redis, q->gen);
+    mh_redis_heal_read_done(h->redis, q->shard, q->gen);
     heal_ch_free(q);
 }
 
-void mh_heal_run(mh_hub *h)
+void mh_heal_run(mh_hub *h, unsigned shard)
 {
-    uint64_t gen = mh_redis_heal_gen(h->redis);
+    uint64_t gen = mh_redis_heal_gen(h->redis, shard);
     size_t it = 0, nctx = 0, nch = 0;
     void *v;
     mh_buf key;
@@ -319,7 +334,7 @@ void mh_heal_run(mh_hub *h)
         heal_ctx_req *q;
         const char *argv[2];
         size_t lens[2];
-        if (!ctx->gap)
+        if (!ctx->gap || !owns_ctx(h, shard, ctx))
             continue;
         q = calloc(1, sizeof *q);
         if (!q || !(q->name = malloc(ctx->name_len + 1))) {
@@ -328,30 +343,32 @@ void mh_heal_run(mh_hub *h)
         }
         memcpy(q->name, ctx->name, ctx->name_len + 1);
         q->len = ctx->name_len;
+        q->shard = shard;
         q->gen = gen;
         mh_buf_reset(&key);
         mh_redis_name(h->redis, &key, "v:", ctx->name, ctx->name_len);
         argv[0] = "HGETALL", lens[0] = 7;
         argv[1] = key.data, lens[1] = key.len;
-        if (key.oom || mh_redis_cmd(h->redis, on_heal_hash, q, 2, argv, lens)) {
+        if (key.oom || mh_redis_cmd_on(h->redis, shard, on_heal_hash, q, 2, argv, lens)) {
             free(q->name);
             free(q);
             continue;
         }
-        mh_redis_heal_read_sent(h->redis);
+        mh_redis_heal_read_sent(h->redis, shard);
         nctx++;
     }
     it = 0;
     while (mh_map_next(&h->subs.channels, &it, NULL, NULL, &v)) {
         mh_keynode *node = v;
         heal_ch_req *q;
-        if (!node->gap)
+        if (!node->gap || !owns_node(h, shard, node))
             continue;
         q = calloc(1, sizeof *q);
         if (!q || mh_entry_copy(&q->entry, &node->entry)) {
             free(q);
             continue;
         }
+        q->shard = shard;
         q->gen = gen;
         q->seen_known = node->pos_known;
         strcpy(q->seen_epoch, node->epoch);
@@ -360,23 +377,27 @@ void mh_heal_run(mh_hub *h)
             heal_ch_free(q);
             continue;
         }
-        mh_redis_heal_read_sent(h->redis);
+        mh_redis_heal_read_sent(h->redis, shard);
         nch++;
     }
     mh_buf_free(&key);
-    mh_info("redis link regained: healing %zu context(s) and %zu channel(s)", nctx, nch);
+    if (mh_redis_nshards(h->redis) > 1)
+        mh_info("redis link of shard %u regained: healing %zu context(s) and %zu channel(s)", shard,
+                nctx, nch);
+    else
+        mh_info("redis link regained: healing %zu context(s) and %zu channel(s)", nctx, nch);
 }
 
-size_t mh_heal_unhealed(mh_hub *h)
+size_t mh_heal_unhealed(mh_hub *h, unsigned shard)
 {
     size_t it = 0, n = 0;
     void *v;
 
     while (mh_map_next(&h->subs.contexts, &it, NULL, NULL, &v))
-        n += ((mh_ctx *)v)->gap;
+        n += ((mh_ctx *)v)->gap && owns_ctx(h, shard, v);
     it = 0;
     while (mh_map_next(&h->subs.channels, &it, NULL, NULL, &v))
-        n += ((mh_keynode *)v)->gap;
+        n += ((mh_keynode *)v)->gap && owns_node(h, shard, v);
     return n;
 }
 
@@ -385,14 +406,14 @@ static void give_up_node(mh_keynode *node, void *arg)
     invalidate_node(arg, node, NULL);
 }
 
-void mh_heal_give_up(mh_hub *h)
+void mh_heal_give_up(mh_hub *h, unsigned shard)
 {
     size_t it = 0;
     void *v;
 
     while (mh_map_next(&h->subs.contexts, &it, NULL, NULL, &v)) {
         mh_ctx *ctx = v;
-        if (!ctx->gap)
+        if (!ctx->gap || !owns_ctx(h, shard, ctx))
             continue;
         /* Which subscriptions missed something is unknown: all of them (no
          * version: none was read), and the next subscribe reads it again. */
@@ -404,7 +425,7 @@ void mh_heal_give_up(mh_hub *h)
     while (mh_map_next(&h->subs.channels, &it, NULL, NULL, &v)) {
         mh_keynode *node = v;
         uint64_t from, to;
-        if (!node->gap)
+        if (!node->gap || !owns_node(h, shard, node))
             continue;
         /* Missed: after the last seq seen, up to just before the first one held. */
         from = node->pos_known ? node->seq + 1 : 0;

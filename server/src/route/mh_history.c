@@ -12,6 +12,14 @@ uint64_t mh_history_u64(const redisReply *r)
     return strtoull(r->str, NULL, 10);
 }
 
+unsigned mh_history_shard(mh_hub *h, const mh_keynode *node)
+{
+    /* A context's versions are one hash for all its scopes: by its name. */
+    if (node->is_channel)
+        return mh_redis_shard_of(h->redis, node->key, node->key_len);
+    return mh_redis_shard_of(h->redis, node->entry.context, node->entry.context_len);
+}
+
 /* XRANGE h:K <from>-0 + COUNT 10000: the history from seq 'from' on. */
 int mh_history_read(mh_hub *h, const mh_keynode *node, uint64_t from, mh_redis_reply_fn fn,
                     void *arg)
@@ -31,7 +39,9 @@ int mh_history_read(mh_hub *h, const mh_keynode *node, uint64_t from, mh_redis_r
     argv[3] = "+", lens[3] = 1;
     argv[4] = "COUNT", lens[4] = 5;
     argv[5] = "10000", lens[5] = 5;
-    rc = key.oom || start.oom ? -1 : mh_redis_cmd(h->redis, fn, arg, 6, argv, lens);
+    rc = key.oom || start.oom
+             ? -1
+             : mh_redis_cmd_on(h->redis, mh_history_shard(h, node), fn, arg, 6, argv, lens);
     mh_buf_free(&key);
     mh_buf_free(&start);
     return rc;
@@ -51,7 +61,8 @@ int mh_history_read_pos(mh_hub *h, const mh_keynode *node, mh_redis_reply_fn fn,
     argv[1] = key.data, lens[1] = key.len;
     argv[2] = "e", lens[2] = 1;
     argv[3] = "s", lens[3] = 1;
-    rc = key.oom ? -1 : mh_redis_cmd(h->redis, fn, arg, 4, argv, lens);
+    rc =
+        key.oom ? -1 : mh_redis_cmd_on(h->redis, mh_history_shard(h, node), fn, arg, 4, argv, lens);
     mh_buf_free(&key);
     return rc;
 }

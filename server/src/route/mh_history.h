@@ -2,7 +2,7 @@
  * mh_history — a channel's position and history in Redis (SPEC 10: `c:K`
  * holds epoch `e` and last seq `s`; `h:K` is a stream whose ids are
  * "<seq>-0" and whose field `f` is the frame), read for resumes (mh_resume)
- * and for the link-gap heal (mh_heal).
+ * and for the link-gap heal (mh_heal), on the shard that owns them.
  */
 #ifndef MH_HISTORY_H
 #define MH_HISTORY_H
@@ -14,6 +14,12 @@
 #include "mh_hub.h"
 #include "mh_redis.h"
 #include "mh_subs.h"
+
+/**
+ * The Redis shard that owns a subscribed key's data (SPEC 11.1): a channel
+ * instance's by its canonical key, a context scope's by its context's name.
+ */
+unsigned mh_history_shard(mh_hub *h, const mh_keynode *node);
 
 /** XRANGE h:K <from>-0 + COUNT 10000. Returns 0, or -1 when not sent. */
 int mh_history_read(mh_hub *h, const mh_keynode *node, uint64_t from, mh_redis_reply_fn fn,

@@ -102,7 +102,7 @@ void mh_ops_gauges(mh_hub *h, mh_gauges *g)
     g->intake = h->nintake;
     g->addresses = h->ips.count;
     g->ready = ready(h, &w);
-    g->redis_up = mh_redis_subscribed(h->redis);
+    mh_redis_gauges(h->redis, g);
 }
 
 /* ---- what is counted locally: latency window, events ---- */

@@ -20,6 +20,7 @@
 typedef struct sub_req {
     uint64_t conn_id;
     bool channel;
+    unsigned shard; /* the Redis shard that owns it (SPEC 11.1) */
     mh_entry entry; /* owned copy */
     json_t *ref;    /* owned reference, or NULL */
     bool has_since, since_ok;
@@ -61,6 +62,7 @@ static sub_req *req_new(mh_conn *c, mh_sub *sub, bool channel, const char *since
     }
     q->conn_id = c->id;
     q->channel = channel;
+    q->shard = mh_history_shard(c->hub, sub->node);
     q->ref = ref ? json_incref((json_t *)ref) : NULL;
     if (since) {
         q->has_since = true;
@@ -189,7 +191,7 @@ void mh_resume_context(mh_conn *c, mh_sub *sub, const char *since, size_t since_
     mh_buf key;
     int argc;
 
-    if (!mh_redis_subscribed(h->redis) && !ctx->gap) {
+    if (!mh_redis_shard_subscribed(h->redis, mh_history_shard(h, sub->node)) && !ctx->gap) {
         /* Subscribed while the hub misses events: the heal must cover it. */
         ctx->gap = true;
         ctx->gap_epoch[0] = '\0';
@@ -207,7 +209,7 @@ void mh_resume_context(mh_conn *c, mh_sub *sub, const char *since, size_t since_
     q->nbuckets = q->has_since ? mh_versions_buckets(&q->entry, q->buckets) : 0;
     mh_buf_init(&key);
     read_version_hash(h->redis, &key, &q->entry, q, argv, lens, fields, &argc);
-    if (key.oom || mh_redis_cmd(h->redis, on_context_hash, q, argc, argv, lens)) {
+    if (key.oom || mh_redis_cmd_on(h->redis, q->shard, on_context_hash, q, argc, argv, lens)) {
         mh_buf_free(&key);
         req_free(q);
         goto cannot_read;
@@ -281,7 +283,7 @@ static void on_channel_synced(mh_hub *h, void *arg)
  */
 static void ack_channel_synced(mh_hub *h, sub_req *q)
 {
-    mh_redis_sync(h->redis, on_channel_synced, q);
+    mh_redis_sync(h->redis, q->shard, on_channel_synced, q);
 }
 
 static void send_gap(mh_conn *c, const mh_entry *e, uint64_t from, uint64_t to, const char *reason)
@@ -560,7 +562,7 @@ void mh_resume_channel(mh_conn *c, mh_sub *sub, const char *since, size_t since_
     sub_req *q;
     char epoch[MH_EPOCH_MAX + 1];
 
-    if (!mh_redis_subscribed(h->redis))
+    if (!mh_redis_shard_subscribed(h->redis, mh_history_shard(h, node)))
         node->gap = true;
     if (since && mh_version_parse(since, since_len, epoch, &(uint64_t){0}))
         send_bad_version(c, &node->entry, true, ref);

@@ -62,8 +62,8 @@ static void for_this_hub(mh_hub *h, const mh_envelope *env)
     mh_buf_free(&b);
 }
 
-void mh_router_envelope(mh_hub *h, const char *channel, size_t chlen, const char *payload,
-                        size_t len)
+void mh_router_envelope(mh_hub *h, unsigned shard, const char *channel, size_t chlen,
+                        const char *payload, size_t len)
 {
     mh_envelope env;
     mh_err err;
@@ -95,7 +95,7 @@ void mh_router_envelope(mh_hub *h, const char *channel, size_t chlen, const char
         break;
     case MH_KIND_CANARY:
         if (!strcmp(env.hub, h->cfg->hub_id))
-            mh_redis_canary_seen(h->redis, env.nonce);
+            mh_redis_canary_seen(h->redis, shard, env.nonce);
         break;
     case MH_KIND_LOGOUT:
         mh_auth_logout(h, env.session);

@@ -12,8 +12,11 @@
 
 #include "mh_hub.h"
 
-/** One pub/sub message: 'channel' tells the events channel from the hub's own. */
-void mh_router_envelope(mh_hub *h, const char *channel, size_t chlen, const char *payload,
-                        size_t len);
+/**
+ * One pub/sub message from Redis shard 'shard': 'channel' tells the events
+ * channel from the hub's own.
+ */
+void mh_router_envelope(mh_hub *h, unsigned shard, const char *channel, size_t chlen,
+                        const char *payload, size_t len);
 
 #endif

@@ -8,7 +8,7 @@ and so on):
 
 | file | from | mode |
 |---|---|---|
-| FILE | ``REDIS_URL`` (``redis``), ``PREFIX`` (``redis_prefix``), ``TOKEN['AUDIENCE']`` (``jwt_audience``), ``SESSION_COOKIE_NAME``/``AGE`` (``session_cookie``, ``session_max_age``), ``conf.allowed_origins()`` (``allowed_origins``), ``MIZAN_HUB['HUB']`` (the hub's own settings: listen, workers, tls...) | 0600 when the Redis URL has a password, else 0644 |
+| FILE | ``REDIS_URL`` (``redis``), ``REDIS_SHARDS`` (``redis_shards``), ``PREFIX`` (``redis_prefix``), ``TOKEN['AUDIENCE']`` (``jwt_audience``), ``SESSION_COOKIE_NAME``/``AGE`` (``session_cookie``, ``session_max_age``), ``conf.allowed_origins()`` (``allowed_origins``), ``MIZAN_HUB['HUB']`` (the hub's own settings: listen, workers, tls...) | 0600 when the Redis URL has a password, else 0644 |
 | ``STEM.registry.json`` | ``CONTEXTS``/``CHANNELS`` (and izana's), as ``mizan_hub_registry`` | 0644 |
 | ``STEM.jwks.json`` | ``TOKEN['KEYS']`` (or ``IZANA_MWT_SECRET``) and ``ALGORITHM``: HS keys as they are, RS/ES keys' public halves | 0600 |
 | ``STEM.secret-keys`` | ``SECRET_KEY`` then ``SECRET_KEY_FALLBACKS``, one a line: only for ``signed_cookies`` sessions (other engines go through the session registry in Redis and the hub needs no Django key) | 0600 |
@@ -52,34 +52,34 @@ def write_atomically(path: Path, text: str, mode: int) -> None:
         raise
 
 
-def hub_redis_url(url: str) -> tuple[str, bool]:
-    """``REDIS_URL`` in the form the hub reads
+def hub_redis_url(url: str, setting: str = "MIZAN_HUB['REDIS_URL']") -> tuple[str, bool]:
+    """``REDIS_URL`` (or a URL of ``setting``) in the form the hub reads
     (``redis[s]://[[USER]:PASSWORD@]HOST:PORT/DB``, ``[IPv6]`` hosts) and
     whether it carries a password; a CommandError for what the hub cannot
     use."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
-        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the hub connects to redis:// and "
+        raise CommandError(f"{setting} {url!r}: the hub connects to redis:// and "
                            "rediss:// URLs only (no unix socket)")
     if parts.query or parts.fragment:
-        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the hub reads no URL options")
+        raise CommandError(f"{setting} {url!r}: the hub reads no URL options")
     try:
         port = parts.port or 6379
     except ValueError as exc:
-        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: {exc}") from None
+        raise CommandError(f"{setting} {url!r}: {exc}") from None
     db = parts.path.strip("/") or "0"
     if not db.isdigit() or int(db) > 15:
-        raise CommandError(f"MIZAN_HUB['REDIS_URL'] {url!r}: the database is a number, 0-15")
+        raise CommandError(f"{setting} {url!r}: the database is a number, 0-15")
     user = unquote(parts.username) if parts.username else ""
     password = unquote(parts.password) if parts.password else ""
     host = parts.hostname or "127.0.0.1"
     # The hub takes the user up to the first ":" and the password up to the
     # last "@", and decodes no %-escapes: what it would misread is refused.
     if ":" in user or "@" in user:
-        raise CommandError("MIZAN_HUB['REDIS_URL']: the hub cannot read a user name that "
+        raise CommandError(f"{setting}: the hub cannot read a user name that "
                            "contains ':' or '@'")
     if any(ch in user + password for ch in "\r\n"):
-        raise CommandError("MIZAN_HUB['REDIS_URL']: a line break in the user or password")
+        raise CommandError(f"{setting}: a line break in the user or password")
     if user == "default":
         user = ""  # AUTH PASSWORD alone is the default user
     auth = f"{user}:{password}@" if password else ""
@@ -147,6 +147,17 @@ class Command(BaseCommand):
 
         redis_url, has_password = hub_redis_url(hub["REDIS_URL"])
         settings_lines += [("redis", redis_url), ("redis_prefix", hub["PREFIX"])]
+        if hub["REDIS_SHARDS"]:
+            # SPEC 11.1: the same URLs in the same order as the publisher's.
+            shard_urls = []
+            for url in hub["REDIS_SHARDS"]:
+                shard_url, secret = hub_redis_url(url, "MIZAN_HUB['REDIS_SHARDS']")
+                if "," in shard_url or " " in shard_url:
+                    raise CommandError("MIZAN_HUB['REDIS_SHARDS']: the hub's --redis-shards "
+                                       "is split at ',' and ' ': a URL cannot contain them")
+                shard_urls.append(shard_url)
+                has_password = has_password or secret
+            settings_lines.append(("redis_shards", ",".join(shard_urls)))
 
         registry = beside("registry.json")
         files.append((registry, registry_json(indent=2), 0o644))
