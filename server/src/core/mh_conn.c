@@ -20,7 +20,8 @@ int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi)
 {
     c->hub = h;
     c->wsi = wsi;
-    c->id = ++h->next_conn_id;
+    if (!c->id) /* an own socket's id was taken when it was accepted */
+        c->id = ++h->next_conn_id;
     snprintf(c->name, sizeof c->name, "%s%llu", h->conn_prefix, (unsigned long long)c->id);
     if (mh_map_put(&h->conns, &c->id, sizeof c->id, c))
         return -1;

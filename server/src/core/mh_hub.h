@@ -80,7 +80,11 @@ typedef struct mh_hub {
         /* a whole browser message off an own socket (mh_wsock), before any
          * check: the transport's rate limit and session hold, then 'frame' */
         void (*input)(mh_conn *c, const char *text, size_t len, bool binary);
+        /* a socket in the own read set that is not a connection yet (the
+         * intake reads its request head): readable, or closed */
+        void (*intake)(void *ctx, uint64_t id);
     } hooks;
+    void *intake_ctx; /* what hooks.intake gets */
     const char *const *django_keys; /* SECRET_KEY then fallbacks; borrowed, frozen */
     size_t ndjango_keys;
     mh_cidr_list trusted; /* --trusted-proxies */

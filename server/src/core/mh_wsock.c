@@ -72,18 +72,33 @@ void mh_wsock_stop(mh_hub *h)
     h->ping_msg = NULL;
 }
 
-int mh_wsock_open(mh_conn *c, mh_hub *h, int fd)
+int mh_wsock_watch(mh_hub *h, int fd, uint64_t id)
 {
-    struct epoll_event rd = {.events = EPOLLIN | EPOLLRDHUP}, wr = {.events = EPOLLOUT | EPOLLET};
+    struct epoll_event rd = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = id};
+
+    if (epoll_ctl(h->ws_rd, EPOLL_CTL_ADD, fd, &rd)) {
+        mh_warn("epoll: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void mh_wsock_unwatch(mh_hub *h, int fd)
+{
+    epoll_ctl(h->ws_rd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+int mh_wsock_open(mh_conn *c, mh_hub *h, int fd, uint64_t id)
+{
+    struct epoll_event wr = {.events = EPOLLOUT | EPOLLET, .data.u64 = id};
 
     c->own = true;
     c->fd = fd;
+    c->id = id;
     if (mh_conn_open(c, h, NULL))
         return -1;
-    rd.data.u64 = wr.data.u64 = c->id;
-    if (epoll_ctl(h->ws_rd, EPOLL_CTL_ADD, fd, &rd) || epoll_ctl(h->ws_wr, EPOLL_CTL_ADD, fd, &wr)) {
+    if (epoll_ctl(h->ws_wr, EPOLL_CTL_ADD, fd, &wr)) {
         mh_warn("conn %s: epoll: %s", c->name, strerror(errno));
-        epoll_ctl(h->ws_rd, EPOLL_CTL_DEL, fd, NULL);
         mh_map_del(&h->conns, &c->id, sizeof c->id);
         c->established = false;
         return -1;
@@ -288,8 +303,11 @@ static void on_readable(uv_poll_t *p, int status, int events)
 
     for (int i = 0; i < n; i++) {
         mh_conn *c = conn_of(h, ev[i].data.u64);
-        if (!c)
+        if (!c) {
+            if (h->hooks.intake)
+                h->hooks.intake(h->intake_ctx, ev[i].data.u64);
             continue;
+        }
         if (c->close_sent && c->close_heard) {
             mh_conn_destroy(c);
             continue;

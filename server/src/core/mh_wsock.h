@@ -34,12 +34,22 @@ int mh_wsock_init(mh_hub *h);
 void mh_wsock_stop(mh_hub *h);
 
 /**
- * Makes 'c' (zeroed, its peer and credentials set by the auth filter) an
- * open connection on 'fd', whose 101 was sent: registered, named, counted.
- * Returns 0; on -1 nothing was registered and the caller still owns 'c'
- * and 'fd'.
+ * Watches 'fd' in the read set under 'id' (a socket whose request head is
+ * being read: events go to hooks.intake until a connection takes the id).
+ * One registration for the socket's whole life. Returns 0, or -1.
  */
-int mh_wsock_open(mh_conn *c, mh_hub *h, int fd);
+int mh_wsock_watch(mh_hub *h, int fd, uint64_t id);
+
+/** Stops watching 'fd' (it is handed to lws). */
+void mh_wsock_unwatch(mh_hub *h, int fd);
+
+/**
+ * Makes 'c' (zeroed but for its peer and the credentials the auth filter
+ * set) an open connection on 'fd', watched under 'id' already: named,
+ * counted, added to the write set. Returns 0; on -1 the caller still owns
+ * 'c' and 'fd'.
+ */
+int mh_wsock_open(mh_conn *c, mh_hub *h, int fd, uint64_t id);
 
 /**
  * Bytes that arrived with the request head (a client may send frames

@@ -11,6 +11,7 @@
 #include "mh_log.h"
 #include "mh_netaddr.h"
 #include "mh_upgrade.h"
+#include "mh_wsock.h"
 
 /* After a refusal, what the client still sends is read and dropped for a
  * while (like nginx's lingering close): closing with unread bytes would
@@ -19,9 +20,9 @@
 #define LINGER_BYTES (1 << 20)
 
 typedef struct intake_sock {
-    uv_poll_t poll; /* first: the memory is released in the close callback */
     struct intake_sock *prev, *next;
     mh_intake *in;
+    uint64_t id; /* its key in the own read set (mh_wsock), and its connection's id */
     int fd;
     mh_peer *peer; /* owned until handed on */
     char *buf;
@@ -38,12 +39,14 @@ struct mh_intake {
     mh_hub *h;
     mh_intake_adopt_fn adopt;
     mh_intake_upgrade_fn upgrade;
+    mh_map socks; /* id -> intake_sock: events name sockets by id */
     intake_sock *head;
     uv_timer_t timer;
     bool stopping;
 };
 
 static void on_timer(uv_timer_t *t);
+static void on_readable(void *ctx, uint64_t id);
 
 mh_intake *mh_intake_new(mh_hub *h, mh_intake_adopt_fn adopt, mh_intake_upgrade_fn upgrade)
 {
@@ -54,8 +57,11 @@ mh_intake *mh_intake_new(mh_hub *h, mh_intake_adopt_fn adopt, mh_intake_upgrade_
     in->h = h;
     in->adopt = adopt;
     in->upgrade = upgrade;
+    mh_map_init(&in->socks);
     uv_timer_init(h->loop, &in->timer);
     in->timer.data = in;
+    h->hooks.intake = on_readable;
+    h->intake_ctx = in;
     return in;
 }
 
@@ -75,18 +81,18 @@ static void unlink_sock(intake_sock *s)
         uv_timer_stop(&in->timer);
 }
 
-static void on_closed(uv_handle_t *hd)
-{
-    intake_sock *s = (intake_sock *)hd;
-    free(s->buf);
-    free(s);
-}
-
-/* Ends 's': the poll handle goes (its memory after the loop turns). */
-static void finish(intake_sock *s)
+/* 's' is no longer the intake's (its socket is closed, or someone else's). */
+static void forget(intake_sock *s)
 {
     unlink_sock(s);
-    uv_close((uv_handle_t *)&s->poll, on_closed);
+    mh_map_del(&s->in->socks, &s->id, sizeof s->id);
+}
+
+static void finish(intake_sock *s)
+{
+    forget(s);
+    free(s->buf);
+    free(s);
 }
 
 static void drop(intake_sock *s)
@@ -143,10 +149,13 @@ static void hand_on(intake_sock *s)
     mh_peer *peer = s->peer;
 
     s->peer = NULL;
-    /* Closing the poll handle stops watching the fd now (lws is about to
-     * watch it); the buffer stays valid until the close callback. */
-    finish(s);
+    mh_wsock_unwatch(in->h, fd); /* lws watches it from now on */
+    /* forgotten first: lws may answer inside the call (a scrape of the
+     * gauges must not count itself in the intake) */
+    forget(s);
     in->adopt(in->h, fd, peer, s->buf, s->len);
+    free(s->buf);
+    free(s);
 }
 
 /* The address's limit, once the client's address is known: 0, or -1 refused. */
@@ -198,11 +207,11 @@ static void judge(intake_sock *s, size_t head_len)
             return;
     }
     if (req.upgrade && s->in->upgrade) {
-        if (s->in->upgrade(s->in->h, s->fd, s->peer, s->buf, s->len, &req, &why)) {
+        if (s->in->upgrade(s->in->h, s->fd, s->peer, s->id, s->buf, s->len, &req, &why)) {
             answer_refused(s, &why);
             return;
         }
-        s->peer = NULL; /* the connection has the socket and the peer now */
+        s->peer = NULL; /* the connection has the socket, its registration and the peer */
         finish(s);
         return;
     }
@@ -246,34 +255,32 @@ static int read_proxy(intake_sock *s)
     return 1;
 }
 
+/* One read a readiness event (the read set is level-triggered: what is left
+ * is reported again). */
 static void linger_read(intake_sock *s)
 {
     char sink[4096];
+    ssize_t n = read(s->fd, sink, sizeof sink);
 
-    for (;;) {
-        ssize_t n = read(s->fd, sink, sizeof sink);
-        if (n > 0) {
-            s->dropped += (size_t)n;
-            if (s->dropped < LINGER_BYTES)
-                continue;
-        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    if (n > 0) {
+        s->dropped += (size_t)n;
+        if (s->dropped < LINGER_BYTES)
             return;
-        }
-        drop(s); /* EOF, an error, or enough */
+    } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return;
     }
+    drop(s); /* EOF, an error, or enough */
 }
 
-static void on_readable(uv_poll_t *p, int status, int events)
+static void on_readable(void *ctx, uint64_t id)
 {
-    intake_sock *s = (intake_sock *)p;
+    mh_intake *in = ctx;
+    intake_sock *s = mh_map_get(&in->socks, &id, sizeof id);
     long end;
-    (void)events;
+    ssize_t n;
 
-    if (status < 0) {
-        drop(s);
+    if (!s)
         return;
-    }
     if (s->lingering) {
         linger_read(s);
         return;
@@ -288,33 +295,34 @@ static void on_readable(uv_poll_t *p, int status, int events)
         if (check_limit(s))
             return;
     }
-    for (;;) {
-        ssize_t n;
-        if (s->len == s->cap) {
-            size_t ncap = s->cap ? s->cap * 2 : 1024;
-            char *nb;
-            if (ncap > MH_UPGRADE_HEAD_MAX)
-                ncap = MH_UPGRADE_HEAD_MAX;
-            if (ncap == s->cap)
-                break; /* full: judged below */
-            nb = realloc(s->buf, ncap);
-            if (!nb) {
-                drop(s);
-                return;
-            }
-            s->buf = nb;
-            s->cap = ncap;
+    if (s->len == s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 1024;
+        char *nb;
+        if (ncap > MH_UPGRADE_HEAD_MAX)
+            ncap = MH_UPGRADE_HEAD_MAX;
+        if (ncap == s->cap) {
+            mh_upgrade_refusal why = {431, "headers_too_large", "request headers too large", NULL};
+            refuse(s, "upgrade", &why);
+            return;
         }
-        n = read(s->fd, s->buf + s->len, s->cap - s->len);
-        if (n > 0) {
-            s->len += (size_t)n;
-            continue;
+        nb = realloc(s->buf, ncap);
+        if (!nb) {
+            drop(s);
+            return;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            break;
+        s->buf = nb;
+        s->cap = ncap;
+    }
+    /* One read per event (level-triggered): a head of a few hundred bytes
+     * is one read, with no second one to learn that nothing more came. */
+    n = read(s->fd, s->buf + s->len, s->cap - s->len);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
         drop(s); /* the client went away before its request was complete */
         return;
     }
+    s->len += (size_t)n;
     end = mh_upgrade_head_end(s->buf, s->len);
     if (end < 0) {
         mh_upgrade_refusal why = {431, "headers_too_large", "request headers too large", NULL};
@@ -349,12 +357,19 @@ static intake_sock *track(mh_intake *in, int fd, mh_peer *peer, uint64_t deadlin
 {
     intake_sock *s = calloc(1, sizeof *s);
 
-    if (!s || uv_poll_init(in->h->loop, &s->poll, fd)) {
-        free(s);
-        close(fd);
-        mh_peer_free(peer);
-        return NULL;
+    if (s) {
+        s->id = ++in->h->next_conn_id;
+        if (mh_map_put(&in->socks, &s->id, sizeof s->id, s) == 0) {
+            if (mh_wsock_watch(in->h, fd, s->id) == 0)
+                goto tracked;
+            mh_map_del(&in->socks, &s->id, sizeof s->id);
+        }
     }
+    free(s);
+    close(fd);
+    mh_peer_free(peer);
+    return NULL;
+tracked:
     s->in = in;
     s->fd = fd;
     s->peer = peer;
@@ -389,9 +404,6 @@ void mh_intake_add(mh_intake *in, int fd, mh_peer *peer, bool tls)
      * Behind a proxy the client is known after the PROXY header or the head. */
     if (!trusted)
         check_limit(s);
-    /* (Not read at once: in a storm the head comes a little after the
-     * accept, and that read found nothing for 4,031 of 4,000 sockets.) */
-    uv_poll_start(&s->poll, UV_READABLE, on_readable);
 }
 
 static void on_timer_closed(uv_handle_t *hd)
@@ -406,6 +418,8 @@ void mh_intake_stop(mh_intake *in)
     in->stopping = true;
     while (in->head)
         drop(in->head);
+    mh_map_free(&in->socks);
+    in->h->hooks.intake = NULL;
     uv_timer_stop(&in->timer);
     uv_close((uv_handle_t *)&in->timer, on_timer_closed);
 }

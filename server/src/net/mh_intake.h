@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mh_hub.h"
 #include "mh_peer.h"
@@ -28,13 +29,14 @@ typedef void (*mh_intake_adopt_fn)(mh_hub *h, int fd, mh_peer *peer, const char 
 
 /**
  * Upgrades a judged WebSocket request on a plain socket (the hub speaks
- * WebSocket on those itself: mh_wsock). Returns 0 when it took 'fd' and
- * 'peer'; 1 when refused, counted, with 'why' saying what the intake
+ * WebSocket on those itself: mh_wsock). 'fd' is in the own read set under
+ * 'id', which the connection keeps as its id. Returns 0 when it took 'fd',
+ * its registration and 'peer'; 1 when refused, counted, with 'why' saying what the intake
  * answers. 'buf' (the head, then whatever followed it) and 'req' are
  * borrowed until return.
  */
-typedef int (*mh_intake_upgrade_fn)(mh_hub *h, int fd, mh_peer *peer, const char *buf,
-                                    size_t len, const mh_http_request *req,
+typedef int (*mh_intake_upgrade_fn)(mh_hub *h, int fd, mh_peer *peer, uint64_t id,
+                                    const char *buf, size_t len, const mh_http_request *req,
                                     mh_upgrade_refusal *why);
 
 typedef struct mh_intake mh_intake;

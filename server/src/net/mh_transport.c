@@ -319,7 +319,7 @@ static int filter_upgrade(mh_hub *h, mh_conn *c, struct lws *wsi, mh_upgrade_ref
  * A plain socket's upgrade, judged by the intake: the hub answers the 101
  * and speaks WebSocket on it itself (mh_wsock). 0: taken; 1: refused.
  */
-static int upgrade(mh_hub *h, int fd, mh_peer *peer, const char *buf, size_t len,
+static int upgrade(mh_hub *h, int fd, mh_peer *peer, uint64_t id, const char *buf, size_t len,
                    const mh_http_request *req, mh_upgrade_refusal *why)
 {
     static char store[MH_UPGRADE_VIEW_STORE];
@@ -339,7 +339,7 @@ static int upgrade(mh_hub *h, int fd, mh_peer *peer, const char *buf, size_t len
     if (judge_upgrade(h, c, &v, why))
         goto refused;
     n = mh_upgrade_accept(req, ok, sizeof ok);
-    if (n < 0 || mh_wsock_open(c, h, fd)) {
+    if (n < 0 || mh_wsock_open(c, h, fd, id)) {
         mh_auth_refuse(h, why, 503, "upgrade", "out_of_memory", "try again");
         goto refused;
     }
