@@ -138,6 +138,7 @@ HUB_SETTINGS = (
     "resume_burst", "resume_rate", "trusted_proxies", "redis_sentinels", "redis_master_name",
     "redis_sentinel_password", "redis_tls_ca", "redis_tls_cert", "redis_tls_key",
     "redis_connect_timeout_ms", "registry_from_redis", "ops_public", "redis_shards",
+    "presence_heartbeat_ms", "presence_max",
 )
 
 #: Hub settings ``mizan_hub_config`` writes from Django's settings (and the
