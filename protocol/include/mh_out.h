@@ -76,8 +76,8 @@ void mh_out_pong(mh_buf *b, const json_t *ref);
  * it once, stores it in Redis, and every frame and envelope carries those
  * bytes as they are.
  */
-/** The member: 'subject' NULL is null; 'info' NULL leaves the key out (borrowed). */
-void mh_out_member(mh_buf *b, const char *conn, const char *subject, const json_t *info);
+/** The member: 'subject' NULL is null; 'info' (compact JSON text) NULL leaves the key out. */
+void mh_out_member(mh_buf *b, const char *conn, const char *subject, const char *info);
 
 /** The instance as an envelope carries it: "channel":NAME,"params":{...} (no braces). */
 void mh_out_presence_scope(mh_buf *b, const mh_entry *channel);

@@ -8,7 +8,7 @@
 #include "mh_value.h"
 
 static const char *kind_names[] = {"invalidate", "message", "logout", "disconnect", "canary",
-                                   "reply",      "send",    "close",  "registry", "presence"};
+                                   "reply",      "send",    "close",  "registry",   "presence"};
 
 const char *mh_kind_name(mh_kind k)
 {

@@ -214,7 +214,7 @@ void mh_out_pong(mh_buf *b, const json_t *ref)
     mh_buf_putc(b, '}');
 }
 
-void mh_out_member(mh_buf *b, const char *conn, const char *subject, const json_t *info)
+void mh_out_member(mh_buf *b, const char *conn, const char *subject, const char *info)
 {
     mh_buf_puts(b, "{\"conn\":");
     put_str(b, conn);
@@ -225,7 +225,7 @@ void mh_out_member(mh_buf *b, const char *conn, const char *subject, const json_
         mh_buf_puts(b, "null");
     if (info) {
         mh_buf_puts(b, ",\"info\":");
-        mh_json_dump(b, info);
+        mh_buf_puts(b, info);
     }
     mh_buf_putc(b, '}');
 }

@@ -18,6 +18,7 @@
 
 #include "mh_envelope.h"
 #include "mh_inval.h"
+#include "mh_json.h"
 #include "mh_out.h"
 
 static const char *str_or_null(const json_t *a, const char *k)
@@ -51,8 +52,15 @@ static void entry_of(const json_t *a, mh_entry *e)
 /* A presence member's args: conn, subject (null), info (absent). */
 static void put_member(mh_buf *b, const json_t *a)
 {
+    const json_t *info = json_object_get(a, "info");
+    mh_buf text;
+
+    mh_buf_init(&text);
+    if (info)
+        assert_int_equal(mh_json_dump(&text, info), 0);
     mh_out_member(b, str_or_null(a, "conn"), str_or_null(a, "subject"),
-                  json_object_get(a, "info"));
+                  info ? mh_buf_cstr(&text) : NULL);
+    mh_buf_free(&text);
 }
 
 static void encode(const char *enc, const json_t *a, mh_buf *b)

@@ -24,6 +24,8 @@
 
 /* KEYS p:K pk:P procs events phb:P; ARGV conn member K scope envelope max P ttl.
  * 1: already a member; -1: the instance is full; 0: joined (published). */
+_Static_assert(MH_IDENTITY_INFO_MAX == MH_INFO_MAX, "a token's info is what an envelope carries");
+
 static const char join_lua[] =
     "redis.call('SET', KEYS[5], '1', 'PX', ARGV[8])\n"
     "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then\n"
@@ -41,11 +43,10 @@ static const char join_lua[] =
 
 /* KEYS p:K pk:P events; ARGV conn envelope K last. The leave is published
  * only when the member was there: a swept member is not left twice. */
-static const char leave_lua[] =
-    "local n = redis.call('HDEL', KEYS[1], ARGV[1])\n"
-    "if n == 1 then redis.call('PUBLISH', KEYS[3], ARGV[2]) end\n"
-    "if ARGV[4] == '1' then redis.call('HDEL', KEYS[2], ARGV[3]) end\n"
-    "return n\n";
+static const char leave_lua[] = "local n = redis.call('HDEL', KEYS[1], ARGV[1])\n"
+                                "if n == 1 then redis.call('PUBLISH', KEYS[3], ARGV[2]) end\n"
+                                "if ARGV[4] == '1' then redis.call('HDEL', KEYS[2], ARGV[3]) end\n"
+                                "return n\n";
 
 /* KEYS phb:P procs; ARGV P ttl. 0: P's members were swept (or never joined). */
 static const char beat_lua[] = "redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])\n"
@@ -81,25 +82,24 @@ static const char sweep_lua[] =
 
 /* KEYS p:K; ARGV prefix..'phb:'. The members whose process beats, each
  * process's heartbeat read once. */
-static const char read_lua[] =
-    "local all = redis.call('HGETALL', KEYS[1])\n"
-    "local live, out = {}, {}\n"
-    "for i = 1, #all, 2 do\n"
-    "  local proc = string.match(all[i], '^(.*%-)%d+$')\n"
-    "  if proc then\n"
-    "    local ok = live[proc]\n"
-    "    if ok == nil then\n"
-    "      ok = redis.call('EXISTS', ARGV[1] .. proc) == 1\n"
-    "      live[proc] = ok\n"
-    "    end\n"
-    "    if ok then out[#out + 1] = all[i + 1] end\n"
-    "  end\n"
-    "end\n"
-    "return out\n";
+static const char read_lua[] = "local all = redis.call('HGETALL', KEYS[1])\n"
+                               "local live, out = {}, {}\n"
+                               "for i = 1, #all, 2 do\n"
+                               "  local proc = string.match(all[i], '^(.*%-)%d+$')\n"
+                               "  if proc then\n"
+                               "    local ok = live[proc]\n"
+                               "    if ok == nil then\n"
+                               "      ok = redis.call('EXISTS', ARGV[1] .. proc) == 1\n"
+                               "      live[proc] = ok\n"
+                               "    end\n"
+                               "    if ok then out[#out + 1] = all[i + 1] end\n"
+                               "  end\n"
+                               "end\n"
+                               "return out\n";
 
 /* One membership of a connection in a presence channel instance. */
 typedef struct member {
-    struct member *next;             /* the connection's list, or the leaves to retry */
+    struct member *next;                /* the connection's list, or the leaves to retry */
     struct member *all_prev, *all_next; /* every membership of this process */
     uint64_t conn_id;
     char conn[sizeof(((mh_conn *)0)->name)]; /* the connection id: the member's field */
@@ -125,9 +125,9 @@ typedef struct key_count {
 
 static struct {
     mh_hub *h;
-    mh_map by_conn; /* conn id -> conn_list */
-    mh_map counts;  /* K -> key_count: this process's members of K */
-    member *all;    /* joined (or joining) memberships */
+    mh_map by_conn;  /* conn id -> conn_list */
+    mh_map counts;   /* K -> key_count: this process's members of K */
+    member *all;     /* joined (or joining) memberships */
     member *leaving; /* leaves whose script did not run: retried at the next beat */
     bool rejoin;     /* a join did not run: every membership joins again at the next beat */
     bool timer_on;
@@ -344,8 +344,8 @@ static void send_join(mh_hub *h, member *m)
     snprintf(ttl, sizeof ttl, "%lld", (long long)ttl_ms(h));
     if (!env.oom && mh_buf_cstr(&env)) {
         const char *args[] = {m->conn, m->json, m->key, m->scope, env.data, max, proc, ttl};
-        size_t lens[] = {strlen(m->conn), m->json_len, m->key_len, m->scope_len, env.len,
-                         strlen(max), strlen(proc), strlen(ttl)};
+        size_t lens[] = {strlen(m->conn), m->json_len, m->key_len,   m->scope_len,
+                         env.len,         strlen(max), strlen(proc), strlen(ttl)};
         rc = eval(h, join_lua, 5, keys, 8, args, lens, on_joined, q);
     }
     if (rc) {
@@ -421,7 +421,7 @@ void mh_presence_joined(mh_conn *c, mh_keynode *node)
     mh_buf_init(&scope);
     mh_buf_init(&json);
     mh_out_presence_scope(&scope, &node->entry);
-    mh_out_member(&json, c->name, c->subject, NULL);
+    mh_out_member(&json, c->name, c->subject, c->info);
     if (!m || scope.oom || json.oom || !mh_buf_cstr(&scope) || !mh_buf_cstr(&json) ||
         !(m->key = malloc(node->key_len + 1)))
         goto oom;
@@ -629,8 +629,8 @@ static void on_read(mh_hub *h, redisReply *reply, void *arg)
     if (!c || c->closing)
         goto done;
     if (!reply || reply->type != REDIS_REPLY_ARRAY) {
-        mh_conn_send_error(c, "unavailable", "the hub cannot read presence from Redis now",
-                           q->ref, 2, &q->scope);
+        mh_conn_send_error(c, "unavailable", "the hub cannot read presence from Redis now", q->ref,
+                           2, &q->scope);
         goto done;
     }
     texts = calloc(reply->elements + 1, sizeof *texts);
@@ -697,8 +697,8 @@ void mh_presence_query(mh_conn *c, const mh_frame *f)
     name(h, &keys[0], "p:", node->key, node->key_len);
     name(h, &phb, "phb:", NULL, 0);
     if (phb.oom || !mh_buf_cstr(&phb) ||
-        eval(h, read_lua, 1, keys, 1, (const char *const[]){phb.data}, (size_t[]){phb.len},
-             on_read, q)) {
+        eval(h, read_lua, 1, keys, 1, (const char *const[]){phb.data}, (size_t[]){phb.len}, on_read,
+             q)) {
         mh_conn_send_error(c, "unavailable", "the hub cannot reach Redis now", f->ref, 2,
                            &f->scope);
         mh_entry_free(&q->scope);
@@ -714,15 +714,19 @@ void mh_presence_query(mh_conn *c, const mh_frame *f)
 void mh_presence_event(mh_hub *h, const mh_envelope *env)
 {
     mh_keynode *node = mh_subs_find(&h->subs, true, &env->channel);
-    mh_buf json, b;
+    mh_buf json, info, b;
     mh_msg *m;
     size_t n = 0;
 
     if (!node)
         return;
     mh_buf_init(&json);
+    mh_buf_init(&info);
     mh_buf_init(&b);
-    mh_out_member(&json, env->conn, env->subject, env->info);
+    if (env->info)
+        mh_json_dump(&info, env->info);
+    mh_out_member(&json, env->conn, env->subject, env->info ? mh_buf_cstr(&info) : NULL);
+    mh_buf_free(&info);
     if (!json.oom && mh_buf_cstr(&json))
         mh_out_presence_event(&b, env->join, &env->channel, json.data, json.len);
     m = json.oom ? NULL : mh_msg_from_buf(&b);
