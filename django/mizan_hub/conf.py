@@ -44,8 +44,9 @@ DEFAULTS: dict[str, Any] = {
     # The registry (SPEC section 12): contexts and channels by name, e.g.
     # {"user": {"params": ["user_id"], "guard": "auth",
     #           "param_rules": {"user_id": "sub"}}}
-    # Channels may add "history": N (messages kept for resume, 0 = none)
-    # and "ttl": seconds (overrides CHANNEL_TTL for that channel).
+    # Channels may add "history": N (messages kept for resume, 0 = none),
+    # "ttl": seconds (overrides CHANNEL_TTL for that channel) and
+    # "presence": True (the hubs keep who subscribes; mizan_hub.presence()).
     "CONTEXTS": {},
     "CHANNELS": {},
     # Unknown contexts/channels: "deny" (not_found) or "allow" (as "auth").

@@ -19,6 +19,7 @@ cannot be handed a subscription token as a connection token.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from typing import Any, Mapping
 
@@ -66,13 +67,30 @@ def _use_izana(algorithm: str) -> bool:
     return True
 
 
-def connection_token(user: Any, *, lifetime: int | None = None) -> tuple[str, int]:
-    """A connection token for ``user`` and the Unix time it expires."""
+#: A presence member's ``info``, written compactly, is at most this many bytes (SPEC 11.1).
+MAX_INFO_BYTES = protocol.MAX_INFO_BYTES
+
+_NO_INFO = object()
+
+
+def connection_token(user: Any, *, lifetime: int | None = None,
+                     info: Any = _NO_INFO) -> tuple[str, int]:
+    """A connection token for ``user`` and the Unix time it expires.
+
+    ``info`` (any JSON value but ``None``, at most 1024 bytes written
+    compactly) is what the hub shows as this connection's ``info`` in the
+    presence of channels it subscribes to (SPEC 11.1): a display name, an
+    avatar URL. A token with ``info`` is minted here, not by izana.
+    """
     kid, secret, algorithm = _signing_key()
     settings = conf.get("TOKEN")
     ttl = int(settings["LIFETIME"] if lifetime is None else lifetime)
     audience = settings["AUDIENCE"]
-    if _use_izana(algorithm):
+    if info is not _NO_INFO:
+        text = json.dumps(info, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        if info is None or len(text.encode("utf-8")) > MAX_INFO_BYTES:
+            raise ValueError(f"info is JSON other than None of at most {MAX_INFO_BYTES} bytes")
+    if info is _NO_INFO and _use_izana(algorithm):
         from izana_core.mwt import create_mwt
         token = create_mwt(user, secret, ttl=ttl, audience=audience, kid=kid)
         return token, int(jwt.decode(token, options={"verify_signature": False})["exp"])
@@ -87,6 +105,8 @@ def connection_token(user: Any, *, lifetime: int | None = None) -> tuple[str, in
         "nbf": now,
         "exp": now + ttl,
     }
+    if info is not _NO_INFO:
+        claims["info"] = info
     return jwt.encode(claims, secret, algorithm=algorithm, headers={"kid": kid}), now + ttl
 
 
