@@ -614,6 +614,7 @@ void mh_presence_free(void)
 
 typedef struct query {
     uint64_t conn_id;
+    uint64_t start_ns; /* when the frame was handled: the debug line says how long it took */
     mh_entry scope;
     json_t *ref;
 } query;
@@ -649,6 +650,8 @@ static void on_read(mh_hub *h, redisReply *reply, void *arg)
     mh_buf_init(&b);
     mh_out_presence(&b, &q->scope, texts, lens, n, q->ref);
     mh_conn_send_buf(c, &b);
+    mh_debug("conn %s: presence of %s: %zu member(s), %zu bytes, %.2f ms", c->name,
+             q->scope.context, n, b.len, (double)(uv_hrtime() - q->start_ns) / 1e6);
     mh_buf_free(&b);
 done:
     free(texts);
@@ -693,6 +696,7 @@ void mh_presence_query(mh_conn *c, const mh_frame *f)
         return;
     }
     q->conn_id = c->id;
+    q->start_ns = uv_hrtime();
     q->ref = f->ref ? json_incref(f->ref) : NULL;
     name(h, &keys[0], "p:", node->key, node->key_len);
     name(h, &phb, "phb:", NULL, 0);
