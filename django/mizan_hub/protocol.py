@@ -971,6 +971,24 @@ def _env_channel(env: Mapping) -> tuple[str, dict[str, str]]:
 MAX_INFO_BYTES = 1024
 
 
+def compact_json(value: Any) -> str:
+    """``value`` as the hub and ``JSON.stringify`` write it: compact, strings
+    as section 3 escapes them, numbers in ECMAScript form (``1.0`` is ``1``),
+    so a byte limit on it means the same in the three languages."""
+    if isinstance(value, str):
+        return _json_string(value)
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _number_string(value)
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{_json_string(k)}:{compact_json(v)}"
+                              for k, v in value.items()) + "}"
+    return "[" + ",".join(compact_json(v) for v in value) + "]"
+
+
 def _env_presence(env: Mapping) -> dict:
     op = env.get("op")
     if op not in ("join", "leave"):
@@ -986,8 +1004,7 @@ def _env_presence(env: Mapping) -> dict:
         raise _bad_envelope(exc.message, "/member" + (exc.path or "")) from None
     if "info" in member:
         info = member["info"]
-        if info is None or len(json.dumps(info, ensure_ascii=False, separators=(",", ":"))
-                               .encode("utf-8")) > MAX_INFO_BYTES:
+        if info is None or len(compact_json(info).encode("utf-8")) > MAX_INFO_BYTES:
             raise _bad_envelope(f"info is JSON other than null of at most {MAX_INFO_BYTES} bytes",
                                 "/member/info")
         out["info"] = info

@@ -19,7 +19,6 @@ cannot be handed a subscription token as a connection token.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from typing import Any, Mapping
 
@@ -87,8 +86,8 @@ def connection_token(user: Any, *, lifetime: int | None = None,
     ttl = int(settings["LIFETIME"] if lifetime is None else lifetime)
     audience = settings["AUDIENCE"]
     if info is not _NO_INFO:
-        text = json.dumps(info, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        if info is None or len(text.encode("utf-8")) > MAX_INFO_BYTES:
+        protocol._check_tree(info)  # JSON only: no NaN, no lone surrogates, no other types
+        if info is None or len(protocol.compact_json(info).encode("utf-8")) > MAX_INFO_BYTES:
             raise ValueError(f"info is JSON other than None of at most {MAX_INFO_BYTES} bytes")
     if info is _NO_INFO and _use_izana(algorithm):
         from izana_core.mwt import create_mwt
