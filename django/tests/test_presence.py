@@ -107,3 +107,9 @@ def test_presence_reads_what_the_hubs_keep(hub, r):
         ws_bob.close()
         wait_for(lambda: mizan_hub.presence("room", room="lobby") == both[:1], "bob gone")
     ws_ada.close()
+
+
+def test_presence_in_test_mode_is_empty_without_redis():
+    with override_settings(MIZAN_HUB={**settings.MIZAN_HUB, "CHANNELS": CHANNELS,
+                                      "TEST_MODE": True, "REDIS_URL": "redis://127.0.0.1:9/0"}):
+        assert mizan_hub.presence("room", room="lobby") == []
