@@ -256,3 +256,45 @@ def test_info_comes_from_the_token(start):
             await user(b, "bad", info=None)
 
     run(main())
+
+
+def test_a_draining_hub_says_its_members_leave(start, r):
+    # H of 20 s: what arrives within 2 s is the draining hub's own leaves, not the sweep
+    a, b = start(presence_heartbeat_ms="20000"), start(presence_heartbeat_ms="20000")
+
+    async def main():
+        watcher = await user(a, "w")
+        await sub(watcher)
+        going = [await user(b, f"g{i}") for i in range(3)]
+        for c in going:
+            await sub(c)
+        await events(watcher, 3)
+        b.stop()  # SIGTERM: drain, connections close with 1012
+        leaves = await events(watcher, 3, timeout=2)
+        assert sorted(leaves) == sorted(("leave", c.conn, f"g{i}") for i, c in enumerate(going))
+        assert r.hkeys("mizan:p:" + canonical_key("room", ROOM)) == [watcher.conn]
+        # and its process is gone from pk: (its last member of the instance left)
+        proc = going[0].conn.rsplit("-", 1)[0] + "-"
+        assert r.hlen(f"mizan:pk:{proc}") == 0
+
+    run(main())
+
+
+def test_members_join_again_when_redis_lost_its_data(start, r):
+    a, b = start(), start()
+
+    async def main():
+        watcher = await user(a, "w")
+        await sub(watcher)
+        member = await user(b, "m")
+        await sub(member)
+        assert await events(watcher, 1) == [("join", member.conn, "m")]
+        r.flushall()  # as a Redis restarted without its data
+        # each hub's next heartbeat finds its process gone from procs: its members join again
+        assert await events(watcher, 1, timeout=5) == [("join", member.conn, "m")]
+        await poll(lambda: len(r.hkeys("mizan:p:" + canonical_key("room", ROOM))) == 2, 5,
+                   what="both members stored again")
+        members = (await query(watcher))["presence"]["members"]
+        assert sorted(m["conn"] for m in members) == sorted([watcher.conn, member.conn])
+
+    run(main())
