@@ -4,9 +4,10 @@ The hubs keep the members of every channel whose registry entry says
 ``presence: true`` in Redis: ``{prefix}p:{canonical key}`` maps each member's
 connection id to its member JSON, and a member counts only while its hub
 process's heartbeat ``{prefix}phb:{process}`` exists (a process is the
-prefix of its connection ids, up to and including the last ``-``). This
-module reads them the way the hub's own query does: the whole hash, then
-each distinct process's heartbeat once, in one pipelined round trip.
+prefix of its connection ids, up to and including the last ``-``) is in
+``{prefix}procs``. This module reads them as the hub's own query does: the
+hash and ``procs`` in one round trip, then the heartbeat of each process
+the hash names, pipelined.
 """
 
 from __future__ import annotations
@@ -37,16 +38,17 @@ def presence(channel: str, /, **params: Any) -> list[dict[str, Any]]:
 
     if testing.active():
         return []
-    hash_key = key("p:", protocol.canonical_key(channel, params))
-    client = get_redis()
-    members = client.hgetall(hash_key)
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.hgetall(key("p:", protocol.canonical_key(channel, params)))
+    pipe.smembers(key("procs"))
+    members, known = pipe.execute()
     processes: dict[bytes, bool] = {}
     for field in members:
         match = _PROCESS.match(field.decode("utf-8", "replace"))
-        if match:
+        if match and match.group(1).encode("utf-8") in known:
             processes.setdefault(match.group(1).encode("utf-8"), False)
     if processes:
-        pipe = client.pipeline(transaction=False)
+        pipe = get_redis().pipeline(transaction=False)
         for process in processes:
             pipe.exists(key("phb:").encode("utf-8") + process)
         for process, alive in zip(processes, pipe.execute()):

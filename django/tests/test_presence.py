@@ -96,6 +96,7 @@ def test_presence_reads_what_the_hubs_keep(hub, r):
     key = protocol.canonical_key("room", ROOM)
     r.hset(f"mizan:p:{key}", "dead.0badf00d-1",
            json.dumps({"conn": "dead.0badf00d-1", "sub": "9"}))
+    r.sadd("mizan:procs", "dead.0badf00d-")
     with with_presence():
         both = [{"conn": conn_ada, "sub": str(ada.pk), "info": {"name": "Ada"}},
                 {"conn": conn_bob, "sub": str(bob.pk)}]

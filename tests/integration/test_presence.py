@@ -219,6 +219,7 @@ def test_presence_of_10000_members_answers_quickly(start, r):
         pipe.hset(f"mizan:p:{key}", conn, json.dumps({"conn": conn, "sub": str(n)},
                                                       separators=(",", ":")))
     pipe.set(f"mizan:phb:{proc}", "1", px=600000)
+    pipe.sadd("mizan:procs", proc)
     pipe.execute()
 
     async def main():

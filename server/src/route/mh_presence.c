@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memrchr, strndup */
 #include "mh_presence.h"
 
 #include <hiredis/hiredis.h>
@@ -80,22 +81,16 @@ static const char sweep_lua[] =
     "end\n"
     "return n\n";
 
-/* KEYS p:K; ARGV prefix..'phb:'. The members whose process beats, each
- * process's heartbeat read once. */
-static const char read_lua[] = "local all = redis.call('HGETALL', KEYS[1])\n"
-                               "local live, out = {}, {}\n"
-                               "for i = 1, #all, 2 do\n"
-                               "  local proc = string.match(all[i], '^(.*%-)%d+$')\n"
-                               "  if proc then\n"
-                               "    local ok = live[proc]\n"
-                               "    if ok == nil then\n"
-                               "      ok = redis.call('EXISTS', ARGV[1] .. proc) == 1\n"
-                               "      live[proc] = ok\n"
-                               "    end\n"
-                               "    if ok then out[#out + 1] = all[i + 1] end\n"
-                               "  end\n"
-                               "end\n"
-                               "return out\n";
+/* KEYS procs; ARGV prefix..'phb:'. The processes whose heartbeat is there
+ * (a few: one per hub worker). The query sends it and HGETALL p:K back to
+ * back on one link, and keeps the members of these processes: one round
+ * trip, and the members never pass through Lua. */
+static const char live_lua[] =
+    "local out = {}\n"
+    "for _, p in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  if redis.call('EXISTS', ARGV[1] .. p) == 1 then out[#out + 1] = p end\n"
+    "end\n"
+    "return out\n";
 
 /* One membership of a connection in a presence channel instance. */
 typedef struct member {
@@ -617,7 +612,69 @@ typedef struct query {
     uint64_t start_ns; /* when the frame was handled: the debug line says how long it took */
     mh_entry scope;
     json_t *ref;
+    bool live_failed; /* the live processes could not be read */
+    bool orphan;      /* the HGETALL was not sent: on_live answers and frees */
+    size_t nlive;
+    char **live; /* processes with a heartbeat (owned) */
 } query;
+
+static void query_free(query *q)
+{
+    for (size_t i = 0; i < q->nlive; i++)
+        free(q->live[i]);
+    free(q->live);
+    mh_entry_free(&q->scope);
+    json_decref(q->ref);
+    free(q);
+}
+
+static void query_unavailable(mh_hub *h, query *q)
+{
+    mh_conn *c = mh_map_get(&h->conns, &q->conn_id, sizeof q->conn_id);
+
+    if (c && !c->closing)
+        mh_conn_send_error(c, "unavailable", "the hub cannot read presence from Redis now", q->ref,
+                           2, &q->scope);
+}
+
+static void on_live(mh_hub *h, redisReply *reply, void *arg)
+{
+    query *q = arg;
+
+    if (q->orphan) {
+        query_unavailable(h, q);
+        query_free(q);
+        return;
+    }
+    if (!reply || reply->type != REDIS_REPLY_ARRAY ||
+        !(q->live = calloc(reply->elements + 1, sizeof *q->live))) {
+        q->live_failed = true;
+        return;
+    }
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type == REDIS_REPLY_STRING && (q->live[q->nlive] = strndup(e->str, e->len)))
+            q->nlive++;
+    }
+}
+
+/* Is the member named 'field' ("<process><n>") of a live process? */
+static bool alive(const query *q, const char *field, size_t len)
+{
+    const char *dash = len ? memrchr(field, '-', len) : NULL;
+    size_t plen;
+
+    if (!dash || (size_t)(dash - field) + 1 == len)
+        return false;
+    plen = (size_t)(dash - field) + 1;
+    for (size_t i = plen; i < len; i++)
+        if (field[i] < '0' || field[i] > '9')
+            return false;
+    for (size_t i = 0; i < q->nlive; i++)
+        if (strlen(q->live[i]) == plen && !memcmp(q->live[i], field, plen))
+            return true;
+    return false;
+}
 
 static void on_read(mh_hub *h, redisReply *reply, void *arg)
 {
@@ -629,23 +686,23 @@ static void on_read(mh_hub *h, redisReply *reply, void *arg)
 
     if (!c || c->closing)
         goto done;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
-        mh_conn_send_error(c, "unavailable", "the hub cannot read presence from Redis now", q->ref,
-                           2, &q->scope);
+    if (q->live_failed || !reply || reply->type != REDIS_REPLY_ARRAY) {
+        query_unavailable(h, q);
         goto done;
     }
-    texts = calloc(reply->elements + 1, sizeof *texts);
-    lens = calloc(reply->elements + 1, sizeof *lens);
+    texts = calloc(reply->elements / 2 + 1, sizeof *texts);
+    lens = calloc(reply->elements / 2 + 1, sizeof *lens);
     if (!texts || !lens) {
         mh_conn_send_error(c, "internal", "out of memory", q->ref, 2, &q->scope);
         goto done;
     }
-    for (size_t i = 0; i < reply->elements; i++) {
-        const redisReply *e = reply->element[i];
-        if (e->type != REDIS_REPLY_STRING || e->len == 0)
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const redisReply *k = reply->element[i], *v = reply->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || v->len == 0 ||
+            !alive(q, k->str, k->len))
             continue;
-        texts[n] = e->str;
-        lens[n++] = e->len;
+        texts[n] = v->str;
+        lens[n++] = v->len;
     }
     mh_buf_init(&b);
     mh_out_presence(&b, &q->scope, texts, lens, n, q->ref);
@@ -656,9 +713,7 @@ static void on_read(mh_hub *h, redisReply *reply, void *arg)
 done:
     free(texts);
     free(lens);
-    mh_entry_free(&q->scope);
-    json_decref(q->ref);
-    free(q);
+    query_free(q);
 }
 
 void mh_presence_query(mh_conn *c, const mh_frame *f)
@@ -668,7 +723,8 @@ void mh_presence_query(mh_conn *c, const mh_frame *f)
     const char *code;
     char msg[256];
     query *q;
-    mh_buf keys[1], phb;
+    mh_buf keys[1], phb, hash;
+    int rc = -1;
 
     if (mh_auth_check(c, f, &code, msg, sizeof msg)) {
         mh_conn_send_error(c, code, msg, f->ref, 2, &f->scope);
@@ -698,19 +754,26 @@ void mh_presence_query(mh_conn *c, const mh_frame *f)
     q->conn_id = c->id;
     q->start_ns = uv_hrtime();
     q->ref = f->ref ? json_incref(f->ref) : NULL;
-    name(h, &keys[0], "p:", node->key, node->key_len);
+    name(h, &keys[0], "procs", NULL, 0);
     name(h, &phb, "phb:", NULL, 0);
-    if (phb.oom || !mh_buf_cstr(&phb) ||
-        eval(h, read_lua, 1, keys, 1, (const char *const[]){phb.data}, (size_t[]){phb.len}, on_read,
-             q)) {
+    name(h, &hash, "p:", node->key, node->key_len);
+    if (!phb.oom && mh_buf_cstr(&phb) && !hash.oom && mh_buf_cstr(&hash))
+        rc = eval(h, live_lua, 1, keys, 1, (const char *const[]){phb.data}, (size_t[]){phb.len},
+                  on_live, q);
+    if (rc == 0) {
+        const char *argv[] = {"HGETALL", hash.data};
+        size_t lens[] = {7, hash.len};
+        if (mh_redis_cmd(h->redis, on_read, q, 2, argv, lens))
+            q->orphan = true; /* on_live answers */
+    }
+    if (rc) {
         mh_conn_send_error(c, "unavailable", "the hub cannot reach Redis now", f->ref, 2,
                            &f->scope);
-        mh_entry_free(&q->scope);
-        json_decref(q->ref);
-        free(q);
+        query_free(q);
     }
     mh_buf_free(&keys[0]);
     mh_buf_free(&phb);
+    mh_buf_free(&hash);
 }
 
 /* ---- join/leave delivery ---- */
