@@ -97,6 +97,7 @@ typedef struct member {
     struct member *next;                /* the connection's list, or the leaves to retry */
     struct member *all_prev, *all_next; /* every membership of this process */
     uint64_t conn_id;
+    uint64_t gen; /* this membership among the connection's memberships of K over time */
     char conn[sizeof(((mh_conn *)0)->name)]; /* the connection id: the member's field */
     mh_keynode *node; /* valid while it is the connection's (its subscription holds it) */
     char *key;        /* canonical key K */
@@ -125,6 +126,7 @@ static struct {
     member *all;     /* joined (or joining) memberships */
     member *leaving; /* leaves whose script did not run: retried at the next beat */
     bool rejoin;     /* a join did not run: every membership joins again at the next beat */
+    uint64_t gen;    /* the last membership's generation */
     bool timer_on;
     uv_timer_t timer;
 } P;
@@ -266,6 +268,7 @@ static void name(mh_hub *h, mh_buf *b, const char *suffix, const char *rest, siz
 
 typedef struct join_req {
     uint64_t conn_id;
+    uint64_t gen; /* a reply for an earlier membership of K (since left) is not this one's */
     size_t key_len;
     char key[]; /* K */
 } join_req;
@@ -307,7 +310,8 @@ static void on_joined(mh_hub *h, redisReply *reply, void *arg)
         mh_warn("presence: a join did not run (%s); retried at the next heartbeat",
                 reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
         P.rejoin = true;
-    } else if (reply->integer == -1 && (m = conn_find(q->conn_id, q->key, q->key_len))) {
+    } else if (reply->integer == -1 && (m = conn_find(q->conn_id, q->key, q->key_len)) &&
+               m->gen == q->gen) {
         refuse(h, m);
     }
     free(q);
@@ -326,6 +330,7 @@ static void send_join(mh_hub *h, member *m)
         return;
     }
     q->conn_id = m->conn_id;
+    q->gen = m->gen;
     q->key_len = m->key_len;
     memcpy(q->key, m->key, m->key_len);
     name(h, &keys[0], "p:", m->key, m->key_len);
@@ -424,6 +429,7 @@ void mh_presence_joined(mh_conn *c, mh_keynode *node)
     m->key[node->key_len] = '\0';
     m->key_len = node->key_len;
     m->conn_id = c->id;
+    m->gen = ++P.gen;
     snprintf(m->conn, sizeof m->conn, "%s", c->name);
     m->node = node;
     m->scope = scope.data, m->scope_len = scope.len;
