@@ -127,6 +127,9 @@ def test_joins_and_leaves_across_hubs_in_order(start, r):
         assert answer["presence"]["members"] == [{"conn": watcher.conn, "sub": "w"}]
         # Redis holds the watcher only; its hub's process is in procs
         assert r.hkeys("mizan:p:" + canonical_key("room", ROOM)) == [watcher.conn]
+        assert b.metric("mizan_hub_presence_joins_total") == 8
+        assert b.metric("mizan_hub_presence_leaves_total") == 8
+        assert a.metric("mizan_hub_presence_queries_total") == 2
 
     run(main())
 
@@ -152,6 +155,7 @@ def test_a_sigkilled_hubs_members_leave_within_the_bound(start, r):
         answer = await query(watcher)
         assert [m["conn"] for m in answer["presence"]["members"]] == [watcher.conn]
         assert r.smembers("mizan:procs") == {watcher.conn.rsplit("-", 1)[0] + "-"}
+        assert a.metric("mizan_hub_presence_swept_total") == 3
 
     run(main())
 

@@ -310,6 +310,8 @@ static void on_joined(mh_hub *h, redisReply *reply, void *arg)
         mh_warn("presence: a join did not run (%s); retried at the next heartbeat",
                 reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
         P.rejoin = true;
+    } else if (reply->integer == 0) {
+        h->metrics.presence_joins++;
     } else if (reply->integer == -1 && (m = conn_find(q->conn_id, q->key, q->key_len)) &&
                m->gen == q->gen) {
         refuse(h, m);
@@ -361,7 +363,8 @@ static void on_left(mh_hub *h, redisReply *reply, void *arg)
 {
     member *m = arg;
 
-    (void)h;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
+        h->metrics.presence_leaves++;
     if (!reply || reply->type != REDIS_REPLY_INTEGER) {
         mh_warn("presence: a leave did not run (%s); retried at the next heartbeat",
                 reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
@@ -509,11 +512,13 @@ static void on_beat(mh_hub *h, redisReply *reply, void *arg)
 
 static void on_swept(mh_hub *h, redisReply *reply, void *arg)
 {
-    (void)h, (void)arg;
-    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+    (void)arg;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
+        h->metrics.presence_swept += (uint64_t)reply->integer;
         mh_info("presence: %lld member(s) of hubs without a heartbeat left", reply->integer);
-    else if (reply && reply->type == REDIS_REPLY_ERROR)
+    } else if (reply && reply->type == REDIS_REPLY_ERROR) {
         mh_warn("presence: sweep failed: %s", reply->str);
+    }
 }
 
 static void on_timer(uv_timer_t *t)
@@ -713,6 +718,7 @@ static void on_read(mh_hub *h, redisReply *reply, void *arg)
     mh_buf_init(&b);
     mh_out_presence(&b, &q->scope, texts, lens, n, q->ref);
     mh_conn_send_buf(c, &b);
+    h->metrics.presence_queries++;
     mh_debug("conn %s: presence of %s: %zu member(s), %zu bytes, %.2f ms", c->name,
              q->scope.context, n, b.len, (double)(uv_hrtime() - q->start_ns) / 1e6);
     mh_buf_free(&b);
