@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .handlers import context_handler as context_handler
     from .handlers import rpc as rpc
     from .handlers import subscription_guard as subscription_guard
+    from .members import apresence as apresence
     from .members import presence as presence
     from .publishing import PublishError as PublishError
     from .publishing import ainvalidate as ainvalidate
@@ -58,6 +59,7 @@ _EXPORTS = {
     "RpcError": "handlers",
     "build_registry": "registry",
     "presence": "members",
+    "apresence": "members",
 }
 
 __all__ = ["__version__", *_EXPORTS]

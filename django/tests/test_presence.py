@@ -8,6 +8,7 @@ Skipped when the hub binary is not built (MIZAN_HUB_BIN names another one).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -75,6 +76,14 @@ def connect(url, user, **kw):
     return ws, conn
 
 
+async def _apresence():
+    from mizan_hub.connection import aclose_async_redis
+    try:
+        return await mizan_hub.apresence("room", room="lobby")
+    finally:
+        await aclose_async_redis()
+
+
 def wait_for(fn, what, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -105,6 +114,8 @@ def test_presence_reads_what_the_hubs_keep(hub, r):
                        "both members listed")
         assert got
         assert mizan_hub.presence("room", room="elsewhere") == []
+        assert sorted(asyncio.run(_apresence()), key=lambda m: m["conn"]) == sorted(
+            both, key=lambda m: m["conn"])
         ws_bob.close()
         wait_for(lambda: mizan_hub.presence("room", room="lobby") == both[:1], "bob gone")
     ws_ada.close()
