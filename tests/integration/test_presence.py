@@ -168,6 +168,11 @@ def test_query_is_guarded(start):
         # not subscribed: forbidden; a channel without presence: not_found
         f = await query(anon)
         assert f["error"]["code"] == "forbidden", f
+        # an anonymous member (the room is public) has sub null
+        await sub(anon)
+        f = await query(anon)
+        assert f["presence"]["members"] == [{"conn": anon.conn, "sub": None}], f
+        await sub(anon, "unsubscribe")
         await anon.subscribe(channel="chat", params=ROOM)
         f = await query(anon, channel="chat")
         assert f["error"]["code"] == "not_found", f
