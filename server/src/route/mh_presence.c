@@ -120,7 +120,6 @@ typedef struct key_count {
 } key_count;
 
 static struct {
-    mh_hub *h;
     mh_map by_conn;  /* conn id -> conn_list */
     mh_map counts;   /* K -> key_count: this process's members of K */
     member *all;     /* joined (or joining) memberships */
@@ -288,7 +287,8 @@ static void refuse(mh_hub *h, member *m)
     member_free(m);
     if (!c || !sub)
         return;
-    snprintf(msg, sizeof msg, "channel '%.128s' has %d members here, the most presence keeps",
+    snprintf(msg, sizeof msg,
+             "channel '%.128s' has %d members on all hubs, the most its presence keeps",
              node->entry.context, h->cfg->presence_max);
     mh_info("conn %s: %s", c->name, msg);
     mh_metrics_reject(&h->metrics, "subscribe", "presence_max");
@@ -568,7 +568,6 @@ void mh_presence_start(mh_hub *h)
 {
     uint64_t every = (uint64_t)h->cfg->presence_heartbeat_ms;
 
-    P.h = h;
     mh_map_init(&P.by_conn);
     mh_map_init(&P.counts);
     uv_timer_init(h->loop, &P.timer);
