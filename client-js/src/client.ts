@@ -105,7 +105,7 @@ export interface Channel {
   /** Listens for gap reports; returns the function that stops listening. */
   onGap(listener: (gap: Gap) => void): () => void;
   /**
-   * Who subscribes to this instance, across every hub (SPEC 11.1), for a
+   * Who subscribes to this instance, across every hub (SPEC 11.2), for a
    * channel whose registry entry says `presence: true`. Only a subscriber
    * may ask: call it once the subscription is acked (after a first message
    * or `onJoin`, or simply retry). Rejects with an `RpcError` whose code is

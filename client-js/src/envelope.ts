@@ -86,7 +86,7 @@ export interface CloseEnvelope extends Base {
   reason: string;
 }
 
-/** A presence member (SPEC 11.1); `info` only when the member's token carried one. */
+/** A presence member (SPEC 11.2); `info` only when the member's token carried one. */
 export interface PresenceMember {
   conn: string;
   sub: string | null;
@@ -204,10 +204,10 @@ function decodeInvalidate(o: JsonObject, base: Base): InvalidateEnvelope {
   return { ...base, kind: 'invalidate', invalidate: list, versions };
 }
 
-/** The longest `info`, written compactly (SPEC 11.1). */
+/** The longest `info`, written compactly (SPEC 11.2). */
 const INFO_MAX = 1024;
 
-/** A presence member object (SPEC 11.1); `where` names it in errors. */
+/** A presence member object (SPEC 11.2); `where` names it in errors. */
 export function readMember(m: JsonValue | undefined, where: string): PresenceMember {
   if (!isJsonObject(m)) return bad(`"${where}" is not an object`);
   const conn = readConn(m);

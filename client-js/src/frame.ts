@@ -70,7 +70,7 @@ export interface PingFrame extends WithRef {
   action: 'ping';
 }
 
-/** A presence query (SPEC 11.1). */
+/** A presence query (SPEC 11.2). */
 export interface PresenceFrame extends WithRef {
   action: 'presence';
   channel: string;

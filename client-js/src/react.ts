@@ -162,7 +162,7 @@ export interface UsePresence {
 }
 
 /**
- * The members of a presence channel instance (SPEC 11.1) while the
+ * The members of a presence channel instance (SPEC 11.2) while the
  * component is mounted, kept up to date: asked when the subscription is
  * acked (again after every reconnect, since joins and leaves are not
  * replayed), then changed by each join and leave. Joins and leaves that

@@ -1,5 +1,5 @@
 /**
- * Presence (SPEC 11.1) through the built package's `connect()` against two
+ * Presence (SPEC 11.2) through the built package's `connect()` against two
  * real hubs sharing one real redis-server: `channel.presence()`, `onJoin`
  * and `onLeave` across hubs, and the hub's refusal reaching the caller as
  * an `RpcError`. Tokens are minted here as the Django app mints them, with

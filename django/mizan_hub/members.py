@@ -1,4 +1,4 @@
-"""Who is in a presence channel instance (SPEC section 11.1).
+"""Who is in a presence channel instance (SPEC section 11.2).
 
 The hubs keep the members of every channel whose registry entry says
 ``presence: true`` in Redis: ``{prefix}p:{canonical key}`` maps each member's

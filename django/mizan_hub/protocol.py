@@ -967,7 +967,7 @@ def _env_channel(env: Mapping) -> tuple[str, dict[str, str]]:
     return channel, params
 
 
-#: A presence member's ``info``, written compactly, is at most this many bytes (SPEC 11.1).
+#: A presence member's ``info``, written compactly, is at most this many bytes (SPEC 11.2).
 MAX_INFO_BYTES = 1024
 
 

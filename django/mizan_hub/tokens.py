@@ -66,7 +66,7 @@ def _use_izana(algorithm: str) -> bool:
     return True
 
 
-#: A presence member's ``info``, written compactly, is at most this many bytes (SPEC 11.1).
+#: A presence member's ``info``, written compactly, is at most this many bytes (SPEC 11.2).
 MAX_INFO_BYTES = protocol.MAX_INFO_BYTES
 
 _NO_INFO = object()
@@ -78,7 +78,7 @@ def connection_token(user: Any, *, lifetime: int | None = None,
 
     ``info`` (any JSON value but ``None``, at most 1024 bytes written
     compactly) is what the hub shows as this connection's ``info`` in the
-    presence of channels it subscribes to (SPEC 11.1): a display name, an
+    presence of channels it subscribes to (SPEC 11.2): a display name, an
     avatar URL. A token with ``info`` is minted here, not by izana.
     """
     kid, secret, algorithm = _signing_key()

@@ -1,4 +1,4 @@
-"""mizan_hub.presence() (SPEC 11.1) against the real hub: the members the
+"""mizan_hub.presence() (SPEC 11.2) against the real hub: the members the
 hubs keep in Redis, with the ``info`` Django put in the connection token,
 without members of a hub process whose heartbeat is gone. Also the registry
 export and the token's ``info``.

@@ -18,7 +18,7 @@
 
 #define MH_EPOCH_MAX 32
 #define MH_CLOSE_REASON_MAX 123
-/** A presence member's info, written compactly (SPEC 11.1). */
+/** A presence member's info, written compactly (SPEC 11.2). */
 #define MH_INFO_MAX 1024
 
 typedef enum mh_kind {

@@ -29,7 +29,7 @@ typedef enum mh_action {
     MH_ACT_RPC,
     MH_ACT_CTX,
     MH_ACT_PING,
-    MH_ACT_PRESENCE, /* a presence query (SPEC 11.1) */
+    MH_ACT_PRESENCE, /* a presence query (SPEC 11.2) */
 } mh_action;
 
 typedef enum mh_target {

@@ -72,7 +72,7 @@ int mh_out_channel_message(mh_buf *b, const mh_envelope *env);
 void mh_out_pong(mh_buf *b, const json_t *ref);
 
 /*
- * Presence (SPEC 11.1). A member is {"conn","sub"[,"info"]}; the hub writes
+ * Presence (SPEC 11.2). A member is {"conn","sub"[,"info"]}; the hub writes
  * it once, stores it in Redis, and every frame and envelope carries those
  * bytes as they are.
  */

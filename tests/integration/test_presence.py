@@ -1,4 +1,4 @@
-"""Presence (SPEC 11.1): members of `presence: true` channels kept in Redis
+"""Presence (SPEC 11.2): members of `presence: true` channels kept in Redis
 by every hub, join/leave frames to the other subscribers, the `presence`
 query, the sweep of a SIGKILLed hub's members within the bound, the limit."""
 
@@ -150,7 +150,7 @@ def test_a_sigkilled_hubs_members_leave_within_the_bound(start, r):
         leaves = await events(watcher, 3, timeout=10)
         took = time.monotonic() - killed
         assert sorted(leaves) == sorted(("leave", c.conn, f"d{i}") for i, c in enumerate(doomed))
-        # SPEC 11.1: gone from answers within 3H of the last heartbeat, leaves within 4H
+        # SPEC 11.2: gone from answers within 3H of the last heartbeat, leaves within 4H
         assert took <= (4 * H / 1000 + 0.5) * SLOW, f"leaves took {took:.2f} s"
         answer = await query(watcher)
         assert [m["conn"] for m in answer["presence"]["members"]] == [watcher.conn]

@@ -140,7 +140,7 @@ static void accepts_each_algorithm(void **state)
     free(t);
 }
 
-/* SPEC 11.1: the info claim, kept as compact JSON; null or over 1024 bytes refused. */
+/* SPEC 11.2: the info claim, kept as compact JSON; null or over 1024 bytes refused. */
 static void info_claim(void **state)
 {
     static char big[1200];

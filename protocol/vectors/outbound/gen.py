@@ -134,7 +134,7 @@ def channel_message(a):
 
 
 def member(a):
-    """SPEC 11.1: conn, sub, then info only when there is one."""
+    """SPEC 11.2: conn, sub, then info only when there is one."""
     out = {"conn": a["conn"], "sub": a["subject"]}
     if a.get("info") is not None:
         out["info"] = a["info"]

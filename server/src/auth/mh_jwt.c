@@ -447,7 +447,7 @@ int mh_jwt_sub_form(const json_t *v, char out[MH_SUB_MAX + 1])
     return -1;
 }
 
-/* The `info` claim (SPEC 11.1): any JSON but null, compact, at most 1024 bytes. */
+/* The `info` claim (SPEC 11.2): any JSON but null, compact, at most 1024 bytes. */
 static int read_info(const json_t *v, char out[MH_IDENTITY_INFO_MAX + 1])
 {
     mh_buf b;

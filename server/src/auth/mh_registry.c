@@ -18,7 +18,7 @@ typedef struct reg_entry {
     bool declared; /* "params" given: no other param name is accepted */
     size_t nparams;
     char **params; /* owned: the declared param names */
-    bool presence; /* channels: members kept (SPEC 11.1) */
+    bool presence; /* channels: members kept (SPEC 11.2) */
 } reg_entry;
 
 struct mh_registry {

@@ -10,7 +10,7 @@
 
 /** Longest `sub` (subject) accepted, in bytes. */
 #define MH_SUB_MAX 256
-/** Longest `info` claim, written compactly (SPEC 11.1: a presence member's info). */
+/** Longest `info` claim, written compactly (SPEC 11.2: a presence member's info). */
 #define MH_IDENTITY_INFO_MAX 1024
 
 typedef struct mh_identity {

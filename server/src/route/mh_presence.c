@@ -16,7 +16,7 @@
 #include "mh_registry.h"
 
 /*
- * The scripts (SPEC 11.1). Names: p:K members of instance K; pk:P the
+ * The scripts (SPEC 11.2). Names: p:K members of instance K; pk:P the
  * instances where process P has members (K -> scope, which the sweep needs
  * to write a leave envelope); phb:P the heartbeat; procs the processes with
  * members. A process P is the prefix of its connection ids, so a member's
@@ -272,7 +272,7 @@ typedef struct join_req {
     char key[]; /* K */
 } join_req;
 
-/* Over presence_max: the subscription ends with too_large (SPEC 11.1, 14). */
+/* Over presence_max: the subscription ends with too_large (SPEC 11.2, 14). */
 static void refuse(mh_hub *h, member *m)
 {
     mh_conn *c = mh_map_get(&h->conns, &m->conn_id, sizeof m->conn_id);

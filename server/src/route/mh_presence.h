@@ -1,6 +1,6 @@
 /*
  * mh_presence — who subscribes to each instance of a presence channel
- * (SPEC 11.1), shared by every hub through Redis: members in a hash per
+ * (SPEC 11.2), shared by every hub through Redis: members in a hash per
  * instance, a heartbeat per hub process, a sweep that publishes the leaves
  * of processes whose heartbeat expired, join/leave envelopes on the events
  * channel delivered like channel messages, and the browser's query.
