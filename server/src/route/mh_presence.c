@@ -365,7 +365,8 @@ static void on_left(mh_hub *h, redisReply *reply, void *arg)
 
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
         h->metrics.presence_leaves++;
-    if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+    if ((!reply || reply->type != REDIS_REPLY_INTEGER) &&
+        !conn_find(m->conn_id, m->key, m->key_len)) { /* not joined again meanwhile */
         mh_warn("presence: a leave did not run (%s); retried at the next heartbeat",
                 reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
         m->next = P.leaving;
@@ -420,6 +421,16 @@ void mh_presence_joined(mh_conn *c, mh_keynode *node)
 
     if (!keeps_presence(h, node) || conn_find(c->id, node->key, node->key_len))
         return;
+    /* A leave of this very member still waiting for Redis is dropped: run
+     * after this join it would remove the member the join kept. */
+    for (member **pp = &P.leaving; *pp; pp = &(*pp)->next)
+        if ((*pp)->conn_id == c->id && (*pp)->key_len == node->key_len &&
+            !memcmp((*pp)->key, node->key, node->key_len)) {
+            member *gone = *pp;
+            *pp = gone->next;
+            member_free(gone);
+            break;
+        }
     m = calloc(1, sizeof *m);
     mh_buf_init(&scope);
     mh_buf_init(&json);
