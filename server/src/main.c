@@ -65,10 +65,24 @@ static void release_conn(mh_conn *c)
     mh_auth_release(c);
 }
 
+/* A lost subscription: contexts and channels heal (mh_heal), presence lists
+ * are sent again (mh_presence). */
+static void redis_lost(mh_hub *h)
+{
+    mh_heal_mark_gap(h);
+    mh_presence_link_lost(h);
+}
+
+static void redis_heal(mh_hub *h)
+{
+    mh_heal_run(h);
+    mh_presence_heal(h);
+}
+
 static const mh_redis_events redis_events = {
     .message = mh_router_envelope,
-    .lost = mh_heal_mark_gap,
-    .heal = mh_heal_run,
+    .lost = redis_lost,
+    .heal = redis_heal,
     .unhealed = mh_heal_unhealed,
     .give_up = mh_heal_give_up,
 };

@@ -308,3 +308,33 @@ def test_members_join_again_when_redis_lost_its_data(start, r):
         assert sorted(m["conn"] for m in members) == sorted([watcher.conn, member.conn])
 
     run(main())
+
+
+def test_subscribers_get_the_list_again_after_a_link_loss(start, r):
+    """join/leave travel on pub/sub (at most once): after its subscription
+    link was cut, a hub sends each subscriber of a presence instance the
+    member list again, a `presence` frame without `ref`."""
+    a, b = start(), start()
+
+    async def main():
+        watcher = await user(a, "w")
+        await sub(watcher)
+        member = await user(b, "m")
+        await sub(member)
+        assert await events(watcher, 1) == [("join", member.conn, "m")]
+        await member.close()
+        await poll(lambda: r.hkeys("mizan:p:" + canonical_key("room", ROOM)) == [watcher.conn],
+                   5, what="the member's leave ran")
+        # its leave was published; cut now, a may never read it
+        assert r.client_kill_filter(_type="pubsub") >= 2
+        deadline = time.monotonic() + 10 * SLOW
+        while True:
+            f = await watcher.recv(max(0.1, deadline - time.monotonic()))
+            if "presence" in f:
+                break
+            assert "leave" in f, f  # the leave, when it came before the cut
+        assert "ref" not in f, f
+        assert f["presence"] == {"channel": "room", "params": ROOM,
+                                 "members": [{"conn": watcher.conn, "sub": "w"}]}, f
+
+    run(main())

@@ -125,6 +125,7 @@ static struct {
     member *all;     /* joined (or joining) memberships */
     member *leaving; /* leaves whose script did not run: retried at the next beat */
     bool rejoin;     /* a join did not run: every membership joins again at the next beat */
+    bool refresh;    /* the subscription link was lost: subscribers get the list again */
     uint64_t gen;    /* the last membership's generation */
     bool timer_on;
     uv_timer_t timer;
@@ -629,7 +630,7 @@ void mh_presence_free(void)
 /* ---- the query ---- */
 
 typedef struct query {
-    uint64_t conn_id;
+    uint64_t conn_id;  /* 0: a refresh for every subscriber of the instance (no ref) */
     uint64_t start_ns; /* when the frame was handled: the debug line says how long it took */
     mh_entry scope;
     json_t *ref;
@@ -651,8 +652,11 @@ static void query_free(query *q)
 
 static void query_unavailable(mh_hub *h, query *q)
 {
-    mh_conn *c = mh_map_get(&h->conns, &q->conn_id, sizeof q->conn_id);
+    mh_conn *c = q->conn_id ? mh_map_get(&h->conns, &q->conn_id, sizeof q->conn_id) : NULL;
 
+    if (!q->conn_id)
+        mh_warn("presence of %s: not refreshed after the link loss: Redis could not be read",
+                q->scope.context);
     if (c && !c->closing)
         mh_conn_send_error(c, "unavailable", "the hub cannot read presence from Redis now", q->ref,
                            2, &q->scope);
@@ -697,15 +701,18 @@ static bool alive(const query *q, const char *field, size_t len)
     return false;
 }
 
+/* The answer to one connection's query, or (conn_id 0) the same frame without
+ * a ref to every subscriber of the instance: a refresh after a link loss. */
 static void on_read(mh_hub *h, redisReply *reply, void *arg)
 {
     query *q = arg;
-    mh_conn *c = mh_map_get(&h->conns, &q->conn_id, sizeof q->conn_id);
+    mh_conn *c = q->conn_id ? mh_map_get(&h->conns, &q->conn_id, sizeof q->conn_id) : NULL;
+    mh_keynode *node = q->conn_id ? NULL : mh_subs_find(&h->subs, true, &q->scope);
     const char **texts = NULL;
     size_t *lens = NULL, n = 0;
     mh_buf b;
 
-    if (!c || c->closing)
+    if (q->conn_id ? !c || c->closing : !node)
         goto done;
     if (q->live_failed || !reply || reply->type != REDIS_REPLY_ARRAY) {
         query_unavailable(h, q);
@@ -714,7 +721,8 @@ static void on_read(mh_hub *h, redisReply *reply, void *arg)
     texts = calloc(reply->elements / 2 + 1, sizeof *texts);
     lens = calloc(reply->elements / 2 + 1, sizeof *lens);
     if (!texts || !lens) {
-        mh_conn_send_error(c, "internal", "out of memory", q->ref, 2, &q->scope);
+        if (c)
+            mh_conn_send_error(c, "internal", "out of memory", q->ref, 2, &q->scope);
         goto done;
     }
     for (size_t i = 0; i + 1 < reply->elements; i += 2) {
@@ -727,15 +735,81 @@ static void on_read(mh_hub *h, redisReply *reply, void *arg)
     }
     mh_buf_init(&b);
     mh_out_presence(&b, &q->scope, texts, lens, n, q->ref);
-    mh_conn_send_buf(c, &b);
-    h->metrics.presence_queries++;
-    mh_debug("conn %s: presence of %s: %zu member(s), %zu bytes, %.2f ms", c->name,
-             q->scope.context, n, b.len, (double)(uv_hrtime() - q->start_ns) / 1e6);
+    if (c) {
+        mh_conn_send_buf(c, &b);
+        h->metrics.presence_queries++;
+        mh_debug("conn %s: presence of %s: %zu member(s), %zu bytes, %.2f ms", c->name,
+                 q->scope.context, n, b.len, (double)(uv_hrtime() - q->start_ns) / 1e6);
+    } else {
+        mh_msg *m = mh_msg_from_buf(&b);
+        for (uint32_t i = 0; m && i < node->nsubs; i++)
+            mh_conn_enqueue(node->subs[i]->owner, m);
+        mh_msg_unref(m);
+    }
     mh_buf_free(&b);
 done:
     free(texts);
     free(lens);
     query_free(q);
+}
+
+/* Sends the two reads of instance 'node' for 'q' (which they own from then
+ * on: the last reply frees it). Returns 0, or -1 when nothing was sent. */
+static int read_members(mh_hub *h, const mh_keynode *node, query *q)
+{
+    mh_buf keys[1], phb, hash;
+    int rc = -1;
+
+    q->start_ns = uv_hrtime();
+    name(h, &keys[0], "procs", NULL, 0);
+    name(h, &phb, "phb:", NULL, 0);
+    name(h, &hash, "p:", node->key, node->key_len);
+    if (!phb.oom && mh_buf_cstr(&phb) && !hash.oom && mh_buf_cstr(&hash))
+        rc = eval(h, live_lua, 1, keys, 1, (const char *const[]){phb.data}, (size_t[]){phb.len},
+                  on_live, q);
+    if (rc == 0) {
+        const char *argv[] = {"HGETALL", hash.data};
+        size_t lens[] = {7, hash.len};
+        if (mh_redis_cmd(h->redis, on_read, q, 2, argv, lens))
+            q->orphan = true; /* on_live answers */
+    }
+    mh_buf_free(&keys[0]);
+    mh_buf_free(&phb);
+    mh_buf_free(&hash);
+    return rc;
+}
+
+void mh_presence_link_lost(mh_hub *h)
+{
+    (void)h;
+    P.refresh = true;
+}
+
+void mh_presence_heal(mh_hub *h)
+{
+    size_t it = 0;
+    void *v;
+
+    if (!P.refresh)
+        return;
+    P.refresh = false;
+    while (mh_map_next(&h->subs.channels, &it, NULL, NULL, &v)) {
+        mh_keynode *node = v;
+        query *q;
+        if (!node->nsubs || !keeps_presence(h, node))
+            continue;
+        q = calloc(1, sizeof *q);
+        if (!q || mh_entry_copy(&q->scope, &node->entry)) {
+            free(q);
+            mh_error("presence of %s: out of memory: not refreshed after the link loss", node->key);
+            continue;
+        }
+        if (read_members(h, node, q)) {
+            query_free(q);
+            P.refresh = true; /* the link is down again: the next heal tries */
+            return;
+        }
+    }
 }
 
 void mh_presence_query(mh_conn *c, const mh_frame *f)
@@ -745,8 +819,6 @@ void mh_presence_query(mh_conn *c, const mh_frame *f)
     const char *code;
     char msg[256];
     query *q;
-    mh_buf keys[1], phb, hash;
-    int rc = -1;
 
     if (mh_auth_check(c, f, &code, msg, sizeof msg)) {
         mh_conn_send_error(c, code, msg, f->ref, 2, &f->scope);
@@ -774,28 +846,12 @@ void mh_presence_query(mh_conn *c, const mh_frame *f)
         return;
     }
     q->conn_id = c->id;
-    q->start_ns = uv_hrtime();
     q->ref = f->ref ? json_incref(f->ref) : NULL;
-    name(h, &keys[0], "procs", NULL, 0);
-    name(h, &phb, "phb:", NULL, 0);
-    name(h, &hash, "p:", node->key, node->key_len);
-    if (!phb.oom && mh_buf_cstr(&phb) && !hash.oom && mh_buf_cstr(&hash))
-        rc = eval(h, live_lua, 1, keys, 1, (const char *const[]){phb.data}, (size_t[]){phb.len},
-                  on_live, q);
-    if (rc == 0) {
-        const char *argv[] = {"HGETALL", hash.data};
-        size_t lens[] = {7, hash.len};
-        if (mh_redis_cmd(h->redis, on_read, q, 2, argv, lens))
-            q->orphan = true; /* on_live answers */
-    }
-    if (rc) {
+    if (read_members(h, node, q)) {
         mh_conn_send_error(c, "unavailable", "the hub cannot reach Redis now", f->ref, 2,
                            &f->scope);
         query_free(q);
     }
-    mh_buf_free(&keys[0]);
-    mh_buf_free(&phb);
-    mh_buf_free(&hash);
 }
 
 /* ---- join/leave delivery ---- */

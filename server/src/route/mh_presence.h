@@ -39,6 +39,15 @@ void mh_presence_forget_conn(mh_conn *c);
 /** A `presence` frame: the guard, then the members read from Redis, or an error. */
 void mh_presence_query(mh_conn *c, const mh_frame *f);
 
+/**
+ * The subscription link was lost: join/leave envelopes may have been
+ * missed. The next mh_presence_heal sends every subscriber of each presence
+ * instance the member list again (the `presence` frame without `ref`).
+ */
+void mh_presence_link_lost(mh_hub *h);
+/** A heal round after the link came back (the Redis events' `heal`). */
+void mh_presence_heal(mh_hub *h);
+
 /** A presence envelope: join/leave frames to this hub's subscribers of the instance. */
 void mh_presence_event(mh_hub *h, const mh_envelope *env);
 
