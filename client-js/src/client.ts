@@ -117,6 +117,12 @@ export interface Channel {
   onJoin(listener: (member: PresenceMember) => void): () => void;
   /** Listens for members leaving (unsubscribed, disconnected, or their hub died); returns the function that stops listening. */
   onLeave(listener: (member: PresenceMember) => void): () => void;
+  /**
+   * Listens for whole member lists the hub pushes unasked: after its Redis
+   * link was lost, joins and leaves of the gap are not replayed, so the list
+   * replaces what the listener had. Returns the function that stops listening.
+   */
+  onMembers(listener: (members: PresenceMember[]) => void): () => void;
   /** Drops this handle (and its listeners); the last one unsubscribes. */
   close(): void;
 }
@@ -338,6 +344,8 @@ interface Chan {
   /** join and leave listeners */
   j: Set<(m: PresenceMember) => void>;
   l: Set<(m: PresenceMember) => void>;
+  /** member list listeners */
+  s: Set<(m: PresenceMember[]) => void>;
   e?: string;
   q?: number;
   /** ended by the hub, as Sub.x */
@@ -381,7 +389,7 @@ interface In {
   error?: { code?: string; message?: string; details?: unknown };
   ref?: string | number;
   unsubscribed?: boolean;
-  presence?: { members?: PresenceMember[] };
+  presence?: { channel: string; params?: ParamsInput; members?: PresenceMember[] };
   join?: PresenceEvent;
   leave?: PresenceEvent;
 }
@@ -761,7 +769,12 @@ export function connect(options: ConnectOptions): HubClient {
     } else if (f.id !== undefined && f.ok !== undefined) {
       onReply(f.id, f);
     } else if (f.presence) {
-      if (calls.has(f.ref as number)) settle(f.ref as number, null, f.presence.members ?? []);
+      const list = f.presence.members ?? [];
+      if (calls.has(f.ref as number)) settle(f.ref as number, null, list);
+      else if (f.ref === undefined) {
+        const c = chans.get(keyFrom(f.presence.channel, f.presence.params));
+        if (c) emit(c.s, list);
+      }
     } else if (f.join || f.leave) {
       const e = (f.join ?? f.leave) as PresenceEvent;
       const c = chans.get(keyFrom(e.channel, e.params));
@@ -924,7 +937,7 @@ export function connect(options: ConnectOptions): HubClient {
       const [p, k] = scope(name, params);
       let c = chans.get(k);
       if (!c) {
-        chans.set(k, (c = { n: name, p, k, refs: 0, m: new Set(), g: new Set(), j: new Set(), l: new Set() }));
+        chans.set(k, (c = { n: name, p, k, refs: 0, m: new Set(), g: new Set(), j: new Set(), l: new Set(), s: new Set() }));
         if (ready) sendChan(c);
       } else if (c.x && !(c.x = false) && ready) sendChan(c);
       const ch = c;
@@ -955,6 +968,7 @@ export function connect(options: ConnectOptions): HubClient {
           }, opts),
         onJoin: (l) => track(addTo(ch.j, l)),
         onLeave: (l) => track(addTo(ch.l, l)),
+        onMembers: (l) => track(addTo(ch.s, l)),
         close() {
           if (closed) return;
           closed = true;

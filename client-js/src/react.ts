@@ -165,7 +165,8 @@ export interface UsePresence {
  * The members of a presence channel instance (SPEC 11.2) while the
  * component is mounted, kept up to date: asked when the subscription is
  * acked (again after every reconnect, since joins and leaves are not
- * replayed), then changed by each join and leave. Joins and leaves that
+ * replayed), then changed by each join and leave, and replaced by a list
+ * the hub pushes after its own Redis link loss. Joins and leaves that
  * arrive while a query is in flight are applied again to its answer.
  */
 export function usePresence(name: string, params?: ParamsInput): UsePresence {
@@ -212,6 +213,10 @@ export function usePresence(name: string, params?: ParamsInput): UsePresence {
     };
     ch.onJoin((m) => apply(true, m));
     ch.onLeave((m) => apply(false, m));
+    ch.onMembers((list) => {
+      members = new Map(list.map((m) => [m.conn, m]));
+      show();
+    });
     const off = client.onFrame((f) => {
       if (f['subscribed'] === true && f['channel'] === name && canonicalKey(name, f['params'] as ParamsInput) === key) ask();
     });

@@ -95,6 +95,15 @@ test('presence(), onJoin and onLeave across two hubs', { timeout: 20_000 }, asyn
   // ada's hub reads the same list from Redis
   assert.deepEqual((await adaRoom.presence()).map((m) => m.conn).sort(), [me, adaConn].sort());
 
+  // the hub's own Redis subscription cut: the list is pushed again, unasked
+  const pushed: PresenceMember[][] = [];
+  room.onMembers((list) => pushed.push(list));
+  const killer = await redis.client();
+  await killer.cmd('CLIENT', 'KILL', 'TYPE', 'pubsub');
+  killer.close();
+  await waitFor('the pushed list', () => pushed.length >= 1, 10_000);
+  assert.deepEqual(pushed[0]?.map((m) => m.conn).sort(), [me, adaConn].sort());
+
   adaRoom.close(); // the last handle unsubscribes: a leave
   await waitFor('ada left', () => left.length === 1);
   assert.deepEqual(left, [{ conn: adaConn, sub: 'ada', info: { name: 'Ada' } }]);

@@ -329,6 +329,12 @@ test('react: usePresence asks once subscribed, applies joins and leaves (also th
     await settle();
   });
   assert.deepEqual(seen.at(-1)?.members, [me, bob]);
+  // a list the hub pushes unasked (after its Redis link loss) replaces it
+  await act(async () => {
+    s.receive({ presence: { ...room, members: [me, ada] } });
+    await settle();
+  });
+  assert.deepEqual(seen.at(-1)?.members, [me, ada]);
   // a new ack (after a reconnect): asked again, the answer replaces the list
   await act(async () => {
     s.receive({ subscribed: true, ...room, epoch: '0', seq: 0 });
