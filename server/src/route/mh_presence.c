@@ -447,9 +447,10 @@ void mh_presence_joined(mh_conn *c, mh_keynode *node)
     m->gen = ++P.gen;
     snprintf(m->conn, sizeof m->conn, "%s", c->name);
     m->node = node;
-    m->scope = scope.data, m->scope_len = scope.len;
-    m->json = json.data, m->json_len = json.len;
-    scope.data = json.data = NULL;
+    m->scope_len = scope.len;
+    m->scope = mh_buf_take(&scope);
+    m->json_len = json.len;
+    m->json = mh_buf_take(&json);
     cl = mh_map_get(&P.by_conn, &c->id, sizeof c->id);
     if (!cl) {
         cl = calloc(1, sizeof *cl);
