@@ -65,18 +65,20 @@ static void release_conn(mh_conn *c)
     mh_auth_release(c);
 }
 
-/* A lost subscription: contexts and channels heal (mh_heal), presence lists
- * are sent again (mh_presence). */
-static void redis_lost(mh_hub *h)
+/* A lost subscription: what the shard owns heals (mh_heal); on shard 0,
+ * which carries presence (SPEC 11.2), presence lists are sent again. */
+static void redis_lost(mh_hub *h, unsigned shard)
 {
-    mh_heal_mark_gap(h);
-    mh_presence_link_lost(h);
+    mh_heal_mark_gap(h, shard);
+    if (shard == 0)
+        mh_presence_link_lost(h);
 }
 
-static void redis_heal(mh_hub *h)
+static void redis_heal(mh_hub *h, unsigned shard)
 {
-    mh_heal_run(h);
-    mh_presence_heal(h);
+    mh_heal_run(h, shard);
+    if (shard == 0)
+        mh_presence_heal(h);
 }
 
 static const mh_redis_events redis_events = {

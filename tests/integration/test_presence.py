@@ -12,7 +12,7 @@ import time
 import jwt
 import pytest
 
-from hubtest import SLOW, Timeout, canonical_key, connect, poll, run
+from hubtest import SLOW, RedisServer, Timeout, canonical_key, connect, poll, run
 
 SECRET = "0123456789abcdef0123456789abcdef-presence"
 H = 250  # presence_heartbeat_ms of these hubs
@@ -338,3 +338,35 @@ def test_subscribers_get_the_list_again_after_a_link_loss(start, r):
                                  "members": [{"conn": watcher.conn, "sub": "w"}]}, f
 
     run(main())
+
+
+def test_presence_lives_on_shard_0(make_hub, registry_file, tmp_path):
+    """With --redis-shards (SPEC 11.1) every presence name is on shard 0, the
+    scripts run there and join/leave reach the hubs through its events."""
+    servers = [RedisServer(tmp_path / f"shard{i}") for i in range(3)]
+    for s in servers:
+        s.start()
+    try:
+        conf = {"registry": str(registry_file), "jwt_secret": SECRET, "allow_anonymous": "false",
+                "presence_heartbeat_ms": str(H),
+                "redis_shards": ",".join(s.url for s in servers)}
+        a, b = make_hub(servers[0], **conf), make_hub(servers[0], **conf)
+
+        async def main():
+            watcher = await user(a, "w")
+            await sub(watcher)
+            member = await user(b, "m")
+            await sub(member)
+            assert await events(watcher, 1) == [("join", member.conn, "m")]
+            members = (await query(watcher))["presence"]["members"]
+            assert sorted(m["conn"] for m in members) == sorted([watcher.conn, member.conn])
+            first, *others = (s.client() for s in servers)
+            assert len(first.hkeys("mizan:p:" + canonical_key("room", ROOM))) == 2
+            assert all(not o.keys("mizan:p*") and not o.keys("mizan:procs") for o in others)
+            await member.close()
+            assert await events(watcher, 1) == [("leave", member.conn, "m")]
+
+        run(main())
+    finally:
+        for s in servers:
+            s.kill()
