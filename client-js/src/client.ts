@@ -13,6 +13,7 @@ import { invalidationsFrom } from './from.js';
 import type { InvalidationSource } from './from.js';
 import { normalizeScopeAt } from './invalidation.js';
 import type { Entry } from './invalidation.js';
+import type { PresenceMember } from './envelope.js';
 import { keyOf } from './key.js';
 import type { Params, ParamsInput } from './values.js';
 
@@ -103,6 +104,25 @@ export interface Channel {
   on(listener: (message: ChannelMessage) => void): () => void;
   /** Listens for gap reports; returns the function that stops listening. */
   onGap(listener: (gap: Gap) => void): () => void;
+  /**
+   * Who subscribes to this instance, across every hub (SPEC 11.2), for a
+   * channel whose registry entry says `presence: true`. Only a subscriber
+   * may ask: call it once the subscription is acked (after a first message
+   * or `onJoin`, or simply retry). Rejects with an `RpcError` whose code is
+   * the hub's: `forbidden` (not subscribed), `not_found` (no presence),
+   * `unauthorized`, `unavailable`; `TIMEOUT`/`DISCONNECTED` as for `rpc`.
+   */
+  presence(options?: CallOptions): Promise<PresenceMember[]>;
+  /** Listens for members joining (another connection subscribed); returns the function that stops listening. */
+  onJoin(listener: (member: PresenceMember) => void): () => void;
+  /** Listens for members leaving (unsubscribed, disconnected, or their hub died); returns the function that stops listening. */
+  onLeave(listener: (member: PresenceMember) => void): () => void;
+  /**
+   * Listens for whole member lists the hub pushes unasked: after its Redis
+   * link was lost, joins and leaves of the gap are not replayed, so the list
+   * replaces what the listener had. Returns the function that stops listening.
+   */
+  onMembers(listener: (members: PresenceMember[]) => void): () => void;
   /** Drops this handle (and its listeners); the last one unsubscribes. */
   close(): void;
 }
@@ -321,6 +341,11 @@ interface Chan {
   refs: number;
   m: Set<(m: ChannelMessage) => void>;
   g: Set<(g: Gap) => void>;
+  /** join and leave listeners */
+  j: Set<(m: PresenceMember) => void>;
+  l: Set<(m: PresenceMember) => void>;
+  /** member list listeners */
+  s: Set<(m: PresenceMember[]) => void>;
   e?: string;
   q?: number;
   /** ended by the hub, as Sub.x */
@@ -364,6 +389,15 @@ interface In {
   error?: { code?: string; message?: string; details?: unknown };
   ref?: string | number;
   unsubscribed?: boolean;
+  presence?: { channel: string; params?: ParamsInput; members?: PresenceMember[] };
+  join?: PresenceEvent;
+  leave?: PresenceEvent;
+}
+
+interface PresenceEvent {
+  channel: string;
+  params?: ParamsInput;
+  member: PresenceMember;
 }
 
 /** Close codes after which only new credentials help (SPEC section 9). */
@@ -734,6 +768,17 @@ export function connect(options: ConnectOptions): HubClient {
       if (c) emit(c.g, gap);
     } else if (f.id !== undefined && f.ok !== undefined) {
       onReply(f.id, f);
+    } else if (f.presence) {
+      const list = f.presence.members ?? [];
+      if (calls.has(f.ref as number)) settle(f.ref as number, null, list);
+      else if (f.ref === undefined) {
+        const c = chans.get(keyFrom(f.presence.channel, f.presence.params));
+        if (c) emit(c.s, list);
+      }
+    } else if (f.join || f.leave) {
+      const e = (f.join ?? f.leave) as PresenceEvent;
+      const c = chans.get(keyFrom(e.channel, e.params));
+      if (c) emit(f.join ? c.j : c.l, e.member);
     } else if (typeof f.channel === 'string' && !('unsubscribed' in f)) {
       const c = chans.get(keyFrom(f.channel, f.params));
       if (!c) return;
@@ -892,7 +937,7 @@ export function connect(options: ConnectOptions): HubClient {
       const [p, k] = scope(name, params);
       let c = chans.get(k);
       if (!c) {
-        chans.set(k, (c = { n: name, p, k, refs: 0, m: new Set(), g: new Set() }));
+        chans.set(k, (c = { n: name, p, k, refs: 0, m: new Set(), g: new Set(), j: new Set(), l: new Set(), s: new Set() }));
         if (ready) sendChan(c);
       } else if (c.x && !(c.x = false) && ready) sendChan(c);
       const ch = c;
@@ -916,6 +961,14 @@ export function connect(options: ConnectOptions): HubClient {
         },
         on: (l) => track(addTo(ch.m, l)),
         onGap: (l) => track(addTo(ch.g, l)),
+        presence: (opts) =>
+          request<PresenceMember[]>(() => {
+            if (closed) throw new Error('channel closed');
+            return { action: 'presence', channel: name, params: p };
+          }, opts),
+        onJoin: (l) => track(addTo(ch.j, l)),
+        onLeave: (l) => track(addTo(ch.l, l)),
+        onMembers: (l) => track(addTo(ch.s, l)),
         close() {
           if (closed) return;
           closed = true;

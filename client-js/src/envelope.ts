@@ -14,7 +14,7 @@ import { LIMITS, normalizeParams, put } from './values.js';
 import type { Params } from './values.js';
 
 /** The envelope kinds this version knows; others are `unknown_kind`. */
-export const KINDS = ['invalidate', 'message', 'logout', 'disconnect', 'canary', 'reply', 'send', 'close', 'registry'] as const;
+export const KINDS = ['invalidate', 'message', 'logout', 'disconnect', 'canary', 'reply', 'send', 'close', 'registry', 'presence'] as const;
 
 export type Kind = (typeof KINDS)[number];
 
@@ -86,6 +86,21 @@ export interface CloseEnvelope extends Base {
   reason: string;
 }
 
+/** A presence member (SPEC 11.2); `info` only when the member's token carried one. */
+export interface PresenceMember {
+  conn: string;
+  sub: string | null;
+  info?: JsonValue;
+}
+
+export interface PresenceEnvelope extends Base {
+  kind: 'presence';
+  op: 'join' | 'leave';
+  channel: string;
+  params: Params;
+  member: PresenceMember;
+}
+
 /** A normalized envelope: known fields only, `message` defaults filled in. */
 export type Envelope =
   | InvalidateEnvelope
@@ -96,7 +111,8 @@ export type Envelope =
   | ReplyEnvelope
   | SendEnvelope
   | CloseEnvelope
-  | RegistryEnvelope;
+  | RegistryEnvelope
+  | PresenceEnvelope;
 
 const VERSION = /^[0-9a-z]{1,32}:(0|[1-9][0-9]{0,15})$/;
 const EPOCH = /^[0-9a-z]{1,32}$/;
@@ -188,7 +204,34 @@ function decodeInvalidate(o: JsonObject, base: Base): InvalidateEnvelope {
   return { ...base, kind: 'invalidate', invalidate: list, versions };
 }
 
-function decodeMessage(o: JsonObject, base: Base): MessageEnvelope {
+/** The longest `info`, written compactly (SPEC 11.2). */
+const INFO_MAX = 1024;
+
+/** A presence member object (SPEC 11.2); `where` names it in errors. */
+export function readMember(m: JsonValue | undefined, where: string): PresenceMember {
+  if (!isJsonObject(m)) return bad(`"${where}" is not an object`);
+  const conn = readConn(m);
+  const sub = member(m, 'sub') === null ? null : readString(m, 'sub', 1, 256, true);
+  const out: PresenceMember = { conn, sub };
+  const info = member(m, 'info');
+  if (info !== undefined) {
+    if (info === null || utf8Length(JSON.stringify(info)) > INFO_MAX) {
+      bad(`"info" is not JSON other than null of at most ${INFO_MAX} bytes`);
+    }
+    out.info = info;
+  }
+  return out;
+}
+
+function decodePresence(o: JsonObject, base: Base): PresenceEnvelope {
+  const op = member(o, 'op');
+  if (op !== 'join' && op !== 'leave') return bad('"op" is not "join" or "leave"');
+  const { channel, params } = readChannel(o);
+  return { ...base, kind: 'presence', op, channel, params, member: readMember(member(o, 'member'), 'member') };
+}
+
+/** `channel` and `params` of a message or presence envelope. */
+function readChannel(o: JsonObject): { channel: string; params: Params } {
   const channel = readName(o, 'channel');
   if (channel === undefined) return bad('"channel" is missing');
   const p = member(o, 'params');
@@ -202,6 +245,11 @@ function decodeMessage(o: JsonObject, base: Base): MessageEnvelope {
       throw e;
     }
   }
+  return { channel, params };
+}
+
+function decodeMessage(o: JsonObject, base: Base): MessageEnvelope {
+  const { channel, params } = readChannel(o);
   const type = readName(o, 'type') ?? 'message';
   const data = member(o, 'data');
   const seq = readInteger(o, 'seq', 1, Number.MAX_SAFE_INTEGER);
@@ -240,6 +288,8 @@ export function decodeEnvelope(text: string): Envelope {
       return decodeInvalidate(o, base);
     case 'message':
       return decodeMessage(o, base);
+    case 'presence':
+      return decodePresence(o, base);
     case 'logout': {
       const session = readString(o, 'session', 64, 64, true);
       if (!SESSION.test(session)) bad('"session" is not 64 lower-case hex digits');

@@ -15,7 +15,7 @@ import type { Params } from './values.js';
 export type Ref = string | number;
 
 /** The actions of SPEC section 7. */
-export const ACTIONS = ['auth', 'refresh', 'subscribe', 'unsubscribe', 'message', 'rpc', 'ctx', 'ping'] as const;
+export const ACTIONS = ['auth', 'refresh', 'subscribe', 'unsubscribe', 'message', 'rpc', 'ctx', 'ping', 'presence'] as const;
 
 export type Action = (typeof ACTIONS)[number];
 
@@ -70,8 +70,15 @@ export interface PingFrame extends WithRef {
   action: 'ping';
 }
 
+/** A presence query (SPEC 11.2). */
+export interface PresenceFrame extends WithRef {
+  action: 'presence';
+  channel: string;
+  params: Params;
+}
+
 /** A normalized browser frame: defaults filled in, param values in their string form. */
-export type Frame = AuthFrame | SubscribeFrame | UnsubscribeFrame | MessageFrame | RpcFrame | CtxFrame | PingFrame;
+export type Frame = AuthFrame | SubscribeFrame | UnsubscribeFrame | MessageFrame | RpcFrame | CtxFrame | PingFrame | PresenceFrame;
 
 function fail(code: ErrorCode, detail: string): never {
   throw new ProtocolError(code, detail);
@@ -226,6 +233,12 @@ export function decodeFrame(text: string): Frame {
 
     case 'ping': {
       const frame: PingFrame = { action };
+      return withRef(frame, ref);
+    }
+
+    case 'presence': {
+      const channel = readName(o, 'channel');
+      const frame: PresenceFrame = { action, channel, params: readParams(o) };
       return withRef(frame, ref);
     }
   }

@@ -29,6 +29,8 @@ export type {
   Welcome,
 } from './client.js';
 
+export type { PresenceMember } from './envelope.js';
+
 export { ProtocolError } from './errors.js';
 export type { ErrorCode, ErrorPlace } from './errors.js';
 

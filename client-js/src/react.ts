@@ -1,7 +1,7 @@
 'use client';
 /**
  * @mizan/hub-client/react: `HubProvider`, `useHub`, `useHubState`,
- * `useInvalidation` and `useChannel`. React is a peer dependency; the core
+ * `useInvalidation`, `useChannel` and `usePresence`. React is a peer dependency; the core
  * entry does not import it. The directive above marks the entry as client
  * code for React Server Components (Next.js App Router): its hooks and
  * context cannot run in a server component.
@@ -11,6 +11,7 @@ import { createContext, createElement, useCallback, useContext, useEffect, useRe
 import type { ReactElement, ReactNode } from 'react';
 
 import type { Channel, ChannelMessage, CloseInfo, Gap, HubClient, Identity, InvalidationEvent, State, SubscribeOptions } from './client.js';
+import type { PresenceMember } from './envelope.js';
 import { canonicalKey } from './key.js';
 import type { ParamsInput } from './values.js';
 
@@ -151,6 +152,82 @@ export function useChannel(name: string, params?: ParamsInput, onMessage?: (mess
     channel.current.send(data);
   }, []);
   return { send, last: last?.k === key ? last.m : null, gap: gap?.k === key ? gap.g : null };
+}
+
+export interface UsePresence {
+  /** The members of the instance (this connection included), or null before the first answer. */
+  members: PresenceMember[] | null;
+  /** Why the last query was refused (an `RpcError`: `not_found`, `unauthorized`…), or null. */
+  error: unknown;
+}
+
+/**
+ * The members of a presence channel instance (SPEC 11.2) while the
+ * component is mounted, kept up to date: asked when the subscription is
+ * acked (again after every reconnect, since joins and leaves are not
+ * replayed), then changed by each join and leave, and replaced by a list
+ * the hub pushes after its own Redis link loss. Joins and leaves that
+ * arrive while a query is in flight are applied again to its answer.
+ */
+export function usePresence(name: string, params?: ParamsInput): UsePresence {
+  const client = useHub();
+  const key = canonicalKey(name, params);
+  const [value, setValue] = useState<{ k: string; v: UsePresence } | null>(null);
+  useEffect(() => {
+    const ch = client.channel(name, params);
+    let members: Map<string, PresenceMember> | null = null;
+    let during: [boolean, PresenceMember][] | null = null; // events while a query is in flight
+    let asked = 0;
+    let live = true;
+    const show = (error: unknown = null): void => {
+      if (live) setValue({ k: key, v: { members: members && [...members.values()], error } });
+    };
+    const apply = (join: boolean, m: PresenceMember): void => {
+      if (during) during.push([join, m]);
+      if (!members) return;
+      if (join) members.set(m.conn, m);
+      else members.delete(m.conn);
+      show();
+    };
+    const ask = (): void => {
+      const mine = ++asked;
+      during = [];
+      ch.presence().then(
+        (list) => {
+          if (!live || mine !== asked) return;
+          members = new Map(list.map((m) => [m.conn, m]));
+          for (const [join, m] of during ?? []) {
+            if (join) members.set(m.conn, m);
+            else members.delete(m.conn);
+          }
+          during = null;
+          show();
+        },
+        (e: unknown) => {
+          if (!live || mine !== asked) return;
+          during = null;
+          // asked before the subscription was made: the ack asks again
+          if ((e as { code?: unknown }).code !== 'forbidden') show(e);
+        },
+      );
+    };
+    ch.onJoin((m) => apply(true, m));
+    ch.onLeave((m) => apply(false, m));
+    ch.onMembers((list) => {
+      members = new Map(list.map((m) => [m.conn, m]));
+      show();
+    });
+    const off = client.onFrame((f) => {
+      if (f['subscribed'] === true && f['channel'] === name && canonicalKey(name, f['params'] as ParamsInput) === key) ask();
+    });
+    ask();
+    return () => {
+      live = false;
+      off();
+      ch.close();
+    };
+  }, [client, key]);
+  return value?.k === key ? value.v : { members: null, error: null };
 }
 
 /** The versions a context response was read at (SPEC 10.1), for `since`. */

@@ -14,8 +14,8 @@ import TestRenderer from 'react-test-renderer';
 import type { ReactTestRenderer } from 'react-test-renderer';
 
 import type { HubClient, InvalidationEvent } from '@mizan/hub-client';
-import { HubProvider, useChannel, useHub, useHubState, useInvalidation } from '@mizan/hub-client/react';
-import type { HubState, UseChannel } from '@mizan/hub-client/react';
+import { HubProvider, useChannel, useHub, useHubState, useInvalidation, usePresence } from '@mizan/hub-client/react';
+import type { HubState, UseChannel, UsePresence } from '@mizan/hub-client/react';
 
 import useSWR, { SWRConfig, useSWRConfig } from 'swr';
 import type { ScopedMutator } from 'swr';
@@ -296,4 +296,78 @@ test('swr adapter with versions: a real useSWR fetch notes X-Mizan-Version, trac
   await act(async () => r.unmount());
   await act(settle);
   assert.deepEqual(s.take('unsubscribe'), [{ action: 'unsubscribe', context: 'todos', params: { list_id: '3' } }]);
+});
+
+test('react: usePresence asks once subscribed, applies joins and leaves (also those that overtake its answer), asks again on a new ack', async () => {
+  const env = setup();
+  const s = welcome(env);
+  const seen: UsePresence[] = [];
+  function Room() {
+    seen.push(usePresence('room', { room: 'lobby' }));
+    return null;
+  }
+  const room = { channel: 'room', params: { room: 'lobby' } };
+  const me = { conn: 'h.0-1', sub: 'me' };
+  const ada = { conn: 'h.0-2', sub: 'ada', info: { name: 'Ada' } };
+  const bob = { conn: 'h.0-3', sub: 'bob' };
+  const r = await render(env.client, createElement(Room));
+  const sent = s.take();
+  assert.deepEqual(sent[0], { action: 'subscribe', ...room });
+  const ask = sent[1] as { action: string; ref: number };
+  assert.equal(ask.action, 'presence');
+  assert.deepEqual(seen.at(-1), { members: null, error: null });
+  await act(async () => {
+    s.receive({ join: { ...room, member: ada } }); // before the answer: kept for it
+    s.receive({ presence: { ...room, members: [me] }, ref: ask.ref });
+    await settle();
+  });
+  assert.deepEqual(seen.at(-1)?.members, [me, ada]);
+  await act(async () => {
+    s.receive({ join: { ...room, member: bob } });
+    s.receive({ leave: { ...room, member: ada } });
+    s.receive({ join: { channel: 'room', params: { room: 'other' }, member: ada } }); // another instance
+    await settle();
+  });
+  assert.deepEqual(seen.at(-1)?.members, [me, bob]);
+  // a list the hub pushes unasked (after its Redis link loss) replaces it
+  await act(async () => {
+    s.receive({ presence: { ...room, members: [me, ada] } });
+    await settle();
+  });
+  assert.deepEqual(seen.at(-1)?.members, [me, ada]);
+  // a new ack (after a reconnect): asked again, the answer replaces the list
+  await act(async () => {
+    s.receive({ subscribed: true, ...room, epoch: '0', seq: 0 });
+    await settle();
+  });
+  const again = s.take().find((f) => f['action'] === 'presence') as { ref: number } | undefined;
+  assert.ok(again, 'asked again after the ack');
+  await act(async () => {
+    s.receive({ presence: { ...room, members: [me] }, ref: again.ref });
+    await settle();
+  });
+  assert.deepEqual(seen.at(-1)?.members, [me]);
+  await act(async () => r.unmount());
+  await act(settle);
+  assert.deepEqual(s.take(), [{ action: 'unsubscribe', ...room }]);
+});
+
+test('react: usePresence reports a refusal other than forbidden', async () => {
+  const env = setup();
+  const s = welcome(env);
+  const seen: UsePresence[] = [];
+  function Chat() {
+    seen.push(usePresence('chat', {}));
+    return null;
+  }
+  const r = await render(env.client, createElement(Chat));
+  const ask = s.take().find((f) => f['action'] === 'presence') as { ref: number };
+  await act(async () => {
+    s.receive({ error: { code: 'not_found', message: "channel 'chat' keeps no presence" }, ref: ask.ref, channel: 'chat', params: {} });
+    await settle();
+  });
+  const last = seen.at(-1);
+  assert.equal(last?.members, null);
+  assert.equal((last?.error as { code?: string }).code, 'not_found');
+  await act(async () => r.unmount());
 });

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from .handlers import context_handler as context_handler
     from .handlers import rpc as rpc
     from .handlers import subscription_guard as subscription_guard
+    from .members import apresence as apresence
+    from .members import presence as presence
     from .publishing import PublishError as PublishError
     from .publishing import ainvalidate as ainvalidate
     from .publishing import apublish as apublish
@@ -56,6 +58,8 @@ _EXPORTS = {
     "subscription_guard": "handlers",
     "RpcError": "handlers",
     "build_registry": "registry",
+    "presence": "members",
+    "apresence": "members",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -63,7 +67,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 _SUBMODULES = {"conf", "stats", "protocol", "publishing", "transports", "receivers",
                "sessions", "tokens", "handlers", "registry", "worker", "izana_compat",
-               "outbox", "testing"}
+               "outbox", "testing", "members"}
 
 
 def __getattr__(name: str) -> Any:

@@ -104,6 +104,8 @@ def _check_entries(kind: str, table) -> list:
             history = history.get("size", 0)
         if kind == "CHANNELS" and not _positive(history, zero_ok=True):
             errors.append(_err(5, f"{where}: history is a number of messages (0: none)"))
+        if "presence" in spec and (kind != "CHANNELS" or not isinstance(spec["presence"], bool)):
+            errors.append(_err(5, f"{where}: presence is true or false, and for channels only"))
         if kind == "CHANNELS" and "ttl" in spec and not _positive(spec["ttl"], zero_ok=True):
             errors.append(_err(5, f"{where}: ttl is seconds (0: no expiry)"))
     return errors

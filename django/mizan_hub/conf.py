@@ -44,8 +44,9 @@ DEFAULTS: dict[str, Any] = {
     # The registry (SPEC section 12): contexts and channels by name, e.g.
     # {"user": {"params": ["user_id"], "guard": "auth",
     #           "param_rules": {"user_id": "sub"}}}
-    # Channels may add "history": N (messages kept for resume, 0 = none)
-    # and "ttl": seconds (overrides CHANNEL_TTL for that channel).
+    # Channels may add "history": N (messages kept for resume, 0 = none),
+    # "ttl": seconds (overrides CHANNEL_TTL for that channel) and
+    # "presence": True (the hubs keep who subscribes; mizan_hub.presence()).
     "CONTEXTS": {},
     "CHANNELS": {},
     # Unknown contexts/channels: "deny" (not_found) or "allow" (as "auth").
@@ -138,6 +139,7 @@ HUB_SETTINGS = (
     "resume_burst", "resume_rate", "trusted_proxies", "redis_sentinels", "redis_master_name",
     "redis_sentinel_password", "redis_tls_ca", "redis_tls_cert", "redis_tls_key",
     "redis_connect_timeout_ms", "registry_from_redis", "ops_public", "redis_shards",
+    "presence_heartbeat_ms", "presence_max",
 )
 
 #: Hub settings ``mizan_hub_config`` writes from Django's settings (and the

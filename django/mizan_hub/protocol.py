@@ -860,6 +860,10 @@ def _frame_ping(frame: dict) -> dict:
     return {}
 
 
+def _frame_presence(frame: dict) -> dict:
+    return {"channel": _frame_name(frame, "channel"), "params": _frame_params(frame)}
+
+
 _ACTIONS = {
     "auth": _frame_auth,
     "refresh": _frame_auth,
@@ -869,6 +873,7 @@ _ACTIONS = {
     "rpc": _frame_rpc,
     "ctx": _frame_ctx,
     "ping": _frame_ping,
+    "presence": _frame_presence,
 }
 
 
@@ -952,12 +957,62 @@ def _env_invalidate(env: Mapping) -> dict:
     return {"invalidate": entries, "versions": dict(versions)}
 
 
-def _env_message(env: Mapping) -> dict:
+def _env_channel(env: Mapping) -> tuple[str, dict[str, str]]:
+    """``channel`` and ``params`` of a message or presence envelope."""
     channel = _check_name(_env_required(env, "channel"), "/channel", "bad_envelope")
     try:
         params = _normalize_params(env.get("params", {}), "/params", "bad_envelope")
     except ProtocolError as exc:
         raise _bad_envelope(f"{exc.code}: {exc.message}", exc.path or "/params") from None
+    return channel, params
+
+
+#: A presence member's ``info``, written compactly, is at most this many bytes (SPEC 11.2).
+MAX_INFO_BYTES = 1024
+
+
+def compact_json(value: Any) -> str:
+    """``value`` as the hub and ``JSON.stringify`` write it: compact, strings
+    as section 3 escapes them, numbers in ECMAScript form (``1.0`` is ``1``),
+    so a byte limit on it means the same in the three languages."""
+    if isinstance(value, str):
+        return _json_string(value)
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _number_string(value)
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{_json_string(k)}:{compact_json(v)}"
+                              for k, v in value.items()) + "}"
+    return "[" + ",".join(compact_json(v) for v in value) + "]"
+
+
+def _env_presence(env: Mapping) -> dict:
+    op = env.get("op")
+    if op not in ("join", "leave"):
+        raise _bad_envelope('op must be "join" or "leave"', "/op")
+    channel, params = _env_channel(env)
+    member = _env_required(env, "member")
+    if not isinstance(member, Mapping):
+        raise _bad_envelope("member must be an object", "/member")
+    try:
+        out = {"conn": _env_string(member, "conn"),
+               "sub": None if member.get("sub", "") is None else _env_string(member, "sub")}
+    except ProtocolError as exc:
+        raise _bad_envelope(exc.message, "/member" + (exc.path or "")) from None
+    if "info" in member:
+        info = member["info"]
+        if info is None or len(compact_json(info).encode("utf-8")) > MAX_INFO_BYTES:
+            raise _bad_envelope(f"info is JSON other than null of at most {MAX_INFO_BYTES} bytes",
+                                "/member/info")
+        out["info"] = info
+    return {"op": op, "channel": channel, "params": params, "member": out}
+
+
+def _env_message(env: Mapping) -> dict:
+    channel, params = _env_channel(env)
     kind = _check_name(env.get("type", "message"), "/type", "bad_envelope")
     seq = _integer(_env_required(env, "seq"))
     if seq is None or seq < 1:
@@ -1042,6 +1097,7 @@ _KINDS = {
     "send": _env_send,
     "close": _env_close,
     "registry": _env_registry,
+    "presence": _env_presence,
 }
 
 

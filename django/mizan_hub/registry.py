@@ -24,7 +24,7 @@ __all__ = ["build_registry", "registry_json", "GUARDS"]
 
 GUARDS = ("public", "auth", "staff", "superuser", "token")
 CONTEXT_KEYS = ("endpoints", "views", "params", "guard", "param_rules")
-CHANNEL_KEYS = ("params", "guard", "param_rules", "history")
+CHANNEL_KEYS = ("params", "guard", "param_rules", "history", "presence")
 
 
 def _context(spec: dict) -> dict:
@@ -37,7 +37,7 @@ def _context(spec: dict) -> dict:
 
 
 def _channel(spec: dict) -> dict:
-    out = _context({k: v for k, v in spec.items() if k != "history"})
+    out = _context({k: v for k, v in spec.items() if k not in ("history", "presence")})
     out.pop("endpoints", None)
     out.pop("views", None)
     history = spec.get("history")
@@ -45,6 +45,8 @@ def _channel(spec: dict) -> dict:
         history = history.get("size", 0)
     if history:
         out["history"] = {"size": int(history)}
+    if spec.get("presence"):
+        out["presence"] = True
     return out
 
 

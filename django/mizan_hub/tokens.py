@@ -66,13 +66,30 @@ def _use_izana(algorithm: str) -> bool:
     return True
 
 
-def connection_token(user: Any, *, lifetime: int | None = None) -> tuple[str, int]:
-    """A connection token for ``user`` and the Unix time it expires."""
+#: A presence member's ``info``, written compactly, is at most this many bytes (SPEC 11.2).
+MAX_INFO_BYTES = protocol.MAX_INFO_BYTES
+
+_NO_INFO = object()
+
+
+def connection_token(user: Any, *, lifetime: int | None = None,
+                     info: Any = _NO_INFO) -> tuple[str, int]:
+    """A connection token for ``user`` and the Unix time it expires.
+
+    ``info`` (any JSON value but ``None``, at most 1024 bytes written
+    compactly) is what the hub shows as this connection's ``info`` in the
+    presence of channels it subscribes to (SPEC 11.2): a display name, an
+    avatar URL. A token with ``info`` is minted here, not by izana.
+    """
     kid, secret, algorithm = _signing_key()
     settings = conf.get("TOKEN")
     ttl = int(settings["LIFETIME"] if lifetime is None else lifetime)
     audience = settings["AUDIENCE"]
-    if _use_izana(algorithm):
+    if info is not _NO_INFO:
+        protocol._check_tree(info)  # JSON only: no NaN, no lone surrogates, no other types
+        if info is None or len(protocol.compact_json(info).encode("utf-8")) > MAX_INFO_BYTES:
+            raise ValueError(f"info is JSON other than None of at most {MAX_INFO_BYTES} bytes")
+    if info is _NO_INFO and _use_izana(algorithm):
         from izana_core.mwt import create_mwt
         token = create_mwt(user, secret, ttl=ttl, audience=audience, kid=kid)
         return token, int(jwt.decode(token, options={"verify_signature": False})["exp"])
@@ -87,6 +104,8 @@ def connection_token(user: Any, *, lifetime: int | None = None) -> tuple[str, in
         "nbf": now,
         "exp": now + ttl,
     }
+    if info is not _NO_INFO:
+        claims["info"] = info
     return jwt.encode(claims, secret, algorithm=algorithm, headers={"kid": kid}), now + ttl
 
 

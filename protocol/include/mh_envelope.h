@@ -18,6 +18,8 @@
 
 #define MH_EPOCH_MAX 32
 #define MH_CLOSE_REASON_MAX 123
+/** A presence member's info, written compactly (SPEC 11.2). */
+#define MH_INFO_MAX 1024
 
 typedef enum mh_kind {
     MH_KIND_INVALIDATE,
@@ -29,6 +31,7 @@ typedef enum mh_kind {
     MH_KIND_SEND,
     MH_KIND_CLOSE,
     MH_KIND_REGISTRY,
+    MH_KIND_PRESENCE,
 } mh_kind;
 
 typedef struct mh_envelope {
@@ -40,19 +43,21 @@ typedef struct mh_envelope {
     mh_inval inval;   /* owned: invalidate */
     json_t *versions; /* borrowed: invalidate, context -> "E:N" */
 
-    mh_entry channel; /* owned: message (channel name + params) */
+    mh_entry channel; /* owned: message, presence (channel name + params) */
     const char *type; /* borrowed: message type, "message" by default */
     json_t *data;     /* borrowed: message data, NULL means null */
     uint64_t seq;
     const char *epoch;
 
     const char *session; /* logout: sha256 hex */
-    const char *subject; /* disconnect: the JWT/session subject */
+    const char *subject; /* disconnect; presence: the member's sub (NULL: null) */
     const char *reason;  /* disconnect, close ("" by default) */
     const char *hub;     /* canary */
     const char *nonce;   /* canary */
     const char *version; /* registry */
-    const char *conn;    /* reply, send, close */
+    const char *conn;    /* reply, send, close; presence: the member's connection */
+    bool join;           /* presence: op join (else leave) */
+    json_t *info;        /* borrowed: presence: the member's info, NULL when absent */
     json_t *frame;       /* borrowed: reply, send */
     int code;            /* close */
 } mh_envelope;

@@ -29,6 +29,7 @@ typedef enum mh_action {
     MH_ACT_RPC,
     MH_ACT_CTX,
     MH_ACT_PING,
+    MH_ACT_PRESENCE, /* a presence query (SPEC 11.2) */
 } mh_action;
 
 typedef enum mh_target {
@@ -41,7 +42,7 @@ typedef struct mh_frame {
     mh_action action;
     json_t *root; /* owned: the parsed frame; the borrowed pointers below live in it */
 
-    mh_target target; /* subscribe/unsubscribe/message/ctx */
+    mh_target target; /* subscribe/unsubscribe/message/ctx/presence */
     mh_entry scope;   /* owned: the context or channel and its params (scoped) */
 
     const char *since; /* borrowed, NULL when absent */

@@ -71,4 +71,34 @@ int mh_out_channel_message(mh_buf *b, const mh_envelope *env);
 
 void mh_out_pong(mh_buf *b, const json_t *ref);
 
+/*
+ * Presence (SPEC 11.2). A member is {"conn","sub"[,"info"]}; the hub writes
+ * it once, stores it in Redis, and every frame and envelope carries those
+ * bytes as they are.
+ */
+/** The member: 'subject' NULL is null; 'info' (compact JSON text) NULL leaves the key out. */
+void mh_out_member(mh_buf *b, const char *conn, const char *subject, const char *info);
+
+/** The instance as an envelope carries it: "channel":NAME,"params":{...} (no braces). */
+void mh_out_presence_scope(mh_buf *b, const mh_entry *channel);
+
+/**
+ * The presence envelope (SPEC 11): {"v":1,"kind":"presence","op":..,SCOPE,"member":M},
+ * where 'scope' is what mh_out_presence_scope wrote and 'member' what
+ * mh_out_member wrote (the sweep script builds leaves the same way).
+ */
+void mh_out_presence_envelope(mh_buf *b, bool join, const char *scope, size_t scope_len,
+                              const char *member, size_t member_len);
+
+/** {"join"|"leave":{"channel","params","member":M}}; 'member' is member JSON. */
+void mh_out_presence_event(mh_buf *b, bool join, const mh_entry *channel, const char *member,
+                           size_t member_len);
+
+/**
+ * The answer to a presence query: {"presence":{"channel","params","members":[M...]},"ref"?};
+ * members[i] is member JSON of lens[i] bytes.
+ */
+void mh_out_presence(mh_buf *b, const mh_entry *channel, const char *const *members,
+                     const size_t *lens, size_t n, const json_t *ref);
+
 #endif

@@ -8,7 +8,7 @@
 #include "mh_value.h"
 
 static const char *kind_names[] = {"invalidate", "message", "logout", "disconnect", "canary",
-                                   "reply",      "send",    "close",  "registry"};
+                                   "reply",      "send",    "close",  "registry",   "presence"};
 
 const char *mh_kind_name(mh_kind k)
 {
@@ -117,15 +117,12 @@ static int decode_invalidate(mh_envelope *env, mh_err *err)
     return 0;
 }
 
-static int decode_message(mh_envelope *env, mh_err *err)
+/* "channel" and "params" of a message or presence envelope. */
+static int decode_channel(mh_envelope *env, mh_err *err)
 {
     const json_t *name = json_object_get(env->root, "channel");
     const json_t *params = json_object_get(env->root, "params");
-    const json_t *type = json_object_get(env->root, "type");
-    const json_t *seq = json_object_get(env->root, "seq");
-    const json_t *epoch = json_object_get(env->root, "epoch");
     mh_err inner;
-    double s;
 
     mh_err_clear(&inner);
     if (!json_is_string(name) || mh_entry_set_context(&env->channel, json_string_value(name),
@@ -139,6 +136,19 @@ static int decode_message(mh_envelope *env, mh_err *err)
             return mh_err_set(err, MH_E_BAD_ENVELOPE, "bad envelope: params%s: %s", inner.path,
                               inner.msg);
     }
+    return 0;
+}
+
+static int decode_message(mh_envelope *env, mh_err *err)
+{
+    const json_t *type = json_object_get(env->root, "type");
+    const json_t *seq = json_object_get(env->root, "seq");
+    const json_t *epoch = json_object_get(env->root, "epoch");
+    double s;
+    int rc;
+
+    if ((rc = decode_channel(env, err)))
+        return rc;
     if (type) {
         if (!json_is_string(type) ||
             mh_name_check(json_string_value(type), json_string_length(type), MH_NAME_MAX, NULL))
@@ -158,6 +168,41 @@ static int decode_message(mh_envelope *env, mh_err *err)
         !mh_epoch_valid(json_string_value(epoch), json_string_length(epoch)))
         return bad(err, "\"epoch\" must be 1-32 characters of [0-9a-z]");
     env->epoch = json_string_value(epoch);
+    return 0;
+}
+
+/* SPEC 11: op, channel, params, member {conn, sub, info}. */
+static int decode_presence(mh_envelope *env, mh_err *err)
+{
+    const json_t *op = json_object_get(env->root, "op");
+    const json_t *member, *sub;
+    int rc;
+
+    if (!json_is_string(op) ||
+        (strcmp(json_string_value(op), "join") && strcmp(json_string_value(op), "leave")))
+        return bad(err, "\"op\" must be \"join\" or \"leave\"");
+    env->join = !strcmp(json_string_value(op), "join");
+    if ((rc = decode_channel(env, err)))
+        return rc;
+    member = json_object_get(env->root, "member");
+    if (!json_is_object(member))
+        return bad(err, "\"member\" must be an object");
+    if ((rc = str_field(member, "conn", 1, 128, &env->conn, err)))
+        return rc;
+    sub = json_object_get(member, "sub");
+    if (!json_is_null(sub) && (rc = str_field(member, "sub", 1, 256, &env->subject, err)))
+        return rc;
+    env->info = json_object_get(member, "info");
+    if (env->info) {
+        mh_buf b;
+        bool big;
+        mh_buf_init(&b);
+        rc = mh_json_dump(&b, env->info);
+        big = rc || b.oom || b.len > MH_INFO_MAX;
+        mh_buf_free(&b);
+        if (json_is_null(env->info) || big)
+            return bad(err, "\"info\" must be JSON other than null of at most 1024 bytes");
+    }
     return 0;
 }
 
@@ -233,6 +278,8 @@ int mh_envelope_decode(const char *text, size_t len, mh_envelope *env, mh_err *e
         return str_field(env->root, "nonce", 1, 64, &env->nonce, err);
     case MH_KIND_REGISTRY:
         return str_field(env->root, "version", 1, 64, &env->version, err);
+    case MH_KIND_PRESENCE:
+        return decode_presence(env, err);
     case MH_KIND_REPLY:
         return decode_frame_field(env, true, err);
     case MH_KIND_SEND:
@@ -297,6 +344,22 @@ json_t *mh_envelope_to_json(const mh_envelope *env)
     case MH_KIND_REGISTRY:
         SET("version", json_string(env->version));
         break;
+    case MH_KIND_PRESENCE: {
+        json_t *m = json_object();
+        SET("op", json_string(env->join ? "join" : "leave"));
+        SET("channel", json_stringn(env->channel.context, env->channel.context_len));
+        SET("params", mh_params_to_json(env->channel.params, env->channel.nparams));
+        bad_ |= !m;
+        if (m) {
+            bad_ |= json_object_set_new(m, "conn", json_string(env->conn));
+            bad_ |= json_object_set_new(m, "sub",
+                                        env->subject ? json_string(env->subject) : json_null());
+            if (env->info)
+                bad_ |= json_object_set(m, "info", env->info);
+            SET("member", m);
+        }
+        break;
+    }
     case MH_KIND_REPLY:
     case MH_KIND_SEND:
         SET("conn", json_string(env->conn));

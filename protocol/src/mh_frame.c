@@ -17,6 +17,7 @@ static const struct {
     {"rpc", MH_ACT_RPC},
     {"ctx", MH_ACT_CTX},
     {"ping", MH_ACT_PING},
+    {"presence", MH_ACT_PRESENCE},
 };
 
 const char *mh_action_name(mh_action a)
@@ -198,6 +199,8 @@ int mh_frame_decode(const char *text, size_t len, mh_frame *f, mh_err *err)
         return read_target(f, true, false, err);
     case MH_ACT_PING:
         return 0;
+    case MH_ACT_PRESENCE:
+        return read_target(f, false, true, err);
     }
     return mh_err_set(err, MH_E_UNKNOWN_ACTION, "unknown action");
 }
@@ -220,6 +223,7 @@ json_t *mh_frame_to_json(const mh_frame *f)
     case MH_ACT_SUBSCRIBE:
     case MH_ACT_UNSUBSCRIBE:
     case MH_ACT_MESSAGE:
+    case MH_ACT_PRESENCE:
         SET(f->target == MH_TARGET_CONTEXT ? "context" : "channel",
             json_stringn(f->scope.context, f->scope.context_len));
         SET("params", mh_params_to_json(f->scope.params, f->scope.nparams));

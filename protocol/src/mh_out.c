@@ -213,3 +213,64 @@ void mh_out_pong(mh_buf *b, const json_t *ref)
     put_ref(b, ref);
     mh_buf_putc(b, '}');
 }
+
+void mh_out_member(mh_buf *b, const char *conn, const char *subject, const char *info)
+{
+    mh_buf_puts(b, "{\"conn\":");
+    put_str(b, conn);
+    mh_buf_puts(b, ",\"sub\":");
+    if (subject)
+        put_str(b, subject);
+    else
+        mh_buf_puts(b, "null");
+    if (info) {
+        mh_buf_puts(b, ",\"info\":");
+        mh_buf_puts(b, info);
+    }
+    mh_buf_putc(b, '}');
+}
+
+void mh_out_presence_scope(mh_buf *b, const mh_entry *channel)
+{
+    mh_buf_puts(b, "\"channel\":");
+    mh_json_put_string(b, channel->context, channel->context_len);
+    mh_buf_puts(b, ",\"params\":");
+    mh_params_dump(b, channel->params, channel->nparams);
+}
+
+void mh_out_presence_envelope(mh_buf *b, bool join, const char *scope, size_t scope_len,
+                              const char *member, size_t member_len)
+{
+    mh_buf_puts(b, join ? "{\"v\":1,\"kind\":\"presence\",\"op\":\"join\","
+                        : "{\"v\":1,\"kind\":\"presence\",\"op\":\"leave\",");
+    mh_buf_put(b, scope, scope_len);
+    mh_buf_puts(b, ",\"member\":");
+    mh_buf_put(b, member, member_len);
+    mh_buf_putc(b, '}');
+}
+
+void mh_out_presence_event(mh_buf *b, bool join, const mh_entry *channel, const char *member,
+                           size_t member_len)
+{
+    mh_buf_puts(b, join ? "{\"join\":{" : "{\"leave\":{");
+    mh_out_presence_scope(b, channel);
+    mh_buf_puts(b, ",\"member\":");
+    mh_buf_put(b, member, member_len);
+    mh_buf_puts(b, "}}");
+}
+
+void mh_out_presence(mh_buf *b, const mh_entry *channel, const char *const *members,
+                     const size_t *lens, size_t n, const json_t *ref)
+{
+    mh_buf_puts(b, "{\"presence\":{");
+    mh_out_presence_scope(b, channel);
+    mh_buf_puts(b, ",\"members\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            mh_buf_putc(b, ',');
+        mh_buf_put(b, members[i], lens[i]);
+    }
+    mh_buf_puts(b, "]}");
+    put_ref(b, ref);
+    mh_buf_putc(b, '}');
+}

@@ -31,6 +31,7 @@
 #include "mh_ops.h"
 #include "mh_redis.h"
 #include "mh_registry.h"
+#include "mh_presence.h"
 #include "mh_rpc.h"
 #include "mh_browser.h"
 #include "mh_transport.h"
@@ -60,13 +61,30 @@ static void free_node_hold(mh_keynode *node)
 static void release_conn(mh_conn *c)
 {
     mh_rpc_forget_conn(c);
+    mh_presence_forget_conn(c);
     mh_auth_release(c);
+}
+
+/* A lost subscription: what the shard owns heals (mh_heal); on shard 0,
+ * which carries presence (SPEC 11.2), presence lists are sent again. */
+static void redis_lost(mh_hub *h, unsigned shard)
+{
+    mh_heal_mark_gap(h, shard);
+    if (shard == 0)
+        mh_presence_link_lost(h);
+}
+
+static void redis_heal(mh_hub *h, unsigned shard)
+{
+    mh_heal_run(h, shard);
+    if (shard == 0)
+        mh_presence_heal(h);
 }
 
 static const mh_redis_events redis_events = {
     .message = mh_router_envelope,
-    .lost = mh_heal_mark_gap,
-    .heal = mh_heal_run,
+    .lost = redis_lost,
+    .heal = redis_heal,
     .unhealed = mh_heal_unhealed,
     .give_up = mh_heal_give_up,
 };
@@ -115,6 +133,7 @@ static void stop_hub(mh_hub *h)
     uv_close((uv_handle_t *)&h->sig_term, NULL);
     uv_close((uv_handle_t *)&h->sig_int, NULL);
     uv_close((uv_handle_t *)&h->sig_hup, NULL);
+    mh_presence_stop(h);
     mh_redis_stop(h->redis);
     mh_transport_stop(h);
 }
@@ -236,6 +255,7 @@ static int run_worker(const mh_config *cfg)
         return 1;
     }
     mh_redis_start(h.redis);
+    mh_presence_start(&h);
     uv_timer_start(&h.tick, on_tick, 100, 100);
     mh_config_log(cfg);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -247,6 +267,7 @@ static int run_worker(const mh_config *cfg)
         mh_warn("loop closed with handles still open");
     mh_rpc_free_all(&h);
     mh_ops_free();
+    mh_presence_free();
     mh_subs_free(&h.subs);
     mh_map_free(&h.conns);
     mh_map_free(&h.ips); /* emptied as the connections went */

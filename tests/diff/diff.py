@@ -494,7 +494,8 @@ GOOD_REFS = [1, 0, -1, 1.0, 2**53 - 1, Raw("-0"), Raw("1e2"), Raw("9007199254740
              "x" * 64, "é" * 32, "😀" * 16, "\u0000", "7"]
 BAD_REFS = [1.5, 2**53, Raw("9007199254740993"), "", "x" * 65, "é" * 33, None, True, [], Obj(),
             Raw("1e300"), Raw("-9007199254740992")]
-GOOD_ACTIONS = ["auth", "refresh", "subscribe", "unsubscribe", "message", "rpc", "ctx", "ping"]
+GOOD_ACTIONS = ["auth", "refresh", "subscribe", "unsubscribe", "message", "rpc", "ctx", "ping",
+                "presence"]
 BAD_ACTIONS = ["pong", "", "AUTH", "ping\u0000", "subscribe ", "__proto__", "toString"]
 
 
@@ -527,9 +528,9 @@ def frame(rnd: random.Random) -> object:
     fname = lambda: scalar(rnd) if bad(rnd) and rnd.random() < 0.5 else name(rnd)  # noqa: E731
     if action in ("auth", "refresh", "subscribe"):
         fields.append(("token", token))
-    if action in ("subscribe", "unsubscribe", "ctx", "message") or bad(rnd):
+    if action in ("subscribe", "unsubscribe", "ctx", "message", "presence") or bad(rnd):
         target = rnd.choice(["context", "channel"])
-        if action == "message":
+        if action in ("message", "presence"):
             target = "channel"
         elif action == "ctx":
             target = "context"
@@ -563,7 +564,8 @@ def frame(rnd: random.Random) -> object:
     return o
 
 
-GOOD_KINDS = ["invalidate", "message", "logout", "disconnect", "canary", "reply", "send", "close"]
+GOOD_KINDS = ["invalidate", "message", "logout", "disconnect", "canary", "reply", "send", "close",
+              "presence"]
 BAD_KINDS = ["other", "", "message\u0000", "Invalidate"]
 
 
@@ -607,6 +609,21 @@ def envelope(rnd: random.Random) -> object:
                                         [0, -1, 1.5, 2**53, "1", None])),
                    ("epoch", lambda: pick(rnd, ["a", "x" * 32, "k2f9a"],
                                           ["", "A", "x" * 33, "a:1", 1]))]
+    if kind == "presence" or bad(rnd):
+        def member() -> object:
+            m = Obj()
+            for k, make in [("conn", lambda: s(128)),
+                            ("sub", lambda: pick(rnd, [None, lambda: s(256)], [lambda: s(256)])),
+                            ("info", lambda: pick(rnd, [1, "x", lambda: params(rnd), list,
+                                                        lambda: "x" * 1022],
+                                                  [None, lambda: "x" * 1023,
+                                                   lambda: nested(rnd, rnd.randint(60, 66))]))]:
+                maybe(rnd, m, k, make, 0.6 if k == "info" else 0.97)
+            return m
+        fields += [("op", lambda: pick(rnd, ["join", "leave"], ["", "Join", None, 1])),
+                   ("channel", lambda: scalar(rnd) if bad(rnd) else name(rnd)),
+                   ("params", lambda: params(rnd)),
+                   ("member", lambda: pick(rnd, [member], [None, "x", list]))]
     if kind == "logout" or bad(rnd):
         fields.append(("session", lambda: pick(rnd, ["a" * 64, "0123456789abcdef" * 4],
                                                ["A" * 64, "a" * 63, "a" * 65, "g" * 64, 1, None,

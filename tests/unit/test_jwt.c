@@ -140,6 +140,37 @@ static void accepts_each_algorithm(void **state)
     free(t);
 }
 
+/* SPEC 11.2: the info claim, kept as compact JSON; null or over 1024 bytes refused. */
+static void info_claim(void **state)
+{
+    static char big[1200];
+    mh_identity id;
+    const char *reason;
+    char *t;
+    (void)state;
+
+    load_keys();
+    t = mint(JWT_ALG_HS256, "v1", SECRET,
+             claims("\"info\": {\"name\": [\"Zo\u00eb\", 1, 2.5, {}]}", 300));
+    assert_int_equal(mh_jwt_verify(&keys, &policy, t, strlen(t), now, &id, &reason), 0);
+    assert_string_equal(id.info, "{\"name\":[\"Zo\xc3\xab\",1,2.5,{}]}");
+    free(t);
+    t = mint(JWT_ALG_HS256, "v1", SECRET, claims("", 300));
+    assert_int_equal(mh_jwt_verify(&keys, &policy, t, strlen(t), now, &id, &reason), 0);
+    assert_string_equal(id.info, "");
+    free(t);
+    check_minted(JWT_ALG_HS256, "v1", SECRET, claims("\"info\":null", 300), "malformed");
+    /* 1022 x's in quotes: 1024 bytes, accepted; one more, refused */
+    for (int extra = 0; extra < 2; extra++) {
+        char cl[1400];
+        memset(big, 'x', sizeof big);
+        big[1022 + extra] = '\0';
+        snprintf(cl, sizeof cl, "{\"sub\":\"5\",\"exp\":%lld,\"aud\":\"izana\",\"info\":\"%s\"}",
+                 (long long)(now + 300), big);
+        check_minted(JWT_ALG_HS256, "v1", SECRET, cl, extra ? "malformed" : "ok");
+    }
+}
+
 static void refuses_hostile_tokens(void **state)
 {
     char *t, *bad;
@@ -249,6 +280,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(accepts_each_algorithm),
         cmocka_unit_test(refuses_hostile_tokens),
+        cmocka_unit_test(info_claim),
         cmocka_unit_test(jwks_file),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);

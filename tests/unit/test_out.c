@@ -18,6 +18,7 @@
 
 #include "mh_envelope.h"
 #include "mh_inval.h"
+#include "mh_json.h"
 #include "mh_out.h"
 
 static const char *str_or_null(const json_t *a, const char *k)
@@ -46,6 +47,20 @@ static void entry_of(const json_t *a, mh_entry *e)
 {
     mh_err err;
     assert_int_equal(mh_scope_from_json(e, json_object_get(a, "entry"), "/entry", &err), 0);
+}
+
+/* A presence member's args: conn, subject (null), info (absent). */
+static void put_member(mh_buf *b, const json_t *a)
+{
+    const json_t *info = json_object_get(a, "info");
+    mh_buf text;
+
+    mh_buf_init(&text);
+    if (info)
+        assert_int_equal(mh_json_dump(&text, info), 0);
+    mh_out_member(b, str_or_null(a, "conn"), str_or_null(a, "subject"),
+                  info ? mh_buf_cstr(&text) : NULL);
+    mh_buf_free(&text);
 }
 
 static void encode(const char *enc, const json_t *a, mh_buf *b)
@@ -98,6 +113,47 @@ static void encode(const char *enc, const json_t *a, mh_buf *b)
         assert_int_equal(mh_envelope_decode(text, strlen(text), &env, &err), 0);
         assert_int_equal(mh_out_channel_message(b, &env), 0);
         mh_envelope_free(&env);
+    } else if (!strcmp(enc, "member")) {
+        put_member(b, a);
+    } else if (!strcmp(enc, "presence_envelope")) {
+        mh_buf scope, m;
+        entry_of(a, &e);
+        mh_buf_init(&scope);
+        mh_buf_init(&m);
+        mh_out_presence_scope(&scope, &e);
+        put_member(&m, json_object_get(a, "member"));
+        mh_out_presence_envelope(b, flag(a, "join"), scope.data, scope.len, m.data, m.len);
+        mh_buf_free(&scope);
+        mh_buf_free(&m);
+    } else if (!strcmp(enc, "presence_event")) {
+        mh_buf m;
+        entry_of(a, &e);
+        mh_buf_init(&m);
+        put_member(&m, json_object_get(a, "member"));
+        mh_out_presence_event(b, flag(a, "join"), &e, m.data, m.len);
+        mh_buf_free(&m);
+    } else if (!strcmp(enc, "presence")) {
+        const json_t *list = json_object_get(a, "members");
+        size_t n = json_array_size(list);
+        mh_buf *ms = calloc(n + 1, sizeof *ms);
+        const char **texts = calloc(n + 1, sizeof *texts);
+        size_t *lens = calloc(n + 1, sizeof *lens);
+        assert_non_null(ms);
+        assert_non_null(texts);
+        assert_non_null(lens);
+        entry_of(a, &e);
+        for (size_t i = 0; i < n; i++) {
+            mh_buf_init(&ms[i]);
+            put_member(&ms[i], json_array_get(list, i));
+            texts[i] = ms[i].data;
+            lens[i] = ms[i].len;
+        }
+        mh_out_presence(b, &e, texts, lens, n, ref_of(a));
+        for (size_t i = 0; i < n; i++)
+            mh_buf_free(&ms[i]);
+        free(ms);
+        free(texts);
+        free(lens);
     } else {
         fail_msg("no encoder called '%s' (add it here and to gen.py)", enc);
     }

@@ -183,6 +183,28 @@ static void refused_files(void **state)
     }
 }
 
+static void presence_flag(void **state)
+{
+    const char *d = "{\"version\":1,\"channels\":{\"room\":{\"presence\":true},"
+                    "\"chat\":{\"presence\":false},\"plain\":{}}}";
+    char err[256];
+    mh_registry *r = mh_registry_parse(d, strlen(d), err, sizeof err);
+    (void)state;
+
+    assert_non_null(r);
+    assert_true(mh_registry_presence(r, "room", 4));
+    assert_false(mh_registry_presence(r, "chat", 4));
+    assert_false(mh_registry_presence(r, "plain", 5));
+    assert_false(mh_registry_presence(r, "nowhere", 7));
+    mh_registry_free(r);
+    d = "{\"version\":1,\"channels\":{\"room\":{\"presence\":1}}}";
+    assert_null(mh_registry_parse(d, strlen(d), err, sizeof err));
+    assert_non_null(strstr(err, "channel 'room': presence must be true or false"));
+    d = "{\"version\":1,\"contexts\":{\"user\":{\"presence\":true}}}";
+    assert_null(mh_registry_parse(d, strlen(d), err, sizeof err));
+    assert_non_null(strstr(err, "context 'user': only channels keep presence"));
+}
+
 static void load_errors(void **state)
 {
     char err[256];
@@ -193,9 +215,11 @@ static void load_errors(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(guards), cmocka_unit_test(declared_params),
+    const struct CMUnitTest tests[] = {cmocka_unit_test(guards),
+                                       cmocka_unit_test(declared_params),
                                        cmocka_unit_test(default_allow_is_auth),
                                        cmocka_unit_test(refused_files),
-                                       cmocka_unit_test(load_errors)};
+                                       cmocka_unit_test(load_errors),
+                                       cmocka_unit_test(presence_flag)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

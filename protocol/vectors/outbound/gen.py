@@ -133,8 +133,37 @@ def channel_message(a):
     return out
 
 
+def member(a):
+    """SPEC 11.2: conn, sub, then info only when there is one."""
+    out = {"conn": a["conn"], "sub": a["subject"]}
+    if a.get("info") is not None:
+        out["info"] = a["info"]
+    return out
+
+
+def presence_envelope(a):
+    return {"v": 1, "kind": "presence", "op": "join" if a["join"] else "leave",
+            "channel": a["entry"]["context"], "params": params(a["entry"]["params"]),
+            "member": member(a["member"])}
+
+
+def presence_event(a):
+    return {("join" if a["join"] else "leave"): {
+        "channel": a["entry"]["context"], "params": params(a["entry"]["params"]),
+        "member": member(a["member"])}}
+
+
+def presence(a):
+    out = {"presence": {"channel": a["entry"]["context"], "params": params(a["entry"]["params"]),
+                        "members": [member(m) for m in a["members"]]}}
+    if a.get("ref") is not None:
+        out["ref"] = a["ref"]
+    return out
+
+
 ENCODERS = {f.__name__: f for f in (welcome, authed, expiring, ack, invalidate, error, ended,
-                                     gap, pong, rpc_error, identity, canary, channel_message)}
+                                     gap, pong, rpc_error, identity, canary, channel_message,
+                                     member, presence_envelope, presence_event, presence)}
 
 U = {"context": "user", "params": {"user_id": "5"}}
 EMOJI = {"context": "room", "params": {"é": "😀", "a": "x\"y\\z", "Z": "</script>"}}
@@ -193,6 +222,27 @@ CASES = [
                          "params": {"room": "lobby", "a": "1"}, "type": "ChatMessage",
                          "data": {"text": "hi 😀", "n": [1, 2.5, None, True]}, "seq": 18,
                          "epoch": "m1x", "ts": 1764000000123.5})}),
+    ("member", "member", {"conn": "3f9c0a1b2c4d.9a1b2c3d-17", "subject": "5"}),
+    ("member anonymous with info", "member",
+     {"conn": "h.00000001-2", "subject": None,
+      "info": {"name": "Zoë \"😀\"", "tags": ["a", 1, 2.5, True, None], "z": {}}}),
+    ("presence join envelope", "presence_envelope",
+     {"join": True, "entry": EMOJI, "member": {"conn": "h.00000001-2", "subject": "9",
+                                               "info": "Ada"}}),
+    ("presence leave envelope", "presence_envelope",
+     {"join": False, "entry": {"context": "chat", "params": {}},
+      "member": {"conn": "h.00000001-3", "subject": None}}),
+    ("join frame", "presence_event",
+     {"join": True, "entry": {"context": "chat", "params": {"room": "lobby"}},
+      "member": {"conn": "77aa01.0c0ffee0-3", "subject": "9", "info": {"name": "Ada"}}}),
+    ("leave frame", "presence_event",
+     {"join": False, "entry": EMOJI, "member": {"conn": "h.00000001-2", "subject": None}}),
+    ("presence answer", "presence",
+     {"entry": {"context": "chat", "params": {"room": "lobby"}}, "ref": 5,
+      "members": [{"conn": "3f9c0a1b2c4d.9a1b2c3d-17", "subject": "5"},
+                  {"conn": "77aa01.0c0ffee0-3", "subject": "9", "info": {"name": "Ada"}}]}),
+    ("presence answer empty, no ref", "presence",
+     {"entry": EMOJI, "ref": None, "members": []}),
 ]
 
 

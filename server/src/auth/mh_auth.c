@@ -683,7 +683,9 @@ int mh_auth_check(mh_conn *c, const mh_frame *f, const char **code, char *msg, s
 {
     mh_hub *h = c->hub;
     bool channel = f->target == MH_TARGET_CHANNEL;
-    const char *stage = f->action == MH_ACT_MESSAGE ? "message" : "subscribe";
+    const char *stage = f->action == MH_ACT_MESSAGE    ? "message"
+                        : f->action == MH_ACT_PRESENCE ? "presence"
+                                                       : "subscribe";
     mh_who who = {.subject = c->subject, .staff = c->staff, .super = c->super};
     const char *reason;
     int64_t exp;
@@ -709,8 +711,8 @@ int mh_auth_check(mh_conn *c, const mh_frame *f, const char **code, char *msg, s
     case MH_REG_NEED_TOKEN:
         break;
     }
-    if (f->action == MH_ACT_MESSAGE) {
-        /* Sending needs the subscription the token granted. */
+    if (f->action == MH_ACT_MESSAGE || f->action == MH_ACT_PRESENCE) {
+        /* Sending (or asking who is there) needs the subscription the token granted. */
         mh_keynode *node = mh_subs_find(&h->subs, true, &f->scope);
         if (node && mh_conn_find_sub(c, node))
             return 0;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mh_json.h"
 #include "mh_value.h"
 
 static const struct {
@@ -446,6 +447,26 @@ int mh_jwt_sub_form(const json_t *v, char out[MH_SUB_MAX + 1])
     return -1;
 }
 
+/* The `info` claim (SPEC 11.2): any JSON but null, compact, at most 1024 bytes. */
+static int read_info(const json_t *v, char out[MH_IDENTITY_INFO_MAX + 1])
+{
+    mh_buf b;
+    int rc = 0;
+
+    out[0] = '\0';
+    if (!v)
+        return 0;
+    if (json_is_null(v))
+        return -1;
+    mh_buf_init(&b);
+    if (mh_json_dump(&b, v) || b.oom || b.len > MH_IDENTITY_INFO_MAX || !mh_buf_cstr(&b))
+        rc = -1;
+    else
+        memcpy(out, b.data, b.len + 1);
+    mh_buf_free(&b);
+    return rc;
+}
+
 int mh_jwt_verify(const mh_jwt_keys *ks, const mh_jwt_policy *p, const char *token, size_t len,
                   int64_t now, mh_identity *id, const char **reason)
 {
@@ -467,6 +488,10 @@ int mh_jwt_verify(const mh_jwt_keys *ks, const mh_jwt_policy *p, const char *tok
     }
     id->staff = json_is_true(json_object_get(claims, "staff"));
     id->super = json_is_true(json_object_get(claims, "super"));
+    if (read_info(json_object_get(claims, "info"), id->info)) {
+        *reason = "malformed";
+        goto done;
+    }
     snprintf(id->kid, sizeof id->kid, "%s", key->kid);
     *reason = "ok";
     rc = 0;

@@ -18,6 +18,7 @@ typedef struct reg_entry {
     bool declared; /* "params" given: no other param name is accepted */
     size_t nparams;
     char **params; /* owned: the declared param names */
+    bool presence; /* channels: members kept (SPEC 11.2) */
 } reg_entry;
 
 struct mh_registry {
@@ -143,6 +144,18 @@ static int parse_entry(const char *kind, const char *name, json_t *spec, reg_ent
     }
     if (parse_params(kind, name, json_object_get(spec, "params"), e, err, errlen))
         goto fail;
+    {
+        json_t *p = json_object_get(spec, "presence");
+        if (p && !json_is_boolean(p)) {
+            snprintf(err, errlen, "%s '%s': presence must be true or false", kind, name);
+            goto fail;
+        }
+        if (json_is_true(p) && strcmp(kind, "channel")) {
+            snprintf(err, errlen, "%s '%s': only channels keep presence", kind, name);
+            goto fail;
+        }
+        e->presence = json_is_true(p);
+    }
     rules = json_object_get(spec, "param_rules");
     if (rules && !json_is_null(rules)) {
         const char *param;
@@ -355,4 +368,10 @@ mh_reg_result mh_registry_check(const mh_registry *r, bool channel, const mh_ent
         }
     }
     return guard == MH_GUARD_TOKEN ? MH_REG_NEED_TOKEN : MH_REG_ALLOW;
+}
+
+bool mh_registry_presence(const mh_registry *r, const char *channel, size_t len)
+{
+    const reg_entry *re = mh_map_get(&r->channels, channel, len);
+    return re && re->presence;
 }

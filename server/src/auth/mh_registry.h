@@ -64,4 +64,7 @@ size_t mh_registry_count(const mh_registry *r, bool channels);
 mh_reg_result mh_registry_check(const mh_registry *r, bool channel, const mh_entry *e,
                                 const mh_who *who, const char **code, char *msg, size_t msglen);
 
+/** Does the registry's channel 'channel' keep presence (SPEC 11.2)? */
+bool mh_registry_presence(const mh_registry *r, const char *channel, size_t len);
+
 #endif

@@ -157,6 +157,12 @@ static const setting table[] = {
     {"resume_burst", T_INT, "256", 1, 10000000, OFF(resume_burst), 0,
      "channel resumes a connection may make at once above resume_rate (a reconnect resumes "
      "every channel, so max_subs when that is larger)"},
+    {"presence_heartbeat_ms", T_INT, "5000", 100, 600000, OFF(presence_heartbeat_ms), 0,
+     "H: how often the hub refreshes its presence heartbeat and sweeps dead hubs' members; a "
+     "hub that dies leaves every presence answer within 3H and its leaves go out within 4H"},
+    {"presence_max", T_INT, "10000", 0, 10000000, OFF(presence_max), 0,
+     "presence members per channel instance, all hubs together; the subscription over it is "
+     "ended with too_large (0: no limit)"},
     {"redis_sentinels", T_STR, "", 0, 0, STR(redis_sentinels),
      "HOST:PORT,... of Redis Sentinels: the master comes from them (and --redis only names the "
      "database, user and password), and a failover (+switch-master) is followed"},

@@ -89,6 +89,8 @@ typedef struct mh_config {
     int inbound_conn_rate;
     int resume_rate;
     int resume_burst;
+    int presence_heartbeat_ms;
+    int presence_max;
     int log_level;
     int log_json;
     char config_file[512];

@@ -121,6 +121,7 @@ void mh_conn_release(mh_conn *c)
     if (h->hooks.release)
         h->hooks.release(c);
     free(c->subject);
+    free(c->info);
     mh_map_del(&h->conns, &c->id, sizeof c->id);
 }
 
@@ -618,10 +619,15 @@ void mh_conn_destroy(mh_conn *c)
 int mh_conn_set_identity(mh_conn *c, const mh_identity *id)
 {
     char *sub = strdup(id->subject);
-    if (!sub)
+    char *info = id->info[0] ? strdup(id->info) : NULL;
+    if (!sub || (id->info[0] && !info)) {
+        free(sub);
         return -1;
+    }
     free(c->subject);
     c->subject = sub;
+    free(c->info);
+    c->info = info;
     c->staff = id->staff;
     c->super = id->super;
     c->expires = id->exp;

@@ -49,6 +49,7 @@ struct mh_conn {
     mh_rpc_pending *rpcs;
     /* identity: NULL sub means anonymous */
     char *subject; /* the identity's subject (a JWT sub); NULL: anonymous */
+    char *info;    /* the token's `info` claim, compact JSON; NULL: none (SPEC 11.2) */
     bool staff, super;
     int64_t expires; /* Unix seconds the credentials end; 0: never */
     bool warned;     /* `expiring` sent for this expiry */

@@ -10,12 +10,15 @@
 
 /** Longest `sub` (subject) accepted, in bytes. */
 #define MH_SUB_MAX 256
+/** Longest `info` claim, written compactly (SPEC 11.2: a presence member's info). */
+#define MH_IDENTITY_INFO_MAX 1024
 
 typedef struct mh_identity {
     char subject[MH_SUB_MAX + 1]; /* a token's `sub`, a session's user id */
     bool staff, super;
     int64_t exp; /* Unix seconds; 0: no expiry */
     char kid[65];
+    char info[MH_IDENTITY_INFO_MAX + 1]; /* the `info` claim as compact JSON; "" when none */
 } mh_identity;
 
 #endif

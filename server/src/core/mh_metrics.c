@@ -177,6 +177,14 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
     counter(o, "channel_messages_total", "Channel message events received.", m->messages_in);
     counter(o, "deliveries_total", "Frames queued to connections by fan-out.", m->deliveries);
     counter(o, "redis_reconnects_total", "Redis reconnections.", m->redis_reconnects);
+    counter(o, "presence_joins_total", "Presence members added to Redis (join published).",
+            m->presence_joins);
+    counter(o, "presence_leaves_total", "Presence members removed from Redis (leave published).",
+            m->presence_leaves);
+    counter(o, "presence_swept_total",
+            "Presence members of hubs without a heartbeat removed by this hub's sweeps.",
+            m->presence_swept);
+    counter(o, "presence_queries_total", "Presence queries answered.", m->presence_queries);
     counter(o, "registry_loads_total", "Registries read from Redis and put in force.",
             m->registry_loads);
     counter(o, "registry_refused_total",

@@ -52,6 +52,9 @@ typedef struct mh_metrics {
     uint64_t shard_reconnects[MH_METRICS_SHARDS];
     uint64_t shard_heals[MH_METRICS_SHARDS];
     uint64_t shard_errors[MH_METRICS_SHARDS];
+    /* presence (SPEC 11.2): members this process added and removed, members
+     * of dead processes its sweeps removed, queries answered */
+    uint64_t presence_joins, presence_leaves, presence_swept, presence_queries;
     mh_reject_count rejects[MH_REJECT_KINDS];
     uint64_t rejects_other; /* past MH_REJECT_KINDS distinct pairs (a bug) */
     /* publish -> write latency, milliseconds */

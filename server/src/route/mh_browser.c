@@ -12,6 +12,7 @@
 #include "mh_log.h"
 #include "mh_out.h"
 #include "mh_peer.h"
+#include "mh_presence.h"
 #include "mh_redis.h"
 #include "mh_registry.h"
 #include "mh_rpc.h"
@@ -57,6 +58,7 @@ static bool permitted(mh_conn *c, const mh_frame *f)
 /* Ends one of the connection's subscriptions: out of the index and its list. */
 static void end_sub(mh_conn *c, mh_sub *sub)
 {
+    mh_presence_left(c, sub->node);
     mh_conn_drop_sub(c, sub);
     mh_hold_free(sub->hold);
     mh_subs_remove(&c->hub->subs, sub);
@@ -160,6 +162,8 @@ static void do_subscribe(mh_conn *c, mh_frame *f)
             return;
         }
     }
+    bool fresh = !sub;
+
     if (!sub) {
         if (c->nsubs >= (uint32_t)h->cfg->max_subs) {
             char msg[96];
@@ -187,6 +191,8 @@ static void do_subscribe(mh_conn *c, mh_frame *f)
             return;
         }
     }
+    if (fresh && channel)
+        mh_presence_joined(c, sub->node);
     /* Subscribing again to the same key re-runs the ack (and resume), once. */
     if (channel)
         mh_resume_channel(c, sub, f->since, f->since_len, f->ref);
@@ -409,6 +415,9 @@ void mh_browser_frame(mh_conn *c, const char *text, size_t len)
     case MH_ACT_AUTH:
     case MH_ACT_REFRESH:
         do_auth(c, &f);
+        break;
+    case MH_ACT_PRESENCE:
+        mh_presence_query(c, &f);
         break;
     }
     mh_frame_free(&f);

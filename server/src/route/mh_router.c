@@ -9,6 +9,7 @@
 #include "mh_fanout.h"
 #include "mh_json.h"
 #include "mh_log.h"
+#include "mh_presence.h"
 #include "mh_redis.h"
 #include "mh_rpc.h"
 
@@ -105,6 +106,9 @@ void mh_router_envelope(mh_hub *h, unsigned shard, const char *channel, size_t c
         break;
     case MH_KIND_REGISTRY:
         mh_auth_registry_fetch(h, env.version);
+        break;
+    case MH_KIND_PRESENCE:
+        mh_presence_event(h, &env);
         break;
     case MH_KIND_REPLY:
     case MH_KIND_SEND:
