@@ -274,20 +274,87 @@ static int own_write(mh_conn *c)
     return 0;
 }
 
-/* After a write: an own socket whose close frame is out waits for the
- * peer's (or EOF, or the deadline); when that came already, it is done.
- * Returns true when 'c' was destroyed. */
+static void linger_end(mh_hub *h, mh_linger *l)
+{
+    close(l->fd);
+    mh_peer_free(l->peer);
+    mh_map_del(&h->lingering, &l->id, sizeof l->id);
+    free(l);
+}
+
+/* Our close frame is out and the peer's is not in: release 'c' and free it,
+ * keep its socket lingering (mh_linger). */
+static void own_linger(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+    mh_linger *l = malloc(sizeof *l);
+    uint64_t id = c->id;
+    int fd = c->fd;
+    mh_peer *peer = c->peer;
+
+    mh_debug("conn %s: closed (waiting for the peer's close)", c->name);
+    mh_conn_release(c);
+    free(c);
+    /* our side is finished: the peer reads EOF after the close frame */
+    shutdown(fd, SHUT_WR);
+    if (l)
+        l->id = id;
+    if (!l || mh_map_put(&h->lingering, &l->id, sizeof l->id, l)) {
+        free(l);
+        close(fd);
+        mh_peer_free(peer);
+        return;
+    }
+    l->fd = fd;
+    l->peer = peer;
+    l->deadline_ms = mh_mono_ms() + 3000;
+    mh_peer_release(peer);
+}
+
+bool mh_conn_linger_read(mh_hub *h, uint64_t id)
+{
+    mh_linger *l = mh_map_get(&h->lingering, &id, sizeof id);
+    ssize_t n;
+
+    if (!l)
+        return false;
+    n = read(l->fd, h->rbuf, h->rbuf_cap);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+        return true; /* the peer's close frame or more: dropped */
+    linger_end(h, l);
+    return true;
+}
+
+void mh_conn_linger_sweep(mh_hub *h, uint64_t now_ms, bool all)
+{
+    uint64_t ids[256];
+    size_t n;
+
+    do {
+        size_t it = 0;
+        const char *k;
+        void *v;
+        n = 0;
+        while (n < sizeof ids / sizeof ids[0] && mh_map_next(&h->lingering, &it, &k, NULL, &v))
+            if (all || now_ms > ((mh_linger *)v)->deadline_ms)
+                memcpy(&ids[n++], k, sizeof ids[0]);
+        for (size_t i = 0; i < n; i++)
+            linger_end(h, mh_map_get(&h->lingering, &ids[i], sizeof ids[i]));
+    } while (n == sizeof ids / sizeof ids[0]);
+}
+
+/* After a write: an own socket whose close frame is out is done with (the
+ * socket lingers unless the peer's close came already). Returns true when
+ * 'c' is gone. */
 static bool own_after_write(mh_conn *c)
 {
     if (!c->close_sent)
         return false;
-    if (c->close_heard) {
+    if (c->close_heard)
         mh_conn_destroy(c);
-        return true;
-    }
-    /* our side is finished: the peer reads EOF after the close frame */
-    shutdown(c->fd, SHUT_WR);
-    return false;
+    else
+        own_linger(c);
+    return true;
 }
 
 /*
@@ -676,6 +743,7 @@ static bool keepalive(mh_conn *c, uint64_t now_ms)
 
 void mh_conn_keepalive_all(mh_hub *h, uint64_t now_ms)
 {
+    mh_conn_linger_sweep(h, now_ms, false);
     uint64_t dead[64];
     size_t ndead = 0, it = 0;
     void *v;

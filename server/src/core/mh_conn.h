@@ -103,6 +103,26 @@ int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi);
  */
 void mh_conn_destroy(mh_conn *c);
 
+/*
+ * An own socket after our close frame went out: the connection is released
+ * at once (its subscriptions, presence, the gauges: a drain is not held up
+ * by peers that never answer), and the socket waits, read and discarded,
+ * for the peer's close or EOF before it is closed, three seconds at most,
+ * so the close frame is not destroyed by a reset.
+ */
+typedef struct mh_linger {
+    uint64_t id; /* its key in hub->lingering (the map keeps a pointer to it) */
+    int fd;
+    mh_peer *peer; /* owned; no longer counted against its address */
+    uint64_t deadline_ms;
+} mh_linger;
+
+/** A lingering socket under 'id' became readable: false when there is none. */
+bool mh_conn_linger_read(mh_hub *h, uint64_t id);
+
+/** Closes the lingering sockets past their deadline (all of them with 'all'). */
+void mh_conn_linger_sweep(mh_hub *h, uint64_t now_ms, bool all);
+
 /**
  * Writes an own socket's queue now (its EPOLLOUT came). May destroy 'c':
  * only from the loop's top level.

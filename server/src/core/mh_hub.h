@@ -123,6 +123,7 @@ typedef struct mh_hub {
     unsigned char *rbuf; /* reads land here, then are parsed in place */
     size_t rbuf_cap;
     struct mh_msg *ping_msg; /* the hub's ping, shared by every own socket */
+    mh_map lingering; /* id -> mh_linger: own sockets after their close frame (mh_conn) */
     uv_signal_t sig_term, sig_int, sig_hup;
     int exit_code;
 } mh_hub;

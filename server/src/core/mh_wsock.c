@@ -29,6 +29,7 @@ int mh_wsock_init(mh_hub *h)
         return -1;
     }
     h->ping_msg->opcode = MH_WS_PING;
+    mh_map_init(&h->lingering);
     uv_poll_init(h->loop, &h->ws_rd_poll, h->ws_rd);
     uv_poll_init(h->loop, &h->ws_wr_poll, h->ws_wr);
     h->ws_rd_poll.data = h->ws_wr_poll.data = h;
@@ -60,6 +61,8 @@ void mh_wsock_stop(mh_hub *h)
                 mh_conn_destroy(c);
         }
     } while (n);
+    mh_conn_linger_sweep(h, 0, true);
+    mh_map_free(&h->lingering);
     uv_poll_stop(&h->ws_rd_poll);
     uv_poll_stop(&h->ws_wr_poll);
     uv_close((uv_handle_t *)&h->ws_rd_poll, NULL);
@@ -304,6 +307,8 @@ static void on_readable(uv_poll_t *p, int status, int events)
     for (int i = 0; i < n; i++) {
         mh_conn *c = conn_of(h, ev[i].data.u64);
         if (!c) {
+            if (mh_conn_linger_read(h, ev[i].data.u64))
+                continue;
             if (h->hooks.intake)
                 h->hooks.intake(h->intake_ctx, ev[i].data.u64);
             continue;
