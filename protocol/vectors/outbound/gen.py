@@ -133,8 +133,28 @@ def channel_message(a):
     return out
 
 
+def stream(a):
+    return {"stream": {"conn": a["conn"], "secret": a["secret"]}}
+
+
+def close(a):
+    return {"close": {"code": a["code"], "reason": a["reason"]}}
+
+
+def sse_event(a):
+    """SPEC 6.1, from the HTML standard's event stream grammar: an optional
+    id line, the data split at CRLF, LF and CR into data lines, a blank line.
+    Not JSON: the expected bytes are this text."""
+    lines = a["data"].replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    head = "" if a.get("id") is None else "id: " + a["id"] + "\n"
+    return head + "".join("data: " + line + "\n" for line in lines) + "\n"
+
+
+RAW = {"sse_event"}  # encoders whose output is text, not a JSON value
+
 ENCODERS = {f.__name__: f for f in (welcome, authed, expiring, ack, invalidate, error, ended,
-                                     gap, pong, rpc_error, identity, canary, channel_message)}
+                                     gap, pong, rpc_error, identity, canary, channel_message,
+                                     stream, close, sse_event)}
 
 U = {"context": "user", "params": {"user_id": "5"}}
 EMOJI = {"context": "room", "params": {"é": "😀", "a": "x\"y\\z", "Z": "</script>"}}
@@ -193,11 +213,22 @@ CASES = [
                          "params": {"room": "lobby", "a": "1"}, "type": "ChatMessage",
                          "data": {"text": "hi 😀", "n": [1, 2.5, None, True]}, "seq": 18,
                          "epoch": "m1x", "ts": 1764000000123.5})}),
+    ("stream", "stream", {"conn": "3f9c0a1b2c4d.9a1b2c3d-17",
+                          "secret": "0123456789abcdef0123456789abcdef"}),
+    ("close slow consumer", "close", {"code": 4008, "reason": "slow consumer"}),
+    ("close with a non-ASCII reason", "close", {"code": 4005, "reason": "sitzung \"beendet\" é"}),
+    ("sse event", "sse_event", {"id": None, "data": "{\"pong\":true}"}),
+    ("sse event with id", "sse_event", {"id": "k2f9a:43,-,m1x:18",
+                                        "data": "{\"invalidate\":[\"todos\"]}"}),
+    ("sse event, empty data", "sse_event", {"id": None, "data": ""}),
+    ("sse event, line breaks of every kind", "sse_event",
+     {"id": "0:0", "data": "{\"a\":\r\n1,\r\"b\":\n2}\n"}),
 ]
 
 
 def build():
-    cases = [{"name": n, "encoder": enc, "args": args, "expect": dumps(ENCODERS[enc](args))}
+    cases = [{"name": n, "encoder": enc, "args": args,
+              "expect": ENCODERS[enc](args) if enc in RAW else dumps(ENCODERS[enc](args))}
              for n, enc, args in CASES]
     return {"kind": "outbound",
             "description": "Every frame the hub encodes (SPEC 8, 11), by encoder, with the exact "
