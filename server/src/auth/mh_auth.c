@@ -335,7 +335,7 @@ done:
  * A token on the upgrade request: Authorization: Bearer, X-Mizan-Token, or
  * (when enabled) ?token=. Copied into 'out'; returns its length, 0 if none.
  */
-static int upgrade_token(struct lws *wsi, const mh_config *cfg, char *out, int size)
+static int upgrade_token(struct lws *wsi, bool query, char *out, int size)
 {
     int n = lws_hdr_copy(wsi, out, size, WSI_TOKEN_HTTP_AUTHORIZATION);
     if (n > 7 && !strncasecmp(out, "Bearer ", 7)) {
@@ -345,7 +345,7 @@ static int upgrade_token(struct lws *wsi, const mh_config *cfg, char *out, int s
     n = lws_hdr_custom_copy(wsi, out, size, "x-mizan-token:", 14);
     if (n > 0)
         return n;
-    if (cfg->token_query && lws_get_urlarg_by_name(wsi, "token=", out, size))
+    if (query && lws_get_urlarg_by_name(wsi, "token=", out, size))
         return (int)strlen(out);
     return 0;
 }
@@ -504,7 +504,8 @@ int mh_auth_filter(mh_hub *h, mh_conn *c, struct lws *wsi)
     c->hub = h;
     if (check_limits(h, c, wsi))
         return 1;
-    n = upgrade_token(wsi, h->cfg, token, sizeof token);
+    /* an EventSource cannot send headers: a stream's query token is always read (SPEC 6.1) */
+    n = upgrade_token(wsi, h->cfg->token_query || c->sse, token, sizeof token);
     if (n > 0)
         return filter_token(h, c, wsi, token, n); /* a token wins over a cookie */
     return filter_cookie(h, c, wsi);

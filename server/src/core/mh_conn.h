@@ -76,6 +76,9 @@ struct mh_conn {
     bool closing;
     bool established;
     bool dirty; /* in hub->dirty: written at the end of this loop iteration */
+    /* owned: a Server-Sent Events stream's state (SPEC 6.1); NULL for a
+     * WebSocket. The writer frames for it (sse_frame) and so does a close. */
+    struct mh_sse *sse;
     char close_reason[MH_CLOSE_REASON_MAX + 1]; /* a whole SPEC 14 reason, never cut */
 };
 

@@ -13,6 +13,7 @@
 
 #include "mh_auth.h"
 #include "mh_conn.h"
+#include "mh_eventsource.h"
 #include "mh_intake.h"
 #include "mh_log.h"
 #include "mh_metrics.h"
@@ -31,6 +32,7 @@ typedef struct http_pss {
     int status;
     const char *ctype;
     bool done; /* the answer was written: close */
+    mh_es *es; /* a Server-Sent Events stream or POST (mh_eventsource), else NULL */
 } http_pss;
 
 static mh_hub *hub_of(struct lws *wsi)
@@ -134,6 +136,8 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         size_t n = len < sizeof path - 1 ? len : sizeof path - 1;
         memcpy(path, in, n);
         path[n] = '\0';
+        if (mh_es_path(path))
+            return mh_es_start(h, wsi, peer_of(h, wsi), path, &p->es);
         if (http_prepare(wsi, p, h, path))
             return -1;
         /* One request per connection: every request then goes through the
@@ -149,8 +153,14 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         lws_callback_on_writable(wsi);
         return 0;
     }
+    case LWS_CALLBACK_HTTP_BODY:
+        return p->es ? mh_es_body(p->es, in, len) : -1;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return p->es ? mh_es_body_done(p->es) : -1;
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         int n;
+        if (p->es)
+            return mh_es_writeable(p->es);
         if (p->done)
             return -1;
         if (!p->body)
@@ -178,6 +188,7 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_CLOSED_HTTP:
         free(p->body);
         p->body = NULL;
+        mh_es_free(&p->es);
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
         /* lws 4.1 sends this to the first protocol whatever the wsi became:
@@ -188,6 +199,8 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
          * ESTABLISHED (so no CLOSED): what auth kept on it goes here. */
         if (user && lws_get_protocol(wsi) == &protocols[1])
             mh_auth_release(user);
+        if (user && lws_get_protocol(wsi) == &protocols[0])
+            mh_es_free(&((http_pss *)user)->es);
         return 0;
     default:
         break;

@@ -1,0 +1,342 @@
+#include "mh_eventsource.h"
+
+#include <libwebsockets.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mh_auth.h"
+#include "mh_conn.h"
+#include "mh_log.h"
+#include "mh_out.h"
+#include "mh_peer.h"
+#include "mh_sse.h"
+#include "mh_upgrade.h"
+
+/* A query argument is at most the whole head. */
+#define ARG_MAX MH_UPGRADE_HEAD_MAX
+
+struct mh_es {
+    mh_hub *h;
+    struct lws *wsi;
+    mh_conn *conn; /* owned: a stream's connection; NULL for a POST */
+    /* a POST: the stream it names, its secret, the body so far */
+    char target[96];
+    char secret[MH_SSE_SECRET_LEN + 1];
+    char *body;
+    size_t len, cap;
+    bool too_large;
+    bool answered; /* the answer is written: close once lws flushed it */
+};
+
+bool mh_es_path(const char *path)
+{
+    return !strcmp(path, "/sse") || !strncmp(path, "/sse/", 5);
+}
+
+/* Our own answer, as the intake's (mh_upgrade_response), with CORS for POSTs. */
+static int answer(mh_es *e, int status, const char *reason, const char *text)
+{
+    unsigned char buf[LWS_PRE + 1024];
+    int n;
+
+    if (status >= 400)
+        mh_metrics_reject(&e->h->metrics, "sse", reason);
+    n = mh_upgrade_response((char *)buf + LWS_PRE, sizeof buf - LWS_PRE, status,
+                            "Access-Control-Allow-Origin: *", text);
+    if (n > 0 && lws_write(e->wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP) < 0)
+        return -1;
+    e->answered = true;
+    if (lws_partial_buffered(e->wsi)) {
+        lws_callback_on_writable(e->wsi);
+        return 0;
+    }
+    return -1;
+}
+
+/* A frame for the connection, as one read from a WebSocket (mh_transport's deliver). */
+static void deliver(mh_conn *c, const char *text, size_t len)
+{
+    if (!mh_auth_rate_ok(c) || mh_auth_hold_frame(c, text, len, false))
+        return;
+    c->hub->hooks.frame(c, text, len, false);
+}
+
+/* ---- the stream ---- */
+
+/* The stream's response head: SPEC 6.1's headers, CORS for the page's origin. */
+static int write_head(struct lws *wsi)
+{
+    unsigned char buf[LWS_PRE + 1024 + MH_UPGRADE_ORIGIN_MAX];
+    char origin[MH_UPGRADE_ORIGIN_MAX + 1];
+    char *p = (char *)buf + LWS_PRE;
+    size_t cap = sizeof buf - LWS_PRE;
+    int n, olen = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
+
+    n = snprintf(p, cap,
+                 "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+                 "Connection: close\r\nX-Accel-Buffering: no\r\n");
+    if (olen > 0)
+        n += snprintf(p + n, cap - (size_t)n,
+                      "Access-Control-Allow-Origin: %s\r\nAccess-Control-Allow-Credentials: "
+                      "true\r\nVary: Origin\r\n",
+                      origin);
+    n += snprintf(p + n, cap - (size_t)n, "\r\n");
+    return lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP) < n ? -1 : 0;
+}
+
+/*
+ * The query's subscriptions, in order, as subscribe frames ('frames', a
+ * JSON array of their texts, or null for one that was not an object), with
+ * each one's starting point noted in the stream (from Last-Event-ID when it
+ * has the stream's shape, else the query's own since).
+ */
+static int read_query(mh_conn *c, struct lws *wsi, json_t *frames)
+{
+    char *arg = malloc(ARG_MAX), *last = malloc(ARG_MAX);
+    char(*points)[MH_SSE_POINT_MAX + 1] = NULL;
+    json_t *objs = json_array();
+    bool resume = false;
+    int rc = -1, n;
+    size_t count;
+
+    if (!arg || !last || !objs)
+        goto done;
+    for (int i = 0; (n = lws_hdr_copy_fragment(wsi, arg, ARG_MAX, WSI_TOKEN_HTTP_URI_ARGS, i)) >= 0;
+         i++) {
+        json_t *v;
+        if (strncmp(arg, "subscribe=", 10))
+            continue;
+        v = json_loadb(arg + 10, (size_t)n - 10, 0, NULL);
+        if (!v)
+            v = json_string(arg + 10); /* answered as a frame that is not JSON */
+        if (!v || json_array_append_new(objs, v))
+            goto done;
+    }
+    count = json_array_size(objs);
+    n = lws_hdr_custom_copy(wsi, last, ARG_MAX, "last-event-id:", 14);
+    if (count && n > 0) {
+        points = calloc(count, sizeof *points);
+        if (!points)
+            goto done;
+        resume = mh_sse_parse_id(last, count, points) == 0;
+        if (!resume)
+            mh_info("conn %s: Last-Event-ID is not this stream's: the query's since applies",
+                    c->name);
+    }
+    for (size_t i = 0; i < count; i++) {
+        json_t *v = json_array_get(objs, i), *frame;
+        const char *since;
+        char *text;
+        if (!json_is_object(v)) {
+            /* as a frame: a string is not JSON text (bad_json), anything else bad_frame */
+            text =
+                json_is_string(v) ? strdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY);
+            if (mh_sse_add(c->sse, NULL, NULL) || !text ||
+                json_array_append_new(frames, json_string(text))) {
+                free(text);
+                goto done;
+            }
+            free(text);
+            continue;
+        }
+        frame = json_deep_copy(v);
+        if (!frame)
+            goto done;
+        if (resume && points[i][0])
+            json_object_set_new(frame, "since", json_string(points[i]));
+        since = json_string_value(json_object_get(frame, "since"));
+        json_object_set_new(frame, "action", json_string("subscribe"));
+        text = json_dumps(frame, JSON_COMPACT);
+        if (mh_sse_add(c->sse, v, since) || !text ||
+            json_array_append_new(frames, json_string(text))) {
+            free(text);
+            json_decref(frame);
+            goto done;
+        }
+        free(text);
+        json_decref(frame);
+    }
+    rc = 0;
+done:
+    free(arg);
+    free(last);
+    free(points);
+    json_decref(objs);
+    return rc;
+}
+
+static int open_stream(mh_es *e, mh_peer *peer)
+{
+    mh_hub *h = e->h;
+    mh_conn *c = calloc(1, sizeof *c);
+    json_t *frames = json_array();
+    mh_buf b;
+    int rc = 1;
+
+    if (!c || !frames || !(c->sse = mh_sse_new())) {
+        mh_auth_refuse(h, e->wsi, 503, "limit", "out_of_memory", "try again");
+        goto fail;
+    }
+    c->hub = h;
+    c->peer = peer;
+    if (peer && peer->admin) {
+        mh_auth_refuse(h, e->wsi, 404, "upgrade", "admin_listener",
+                       "no stream on the admin listener");
+        goto fail;
+    }
+    if (h->draining) {
+        mh_auth_refuse(h, e->wsi, 503, "limit", "draining", "the hub is restarting");
+        goto fail;
+    }
+    /* the upgrade's rules: limits, token (query too), cookie + Origin */
+    if (mh_auth_filter(h, c, e->wsi))
+        goto fail;
+    if (mh_conn_open(c, h, e->wsi))
+        goto fail;
+    if (read_query(c, e->wsi, frames) || write_head(e->wsi)) {
+        mh_conn_release(c);
+        goto fail_released;
+    }
+    e->conn = c;
+    /* a stream lives as long as the connection: no lws HTTP timeout */
+    lws_set_timeout(e->wsi, NO_PENDING_TIMEOUT, 0);
+    mh_debug("conn %s: stream open", c->name);
+    mh_buf_init(&b);
+    mh_out_stream(&b, c->name, c->sse->secret);
+    mh_conn_send_buf(c, &b);
+    mh_buf_free(&b);
+    if (mh_auth_established(c)) { /* welcome, or the session lookup */
+        json_decref(frames);
+        return -1;
+    }
+    for (size_t i = 0; i < json_array_size(frames) && !c->closing; i++) {
+        const json_t *t = json_array_get(frames, i);
+        deliver(c, json_string_value(t), json_string_length(t));
+    }
+    json_decref(frames);
+    return 0;
+fail:
+    if (c)
+        mh_auth_release(c);
+fail_released:
+    if (c)
+        mh_sse_free(c->sse);
+    free(c);
+    json_decref(frames);
+    return rc;
+}
+
+/* ---- a POST ---- */
+
+static int start_post(mh_es *e, const char *path)
+{
+    char num[16];
+    int n;
+
+    if (strlen(path + 5) >= sizeof e->target)
+        return answer(e, 404, "unknown_stream", "no such stream");
+    snprintf(e->target, sizeof e->target, "%s", path + 5);
+    if (!lws_get_urlarg_by_name(e->wsi, "secret=", e->secret, sizeof e->secret))
+        e->secret[0] = '\0';
+    n = lws_hdr_copy(e->wsi, num, sizeof num, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    if (n > 0 && strtoull(num, NULL, 10) > (unsigned long long)e->h->cfg->max_frame)
+        return answer(e, 413, "too_large", "the frame is over max_frame bytes");
+    if (n <= 0 || !strtoull(num, NULL, 10))
+        return answer(e, 400, "bad_request", "the body is one browser frame");
+    return 0; /* lws reads the body */
+}
+
+int mh_es_body(mh_es *e, const void *in, size_t len)
+{
+    size_t max = (size_t)e->h->cfg->max_frame;
+
+    if (e->conn || e->too_large || e->answered)
+        return 0;
+    if (e->len + len > max) {
+        e->too_large = true;
+        return 0;
+    }
+    if (e->len + len > e->cap) {
+        size_t ncap = e->cap ? e->cap : 1024;
+        char *nb;
+        while (ncap < e->len + len)
+            ncap *= 2;
+        nb = realloc(e->body, ncap);
+        if (!nb)
+            return -1;
+        e->body = nb;
+        e->cap = ncap;
+    }
+    memcpy(e->body + e->len, in, len);
+    e->len += len;
+    return 0;
+}
+
+int mh_es_body_done(mh_es *e)
+{
+    mh_conn *c;
+
+    if (e->conn || e->answered)
+        return 0;
+    if (e->too_large)
+        return answer(e, 413, "too_large", "the frame is over max_frame bytes");
+    if (!e->len || !e->secret[0])
+        return answer(e, 400, "bad_request", "a POST carries the stream's secret and one frame");
+    c = mh_conn_by_name(e->h, e->target);
+    if (!c || !c->sse || c->closing)
+        return answer(e, 404, "unknown_stream", "no such stream in this hub process");
+    if (strlen(e->secret) != MH_SSE_SECRET_LEN ||
+        CRYPTO_memcmp(e->secret, c->sse->secret, MH_SSE_SECRET_LEN)) {
+        mh_info("conn %s: POST with a wrong secret refused", c->name);
+        return answer(e, 403, "bad_secret", "not this stream's secret");
+    }
+    deliver(c, e->body, e->len);
+    return answer(e, 202, "accepted", "accepted");
+}
+
+/* ---- the request ---- */
+
+int mh_es_start(mh_hub *h, struct lws *wsi, mh_peer *peer, const char *path, mh_es **out)
+{
+    mh_es *e = calloc(1, sizeof *e);
+    bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+
+    *out = e;
+    if (!e)
+        return -1;
+    e->h = h;
+    e->wsi = wsi;
+    if (!strcmp(path, "/sse") && !post)
+        return open_stream(e, peer);
+    if (post && path[4] == '/') {
+        if (peer && peer->admin)
+            return answer(e, 404, "admin_listener", "no stream on the admin listener");
+        return start_post(e, path);
+    }
+    return answer(e, 405, "method", "GET /sse opens a stream; POST /sse/<conn> sends a frame");
+}
+
+int mh_es_writeable(mh_es *e)
+{
+    if (e->conn)
+        return mh_conn_writable(e->conn);
+    return e->answered && !lws_partial_buffered(e->wsi) ? -1 : 0;
+}
+
+void mh_es_free(mh_es **pe)
+{
+    mh_es *e = *pe;
+
+    if (!e)
+        return;
+    *pe = NULL;
+    if (e->conn) {
+        mh_debug("conn %s: stream closed", e->conn->name);
+        mh_conn_release(e->conn); /* frees its mh_sse */
+        free(e->conn);
+    }
+    free(e->body);
+    free(e);
+}
