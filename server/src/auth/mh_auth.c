@@ -337,6 +337,7 @@ done:
  */
 static int upgrade_token(struct lws *wsi, bool query, char *out, int size)
 {
+    const char *arg;
     int n = lws_hdr_copy(wsi, out, size, WSI_TOKEN_HTTP_AUTHORIZATION);
     if (n > 7 && !strncasecmp(out, "Bearer ", 7)) {
         memmove(out, out + 7, (size_t)(n - 7) + 1);
@@ -345,8 +346,11 @@ static int upgrade_token(struct lws *wsi, bool query, char *out, int size)
     n = lws_hdr_custom_copy(wsi, out, size, "x-mizan-token:", 14);
     if (n > 0)
         return n;
-    if (query && lws_get_urlarg_by_name(wsi, "token=", out, size))
+    /* lws copies "token=..." into 'out' and points after the name */
+    if (query && (arg = lws_get_urlarg_by_name(wsi, "token=", out, size))) {
+        memmove(out, arg, strlen(arg) + 1);
         return (int)strlen(out);
+    }
     return 0;
 }
 

@@ -21,13 +21,7 @@ struct mh_es {
     mh_hub *h;
     struct lws *wsi;
     mh_conn *conn; /* owned: a stream's connection; NULL for a POST */
-    /* a POST: the stream it names, its secret, the body so far */
-    char target[96];
-    char secret[MH_SSE_SECRET_LEN + 1];
-    char *body;
-    size_t len, cap;
-    bool too_large;
-    bool answered; /* the answer is written: close once lws flushed it */
+    bool answered; /* an answer is written: close once lws flushed it */
 };
 
 bool mh_es_path(const char *path)
@@ -230,70 +224,57 @@ fail_released:
 
 /* ---- a POST ---- */
 
-static int start_post(mh_es *e, const char *path)
+static int refuse_post(mh_hub *h, int status, const char *reason, const char *text,
+                       const char **message)
 {
-    char num[16];
-    int n;
-
-    if (strlen(path + 5) >= sizeof e->target)
-        return answer(e, 404, "unknown_stream", "no such stream");
-    snprintf(e->target, sizeof e->target, "%s", path + 5);
-    if (!lws_get_urlarg_by_name(e->wsi, "secret=", e->secret, sizeof e->secret))
-        e->secret[0] = '\0';
-    n = lws_hdr_copy(e->wsi, num, sizeof num, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-    if (n > 0 && strtoull(num, NULL, 10) > (unsigned long long)e->h->cfg->max_frame)
-        return answer(e, 413, "too_large", "the frame is over max_frame bytes");
-    if (n <= 0 || !strtoull(num, NULL, 10))
-        return answer(e, 400, "bad_request", "the body is one browser frame");
-    return 0; /* lws reads the body */
+    mh_metrics_reject(&h->metrics, "sse", reason);
+    *message = text;
+    return status;
 }
 
-int mh_es_body(mh_es *e, const void *in, size_t len)
+/* The value of query argument 'name' ("secret=") in q[..end), as sent (the
+ * secret is hex: never percent-encoded); NULL when absent. */
+static const char *query_arg(const char *q, const char *end, const char *name, size_t *len)
 {
-    size_t max = (size_t)e->h->cfg->max_frame;
+    size_t nl = strlen(name);
 
-    if (e->conn || e->too_large || e->answered)
-        return 0;
-    if (e->len + len > max) {
-        e->too_large = true;
-        return 0;
+    while (q && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q)), *stop = amp ? amp : end;
+        if ((size_t)(stop - q) >= nl && !memcmp(q, name, nl)) {
+            *len = (size_t)(stop - q) - nl;
+            return q + nl;
+        }
+        q = amp ? amp + 1 : NULL;
     }
-    if (e->len + len > e->cap) {
-        size_t ncap = e->cap ? e->cap : 1024;
-        char *nb;
-        while (ncap < e->len + len)
-            ncap *= 2;
-        nb = realloc(e->body, ncap);
-        if (!nb)
-            return -1;
-        e->body = nb;
-        e->cap = ncap;
-    }
-    memcpy(e->body + e->len, in, len);
-    e->len += len;
-    return 0;
+    return NULL;
 }
 
-int mh_es_body_done(mh_es *e)
+int mh_es_post(mh_hub *h, const char *target, size_t target_len, const char *body, size_t len,
+               const char **message)
 {
+    const char *q = memchr(target, '?', target_len), *secret = NULL;
+    char name[96];
+    size_t nlen = (q ? (size_t)(q - target) : target_len) - 5, slen = 0;
     mh_conn *c;
 
-    if (e->conn || e->answered)
-        return 0;
-    if (e->too_large)
-        return answer(e, 413, "too_large", "the frame is over max_frame bytes");
-    if (!e->len || !e->secret[0])
-        return answer(e, 400, "bad_request", "a POST carries the stream's secret and one frame");
-    c = mh_conn_by_name(e->h, e->target);
+    if (q)
+        secret = query_arg(q + 1, target + target_len, "secret=", &slen);
+    if (!secret || !slen)
+        return refuse_post(h, 400, "bad_request", "a POST carries the stream's secret", message);
+    if (nlen >= sizeof name)
+        return refuse_post(h, 404, "unknown_stream", "no such stream in this hub process", message);
+    memcpy(name, target + 5, nlen);
+    name[nlen] = '\0';
+    c = mh_conn_by_name(h, name);
     if (!c || !c->sse || c->closing)
-        return answer(e, 404, "unknown_stream", "no such stream in this hub process");
-    if (strlen(e->secret) != MH_SSE_SECRET_LEN ||
-        CRYPTO_memcmp(e->secret, c->sse->secret, MH_SSE_SECRET_LEN)) {
+        return refuse_post(h, 404, "unknown_stream", "no such stream in this hub process", message);
+    if (slen != MH_SSE_SECRET_LEN || CRYPTO_memcmp(secret, c->sse->secret, MH_SSE_SECRET_LEN)) {
         mh_info("conn %s: POST with a wrong secret refused", c->name);
-        return answer(e, 403, "bad_secret", "not this stream's secret");
+        return refuse_post(h, 403, "bad_secret", "not this stream's secret", message);
     }
-    deliver(c, e->body, e->len);
-    return answer(e, 202, "accepted", "accepted");
+    deliver(c, body, len);
+    *message = "accepted";
+    return 202;
 }
 
 /* ---- the request ---- */
@@ -310,11 +291,9 @@ int mh_es_start(mh_hub *h, struct lws *wsi, mh_peer *peer, const char *path, mh_
     e->wsi = wsi;
     if (!strcmp(path, "/sse") && !post)
         return open_stream(e, peer);
-    if (post && path[4] == '/') {
-        if (peer && peer->admin)
-            return answer(e, 404, "admin_listener", "no stream on the admin listener");
-        return start_post(e, path);
-    }
+    if (post) /* the intake answers POSTs; over the hub's own TLS lws reads them (SPEC 6.1) */
+        return answer(e, 405, "method",
+                      "POST to a stream needs a plain listener (TLS at the balancer)");
     return answer(e, 405, "method", "GET /sse opens a stream; POST /sse/<conn> sends a frame");
 }
 
@@ -337,6 +316,5 @@ void mh_es_free(mh_es **pe)
         mh_conn_release(e->conn); /* frees its mh_sse */
         free(e->conn);
     }
-    free(e->body);
     free(e);
 }

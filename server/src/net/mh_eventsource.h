@@ -3,7 +3,9 @@
  * hub's HTTP requests: `GET /sse` opens a stream, a connection like a
  * WebSocket one (mh_conn with an mh_sse), whose query subscriptions are
  * handled as subscribe frames; `POST /sse/<conn>?secret=` hands one browser
- * frame to it. mh_transport calls these from its HTTP callback.
+ * frame to it. mh_transport calls these from its HTTP callback, the intake
+ * mh_es_post (lws 4.1 serves a POST body adopted with its head wrongly: it
+ * hands the head's first bytes as the body).
  */
 #ifndef MH_EVENTSOURCE_H
 #define MH_EVENTSOURCE_H
@@ -26,9 +28,14 @@ bool mh_es_path(const char *path);
  */
 int mh_es_start(mh_hub *h, struct lws *wsi, mh_peer *peer, const char *path, mh_es **out);
 
-/** LWS_CALLBACK_HTTP_BODY and _BODY_COMPLETION of a POST; as mh_es_start. */
-int mh_es_body(mh_es *e, const void *in, size_t len);
-int mh_es_body_done(mh_es *e);
+/**
+ * `POST /sse/<conn>?secret=` (target[0..target_len)) with one browser frame
+ * body[0..len) (the intake read it): hands the frame to the stream. Returns
+ * the HTTP status to answer with, and a sentence for the body; refusals are
+ * counted (stage `sse`).
+ */
+int mh_es_post(mh_hub *h, const char *target, size_t target_len, const char *body, size_t len,
+               const char **message);
 
 /** LWS_CALLBACK_HTTP_WRITEABLE; as mh_es_start. */
 int mh_es_writeable(mh_es *e);

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "mh_eventsource.h"
 #include "mh_log.h"
 #include "mh_netaddr.h"
 #include "mh_upgrade.h"
@@ -32,6 +33,8 @@ typedef struct intake_sock {
     bool await_proxy; /* a PROXY header comes first (trusted proxy, --proxy-protocol) */
     bool tls;         /* hand on right after the PROXY header */
     bool trusted;     /* the socket's peer is a trusted proxy */
+    size_t need;      /* a stream POST: head + body bytes to read (SPEC 6.1); 0 otherwise */
+    size_t head_len;
 } intake_sock;
 
 struct mh_intake {
@@ -112,19 +115,23 @@ static void count_refusal(mh_hub *h, const char *stage, const char *reason)
     mh_metrics_reject(&h->metrics, stage, reason);
 }
 
-static void refuse(intake_sock *s, const char *stage, const mh_upgrade_refusal *why)
+/* The answer is sent; what the client still sends is read and dropped. */
+static void answered(intake_sock *s, const mh_upgrade_refusal *why)
 {
-    mh_hub *h = s->in->h;
-
-    count_refusal(h, stage, why->reason);
-    mh_info("request from %s refused: %d %s (%s)", s->peer ? s->peer->addr : "?", why->status,
-            why->reason, why->message);
     answer(s->fd, why->status, why->extra, why->message);
     s->lingering = true;
     s->deadline_ms = mh_mono_ms() + LINGER_MS;
     free(s->buf);
     s->buf = NULL;
     s->len = s->cap = 0;
+}
+
+static void refuse(intake_sock *s, const char *stage, const mh_upgrade_refusal *why)
+{
+    count_refusal(s->in->h, stage, why->reason);
+    mh_info("request from %s refused: %d %s (%s)", s->peer ? s->peer->addr : "?", why->status,
+            why->reason, why->message);
+    answered(s, why);
 }
 
 static void hand_on(intake_sock *s)
@@ -174,6 +181,49 @@ static void apply_xff(intake_sock *s, const mh_http_request *req)
         mh_peer_rekey(s->peer, &client);
 }
 
+/*
+ * A stream's POST (SPEC 6.1) is answered here, not by lws: its body is read
+ * to its Content-Length (at most max_frame), handed to the stream, and the
+ * answer sent as a refusal is (then the socket lingers and closes).
+ */
+static void post(intake_sock *s)
+{
+    mh_http_request req;
+    mh_upgrade_refusal why;
+
+    if (mh_upgrade_check(s->buf, s->head_len, &req, &why)) { /* judged before: cannot fail */
+        refuse(s, "upgrade", &why);
+        return;
+    }
+    why.extra = "Access-Control-Allow-Origin: *"; /* the answer names nothing secret */
+    why.status = mh_es_post(s->in->h, req.target, req.target_len, s->buf + s->head_len,
+                            s->need - s->head_len, &why.message);
+    answered(s, &why);
+}
+
+/* A stream's POST: 0 to read its body (s->need set), -1 when answered. */
+static int start_post(intake_sock *s, const mh_http_request *req, size_t head_len)
+{
+    const mh_http_header *cl = mh_upgrade_header(req, "content-length");
+    unsigned long long n = cl ? strtoull(cl->value, NULL, 10) : 0; /* digits: mh_upgrade */
+    mh_upgrade_refusal why = {400, "bad_request", "the body is one browser frame",
+                              "Access-Control-Allow-Origin: *"};
+
+    if (n > (unsigned long long)s->in->h->cfg->max_frame) {
+        why.status = 413;
+        why.reason = "too_large";
+        why.message = "the frame is over max_frame bytes";
+    }
+    if (!n || why.status == 413) {
+        mh_metrics_reject(&s->in->h->metrics, "sse", why.reason);
+        answered(s, &why);
+        return -1;
+    }
+    s->head_len = head_len;
+    s->need = head_len + (size_t)n;
+    return 0;
+}
+
 static void judge(intake_sock *s, size_t head_len)
 {
     mh_http_request req;
@@ -187,6 +237,11 @@ static void judge(intake_sock *s, size_t head_len)
         apply_xff(s, &req);
         if (check_limit(s))
             return;
+    }
+    if (req.method_len == 4 && !memcmp(req.method, "POST", 4)) {
+        if (start_post(s, &req, head_len) == 0 && s->len >= s->need)
+            post(s);
+        return;
     }
     hand_on(s);
 }
@@ -272,11 +327,12 @@ static void on_readable(uv_poll_t *p, int status, int events)
     }
     for (;;) {
         ssize_t n;
+        size_t max = s->need ? s->need : MH_UPGRADE_HEAD_MAX;
         if (s->len == s->cap) {
             size_t ncap = s->cap ? s->cap * 2 : 1024;
             char *nb;
-            if (ncap > MH_UPGRADE_HEAD_MAX)
-                ncap = MH_UPGRADE_HEAD_MAX;
+            if (ncap > max)
+                ncap = max;
             if (ncap == s->cap)
                 break; /* full: judged below */
             nb = realloc(s->buf, ncap);
@@ -295,6 +351,11 @@ static void on_readable(uv_poll_t *p, int status, int events)
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             break;
         drop(s); /* the client went away before its request was complete */
+        return;
+    }
+    if (s->need) { /* a POST's body */
+        if (s->len >= s->need)
+            post(s);
         return;
     }
     end = mh_upgrade_head_end(s->buf, s->len);

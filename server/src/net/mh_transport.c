@@ -153,10 +153,6 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         lws_callback_on_writable(wsi);
         return 0;
     }
-    case LWS_CALLBACK_HTTP_BODY:
-        return p->es ? mh_es_body(p->es, in, len) : -1;
-    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return p->es ? mh_es_body_done(p->es) : -1;
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         int n;
         if (p->es)
