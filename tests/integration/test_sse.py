@@ -124,6 +124,10 @@ def test_posts_are_frames_of_the_stream(hub, r):
     assert s.recv() == {"pong": True, "ref": 9}
     assert s.post("{not json")[0] == 202
     assert s.recv()["error"]["code"] == "bad_json"
+    # several frames in one POST, one per line, in order
+    body = b'{"action":"ping","ref":1}\n\n{"action":"ping","ref":2}\n'
+    assert s.post(None, body=body)[0] == 202
+    assert [s.recv(), s.recv()] == [{"pong": True, "ref": 1}, {"pong": True, "ref": 2}]
     assert s.post({"action": "rpc", "id": "7", "fn": "todos.add", "args": {}})[0] == 202
     entries = r.xrange("mizan:in", "-", "+")
     assert len(entries) == 1

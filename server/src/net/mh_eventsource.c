@@ -272,7 +272,13 @@ int mh_es_post(mh_hub *h, const char *target, size_t target_len, const char *bod
         mh_info("conn %s: POST with a wrong secret refused", c->name);
         return refuse_post(h, 403, "bad_secret", "not this stream's secret", message);
     }
-    deliver(c, body, len);
+    /* one frame per line, in order (a client's queued frames in one POST) */
+    for (const char *p = body, *end = body + len; p < end && !c->closing;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p)), *stop = nl ? nl : end;
+        if (stop > p)
+            deliver(c, p, (size_t)(stop - p));
+        p = stop + 1;
+    }
     *message = "accepted";
     return 202;
 }
