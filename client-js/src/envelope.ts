@@ -14,7 +14,7 @@ import { LIMITS, normalizeParams, put } from './values.js';
 import type { Params } from './values.js';
 
 /** The envelope kinds this version knows; others are `unknown_kind`. */
-export const KINDS = ['invalidate', 'message', 'logout', 'disconnect', 'canary', 'reply', 'send', 'close', 'registry'] as const;
+export const KINDS = ['invalidate', 'message', 'logout', 'disconnect', 'canary', 'reply', 'send', 'close', 'registry', 'post'] as const;
 
 export type Kind = (typeof KINDS)[number];
 
@@ -86,6 +86,16 @@ export interface CloseEnvelope extends Base {
   reason: string;
 }
 
+/** A stream's POST that reached another hub process than the stream's (SPEC 6.1). */
+export interface PostEnvelope extends Base {
+  kind: 'post';
+  conn: string;
+  /** the stream's secret: 32 lower-case hex digits */
+  secret: string;
+  /** browser frames, one per line */
+  body: string;
+}
+
 /** A normalized envelope: known fields only, `message` defaults filled in. */
 export type Envelope =
   | InvalidateEnvelope
@@ -96,11 +106,13 @@ export type Envelope =
   | ReplyEnvelope
   | SendEnvelope
   | CloseEnvelope
-  | RegistryEnvelope;
+  | RegistryEnvelope
+  | PostEnvelope;
 
 const VERSION = /^[0-9a-z]{1,32}:(0|[1-9][0-9]{0,15})$/;
 const EPOCH = /^[0-9a-z]{1,32}$/;
 const SESSION = /^[0-9a-f]{64}$/;
+const SECRET = /^[0-9a-f]{32}$/;
 
 function bad(detail: string): never {
   throw new ProtocolError('bad_envelope', detail);
@@ -260,6 +272,12 @@ export function decodeEnvelope(text: string): Envelope {
     }
     case 'send':
       return { ...base, kind, conn: readConn(o), frame: readFrame(o) };
+    case 'post': {
+      const conn = readConn(o);
+      const secret = readString(o, 'secret', 32, 32, true);
+      if (!SECRET.test(secret)) bad('"secret" is not 32 lower-case hex digits');
+      return { ...base, kind, conn, secret, body: readString(o, 'body', 1, 1 << 20, true) };
+    }
     case 'close': {
       const conn = readConn(o);
       const code = readInteger(o, 'code', 4000, 4999);

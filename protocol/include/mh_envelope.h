@@ -29,7 +29,11 @@ typedef enum mh_kind {
     MH_KIND_SEND,
     MH_KIND_CLOSE,
     MH_KIND_REGISTRY,
+    MH_KIND_POST,
 } mh_kind;
+
+/** A `post` envelope's body: a POST to a stream is at most max_frame, which is at most this. */
+#define MH_POST_BODY_MAX (1 << 20)
 
 typedef struct mh_envelope {
     mh_kind kind;
@@ -52,9 +56,12 @@ typedef struct mh_envelope {
     const char *hub;     /* canary */
     const char *nonce;   /* canary */
     const char *version; /* registry */
-    const char *conn;    /* reply, send, close */
-    json_t *frame;       /* borrowed: reply, send */
-    int code;            /* close */
+    const char *conn;    /* reply, send, close, post */
+    const char *secret;  /* post: the stream's secret, 32 lowercase hex digits */
+    const char *body;    /* post: the POST's body (browser frames, one per line) */
+    size_t body_len;
+    json_t *frame; /* borrowed: reply, send */
+    int code;      /* close */
 } mh_envelope;
 
 /** Decodes one envelope; release with mh_envelope_free, also after an error. */

@@ -74,6 +74,13 @@ void mh_out_pong(mh_buf *b, const json_t *ref);
 /** {"stream":{"conn","secret"}}: the first event of a Server-Sent Events stream (SPEC 6.1). */
 void mh_out_stream(mh_buf *b, const char *conn, const char *secret);
 
+/**
+ * {"v":1,"kind":"post","conn","secret","body"} on {prefix}hub:{hub id}: a
+ * stream's POST that reached another hub process than the stream's (SPEC
+ * 6.1, 11).
+ */
+void mh_out_post(mh_buf *b, const char *conn, const char *secret, const char *body, size_t len);
+
 /** {"close":{"code":N,"reason":".."}}: how a stream says it ends (SPEC 6.1). */
 void mh_out_close(mh_buf *b, unsigned code, const char *reason);
 

@@ -223,6 +223,17 @@ void mh_out_stream(mh_buf *b, const char *conn, const char *secret)
     mh_buf_puts(b, "}}");
 }
 
+void mh_out_post(mh_buf *b, const char *conn, const char *secret, const char *body, size_t len)
+{
+    mh_buf_puts(b, "{\"v\":1,\"kind\":\"post\",\"conn\":");
+    put_str(b, conn);
+    mh_buf_puts(b, ",\"secret\":");
+    put_str(b, secret);
+    mh_buf_puts(b, ",\"body\":");
+    mh_json_put_string(b, body, len);
+    mh_buf_putc(b, '}');
+}
+
 void mh_out_close(mh_buf *b, unsigned code, const char *reason)
 {
     mh_buf_printf(b, "{\"close\":{\"code\":%u,\"reason\":", code);

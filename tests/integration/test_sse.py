@@ -225,3 +225,31 @@ def test_drain_sends_a_close_event(make_hub, redis_server):
     hub.signal(15)
     assert s.recv() == {"close": {"code": 1012, "reason": "server restarting"}}
     assert s.next_event() is None
+
+
+def test_a_post_that_reaches_another_hub_process_is_handed_on(make_hub, redis_server, r):
+    """Behind a balancer (or with --workers) a POST may reach a process that
+    does not hold the stream: it goes on {prefix}hub:{hub id} to the one
+    that does, which checks the secret (SPEC 6.1)."""
+    a = make_hub(redis_server)
+    b = make_hub(redis_server)
+    s = SseStream(a.port)
+    s.until(lambda f: "welcome" in f)
+    assert s.post({"action": "ping", "ref": "via b"}, port=b.port)[0] == 202
+    assert s.recv() == {"pong": True, "ref": "via b"}
+    assert b.metric("mizan_hub_sse_posts_forwarded_total") == 1
+    # a wrong secret is handed on too (b cannot tell), and refused where the stream is
+    wrong = "0" * 32 if s.secret != "0" * 32 else "1" * 32
+    assert s.post({"action": "ping", "ref": "bad"}, secret=wrong, port=b.port)[0] == 202
+    assert s.post({"action": "ping", "ref": "after"}, port=b.port)[0] == 202
+    assert s.recv() == {"pong": True, "ref": "after"}
+    assert a.metrics()['mizan_hub_rejections_total{stage="sse",reason="bad_secret"}'] == 1
+    # a secret that is not one is refused before it travels
+    assert s.post({"action": "ping"}, secret="x" * 32, port=b.port)[0] == 404
+    # a stream of this very process that is gone is not handed on
+    s.close()
+    deadline = time.monotonic() + 5 * SLOW
+    while s.post({"action": "ping"})[0] != 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert a.metric("mizan_hub_sse_posts_forwarded_total") == 0

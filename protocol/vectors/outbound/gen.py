@@ -137,6 +137,10 @@ def stream(a):
     return {"stream": {"conn": a["conn"], "secret": a["secret"]}}
 
 
+def post(a):
+    return {"v": 1, "kind": "post", "conn": a["conn"], "secret": a["secret"], "body": a["body"]}
+
+
 def close(a):
     return {"close": {"code": a["code"], "reason": a["reason"]}}
 
@@ -154,7 +158,7 @@ RAW = {"sse_event"}  # encoders whose output is text, not a JSON value
 
 ENCODERS = {f.__name__: f for f in (welcome, authed, expiring, ack, invalidate, error, ended,
                                      gap, pong, rpc_error, identity, canary, channel_message,
-                                     stream, close, sse_event)}
+                                     stream, close, sse_event, post)}
 
 U = {"context": "user", "params": {"user_id": "5"}}
 EMOJI = {"context": "room", "params": {"é": "😀", "a": "x\"y\\z", "Z": "</script>"}}
@@ -215,6 +219,8 @@ CASES = [
                          "epoch": "m1x", "ts": 1764000000123.5})}),
     ("stream", "stream", {"conn": "3f9c0a1b2c4d.9a1b2c3d-17",
                           "secret": "0123456789abcdef0123456789abcdef"}),
+    ("post envelope", "post", {"conn": "h.00000001-7", "secret": "0123456789abcdef" * 2,
+                               "body": "{\"action\":\"ping\"}\n{\"action\":\"message\",\"data\":\"é\\n\"}"}),
     ("close slow consumer", "close", {"code": 4008, "reason": "slow consumer"}),
     ("close with a non-ASCII reason", "close", {"code": 4005, "reason": "sitzung \"beendet\" é"}),
     ("sse event", "sse_event", {"id": None, "data": "{\"pong\":true}"}),

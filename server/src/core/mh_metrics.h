@@ -52,6 +52,8 @@ typedef struct mh_metrics {
     uint64_t shard_reconnects[MH_METRICS_SHARDS];
     uint64_t shard_heals[MH_METRICS_SHARDS];
     uint64_t shard_errors[MH_METRICS_SHARDS];
+    uint64_t sse_streams;          /* Server-Sent Events streams opened (SPEC 6.1) */
+    uint64_t sse_posts_forwarded;  /* stream POSTs handed to another hub process via Redis */
     mh_reject_count rejects[MH_REJECT_KINDS];
     uint64_t rejects_other; /* past MH_REJECT_KINDS distinct pairs (a bug) */
     /* publish -> write latency, milliseconds */

@@ -1,7 +1,6 @@
 #include "mh_eventsource.h"
 
 #include <libwebsockets.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,8 @@
 #include "mh_log.h"
 #include "mh_out.h"
 #include "mh_peer.h"
+#include "mh_redis.h"
+#include "mh_browser.h"
 #include "mh_sse.h"
 #include "mh_upgrade.h"
 
@@ -196,6 +197,7 @@ static int open_stream(mh_es *e, mh_peer *peer)
     e->conn = c;
     /* a stream lives as long as the connection: no lws HTTP timeout */
     lws_set_timeout(e->wsi, NO_PENDING_TIMEOUT, 0);
+    h->metrics.sse_streams++;
     mh_debug("conn %s: stream open", c->name);
     mh_buf_init(&b);
     mh_out_stream(&b, c->name, c->sse->secret);
@@ -232,6 +234,49 @@ static int refuse_post(mh_hub *h, int status, const char *reason, const char *te
     return status;
 }
 
+/*
+ * A stream this process does not hold: unless its name says it was this
+ * process's (then it is closed), the POST goes to the hub it names, on
+ * {prefix}hub:{hub id}, where the process holding it checks the secret and
+ * the others ignore it (SPEC 6.1). Nothing comes back: 202 means handed on.
+ */
+static int forward(mh_hub *h, const char *name, const char *secret, size_t slen, const char *body,
+                   size_t len, const char **message)
+{
+    const char *dot = strchr(name, '.'), *argv[3];
+    size_t lens[3];
+    char sec[MH_SSE_SECRET_LEN + 1];
+    mh_buf channel, env;
+    int rc;
+
+    if (!strncmp(name, h->conn_prefix, strlen(h->conn_prefix)) || !dot || dot == name ||
+        slen != MH_SSE_SECRET_LEN || strspn(secret, "0123456789abcdef") < MH_SSE_SECRET_LEN) {
+        mh_metrics_reject(&h->metrics, "sse", "unknown_stream");
+        *message = "no such stream in this hub process";
+        return 404;
+    }
+    memcpy(sec, secret, slen);
+    sec[slen] = '\0';
+    mh_buf_init(&channel);
+    mh_buf_init(&env);
+    mh_redis_name(h->redis, &channel, "hub:", name, (size_t)(dot - name));
+    mh_out_post(&env, name, sec, body, len);
+    argv[0] = "PUBLISH", lens[0] = 7;
+    argv[1] = channel.data, lens[1] = channel.len;
+    argv[2] = env.data, lens[2] = env.len;
+    rc = channel.oom || env.oom ? -1 : mh_redis_cmd(h->redis, NULL, NULL, 3, argv, lens);
+    mh_buf_free(&channel);
+    mh_buf_free(&env);
+    if (rc) {
+        mh_metrics_reject(&h->metrics, "sse", "unavailable");
+        *message = "the hub cannot reach Redis now";
+        return 503;
+    }
+    h->metrics.sse_posts_forwarded++;
+    *message = "handed on";
+    return 202;
+}
+
 /* The value of query argument 'name' ("secret=") in q[..end), as sent (the
  * secret is hex: never percent-encoded); NULL when absent. */
 static const char *query_arg(const char *q, const char *end, const char *name, size_t *len)
@@ -266,21 +311,9 @@ int mh_es_post(mh_hub *h, const char *target, size_t target_len, const char *bod
     memcpy(name, target + 5, nlen);
     name[nlen] = '\0';
     c = mh_conn_by_name(h, name);
-    if (!c || !c->sse || c->closing)
-        return refuse_post(h, 404, "unknown_stream", "no such stream in this hub process", message);
-    if (slen != MH_SSE_SECRET_LEN || CRYPTO_memcmp(secret, c->sse->secret, MH_SSE_SECRET_LEN)) {
-        mh_info("conn %s: POST with a wrong secret refused", c->name);
-        return refuse_post(h, 403, "bad_secret", "not this stream's secret", message);
-    }
-    /* one frame per line, in order (a client's queued frames in one POST) */
-    for (const char *p = body, *end = body + len; p < end && !c->closing;) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p)), *stop = nl ? nl : end;
-        if (stop > p)
-            deliver(c, p, (size_t)(stop - p));
-        p = stop + 1;
-    }
-    *message = "accepted";
-    return 202;
+    if (c)
+        return mh_browser_post(c, secret, slen, body, len, message);
+    return forward(h, name, secret, slen, body, len, message);
 }
 
 /* ---- the request ---- */

@@ -1,5 +1,6 @@
 #include "mh_browser.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@
 #include "mh_redis.h"
 #include "mh_registry.h"
 #include "mh_rpc.h"
+#include "mh_sse.h"
 
 static void error_for(mh_conn *c, const char *code, const char *message, const mh_frame *f)
 {
@@ -368,6 +370,32 @@ void mh_browser_input(mh_conn *c, const char *text, size_t len, bool binary)
         mh_browser_error(c, "bad_frame", "binary frames are not supported; send JSON text");
     else
         mh_browser_frame(c, text, len);
+}
+
+int mh_browser_post(mh_conn *c, const char *secret, size_t slen, const char *body, size_t len,
+                    const char **message)
+{
+    if (!c->sse || c->closing) {
+        mh_metrics_reject(&c->hub->metrics, "sse", "unknown_stream");
+        *message = "no such stream in this hub process";
+        return 404;
+    }
+    if (slen != MH_SSE_SECRET_LEN || CRYPTO_memcmp(secret, c->sse->secret, MH_SSE_SECRET_LEN)) {
+        mh_info("conn %s: POST with a wrong secret refused", c->name);
+        mh_metrics_reject(&c->hub->metrics, "sse", "bad_secret");
+        *message = "not this stream's secret";
+        return 403;
+    }
+    /* one frame per line, in order (a client's queued frames in one POST) */
+    for (const char *p = body, *end = body + len; p < end && !c->closing;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p)), *stop = nl ? nl : end;
+        /* as mh_transport's deliver: rate-limited, kept while the session is looked up */
+        if (stop > p && mh_auth_rate_ok(c) && !mh_auth_hold_frame(c, p, (size_t)(stop - p), false))
+            mh_browser_input(c, p, (size_t)(stop - p), false);
+        p = stop + 1;
+    }
+    *message = "accepted";
+    return 202;
 }
 
 void mh_browser_frame(mh_conn *c, const char *text, size_t len)
