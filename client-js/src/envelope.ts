@@ -92,6 +92,8 @@ export interface PostEnvelope extends Base {
   conn: string;
   /** the stream's secret: 32 lower-case hex digits */
   secret: string;
+  /** the POST's number (1, 2, ... per stream), absent when it had none */
+  n?: number;
   /** browser frames, one per line */
   body: string;
 }
@@ -276,7 +278,9 @@ export function decodeEnvelope(text: string): Envelope {
       const conn = readConn(o);
       const secret = readString(o, 'secret', 32, 32, true);
       if (!SECRET.test(secret)) bad('"secret" is not 32 lower-case hex digits');
-      return { ...base, kind, conn, secret, body: readString(o, 'body', 1, 1 << 20, true) };
+      const n = readInteger(o, 'n', 1, Number.MAX_SAFE_INTEGER);
+      const body = readString(o, 'body', 1, 1 << 20, true);
+      return n === undefined ? { ...base, kind, conn, secret, body } : { ...base, kind, conn, secret, n, body };
     }
     case 'close': {
       const conn = readConn(o);

@@ -27,8 +27,8 @@ export type FetchLike = (
  * `onopen` when the stream's first event names it, `onmessage` per frame,
  * `onclose` with the hub's close event, or 1006 when the stream or a POST
  * fails (the client's own backoff then reconnects, never the EventSource's).
- * Frames are POSTed in order: one POST at a time, what queued meanwhile
- * together, one per line.
+ * Frames are POSTed in order: one POST at a time, numbered, what queued
+ * meanwhile together, one per line.
  */
 export function sseSocket(ES: EventSourceConstructor, post: FetchLike): SocketConstructor {
   return class implements SocketLike {
@@ -41,6 +41,8 @@ export function sseSocket(ES: EventSourceConstructor, post: FetchLike): SocketCo
     q: string[] = [];
     busy = false;
     done = false;
+    /** the last POST's number: the hub puts POSTs that reach it through different processes back in order */
+    n = 0;
 
     constructor(url: string) {
       // ws://host:port/any -> http://host:port/sse (wss -> https)
@@ -70,7 +72,7 @@ export function sseSocket(ES: EventSourceConstructor, post: FetchLike): SocketCo
       this.q = [];
       this.busy = true;
       // No cookies: the secret is the credential, and `*` answers need none.
-      post(this.to, { method: 'POST', body, headers: { 'Content-Type': 'text/plain' }, credentials: 'omit' }).then(
+      post(`${this.to}&n=${++this.n}`, { method: 'POST', body, headers: { 'Content-Type': 'text/plain' }, credentials: 'omit' }).then(
         (r) => ((this.busy = false), r.status === 202 ? this.pump() : fail(r.status)),
         fail,
       );

@@ -63,7 +63,7 @@ test('auto: a WebSocket that cannot open gives way to SSE, which then carries th
   assert.deepEqual(urls, ['http://hub.test:8080/sse']);
   c.subscribe('todos', {}, () => {});
   await waitFor('a POST', () => posts.length);
-  assert.match(posts[0] as string, /^http:\/\/hub\.test:8080\/sse\/h\.1-1\?secret=s{32} \{"action":"subscribe","context":"todos"/);
+  assert.match(posts[0] as string, /^http:\/\/hub\.test:8080\/sse\/h\.1-1\?secret=s{32}&n=1 \{"action":"subscribe","context":"todos"/);
   c.close();
 });
 

@@ -1040,7 +1040,14 @@ def _env_post(env: Mapping) -> dict:
     secret = _env_string(env, "secret")
     if not _SECRET.fullmatch(secret):
         raise _bad_envelope("secret must be 32 lowercase hex digits", "/secret")
-    return {"conn": conn, "secret": secret, "body": _env_string(env, "body")}
+    out = {"conn": conn, "secret": secret}
+    if "n" in env:
+        n = _integer(env["n"])
+        if n is None or n < 1:
+            raise _bad_envelope("n must be an integer >= 1", "/n")
+        out["n"] = n
+    out["body"] = _env_string(env, "body")
+    return out
 
 
 _KINDS = {

@@ -60,8 +60,9 @@ typedef struct mh_envelope {
     const char *secret;  /* post: the stream's secret, 32 lowercase hex digits */
     const char *body;    /* post: the POST's body (browser frames, one per line) */
     size_t body_len;
-    json_t *frame; /* borrowed: reply, send */
-    int code;      /* close */
+    uint64_t post_n; /* post: the POST's number (SPEC 6.1), 0 when it had none */
+    json_t *frame;   /* borrowed: reply, send */
+    int code;        /* close */
 } mh_envelope;
 
 /** Decodes one envelope; release with mh_envelope_free, also after an error. */

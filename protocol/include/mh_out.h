@@ -75,11 +75,12 @@ void mh_out_pong(mh_buf *b, const json_t *ref);
 void mh_out_stream(mh_buf *b, const char *conn, const char *secret);
 
 /**
- * {"v":1,"kind":"post","conn","secret","body"} on {prefix}hub:{hub id}: a
+ * {"v":1,"kind":"post","conn","secret","n"?,"body"} on {prefix}hub:{hub id}: a
  * stream's POST that reached another hub process than the stream's (SPEC
- * 6.1, 11).
+ * 6.1, 11); 'n' 0 (an unnumbered POST) leaves "n" out.
  */
-void mh_out_post(mh_buf *b, const char *conn, const char *secret, const char *body, size_t len);
+void mh_out_post(mh_buf *b, const char *conn, const char *secret, uint64_t n, const char *body,
+                 size_t len);
 
 /** {"close":{"code":N,"reason":".."}}: how a stream says it ends (SPEC 6.1). */
 void mh_out_close(mh_buf *b, unsigned code, const char *reason);

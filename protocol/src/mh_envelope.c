@@ -245,6 +245,12 @@ int mh_envelope_decode(const char *text, size_t len, mh_envelope *env, mh_err *e
         if (strspn(env->secret, "0123456789abcdef") != 32)
             return bad(err, "\"secret\" must be 32 lowercase hex digits");
         env->body_len = strlen(env->body);
+        if (json_object_get(env->root, "n")) {
+            const json_t *n = json_object_get(env->root, "n");
+            if (!mh_json_is_safe_integer(n) || json_number_value(n) < 1)
+                return bad(err, "\"n\" must be an integer >= 1");
+            env->post_n = (uint64_t)json_number_value(n);
+        }
         return 0;
     case MH_KIND_CLOSE: {
         const json_t *code = json_object_get(env->root, "code");
@@ -314,6 +320,8 @@ json_t *mh_envelope_to_json(const mh_envelope *env)
     case MH_KIND_POST:
         SET("conn", json_string(env->conn));
         SET("secret", json_string(env->secret));
+        if (env->post_n)
+            SET("n", json_integer((json_int_t)env->post_n));
         SET("body", json_stringn(env->body, env->body_len));
         break;
     case MH_KIND_CLOSE:

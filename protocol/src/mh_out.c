@@ -223,12 +223,15 @@ void mh_out_stream(mh_buf *b, const char *conn, const char *secret)
     mh_buf_puts(b, "}}");
 }
 
-void mh_out_post(mh_buf *b, const char *conn, const char *secret, const char *body, size_t len)
+void mh_out_post(mh_buf *b, const char *conn, const char *secret, uint64_t n, const char *body,
+                 size_t len)
 {
     mh_buf_puts(b, "{\"v\":1,\"kind\":\"post\",\"conn\":");
     put_str(b, conn);
     mh_buf_puts(b, ",\"secret\":");
     put_str(b, secret);
+    if (n)
+        mh_buf_printf(b, ",\"n\":%llu", (unsigned long long)n);
     mh_buf_puts(b, ",\"body\":");
     mh_json_put_string(b, body, len);
     mh_buf_putc(b, '}');

@@ -738,12 +738,13 @@ class SseStream:
         raise AssertionError(f"no matching frame in {got!r}")
 
     def post(self, frame, secret: str | None = None, conn: str | None = None,
-             body: bytes | None = None, port: int | None = None) -> tuple[int, str]:
-        """POST /sse/<conn>?secret=: (status, body)."""
+             body: bytes | None = None, port: int | None = None,
+             n: int | str | None = None) -> tuple[int, str]:
+        """POST /sse/<conn>?secret=[&n=]: (status, body)."""
         if body is None:
             body = (frame if isinstance(frame, str) else json.dumps(frame)).encode()
         return sse_post(port or self.port, conn or self.conn,
-                        self.secret if secret is None else secret, body)
+                        self.secret if secret is None else secret, body, n)
 
     def close(self) -> None:
         try:
@@ -752,10 +753,13 @@ class SseStream:
             pass
 
 
-def sse_post(port: int, conn: str, secret: str | None, body: bytes) -> tuple[int, str]:
+def sse_post(port: int, conn: str, secret: str | None, body: bytes,
+             n: int | str | None = None) -> tuple[int, str]:
     path = f"/sse/{urllib.parse.quote(conn)}"
     if secret is not None:
         path += "?secret=" + urllib.parse.quote(secret)
+    if n is not None:
+        path += ("&" if secret is not None else "?") + f"n={n}"
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=5 * SLOW)
     try:
         c.request("POST", path, body=body, headers={"Content-Type": "text/plain"})

@@ -253,3 +253,47 @@ def test_a_post_that_reaches_another_hub_process_is_handed_on(make_hub, redis_se
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert a.metric("mizan_hub_sse_posts_forwarded_total") == 0
+
+
+def test_with_workers_every_post_reaches_its_stream(make_hub, redis_server):
+    """--workers 2 on one SO_REUSEPORT port: streams and POSTs land on either
+    worker; each POST's frames still reach their stream, in order."""
+    hub = make_hub(redis_server, workers=2)
+    streams = [SseStream(hub.port) for _ in range(6)]
+    for s in streams:
+        s.until(lambda f: "welcome" in f)
+    for i in range(5):
+        for s in streams:
+            assert s.post({"action": "ping", "ref": i}, n=i + 1)[0] == 202
+    for s in streams:
+        assert [s.recv()["ref"] for _ in range(5)] == list(range(5))
+        s.close()
+    # with 6 streams and 30 POSTs over 2 workers, some were handed on
+    assert hub.metric("mizan_hub_sse_posts_forwarded_total") > 0
+
+
+def test_numbered_posts_are_handled_in_order(hub):
+    """SPEC 6.1: POSTs numbered n are handled in that order whichever way
+    they came; repeats are dropped; one that cannot be kept ends the stream."""
+    s = SseStream(hub.port)
+    s.until(lambda f: "welcome" in f)
+    ping = lambda ref: {"action": "ping", "ref": ref}  # noqa: E731
+    assert s.post(ping(2), n=2)[0] == 202   # before 1: kept
+    assert s.post(ping(3), n=3)[0] == 202
+    assert s.post(ping(1), n=1)[0] == 202   # 1, then the kept 2 and 3
+    assert s.post(ping(2), n=2)[0] == 202   # a repeat: dropped
+    assert s.post(ping(4), n=4)[0] == 202
+    assert [s.recv()["ref"] for _ in range(4)] == [1, 2, 3, 4]
+    for bad in ("0", "x", "", "01", "9007199254740992"):
+        assert s.post(ping(0), n=bad)[0] == 400, bad
+    assert s.post(ping(9), n=5 + 40)[0] == 202  # far ahead: cannot be kept
+    assert s.recv() == {"close": {"code": 1011, "reason": "POSTs out of order"}}
+    assert s.next_event() is None
+
+
+def test_a_lost_post_ends_the_stream(make_hub, redis_server):
+    hub = make_hub(redis_server)
+    s = SseStream(hub.port)
+    s.until(lambda f: "welcome" in f)
+    assert s.post({"action": "ping"}, n=2)[0] == 202  # 1 never comes
+    assert s.recv(timeout=10) == {"close": {"code": 1011, "reason": "a POST never arrived"}}

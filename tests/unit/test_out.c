@@ -102,7 +102,8 @@ static void encode(const char *enc, const json_t *a, mh_buf *b)
         mh_out_stream(b, str_or_null(a, "conn"), str_or_null(a, "secret"));
     } else if (!strcmp(enc, "post")) {
         const char *body = str_or_null(a, "body");
-        mh_out_post(b, str_or_null(a, "conn"), str_or_null(a, "secret"), body, strlen(body));
+        mh_out_post(b, str_or_null(a, "conn"), str_or_null(a, "secret"), (uint64_t)num(a, "n"),
+                    body, strlen(body));
     } else if (!strcmp(enc, "close")) {
         mh_out_close(b, (unsigned)num(a, "code"), str_or_null(a, "reason"));
     } else if (!strcmp(enc, "sse_event")) {

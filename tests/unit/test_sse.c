@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -100,11 +101,53 @@ static void last_event_id_shapes(void **state)
     assert_int_equal(mh_sse_parse_id("-", 0, pts), -1);
 }
 
+static void posts_are_put_in_order(void **state)
+{
+    mh_sse *s = mh_sse_new();
+    mh_sse_post p;
+    (void)state;
+
+    assert_int_equal(mh_sse_order(s, 0, "x", 1, 0), 1); /* unnumbered: at once */
+    assert_int_equal(mh_sse_order(s, 1, "a", 1, 0), 1);
+    assert_false(mh_sse_stalled(s, 100000));
+    assert_int_equal(mh_sse_order(s, 3, "c", 1, 10), 0); /* kept for 2 */
+    assert_int_equal(mh_sse_order(s, 3, "c", 1, 11), 0); /* a repeat of a kept one */
+    assert_int_equal(mh_sse_order(s, 4, "d", 1, 12), 0);
+    assert_null(mh_sse_next_held(s, &p, 13)); /* 2 has not come */
+    assert_false(mh_sse_stalled(s, 10 + MH_SSE_HELD_MS));
+    assert_true(mh_sse_stalled(s, 11 + MH_SSE_HELD_MS));
+    assert_int_equal(mh_sse_order(s, 2, "b", 1, 20), 1);
+    assert_non_null(mh_sse_next_held(s, &p, 21));
+    assert_int_equal(p.n, 3);
+    assert_memory_equal(p.body, "c", 1);
+    free(p.body);
+    assert_non_null(mh_sse_next_held(s, &p, 21));
+    assert_int_equal(p.n, 4);
+    free(p.body);
+    assert_null(mh_sse_next_held(s, &p, 21));
+    assert_false(mh_sse_stalled(s, 1000000));
+    assert_int_equal(mh_sse_order(s, 2, "b", 1, 30), 0); /* handled already: dropped */
+    assert_int_equal(mh_sse_order(s, 5 + MH_SSE_HELD_MAX + 1, "z", 1, 30), -1); /* too far */
+    for (unsigned i = 0; i < MH_SSE_HELD_MAX; i++)
+        assert_int_equal(mh_sse_order(s, 6 + i, "k", 1, 40), 0);
+    /* every place ahead is taken: the next one is 5 itself, then all drain */
+    assert_int_equal(mh_sse_order(s, 5 + MH_SSE_HELD_MAX, "k", 1, 40), 0); /* a repeat */
+    assert_int_equal(mh_sse_order(s, 5, "e", 1, 41), 1);
+    for (unsigned i = 0; i < MH_SSE_HELD_MAX; i++) {
+        assert_non_null(mh_sse_next_held(s, &p, 42));
+        free(p.body);
+    }
+    assert_int_equal(s->next_n, 6 + MH_SSE_HELD_MAX);
+    assert_int_equal(mh_sse_order(s, 7 + MH_SSE_HELD_MAX, "k", 1, 43), 0); /* kept at exit */
+    mh_sse_free(s);                                                        /* frees what it keeps */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(points_move_as_a_client_s),
         cmocka_unit_test(last_event_id_shapes),
+        cmocka_unit_test(posts_are_put_in_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -138,7 +138,11 @@ def stream(a):
 
 
 def post(a):
-    return {"v": 1, "kind": "post", "conn": a["conn"], "secret": a["secret"], "body": a["body"]}
+    out = {"v": 1, "kind": "post", "conn": a["conn"], "secret": a["secret"]}
+    if a["n"]:
+        out["n"] = a["n"]
+    out["body"] = a["body"]
+    return out
 
 
 def close(a):
@@ -219,8 +223,10 @@ CASES = [
                          "epoch": "m1x", "ts": 1764000000123.5})}),
     ("stream", "stream", {"conn": "3f9c0a1b2c4d.9a1b2c3d-17",
                           "secret": "0123456789abcdef0123456789abcdef"}),
+    ("post envelope, unnumbered", "post", {"conn": "h.1-1", "secret": "f" * 32, "n": 0,
+                                           "body": "{}"}),
     ("post envelope", "post", {"conn": "h.00000001-7", "secret": "0123456789abcdef" * 2,
-                               "body": "{\"action\":\"ping\"}\n{\"action\":\"message\",\"data\":\"é\\n\"}"}),
+                               "n": 9007199254740991, "body": "{\"action\":\"ping\"}\n{\"action\":\"message\",\"data\":\"é\\n\"}"}),
     ("close slow consumer", "close", {"code": 4008, "reason": "slow consumer"}),
     ("close with a non-ASCII reason", "close", {"code": 4005, "reason": "sitzung \"beendet\" é"}),
     ("sse event", "sse_event", {"id": None, "data": "{\"pong\":true}"}),

@@ -474,6 +474,11 @@ static bool keepalive(mh_conn *c, uint64_t now_ms)
 
     if (c->closing || !c->established)
         return false;
+    if (c->sse && mh_sse_stalled(c->sse, now_ms)) {
+        /* a POST handed on through Redis never came: the frames after it wait for ever */
+        mh_conn_close(c, 1011, "a POST never arrived");
+        return false;
+    }
     if (c->sse && idle >= ping) {
         /* A stream cannot answer: a heartbeat every ping_interval and no
          * pong timeout (SPEC 6.1); TCP and the queue bound find dead peers. */

@@ -23,6 +23,7 @@ mh_sse *mh_sse_new(void)
     }
     for (size_t i = 0; i < sizeof raw; i++)
         snprintf(s->secret + 2 * i, 3, "%02x", raw[i]);
+    s->next_n = 1;
     return s;
 }
 
@@ -34,6 +35,8 @@ void mh_sse_free(mh_sse *s)
         free(s->subs[i].key);
         free(s->subs[i].context);
     }
+    for (unsigned i = 0; i < s->nheld; i++)
+        free(s->held[i].body);
     free(s->subs);
     free(s->id);
     free(s);
@@ -251,4 +254,47 @@ const char *mh_sse_id(mh_sse *s)
         at += len;
     }
     return s->id;
+}
+
+int mh_sse_order(mh_sse *s, uint64_t n, const char *body, size_t len, uint64_t now_ms)
+{
+    char *copy;
+
+    if (n == 0)
+        return 1; /* unnumbered: handled as it comes */
+    if (n == s->next_n) {
+        s->next_n++;
+        return 1;
+    }
+    if (n < s->next_n)
+        return 0; /* a repeat of one handled already */
+    for (unsigned i = 0; i < s->nheld; i++)
+        if (s->held[i].n == n)
+            return 0;
+    if (s->nheld == MH_SSE_HELD_MAX || n - s->next_n > MH_SSE_HELD_MAX || !(copy = malloc(len)))
+        return -1;
+    memcpy(copy, body, len);
+    s->held[s->nheld++] = (mh_sse_post){n, copy, len};
+    if (s->nheld == 1)
+        s->held_since_ms = now_ms;
+    return 0;
+}
+
+mh_sse_post *mh_sse_next_held(mh_sse *s, mh_sse_post *out, uint64_t now_ms)
+{
+    for (unsigned i = 0; i < s->nheld; i++) {
+        if (s->held[i].n != s->next_n)
+            continue;
+        *out = s->held[i];
+        s->held[i] = s->held[--s->nheld];
+        s->next_n++;
+        s->held_since_ms = now_ms; /* what is still kept waits afresh */
+        return out;
+    }
+    return NULL;
+}
+
+bool mh_sse_stalled(const mh_sse *s, uint64_t now_ms)
+{
+    return s->nheld && now_ms - s->held_since_ms > MH_SSE_HELD_MS;
 }

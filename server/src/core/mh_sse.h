@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /** A point: a version E:N (SPEC 10: at most 128 bytes, as `since`). */
 #define MH_SSE_POINT_MAX 128
@@ -24,8 +25,23 @@ typedef struct mh_sse_sub {
     char point[MH_SSE_POINT_MAX + 1]; /* "" when none yet */
 } mh_sse_sub;
 
+/** POSTs that arrived before an earlier one, kept for it (SPEC 6.1), and how long. */
+#define MH_SSE_HELD_MAX 16
+#define MH_SSE_HELD_MS 5000
+
+typedef struct mh_sse_post {
+    uint64_t n;
+    char *body; /* owned */
+    size_t len;
+} mh_sse_post;
+
 typedef struct mh_sse {
     char secret[MH_SSE_SECRET_LEN + 1];
+    /* POST order: the `n` handled next; later ones that came first, since when */
+    uint64_t next_n;
+    mh_sse_post held[MH_SSE_HELD_MAX];
+    unsigned nheld;
+    uint64_t held_since_ms;
     mh_sse_sub *subs;
     size_t nsubs;
     size_t id_max; /* a bound on the id's length, for the writer's buffer */
@@ -56,6 +72,22 @@ int mh_sse_parse_id(const char *id, size_t n, char (*points)[MH_SSE_POINT_MAX + 
  * moves. Returns true when one moved (the event then carries the id).
  */
 bool mh_sse_note(mh_sse *s, const char *frame, size_t len);
+
+/**
+ * A POST numbered 'n' (SPEC 6.1: 1, 2, ... per stream; 0: unnumbered) with
+ * body[0..len): returns 1 when it is the next one (handle it, then
+ * mh_sse_next_held), 0 when it is kept for later (copied) or is a repeat
+ * (dropped), -1 when it cannot be kept (too far ahead, too many, out of
+ * memory: the stream is to end).
+ */
+int mh_sse_order(mh_sse *s, uint64_t n, const char *body, size_t len, uint64_t now_ms);
+
+/** After the next POST was handled: a kept one that is next now (the caller frees
+ * its body), or NULL. */
+mh_sse_post *mh_sse_next_held(mh_sse *s, mh_sse_post *out, uint64_t now_ms);
+
+/** True when a kept POST has waited MH_SSE_HELD_MS for an earlier one (lost). */
+bool mh_sse_stalled(const mh_sse *s, uint64_t now_ms);
 
 /** The id: every point in query order, `-` for none, joined by ',' (valid until the next call). */
 const char *mh_sse_id(mh_sse *s);

@@ -240,8 +240,8 @@ static int refuse_post(mh_hub *h, int status, const char *reason, const char *te
  * {prefix}hub:{hub id}, where the process holding it checks the secret and
  * the others ignore it (SPEC 6.1). Nothing comes back: 202 means handed on.
  */
-static int forward(mh_hub *h, const char *name, const char *secret, size_t slen, const char *body,
-                   size_t len, const char **message)
+static int forward(mh_hub *h, const char *name, const char *secret, size_t slen, uint64_t n,
+                   const char *body, size_t len, const char **message)
 {
     const char *dot = strchr(name, '.'), *argv[3];
     size_t lens[3];
@@ -260,7 +260,7 @@ static int forward(mh_hub *h, const char *name, const char *secret, size_t slen,
     mh_buf_init(&channel);
     mh_buf_init(&env);
     mh_redis_name(h->redis, &channel, "hub:", name, (size_t)(dot - name));
-    mh_out_post(&env, name, sec, body, len);
+    mh_out_post(&env, name, sec, n, body, len);
     argv[0] = "PUBLISH", lens[0] = 7;
     argv[1] = channel.data, lens[1] = channel.len;
     argv[2] = env.data, lens[2] = env.len;
@@ -297,23 +297,34 @@ static const char *query_arg(const char *q, const char *end, const char *name, s
 int mh_es_post(mh_hub *h, const char *target, size_t target_len, const char *body, size_t len,
                const char **message)
 {
-    const char *q = memchr(target, '?', target_len), *secret = NULL;
+    const char *q = memchr(target, '?', target_len), *secret = NULL, *num = NULL;
     char name[96];
-    size_t nlen = (q ? (size_t)(q - target) : target_len) - 5, slen = 0;
+    size_t nlen = (q ? (size_t)(q - target) : target_len) - 5, slen = 0, numlen = 0;
+    uint64_t n = 0;
     mh_conn *c;
 
-    if (q)
+    if (q) {
         secret = query_arg(q + 1, target + target_len, "secret=", &slen);
+        num = query_arg(q + 1, target + target_len, "n=", &numlen);
+    }
     if (!secret || !slen)
         return refuse_post(h, 400, "bad_request", "a POST carries the stream's secret", message);
+    /* n: the POST's number, 1, 2, ... (SPEC 6.1), at most 2^53 - 1 */
+    for (size_t i = 0; num && i < numlen; i++) {
+        if (num[i] < '0' || num[i] > '9' || (i == 0 && num[i] == '0') || i >= 16)
+            return refuse_post(h, 400, "bad_request", "n is a POST's number: 1, 2, ...", message);
+        n = n * 10 + (uint64_t)(num[i] - '0');
+    }
+    if (num && (!numlen || n > 9007199254740991ULL))
+        return refuse_post(h, 400, "bad_request", "n is a POST's number: 1, 2, ...", message);
     if (nlen >= sizeof name)
         return refuse_post(h, 404, "unknown_stream", "no such stream in this hub process", message);
     memcpy(name, target + 5, nlen);
     name[nlen] = '\0';
     c = mh_conn_by_name(h, name);
     if (c)
-        return mh_browser_post(c, secret, slen, body, len, message);
-    return forward(h, name, secret, slen, body, len, message);
+        return mh_browser_post(c, secret, slen, n, body, len, message);
+    return forward(h, name, secret, slen, n, body, len, message);
 }
 
 /* ---- the request ---- */

@@ -48,7 +48,8 @@ static void for_this_hub(mh_hub *h, const mh_envelope *env)
     }
     if (env->kind == MH_KIND_POST) { /* a stream's POST that reached another process */
         const char *message;
-        mh_browser_post(c, env->secret, strlen(env->secret), env->body, env->body_len, &message);
+        mh_browser_post(c, env->secret, strlen(env->secret), env->post_n, env->body, env->body_len,
+                        &message);
         return;
     }
     mh_buf_init(&b);
