@@ -492,9 +492,16 @@ int mh_transport_start(mh_hub *h)
     protocols[1].rx_buffer_size = 256;
     protocols[1].tx_packet_size = 0;
     info.pt_serv_buf_size = 16384;
-    /* Heads reach lws complete (mh_intake), so a table is held for an
-     * instant; a larger pool only matters for TLS, read by lws itself. */
-    info.max_http_header_pool = 256;
+    /* Heads reach lws complete (mh_intake), so a request holds its table
+     * for an instant -- except a Server-Sent Events stream, whose response
+     * lasts as long as it does: lws 4.1 frees the table only when the HTTP
+     * transaction completes (completing it early stops WRITEABLE for good),
+     * so each open stream holds one (about 10 KiB: bench/RESULTS.md). The
+     * pool is then as large as the streams a worker may hold; tables are
+     * allocated when used, so a large bound costs nothing idle. */
+    info.max_http_header_pool = 0;
+    info.max_http_header_pool2 =
+        cfg->max_connections ? (unsigned)cfg->max_connections + 256 : 1u << 20;
     /* The head is at most MH_UPGRADE_HEAD_MAX; lws's table keeps values and
      * some bookkeeping, so leave it room. */
     info.max_http_header_data = MH_UPGRADE_HEAD_MAX + 2048;
