@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -639,7 +640,7 @@ class SseStream:
 
     def __init__(self, port: int, subscribe=(), token: str | None = None,
                  headers: dict | None = None, last_event_id: str | None = None,
-                 rcvbuf: int | None = None, query: list | None = None):
+                 rcvbuf: int | None = None, query: list | None = None, tls=None):
         args = [("subscribe", s if isinstance(s, str) else
                  json.dumps(s, separators=(",", ":"), ensure_ascii=False)) for s in subscribe]
         if token is not None:
@@ -657,6 +658,8 @@ class SseStream:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(5 * SLOW)
         self.sock.connect(("127.0.0.1", port))
+        if tls is not None:  # an ssl.SSLContext: the hub's own TLS listener
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.buf = b""
         while b"\r\n\r\n" not in self.buf:
@@ -694,7 +697,7 @@ class SseStream:
             while b"\n" not in self.buf:
                 try:
                     chunk = self.sock.recv(65536)
-                except (ConnectionResetError, socket.timeout) as e:
+                except (ConnectionResetError, socket.timeout, ssl.SSLError) as e:
                     if isinstance(e, socket.timeout):
                         raise Timeout(f"no event within {timeout * SLOW:.1f} s") from e
                     return None

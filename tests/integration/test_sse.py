@@ -5,6 +5,7 @@ the refusals (bad token, wrong Origin, unknown stream, slow consumer)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import time
@@ -297,3 +298,40 @@ def test_a_lost_post_ends_the_stream(make_hub, redis_server):
     s.until(lambda f: "welcome" in f)
     assert s.post({"action": "ping"}, n=2)[0] == 202  # 1 never comes
     assert s.recv(timeout=10) == {"close": {"code": 1011, "reason": "a POST never arrived"}}
+
+
+def test_streams_over_the_hub_s_own_tls(make_hub, redis_server, r):
+    """SPEC 6.1: a stream works on the TLS listener (read by lws, not the
+    intake); its POSTs need a plain listener (TLS at the balancer): 405."""
+    import ssl
+    from pathlib import Path
+    data = Path(__file__).parent / "data"
+    hub = make_hub(redis_server, wait_ready=False, tls_cert=str(data / "test-cert.pem"),
+                   tls_key=str(data / "test-key.pem"))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the test certificate is self-signed
+    deadline = time.monotonic() + 10 * SLOW
+    while True:  # ready: its Redis subscription is live (the events reach it)
+        try:
+            c = http.client.HTTPSConnection("127.0.0.1", hub.port, timeout=2, context=ctx)
+            c.request("GET", "/readyz")
+            status = c.getresponse().status
+            c.close()
+            if status == 200:
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "no https /readyz 200 within 10 s"
+        time.sleep(0.1)
+    s = SseStream(hub.port, subscribe=[{"context": "todos"}], tls=ctx)
+    assert s.status == 200
+    s.until(lambda f: f.get("subscribed"))
+    publish_invalidate(r, ["todos"], {"todos": f"{EP}:1"})
+    ev = s.next_event()
+    assert ev["data"]["invalidate"] == ["todos"] and ev["id"] == f"{EP}:1"
+    c = http.client.HTTPSConnection("127.0.0.1", hub.port, timeout=5 * SLOW, context=ctx)
+    c.request("POST", f"/sse/{s.conn}?secret={s.secret}&n=1", body=b'{"action":"ping"}')
+    assert c.getresponse().status == 405
+    c.close()
+    s.close()
