@@ -192,7 +192,12 @@ def test_admin_listener_serves_no_stream(make_hub, redis_server):
     hub = make_hub(redis_server, admin_listen=f"127.0.0.1:{port}")
     s = SseStream(port)
     assert s.status == 404
-    assert SseStream(hub.port).status == 200
+    ok = SseStream(hub.port)
+    assert ok.status == 200
+    ok.until(lambda f: "welcome" in f)
+    assert ok.post({"action": "ping"}, port=port)[0] == 404  # nor its POSTs
+    assert ok.post({"action": "ping", "ref": 1})[0] == 202
+    assert ok.recv() == {"pong": True, "ref": 1}
 
 
 def test_slow_consumer_gets_closed(make_hub, redis_server, r):

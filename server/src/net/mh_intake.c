@@ -209,6 +209,14 @@ static int start_post(intake_sock *s, const mh_http_request *req, size_t head_le
     mh_upgrade_refusal why = {400, "bad_request", "the body is one browser frame",
                               "Access-Control-Allow-Origin: *"};
 
+    if (s->peer && s->peer->admin) { /* no stream there (SPEC 13) */
+        why.status = 404;
+        why.reason = "admin_listener";
+        why.message = "no stream on the admin listener";
+        mh_metrics_reject(&s->in->h->metrics, "sse", why.reason);
+        answered(s, &why);
+        return -1;
+    }
     if (n > (unsigned long long)s->in->h->cfg->max_frame) {
         why.status = 413;
         why.reason = "too_large";

@@ -189,14 +189,15 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_WSI_DESTROY:
         /* lws 4.1 sends this to the first protocol whatever the wsi became:
          * the one place a peer's count is released after the intake. */
+        /* a stream's connection first: what it releases may still name its peer */
+        if (user && lws_get_protocol(wsi) == &protocols[0])
+            mh_es_free(&((http_pss *)user)->es);
         mh_peer_free(lws_get_opaque_user_data(wsi));
         lws_set_opaque_user_data(wsi, NULL);
         /* An upgrade the filter let through can still fail before
          * ESTABLISHED (so no CLOSED): what auth kept on it goes here. */
         if (user && lws_get_protocol(wsi) == &protocols[1])
             mh_auth_release(user);
-        if (user && lws_get_protocol(wsi) == &protocols[0])
-            mh_es_free(&((http_pss *)user)->es);
         return 0;
     default:
         break;
