@@ -12,7 +12,9 @@
 //      one that fails as a proxy that breaks upgrades makes it fail) falls
 //      back to Server-Sent Events by itself (SPEC 6.1) and shows a todo
 //      added in page A within 2 s; its GET /sse and POST /sse/<conn> are seen
-//      on the wire (artifacts/c-sse.png);
+//      on the wire (artifacts/c-sse.png); and a bare EventSource (no
+//      client-js) reconnects by itself after the hub restarts, sends its
+//      Last-Event-ID and gets the todo added meanwhile as a `resume`;
 //   4. screenshots of both pages: artifacts/a.png, artifacts/b.png and both
 //      side by side in artifacts/screenshot.png;
 //   5. page load of the board (20 contexts, pageload.mjs): requests to Django
@@ -176,6 +178,47 @@ test('sse fallback: a page whose WebSocket cannot open uses Server-Sent Events b
   assert.ok(wire.includes('POST /sse/<conn>'), `the subscription was not POSTed: ${wire}`);
   await C.screenshot({ path: join(ARTIFACTS, 'c-sse.png') });
   await C.close();
+});
+
+test('a bare EventSource (no client-js) resumes by Last-Event-ID after the hub restarts: what was published meanwhile arrives as a resume invalidation', { timeout: 45_000 }, async () => {
+  const D = await context.newPage();
+  const reconnects = [];
+  const seen = [];
+  D.on('request', (r) => {
+    // allHeaders: what went on the wire (the renderer's view lacks Last-Event-ID)
+    if (new URL(r.url()).pathname === '/sse')
+      seen.push(r.allHeaders().then((h) => reconnects.push(h['last-event-id'] ?? null), () => {}));
+  });
+  D.on('pageerror', (e) => consoleLog.push(`D pageerror: ${e.message}`));
+  await D.goto(demo.url, { timeout: 15_000 });
+  // The browser's own EventSource, cross-origin (the demo and the hub are on
+  // different ports), reconnecting by itself as browsers do (SPEC 6.1).
+  await D.evaluate((origin) => {
+    window.__frames = [];
+    const q = encodeURIComponent(JSON.stringify({ context: 'todos' }));
+    window.__es = new EventSource(`${origin}/sse?subscribe=${q}`, { withCredentials: true });
+    window.__es.onmessage = (e) => window.__frames.push({ id: e.lastEventId, data: JSON.parse(e.data) });
+  }, `http://127.0.0.1:${hub.port}`);
+  await D.waitForFunction(() => window.__frames.some((f) => f.data.subscribed), null, { timeout: 10_000 });
+  const acked = (await D.evaluate(() => window.__frames)).find((f) => f.data.subscribed);
+  assert.equal(acked.id, acked.data.version, "the ack's event id is the subscription's resume point");
+
+  const port = hub.port;
+  await hub.stop('SIGKILL');
+  const title = `bare ${Date.now().toString(36)}`;
+  await add(A, title); // published to no hub: only the version hash moves
+  await shows(A, title, 3000);
+  hub = await startHub(redis.url, port);
+  await D.waitForFunction(() => window.__frames.some((f) => f.data.reason === 'resume'), null, { timeout: 20_000 });
+  const resume = (await D.evaluate(() => window.__frames)).find((f) => f.data.reason === 'resume');
+  await Promise.all(seen);
+  assert.deepEqual(resume.data.invalidate, [{ context: 'todos', params: {} }]);
+  assert.ok(reconnects.length >= 2 && reconnects[0] === null, `requests: ${JSON.stringify(reconnects)}`);
+  assert.ok(reconnects.slice(1).includes(acked.id), `no reconnect carried Last-Event-ID ${acked.id}: ${JSON.stringify(reconnects)}`);
+  await D.evaluate(() => window.__es.close());
+  await D.close();
+  await open(A);
+  await open(B);
 });
 
 test('evidence: screenshots of both pages (artifacts/a.png, b.png, screenshot.png)', { timeout: 20_000 }, async () => {
