@@ -48,6 +48,8 @@ static void points_move_as_a_client_s(void **state)
     (void)state;
 
     assert_string_equal(mh_sse_id(s), "-,e:1,-,-,-");
+    /* a live frame before any ack moves nothing: none is in the index yet */
+    assert_false(note(s, "{\"invalidate\":[\"user\"],\"versions\":{\"user\":\"e:2\"}}"));
     /* an ack moves its own subscription (params compared canonically) */
     assert_true(note(s, "{\"subscribed\":true,\"context\":\"user\",\"params\":{\"user_id\":\"5\"},"
                         "\"version\":\"e:3\"}"));
@@ -60,11 +62,14 @@ static void points_move_as_a_client_s(void **state)
     /* a live invalidate moves every subscription of its context */
     assert_true(note(s, "{\"invalidate\":[{\"context\":\"user\",\"params\":{\"user_id\":\"9\"}}],"
                         "\"versions\":{\"user\":\"e:4\"},\"spread_ms\":0}"));
-    assert_string_equal(mh_sse_id(s), "e:4,e:4,m1:4,-,0:0");
+    assert_string_equal(mh_sse_id(s), "e:4,e:1,m1:4,-,0:0"); /* the second is not acked */
     /* a healing one only its own */
     assert_true(note(s, "{\"invalidate\":[{\"context\":\"user\",\"params\":{\"user_id\":\"6\"}}],"
                         "\"versions\":{\"user\":\"e:7\"},\"reason\":\"resume\"}"));
     assert_string_equal(mh_sse_id(s), "e:4,e:7,m1:4,-,0:0");
+    /* its ack (the same version) puts it in the index */
+    assert_false(note(s, "{\"subscribed\":true,\"context\":\"user\",\"params\":{\"user_id\":\"6\"},"
+                         "\"version\":\"e:7\"}"));
     /* a heal given up carries no version: nothing moves */
     assert_false(note(s, "{\"invalidate\":[\"todos\"],\"reason\":\"gap\"}"));
     assert_true(note(s, "{\"invalidate\":[\"todos\"],\"versions\":{\"todos\":\"t:2\"}}"));
@@ -79,6 +84,12 @@ static void points_move_as_a_client_s(void **state)
     assert_false(note(s, "{\"pong\":true}"));
     assert_false(note(s, "{\"invalidate\":[\"todos\"],\"versions\":{\"todos\":\"t:2\"}}"));
     assert_false(note(s, "{\"invalidate\":"));
+    /* out of the index: no point, and live frames of its context leave it */
+    assert_true(
+        note(s, "{\"unsubscribed\":true,\"context\":\"user\",\"params\":{\"user_id\":\"5\"}}"));
+    assert_string_equal(mh_sse_id(s), "-,e:7,m1:5,-,t:2");
+    assert_true(note(s, "{\"invalidate\":[\"user\"],\"versions\":{\"user\":\"e:9\"}}"));
+    assert_string_equal(mh_sse_id(s), "-,e:9,m1:5,-,t:2");
     mh_sse_free(s);
 }
 

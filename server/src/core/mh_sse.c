@@ -139,18 +139,25 @@ int mh_sse_parse_id(const char *id, size_t n, char (*points)[MH_SSE_POINT_MAX + 
     return 0;
 }
 
-/* Sets the point of every query subscription with this key. */
-static bool set_key(mh_sse *s, const char *key, const char *point)
+/* Sets the point of every query subscription with this key; 'acked' 1 marks
+ * them in the index, 0 out of it, -1 leaves that as it is. */
+static bool set_key(mh_sse *s, const char *key, const char *point, int acked)
 {
     bool moved = false;
 
     if (!key || !point || strlen(point) > MH_SSE_POINT_MAX)
         return false;
-    for (size_t i = 0; i < s->nsubs; i++)
-        if (s->subs[i].key && !strcmp(s->subs[i].key, key) && strcmp(s->subs[i].point, point)) {
-            strcpy(s->subs[i].point, point);
+    for (size_t i = 0; i < s->nsubs; i++) {
+        mh_sse_sub *sub = &s->subs[i];
+        if (!sub->key || strcmp(sub->key, key))
+            continue;
+        if (acked >= 0)
+            sub->acked = acked;
+        if (strcmp(sub->point, point)) {
+            strcpy(sub->point, point);
             moved = true;
         }
+    }
     return moved;
 }
 
@@ -188,11 +195,13 @@ static bool note_invalidate(mh_sse *s, const json_t *v)
         return false;
     }
     if (json_object_get(v, "reason")) {
-        moved = set_key(s, key, version);
+        moved = set_key(s, key, version, -1);
     } else {
+        /* only subscriptions in the index: an event that matched one not
+         * acked yet was not delivered here (SPEC 10) */
         for (size_t i = 0; i < s->nsubs; i++) {
             mh_sse_sub *sub = &s->subs[i];
-            if (sub->key && sub->key[0] == 'c' && !strcmp(sub->context, context) &&
+            if (sub->key && sub->acked && sub->key[0] == 'c' && !strcmp(sub->context, context) &&
                 strcmp(sub->point, version) && strlen(version) <= MH_SSE_POINT_MAX) {
                 strcpy(sub->point, version);
                 moved = true;
@@ -213,7 +222,7 @@ bool mh_sse_note(mh_sse *s, const char *frame, size_t len)
     /* Only frames that can move a point are parsed; most are not. */
     if (!s->nsubs || len < 12 ||
         !(memcmp(frame, "{\"subscribed", 12) == 0 || memcmp(frame, "{\"invalidate", 12) == 0 ||
-          memcmp(frame, "{\"channel\"", 10) == 0))
+          memcmp(frame, "{\"channel\"", 10) == 0 || memcmp(frame, "{\"unsubscribed", 14) == 0))
         return false;
     v = json_loadb(frame, len, 0, NULL);
     if (!json_is_object(v))
@@ -222,15 +231,20 @@ bool mh_sse_note(mh_sse *s, const char *frame, size_t len)
         key = frame_key(v, &context);
         if (json_object_get(v, "channel")) {
             if (channel_point(v, point, sizeof point))
-                moved = set_key(s, key, point);
+                moved = set_key(s, key, point, 1);
         } else {
-            moved = set_key(s, key, json_string_value(json_object_get(v, "version")));
+            moved = set_key(s, key, json_string_value(json_object_get(v, "version")), 1);
         }
+    } else if (json_is_true(json_object_get(v, "unsubscribed"))) {
+        /* out of the index: its point would move past what no longer reaches
+         * it; none (the query's since on a reconnect) invalidates more */
+        key = frame_key(v, &context);
+        moved = set_key(s, key, "", 0);
     } else if (json_object_get(v, "invalidate")) {
         moved = note_invalidate(s, v);
     } else if (!json_object_get(v, "error") && channel_point(v, point, sizeof point)) {
         key = frame_key(v, &context);
-        moved = set_key(s, key, point);
+        moved = set_key(s, key, point, -1);
     }
 done:
     free(key);

@@ -23,6 +23,7 @@ typedef struct mh_sse_sub {
     char *key; /* 'c' or 'h' (context, channel) + canonical key; NULL: not a subscription */
     char *context;
     char point[MH_SSE_POINT_MAX + 1]; /* "" when none yet */
+    bool acked;                       /* in the hub's index: live frames of its context move it */
 } mh_sse_sub;
 
 /** POSTs that arrived before an earlier one, kept for it (SPEC 6.1), and how long. */
