@@ -239,8 +239,9 @@ export interface ConnectOptions {
   /**
    * `auto` (default): a WebSocket, and Server-Sent Events (SPEC 6.1) when one
    * cannot open (a proxy that breaks upgrades): each connection that fails
-   * before it opens makes the next attempt use the other one, and the client
-   * stays on whichever opened. `websocket` or `sse` use only that one.
+   * before it opens makes the next attempt use the other one; after a
+   * connection that opened ends, the next attempt is a WebSocket again.
+   * `websocket` or `sse` use only that one.
    * `transport` on the client says which one is in use.
    */
   transport?: 'auto' | Transport;
@@ -656,8 +657,10 @@ export function connect(options: ConnectOptions): HubClient {
   };
 
   const lost = (code: number, text: string): void => {
-    // auto: a transport that cannot even open gives way to the other one (SPEC 6.1)
-    if (sock && !sockOpened && WS && SSE) transport = transport === 'websocket' ? 'sse' : 'websocket';
+    // auto (SPEC 6.1): a transport that cannot even open gives way to the
+    // other one; a stream that did open and ended tries a WebSocket first
+    // again (it may have been a passing failure), falling back if that fails
+    if (sock && WS && SSE) transport = sockOpened ? 'websocket' : transport === 'websocket' ? 'sse' : 'websocket';
     sock = undefined;
     ready = false;
     gen++;

@@ -82,6 +82,26 @@ test('auto: when the stream cannot open either, the next attempt is a WebSocket 
   c.close();
 });
 
+test('auto: after a stream that opened ends, the next attempt is a WebSocket again', { timeout: 5000 }, async () => {
+  const urls: string[] = [];
+  let dials = 0;
+  const Counting = class extends BrokenWS {
+    constructor() {
+      super();
+      dials++;
+    }
+  };
+  const ES = fakeES(urls, { v: false });
+  const c = client({ WebSocket: Counting as unknown as SocketConstructor }, ES, []);
+  await waitFor('open over sse', () => c.state === 'open', 3000);
+  assert.equal(dials, 1);
+  c.reconnect(); // ends the open stream
+  await waitFor('a WebSocket tried again', () => dials === 2, 3000);
+  await waitFor('open over sse again', () => c.state === 'open' && urls.length === 2, 3000);
+  assert.equal(c.transport, 'sse');
+  c.close();
+});
+
 test('forced transports use only theirs', { timeout: 5000 }, async () => {
   const urls: string[] = [];
   const sse = client({ transport: 'sse', WebSocket: BrokenWS as unknown as SocketConstructor }, fakeES(urls, { v: false }), []);
