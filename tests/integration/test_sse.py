@@ -340,3 +340,45 @@ def test_streams_over_the_hub_s_own_tls(make_hub, redis_server, r):
     assert c.getresponse().status == 405
     c.close()
     s.close()
+
+
+def test_a_post_handed_on_with_shards_goes_on_the_connection_s_shard(make_hub, tmp_path):
+    """SPEC 11.1: a `post` is published where Django's envelopes for that
+    connection go, the owner of the connection id; the stream's hub hears it."""
+    from hubtest import RedisServer
+    from mizan_hub.protocol import shard
+    servers = [RedisServer(tmp_path / f"shard{i}") for i in range(2)]
+    for srv in servers:
+        srv.start()
+    try:
+        urls = ",".join(srv.url for srv in servers)
+        a = make_hub(servers[0], redis_shards=urls)
+        b = make_hub(servers[0], redis_shards=urls)
+        opened = []
+        while True:  # a stream owned by shard 1: shard 0 is where other things go
+            s = SseStream(a.port)
+            s.until(lambda f: "welcome" in f)
+            opened.append(s)
+            if shard(s.conn, 2) == 1:
+                break
+            assert len(opened) < 64
+        owner = servers[shard(s.conn, 2)].client()
+        other = servers[1 - shard(s.conn, 2)].client()
+        seen = {}
+        for name, cl in (("owner", owner), ("other", other)):
+            ps = cl.pubsub()
+            ps.psubscribe("mizan:hub:*")
+            ps.get_message(timeout=1)  # the psubscribe confirmation
+            seen[name] = ps
+        assert s.post({"action": "ping", "ref": "sharded"}, port=b.port, n=1)[0] == 202
+        assert s.recv() == {"pong": True, "ref": "sharded"}
+        got = {name: ps.get_message(timeout=0.5) for name, ps in seen.items()}
+        assert got["owner"] and json.loads(got["owner"]["data"])["kind"] == "post"
+        assert got["other"] is None
+        for ps in seen.values():
+            ps.close()
+        for x in opened:
+            x.close()
+    finally:
+        for srv in servers:
+            srv.kill()

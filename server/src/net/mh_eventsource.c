@@ -264,7 +264,11 @@ static int forward(mh_hub *h, const char *name, const char *secret, size_t slen,
     argv[0] = "PUBLISH", lens[0] = 7;
     argv[1] = channel.data, lens[1] = channel.len;
     argv[2] = env.data, lens[2] = env.len;
-    rc = channel.oom || env.oom ? -1 : mh_redis_cmd(h->redis, NULL, NULL, 3, argv, lens);
+    /* on the connection's shard, as Django's envelopes for it (SPEC 11.1) */
+    rc = channel.oom || env.oom
+             ? -1
+             : mh_redis_cmd_on(h->redis, mh_redis_shard_of(h->redis, name, strlen(name)), NULL,
+                               NULL, 3, argv, lens);
     mh_buf_free(&channel);
     mh_buf_free(&env);
     if (rc) {
