@@ -125,6 +125,7 @@ typedef struct config {
     int nsrc;
     char *headers; /* owned: extra request header lines, CRLF-terminated */
     int json;
+    int sse; /* http:// URL: an EventSource stream (mizan-hub's GET /sse, SPEC 6.1) */
 } config;
 
 enum conn_state { CS_IDLE, CS_CONNECTING, CS_UPGRADING, CS_OPEN, CS_DONE };
@@ -143,6 +144,10 @@ typedef struct conn {
     uint32_t out_len;
     uint8_t *out; /* owned: bytes the socket has not taken yet */
     mh_wsc ws;
+    /* --url http://: the response head, then event lines not complete yet */
+    uint8_t *sse_buf; /* owned */
+    size_t sse_len, sse_cap;
+    uint8_t sse_head; /* the 200 head was read */
 } conn;
 
 enum phase { P_CONNECT, P_WAIT_GO, P_RUN, P_DRAIN, P_END };
@@ -291,6 +296,10 @@ static void conn_close_fd(conn *c)
     c->out = NULL;
     c->out_len = 0;
     mh_wsc_free(&c->ws);
+    free(c->sse_buf);
+    c->sse_buf = NULL;
+    c->sse_len = c->sse_cap = 0;
+    c->sse_head = 0;
 }
 
 static void conn_fail(conn *c, int reason)
@@ -435,11 +444,13 @@ static int ws_open(void *ctx)
     W.st.established++;
     if (t > W.st.all_established_us)
         W.st.all_established_us = t;
-    if (cfg->nsubs == 0 || cfg->acks == 0) {
+    if (cfg->acks == 0 || (cfg->nsubs == 0 && !cfg->sse)) {
         conn_subscribed(c);
         if (cfg->nsubs == 0)
             return 0;
     }
+    if (cfg->sse)
+        return 0; /* the stream's subscriptions are in its URL */
     for (int s = 0; s < cfg->nsubs; s++) {
         int n = render(cfg->subs[s], c->idx, (uint64_t)c->idx * (uint64_t)cfg->nsubs + (uint64_t)s,
                        text, sizeof(text));
@@ -597,9 +608,15 @@ static void conn_upgrade(conn *c)
         n = render(p, c->idx, c->idx, path, sizeof(path));
         p = path;
     }
-    if (n >= 0)
+    if (n >= 0 && cfg->sse)
+        n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n%s\r\n", p,
+                     cfg->host, cfg->headers ? cfg->headers : "");
+    else if (n >= 0)
         n = mh_wsc_start(&c->ws, (size_t)cfg->max_message, cfg->host, p, cfg->headers, req,
                          sizeof(req));
+    if (n >= (int)sizeof(req))
+        n = -1;
 
     c->state = CS_UPGRADING;
     if (n < 0 || conn_send(c, (const uint8_t *)req, (size_t)n)) {
@@ -652,6 +669,74 @@ static void conn_open(conn *c)
     conn_events(c);
 }
 
+/*
+ * --url http://: the stream's response head (200 opens it as ws_open does an
+ * upgrade: its subscriptions are in the URL, so nothing is sent), then each
+ * event's data lines, joined with LF, handed to ws_message as a text frame;
+ * comment lines (heartbeats) are skipped. The stream's `close` event counts
+ * its code like a close frame. Returns what mh_wsc_feed would.
+ */
+static int sse_feed(conn *c, const uint8_t *in, size_t n)
+{
+    size_t at = 0;
+
+    if (c->sse_len + n > c->sse_cap) {
+        size_t cap = c->sse_cap ? c->sse_cap : 4096;
+        uint8_t *b;
+        while (cap < c->sse_len + n)
+            cap *= 2;
+        if (cap > (size_t)W.cfg->max_message + 65536 || !(b = realloc(c->sse_buf, cap)))
+            return MH_WS_E_TOO_BIG;
+        c->sse_buf = b;
+        c->sse_cap = cap;
+    }
+    memcpy(c->sse_buf + c->sse_len, in, n);
+    c->sse_len += n;
+    if (!c->sse_head) {
+        uint8_t *end = memmem(c->sse_buf, c->sse_len, "\r\n\r\n", 4);
+        if (!end)
+            return c->sse_len > 16384 ? MH_WSC_E_HTTP : 0;
+        if (c->sse_len < 12 || memcmp(c->sse_buf, "HTTP/1.1 200", 12))
+            return MH_WSC_E_STATUS;
+        c->sse_head = 1;
+        at = (size_t)(end - c->sse_buf) + 4;
+        ws_open(c);
+    }
+    /* whole events only: everything up to the last blank line */
+    for (;;) {
+        uint8_t *ev = memmem(c->sse_buf + at, c->sse_len - at, "\n\n", 2), *p, *evend;
+        uint8_t *data;
+        size_t dlen = 0;
+        if (!ev)
+            break;
+        evend = ev + 1;
+        data = c->sse_buf + at; /* data lines are joined in place, over their prefixes */
+        for (p = c->sse_buf + at; p < evend;) {
+            uint8_t *nl = memchr(p, '\n', (size_t)(evend - p));
+            size_t ll = (size_t)(nl - p);
+            if (ll >= 5 && !memcmp(p, "data:", 5)) {
+                size_t skip = ll > 5 && p[5] == ' ' ? 6 : 5;
+                if (dlen)
+                    data[dlen++] = '\n';
+                memmove(data + dlen, p + skip, ll - skip);
+                dlen += ll - skip;
+            }
+            p = nl + 1;
+        }
+        at = (size_t)(ev - c->sse_buf) + 2;
+        if (dlen && dlen >= 9 && !memcmp(data, "{\"close\":", 9)) {
+            const uint8_t *code = memmem(data, dlen, "\"code\":", 7);
+            count_code(&W.st, code ? (uint32_t)strtoul((const char *)code + 7, NULL, 10) : 0);
+            return 1; /* as ws_close */
+        }
+        if (dlen)
+            ws_message(c, MH_WS_OP_TEXT, data, dlen);
+    }
+    memmove(c->sse_buf, c->sse_buf + at, c->sse_len - at);
+    c->sse_len -= at;
+    return 0;
+}
+
 static void conn_readable(conn *c)
 {
     ssize_t n = read(c->fd, W.rbuf, READ_CHUNK);
@@ -672,7 +757,8 @@ static void conn_readable(conn *c)
         if (W.measuring)
             W.st.bytes_measured += (uint64_t)n;
     }
-    rc = mh_wsc_feed(&c->ws, W.rbuf, (size_t)n, &ws_ops, c);
+    rc = W.cfg->sse ? sse_feed(c, W.rbuf, (size_t)n)
+                    : mh_wsc_feed(&c->ws, W.rbuf, (size_t)n, &ws_ops, c);
     if (rc == 0) {
         conn_events(c);
         return;
@@ -1266,7 +1352,10 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: mh-loadgen --url ws://HOST:PORT/PATH [options]\n"
-            "  --url URL              WebSocket URL (ws:// only); {conn} in the path: the index\n"
+            "  --url URL              WebSocket URL (ws://), or http://HOST:PORT/sse?subscribe=..\n"
+            "                         for Server-Sent Events streams (no frames are sent: the\n"
+            "                         subscriptions are in the URL; give --acks); {conn} in the\n"
+            "                         path: the index\n"
             "  --connections N        connections in all (default 100)\n"
             "  --processes P          worker processes splitting them (default 1)\n"
             "  --sources A-B[,C]      source addresses, round-robin (default: the kernel's)\n"
@@ -1297,11 +1386,15 @@ static int parse_url(config *cfg, const char *url)
     char hp[300];
     size_t hl;
 
-    if (strncmp(url, "ws://", 5) != 0) {
-        fprintf(stderr, "--url: '%s' does not start with ws:// (wss is not supported)\n", url);
+    if (strncmp(url, "http://", 7) == 0) {
+        cfg->sse = 1;
+        h = url + 7;
+    } else if (strncmp(url, "ws://", 5) == 0) {
+        h = url + 5;
+    } else {
+        fprintf(stderr, "--url: '%s' does not start with ws:// or http:// (no TLS)\n", url);
         return -1;
     }
-    h = url + 5;
     end = h + strcspn(h, "/?");
     hl = (size_t)(end - h);
     if (hl == 0 || hl >= sizeof(cfg->host)) {
@@ -1472,6 +1565,15 @@ int main(int argc, char **argv)
     }
     if (cfg.processes > cfg.connections)
         cfg.processes = cfg.connections;
+    if (cfg.sse && cfg.nsubs) {
+        fprintf(stderr, "--subscribe: a stream's subscriptions go in its URL (subscribe=...)\n");
+        return 2;
+    }
+    if (cfg.sse && cfg.acks < 0) { /* one answer per subscription in the URL */
+        cfg.acks = 0;
+        for (const char *q = cfg.path; (q = strstr(q, "subscribe=")); q += 10)
+            cfg.acks++;
+    }
 
     nofile = mh_bench_raise_nofile();
     if (nofile > 0 && cfg.connections / cfg.processes + 32 > nofile) {

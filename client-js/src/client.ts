@@ -15,6 +15,8 @@ import { normalizeScopeAt } from './invalidation.js';
 import type { Entry } from './invalidation.js';
 import type { PresenceMember } from './envelope.js';
 import { keyOf } from './key.js';
+import { sseSocket } from './sse.js';
+import type { EventSourceConstructor, FetchLike } from './sse.js';
 import type { Params, ParamsInput } from './values.js';
 
 /** Connection states. `open` means welcomed (and, with a token, authenticated). */
@@ -254,8 +256,21 @@ export interface ConnectOptions {
   refreshBefore?: number;
   /** default rpc/ctx timeout, ms (default 35000: after the hub's own 30 s TIMEOUT) */
   rpcTimeout?: number;
+  /**
+   * `auto` (default): a WebSocket, and Server-Sent Events (SPEC 6.1) when one
+   * cannot open (a proxy that breaks upgrades): each connection that fails
+   * before it opens makes the next attempt use the other one; after a
+   * connection that opened ends, the next attempt is a WebSocket again.
+   * `websocket` or `sse` use only that one.
+   * `transport` on the client says which one is in use.
+   */
+  transport?: 'auto' | Transport;
   /** injectable for tests and other environments */
   WebSocket?: SocketConstructor;
+  /** the stream of the SSE transport; default the global `EventSource` */
+  EventSource?: EventSourceConstructor;
+  /** the POSTs of the SSE transport; default the global `fetch` */
+  fetch?: FetchLike;
   random?: () => number;
   now?: () => number;
   setTimeout?: (fn: () => void, ms: number) => unknown;
@@ -266,8 +281,13 @@ export interface ConnectOptions {
   document?: DocumentLike | null;
 }
 
+/** What carries a connection: a WebSocket, or Server-Sent Events + POSTs (SPEC 6.1). */
+export type Transport = 'websocket' | 'sse';
+
 export interface HubClient {
   readonly state: State;
+  /** what the current (or next) connection uses; `sse` after a fallback (`connect({transport})`) */
+  readonly transport: Transport;
   /** why the last connection ended (null while the first one is being made) */
   readonly reason: CloseInfo | null;
   readonly welcome: Welcome | null;
@@ -437,9 +457,17 @@ function addTo<T>(set: Set<T>, item: T): () => void {
  */
 export function connect(options: ConnectOptions): HubClient {
   const o = options;
-  const WS = (o.WebSocket ?? (globalThis as { WebSocket?: SocketConstructor }).WebSocket) as SocketConstructor;
+  const G = globalThis as { WebSocket?: SocketConstructor; EventSource?: EventSourceConstructor; fetch?: FetchLike };
+  const want = o.transport ?? 'auto';
+  const WS = want === 'sse' ? undefined : (o.WebSocket ?? G.WebSocket);
+  const ES = want === 'websocket' ? undefined : (o.EventSource ?? G.EventSource);
+  const post = o.fetch ?? (G.fetch ? G.fetch.bind(globalThis) : undefined);
+  const SSE = ES && post ? sseSocket(ES, post) : undefined;
   // Without one (server-side rendering, Node before 22) every attempt would fail and retry forever.
-  if (!WS) throw new Error('mizan-hub: no WebSocket (SSR, Node<22): pass connect({WebSocket})');
+  if (!WS && !SSE) throw new Error('mizan-hub: no WebSocket (SSR, Node<22): pass connect({WebSocket})');
+  /** the transport of the next dial; flipped (auto) when one fails before it opens */
+  let transport: Transport = WS ? 'websocket' : 'sse';
+  let sockOpened = false;
   const random = o.random ?? Math.random;
   const now = o.now ?? Date.now;
   const setT = o.setTimeout ?? ((fn: () => void, ms: number): unknown => setTimeout(fn, ms));
@@ -663,6 +691,10 @@ export function connect(options: ConnectOptions): HubClient {
   };
 
   const lost = (code: number, text: string): void => {
+    // auto (SPEC 6.1): a transport that cannot even open gives way to the
+    // other one; a stream that did open and ended tries a WebSocket first
+    // again (it may have been a passing failure), falling back if that fails
+    if (sock && WS && SSE) transport = sockOpened ? 'websocket' : transport === 'websocket' ? 'sse' : 'websocket';
     sock = undefined;
     ready = false;
     gen++;
@@ -807,13 +839,18 @@ export function connect(options: ConnectOptions): HubClient {
     const go = (token?: string): void => {
       if (g !== gen || stopped) return;
       let s: SocketLike;
+      sockOpened = false;
       try {
-        s = new WS(o.url, o.protocols);
+        s = transport === 'sse' ? new (SSE as SocketConstructor)(o.url) : new (WS as SocketConstructor)(o.url, o.protocols);
       } catch (e) {
+        if (WS && SSE) transport = transport === 'websocket' ? 'sse' : 'websocket';
         return lost(1006, String(e));
       }
       sock = s;
-      s.onopen = () => token !== undefined && raw({ action: 'auth', token, ref: 'auth' });
+      s.onopen = () => {
+        sockOpened = true;
+        if (token !== undefined) raw({ action: 'auth', token, ref: 'auth' });
+      };
       s.onmessage = (e) => sock === s && onFrame(e.data);
       // Browsers follow a failed connection's `error` with `close` (1006);
       // Node 20's WebSocket (undici 6) fires only `error`, and would hang here.
@@ -886,6 +923,9 @@ export function connect(options: ConnectOptions): HubClient {
   return {
     get state() {
       return state;
+    },
+    get transport() {
+      return transport;
     },
     get reason() {
       return reason;

@@ -14,7 +14,7 @@ import { LIMITS, normalizeParams, put } from './values.js';
 import type { Params } from './values.js';
 
 /** The envelope kinds this version knows; others are `unknown_kind`. */
-export const KINDS = ['invalidate', 'message', 'logout', 'disconnect', 'canary', 'reply', 'send', 'close', 'registry', 'presence'] as const;
+export const KINDS = ['invalidate', 'message', 'logout', 'disconnect', 'canary', 'reply', 'send', 'close', 'registry', 'presence', 'post'] as const;
 
 export type Kind = (typeof KINDS)[number];
 
@@ -101,6 +101,18 @@ export interface PresenceEnvelope extends Base {
   member: PresenceMember;
 }
 
+/** A stream's POST that reached another hub process than the stream's (SPEC 6.1). */
+export interface PostEnvelope extends Base {
+  kind: 'post';
+  conn: string;
+  /** the stream's secret: 32 lower-case hex digits */
+  secret: string;
+  /** the POST's number (1, 2, ... per stream), absent when it had none */
+  n?: number;
+  /** browser frames, one per line */
+  body: string;
+}
+
 /** A normalized envelope: known fields only, `message` defaults filled in. */
 export type Envelope =
   | InvalidateEnvelope
@@ -112,11 +124,13 @@ export type Envelope =
   | SendEnvelope
   | CloseEnvelope
   | RegistryEnvelope
-  | PresenceEnvelope;
+  | PresenceEnvelope
+  | PostEnvelope;
 
 const VERSION = /^[0-9a-z]{1,32}:(0|[1-9][0-9]{0,15})$/;
 const EPOCH = /^[0-9a-z]{1,32}$/;
 const SESSION = /^[0-9a-f]{64}$/;
+const SECRET = /^[0-9a-f]{32}$/;
 
 function bad(detail: string): never {
   throw new ProtocolError('bad_envelope', detail);
@@ -310,6 +324,14 @@ export function decodeEnvelope(text: string): Envelope {
     }
     case 'send':
       return { ...base, kind, conn: readConn(o), frame: readFrame(o) };
+    case 'post': {
+      const conn = readConn(o);
+      const secret = readString(o, 'secret', 32, 32, true);
+      if (!SECRET.test(secret)) bad('"secret" is not 32 lower-case hex digits');
+      const n = readInteger(o, 'n', 1, Number.MAX_SAFE_INTEGER);
+      const body = readString(o, 'body', 1, 1 << 20, true);
+      return n === undefined ? { ...base, kind, conn, secret, body } : { ...base, kind, conn, secret, n, body };
+    }
     case 'close': {
       const conn = readConn(o);
       const code = readInteger(o, 'code', 4000, 4999);

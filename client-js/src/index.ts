@@ -26,8 +26,10 @@ export type {
   SocketLike,
   State,
   SubscribeOptions,
+  Transport,
   Welcome,
 } from './client.js';
+export type { EventSourceConstructor, EventSourceLike, FetchLike } from './sse.js';
 
 export type { PresenceMember } from './envelope.js';
 

@@ -13,15 +13,30 @@
 
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { after, before, test as nodeTest } from 'node:test';
 
 import { RpcError, connect } from '@mizan/hub-client';
-import type { ConnectOptions, HubClient, InvalidationEvent, SocketConstructor, State } from '@mizan/hub-client';
+import type { ConnectOptions, EventSourceConstructor, FetchLike, HubClient, InvalidationEvent, SocketConstructor, State } from '@mizan/hub-client';
 
+import { NodeEventSource } from './eventsource.js';
 import { HubServer, PREFIX, Publisher, Redis, RedisServer, entries, sleep, stopAll, waitFor } from './realhub.js';
 
 const NodeWebSocket = (globalThis as { WebSocket?: SocketConstructor }).WebSocket;
 const T = { timeout: 20_000 };
+
+/**
+ * Every case runs twice: over a WebSocket, and with the transport forced to
+ * Server-Sent Events (SPEC 6.1: the stream, and POSTs for what the client sends).
+ */
+type Mode = 'websocket' | 'sse';
+let mode: Mode = 'websocket';
+function test(name: string, opts: { timeout: number }, fn: () => Promise<void>): void {
+  for (const m of ['websocket', 'sse'] as const)
+    nodeTest(m === 'sse' ? `[sse] ${name}` : name, opts, async () => {
+      mode = m;
+      await fn();
+    });
+}
 
 let redis: RedisServer;
 let hub: HubServer;
@@ -60,8 +75,18 @@ function probe(url: string, extra: Partial<ConnectOptions> = {}): Probe {
       super.send(d);
     }
   } as unknown as SocketConstructor;
+  // Over SSE what the client sends is POSTed: one frame per line of a body.
+  const recordingFetch: FetchLike = (u, init) => {
+    for (const line of init.body.split('\n')) sent.push(JSON.parse(line) as { [k: string]: unknown });
+    return fetch(u, init);
+  };
+  const via: Partial<ConnectOptions> =
+    mode === 'sse'
+      ? { transport: 'sse', EventSource: NodeEventSource as unknown as EventSourceConstructor, fetch: recordingFetch }
+      : { WebSocket: Recording };
   // refetchOnAck is off unless a test is about it: the others count callbacks.
-  const c = connect({ url, WebSocket: Recording, baseDelay: 50, maxDelay: 250, window: null, document: null, refetchOnAck: false, ...extra });
+  const c = connect({ url, ...via, baseDelay: 50, maxDelay: 250, window: null, document: null, refetchOnAck: false, ...extra });
+  assert.equal(c.transport, mode);
   clients.push(c);
   const p: Probe = { hub: c, sent, got: [], states: [c.state] };
   c.onFrame((f) => void p.got.push(f));

@@ -922,7 +922,9 @@ def _env_required(env: Mapping, field: str) -> Any:
 
 
 #: Byte limits of the envelope's string fields (SPEC section 11).
-_ENV_STRING_LIMITS = {"conn": 128, "sub": 256, "hub": 64, "nonce": 64, "version": 64}
+_ENV_STRING_LIMITS = {"conn": 128, "sub": 256, "hub": 64, "nonce": 64, "version": 64,
+                      "secret": 32, "body": 1 << 20}
+_SECRET = re.compile(r"[0-9a-f]{32}")
 
 
 def _env_string(env: Mapping, field: str) -> str:
@@ -1087,6 +1089,22 @@ def _env_close(env: Mapping) -> dict:
     return {"conn": conn, "code": code, "reason": _env_reason(env)}
 
 
+def _env_post(env: Mapping) -> dict:
+    """A stream's POST forwarded to the hub process holding the stream (SPEC 6.1)."""
+    conn = _env_string(env, "conn")
+    secret = _env_string(env, "secret")
+    if not _SECRET.fullmatch(secret):
+        raise _bad_envelope("secret must be 32 lowercase hex digits", "/secret")
+    out = {"conn": conn, "secret": secret}
+    if "n" in env:
+        n = _integer(env["n"])
+        if n is None or n < 1:
+            raise _bad_envelope("n must be an integer >= 1", "/n")
+        out["n"] = n
+    out["body"] = _env_string(env, "body")
+    return out
+
+
 _KINDS = {
     "invalidate": _env_invalidate,
     "message": _env_message,
@@ -1098,6 +1116,7 @@ _KINDS = {
     "close": _env_close,
     "registry": _env_registry,
     "presence": _env_presence,
+    "post": _env_post,
 }
 
 

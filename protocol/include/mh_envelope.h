@@ -32,7 +32,11 @@ typedef enum mh_kind {
     MH_KIND_CLOSE,
     MH_KIND_REGISTRY,
     MH_KIND_PRESENCE,
+    MH_KIND_POST,
 } mh_kind;
+
+/** A `post` envelope's body: a POST to a stream is at most max_frame, which is at most this. */
+#define MH_POST_BODY_MAX (1 << 20)
 
 typedef struct mh_envelope {
     mh_kind kind;
@@ -55,11 +59,15 @@ typedef struct mh_envelope {
     const char *hub;     /* canary */
     const char *nonce;   /* canary */
     const char *version; /* registry */
-    const char *conn;    /* reply, send, close; presence: the member's connection */
+    const char *conn;    /* reply, send, close, post; presence: the member's connection */
     bool join;           /* presence: op join (else leave) */
     json_t *info;        /* borrowed: presence: the member's info, NULL when absent */
-    json_t *frame;       /* borrowed: reply, send */
-    int code;            /* close */
+    const char *secret;  /* post: the stream's secret, 32 lowercase hex digits */
+    const char *body;    /* post: the POST's body (browser frames, one per line) */
+    size_t body_len;
+    uint64_t post_n; /* post: the POST's number (SPEC 6.1), 0 when it had none */
+    json_t *frame;   /* borrowed: reply, send */
+    int code;        /* close */
 } mh_envelope;
 
 /** Decodes one envelope; release with mh_envelope_free, also after an error. */

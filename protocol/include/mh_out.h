@@ -101,4 +101,30 @@ void mh_out_presence_event(mh_buf *b, bool join, const mh_entry *channel, const 
 void mh_out_presence(mh_buf *b, const mh_entry *channel, const char *const *members,
                      const size_t *lens, size_t n, const json_t *ref);
 
+/** {"stream":{"conn","secret"}}: the first event of a Server-Sent Events stream (SPEC 6.1). */
+void mh_out_stream(mh_buf *b, const char *conn, const char *secret);
+
+/**
+ * {"v":1,"kind":"post","conn","secret","n"?,"body"} on {prefix}hub:{hub id}: a
+ * stream's POST that reached another hub process than the stream's (SPEC
+ * 6.1, 11); 'n' 0 (an unnumbered POST) leaves "n" out.
+ */
+void mh_out_post(mh_buf *b, const char *conn, const char *secret, uint64_t n, const char *body,
+                 size_t len);
+
+/** {"close":{"code":N,"reason":".."}}: how a stream says it ends (SPEC 6.1). */
+void mh_out_close(mh_buf *b, unsigned code, const char *reason);
+
+/** The heartbeat of a stream: a comment line, then the blank line. */
+#define MH_SSE_HEARTBEAT ":\n\n"
+
+/**
+ * One Server-Sent Event (SPEC 6.1): `id: <id>` when 'id' is not NULL, then
+ * data[0..len) as `data:` lines (split at CR, LF and CRLF, which an
+ * EventSource joins back with LF), then a blank line. Writes into 'out'
+ * when it is not NULL (the caller sized it with a first call with NULL) and
+ * returns the length either way.
+ */
+size_t mh_out_sse_event(char *out, const char *id, const char *data, size_t len);
+
 #endif

@@ -7,8 +7,9 @@
 #include "mh_json.h"
 #include "mh_value.h"
 
-static const char *kind_names[] = {"invalidate", "message", "logout", "disconnect", "canary",
-                                   "reply",      "send",    "close",  "registry",   "presence"};
+static const char *kind_names[] = {"invalidate", "message",  "logout", "disconnect",
+                                   "canary",     "reply",    "send",   "close",
+                                   "registry",   "presence", "post"};
 
 const char *mh_kind_name(mh_kind k)
 {
@@ -284,6 +285,21 @@ int mh_envelope_decode(const char *text, size_t len, mh_envelope *env, mh_err *e
         return decode_frame_field(env, true, err);
     case MH_KIND_SEND:
         return decode_frame_field(env, false, err);
+    case MH_KIND_POST:
+        if ((rc = str_field(env->root, "conn", 1, 128, &env->conn, err)) ||
+            (rc = str_field(env->root, "secret", 32, 32, &env->secret, err)) ||
+            (rc = str_field(env->root, "body", 1, MH_POST_BODY_MAX, &env->body, err)))
+            return rc;
+        if (strspn(env->secret, "0123456789abcdef") != 32)
+            return bad(err, "\"secret\" must be 32 lowercase hex digits");
+        env->body_len = strlen(env->body);
+        if (json_object_get(env->root, "n")) {
+            const json_t *n = json_object_get(env->root, "n");
+            if (!mh_json_is_safe_integer(n) || json_number_value(n) < 1)
+                return bad(err, "\"n\" must be an integer >= 1");
+            env->post_n = (uint64_t)json_number_value(n);
+        }
+        return 0;
     case MH_KIND_CLOSE: {
         const json_t *code = json_object_get(env->root, "code");
         double c;
@@ -364,6 +380,13 @@ json_t *mh_envelope_to_json(const mh_envelope *env)
     case MH_KIND_SEND:
         SET("conn", json_string(env->conn));
         SET("frame", json_incref(env->frame));
+        break;
+    case MH_KIND_POST:
+        SET("conn", json_string(env->conn));
+        SET("secret", json_string(env->secret));
+        if (env->post_n)
+            SET("n", json_integer((json_int_t)env->post_n));
+        SET("body", json_stringn(env->body, env->body_len));
         break;
     case MH_KIND_CLOSE:
         SET("conn", json_string(env->conn));

@@ -274,3 +274,66 @@ void mh_out_presence(mh_buf *b, const mh_entry *channel, const char *const *memb
     put_ref(b, ref);
     mh_buf_putc(b, '}');
 }
+
+void mh_out_stream(mh_buf *b, const char *conn, const char *secret)
+{
+    mh_buf_puts(b, "{\"stream\":{\"conn\":");
+    put_str(b, conn);
+    mh_buf_puts(b, ",\"secret\":");
+    put_str(b, secret);
+    mh_buf_puts(b, "}}");
+}
+
+void mh_out_post(mh_buf *b, const char *conn, const char *secret, uint64_t n, const char *body,
+                 size_t len)
+{
+    mh_buf_puts(b, "{\"v\":1,\"kind\":\"post\",\"conn\":");
+    put_str(b, conn);
+    mh_buf_puts(b, ",\"secret\":");
+    put_str(b, secret);
+    if (n)
+        mh_buf_printf(b, ",\"n\":%llu", (unsigned long long)n);
+    mh_buf_puts(b, ",\"body\":");
+    mh_json_put_string(b, body, len);
+    mh_buf_putc(b, '}');
+}
+
+void mh_out_close(mh_buf *b, unsigned code, const char *reason)
+{
+    mh_buf_printf(b, "{\"close\":{\"code\":%u,\"reason\":", code);
+    put_str(b, reason);
+    mh_buf_puts(b, "}}");
+}
+
+/* Appends s[0..n) at out+at when out is set; the new length either way. */
+static size_t put_raw(char *out, size_t at, const char *s, size_t n)
+{
+    if (out)
+        memcpy(out + at, s, n);
+    return at + n;
+}
+
+size_t mh_out_sse_event(char *out, const char *id, const char *data, size_t len)
+{
+    size_t at = 0, i = 0;
+
+    if (id) {
+        at = put_raw(out, at, "id: ", 4);
+        at = put_raw(out, at, id, strlen(id));
+        at = put_raw(out, at, "\n", 1);
+    }
+    /* Frames are one line (compact JSON escapes line breaks inside strings);
+     * a frame passed through from Django may still hold one between tokens. */
+    do {
+        size_t j = i;
+        while (j < len && data[j] != '\n' && data[j] != '\r')
+            j++;
+        at = put_raw(out, at, "data: ", 6);
+        at = put_raw(out, at, data + i, j - i);
+        at = put_raw(out, at, "\n", 1);
+        if (j < len && data[j] == '\r' && j + 1 < len && data[j + 1] == '\n')
+            j++;
+        i = j + 1;
+    } while (i <= len); /* a break at the end leaves one empty line, as EventSource reads it */
+    return put_raw(out, at, "\n", 1);
+}

@@ -565,7 +565,7 @@ def frame(rnd: random.Random) -> object:
 
 
 GOOD_KINDS = ["invalidate", "message", "logout", "disconnect", "canary", "reply", "send", "close",
-              "presence"]
+              "presence", "post"]
 BAD_KINDS = ["other", "", "message\u0000", "Invalidate"]
 
 
@@ -634,8 +634,14 @@ def envelope(rnd: random.Random) -> object:
         fields.append(("reason", lambda: s(123)))
     if kind == "canary" or bad(rnd):
         fields += [("hub", lambda: s(64)), ("nonce", lambda: s(64))]
-    if kind in ("reply", "send", "close") or bad(rnd):
+    if kind in ("reply", "send", "close", "post") or bad(rnd):
         fields.append(("conn", lambda: s(128)))
+    if kind == "post" or bad(rnd):
+        fields += [("secret", lambda: pick(rnd, ["0123456789abcdef" * 2, "f" * 32],
+                                           ["F" * 32, "a" * 31, "a" * 33, "g" * 32, 1, None])),
+                   ("n", lambda: pick(rnd, [1, 1.0, 2**53 - 1, 7], [0, -1, 1.5, 2**53, "1", None])),
+                   ("body", lambda: pick(rnd, ['{"action":"ping"}\n{}', "x", "é" * 3],
+                                         ["", None, 5, "a\u0000b"]))]
     if kind in ("reply", "send") or bad(rnd):
         fields.append(("frame", lambda: pick(
             rnd, [lambda: Obj([("id", ref(rnd))]), lambda: Obj([("id", 1), ("x", scalar(rnd))])],

@@ -8,9 +8,16 @@
 //      restarts on the same port; page B's client reconnects, resubscribes
 //      with `since`, gets a `resume` invalidation and shows the todo (15 s
 //      deadline);
-//   3. screenshots of both pages: artifacts/a.png, artifacts/b.png and both
+//   3. a third page whose WebSocket cannot open (its constructor replaced by
+//      one that fails as a proxy that breaks upgrades makes it fail) falls
+//      back to Server-Sent Events by itself (SPEC 6.1) and shows a todo
+//      added in page A within 2 s; its GET /sse and POST /sse/<conn> are seen
+//      on the wire (artifacts/c-sse.png); and a bare EventSource (no
+//      client-js) reconnects by itself after the hub restarts, sends its
+//      Last-Event-ID and gets the todo added meanwhile as a `resume`;
+//   4. screenshots of both pages: artifacts/a.png, artifacts/b.png and both
 //      side by side in artifacts/screenshot.png;
-//   4. page load of the board (20 contexts, pageload.mjs): requests to Django
+//   5. page load of the board (20 contexts, pageload.mjs): requests to Django
 //      without versions in responses (each panel fetched, then refetched
 //      after its first ack: 40) and with them (each fetched once: 20, at
 //      most 20 + LOAD_MARGIN); and with every context changed through
@@ -133,6 +140,87 @@ test('outage: the hub is killed, a todo is added through page A, the hub restart
   assert.match(log, /refetched \(hub: resume/, 'page B refetched because the hub healed its subscription (reason resume)');
 });
 
+test('sse fallback: a page whose WebSocket cannot open uses Server-Sent Events by itself and shows a todo added in page A', { timeout: 30_000 }, async () => {
+  const C = await context.newPage();
+  const wire = [];
+  C.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.pathname === '/sse' || u.pathname.startsWith('/sse/')) wire.push(`${r.method()} ${u.pathname === '/sse' ? '/sse' : '/sse/<conn>'}`);
+  });
+  C.on('console', (m) => consoleLog.push(`C ${m.type()}: ${m.text()}`));
+  C.on('pageerror', (e) => consoleLog.push(`C pageerror: ${e.message}`));
+  // What a proxy that breaks upgrades leaves the page: every WebSocket fails before it opens.
+  await C.addInitScript(() => {
+    window.WebSocket = class BlockedWebSocket {
+      constructor() {
+        setTimeout(() => {
+          this.onerror?.(new Event('error'));
+          this.onclose?.({ code: 1006, reason: '' });
+        }, 5);
+      }
+      send() {}
+      close() {}
+    };
+  });
+  await C.goto(demo.url, { timeout: 15_000 });
+  await open(C, 15_000);
+  assert.equal(await C.evaluate(() => window.mizanHub.transport), 'sse');
+  assert.equal(await C.locator('#status').getAttribute('data-transport'), 'sse');
+  assert.match(await C.locator('#status').textContent(), /over Server-Sent Events/);
+  const title = `sse ${Date.now().toString(36)}`;
+  const t0 = Date.now();
+  await add(A, title);
+  const inC = await shows(C, title, 2000).catch(() => null);
+  timings.sse = Date.now() - t0;
+  assert.ok(inC !== null, `page C (SSE) did not show "${title}" within 2 s; C has ${JSON.stringify(await titles(C))}`);
+  assert.match(await C.locator('#log').textContent(), /refetched \(invalidated/, 'page C refetched because of a pushed invalidation');
+  assert.ok(wire.includes('GET /sse'), `no stream on the wire: ${wire}`);
+  assert.ok(wire.includes('POST /sse/<conn>'), `the subscription was not POSTed: ${wire}`);
+  await C.screenshot({ path: join(ARTIFACTS, 'c-sse.png') });
+  await C.close();
+});
+
+test('a bare EventSource (no client-js) resumes by Last-Event-ID after the hub restarts: what was published meanwhile arrives as a resume invalidation', { timeout: 45_000 }, async () => {
+  const D = await context.newPage();
+  const reconnects = [];
+  const seen = [];
+  D.on('request', (r) => {
+    // allHeaders: what went on the wire (the renderer's view lacks Last-Event-ID)
+    if (new URL(r.url()).pathname === '/sse')
+      seen.push(r.allHeaders().then((h) => reconnects.push(h['last-event-id'] ?? null), () => {}));
+  });
+  D.on('pageerror', (e) => consoleLog.push(`D pageerror: ${e.message}`));
+  await D.goto(demo.url, { timeout: 15_000 });
+  // The browser's own EventSource, cross-origin (the demo and the hub are on
+  // different ports), reconnecting by itself as browsers do (SPEC 6.1).
+  await D.evaluate((origin) => {
+    window.__frames = [];
+    const q = encodeURIComponent(JSON.stringify({ context: 'todos' }));
+    window.__es = new EventSource(`${origin}/sse?subscribe=${q}`, { withCredentials: true });
+    window.__es.onmessage = (e) => window.__frames.push({ id: e.lastEventId, data: JSON.parse(e.data) });
+  }, `http://127.0.0.1:${hub.port}`);
+  await D.waitForFunction(() => window.__frames.some((f) => f.data.subscribed), null, { timeout: 10_000 });
+  const acked = (await D.evaluate(() => window.__frames)).find((f) => f.data.subscribed);
+  assert.equal(acked.id, acked.data.version, "the ack's event id is the subscription's resume point");
+
+  const port = hub.port;
+  await hub.stop('SIGKILL');
+  const title = `bare ${Date.now().toString(36)}`;
+  await add(A, title); // published to no hub: only the version hash moves
+  await shows(A, title, 3000);
+  hub = await startHub(redis.url, port);
+  await D.waitForFunction(() => window.__frames.some((f) => f.data.reason === 'resume'), null, { timeout: 20_000 });
+  const resume = (await D.evaluate(() => window.__frames)).find((f) => f.data.reason === 'resume');
+  await Promise.all(seen);
+  assert.deepEqual(resume.data.invalidate, [{ context: 'todos', params: {} }]);
+  assert.ok(reconnects.length >= 2 && reconnects[0] === null, `requests: ${JSON.stringify(reconnects)}`);
+  assert.ok(reconnects.slice(1).includes(acked.id), `no reconnect carried Last-Event-ID ${acked.id}: ${JSON.stringify(reconnects)}`);
+  await D.evaluate(() => window.__es.close());
+  await D.close();
+  await open(A);
+  await open(B);
+});
+
 test('evidence: screenshots of both pages (artifacts/a.png, b.png, screenshot.png)', { timeout: 20_000 }, async () => {
   const a = await A.screenshot({ path: join(ARTIFACTS, 'a.png') });
   const b = await B.screenshot({ path: join(ARTIFACTS, 'b.png') });
@@ -150,7 +238,7 @@ test('evidence: screenshots of both pages (artifacts/a.png, b.png, screenshot.pn
   await page.close();
   const png = readFileSync(join(ARTIFACTS, 'screenshot.png'));
   assert.equal(png.subarray(1, 4).toString(), 'PNG');
-  console.log(`live update ${timings.live} ms, healed ${timings.heal} ms after the hub restart; screenshots in ${ARTIFACTS}`);
+  console.log(`live update ${timings.live} ms, healed ${timings.heal} ms after the hub restart, over SSE ${timings.sse} ms; screenshots in ${ARTIFACTS}`);
 });
 
 // What a page with versions may fetch beyond one request per panel. Nothing

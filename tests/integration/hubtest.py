@@ -16,10 +16,12 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import redis
@@ -623,3 +625,148 @@ class RawWS:
             self.sock.close()
         except OSError:
             pass
+
+
+# ---------------------------------------------------------------- Server-Sent Events client
+
+
+class SseStream:
+    """A blocking EventSource (SPEC 6.1) on a raw socket: GET /sse with the
+    query's subscriptions, the events parsed as the HTML standard says
+    (`id:`, `data:` lines joined with LF, `:` comments). It can stop reading
+    (small rcvbuf) and send what a browser sends on reconnect
+    (Last-Event-ID). `status`/`headers` are the response's; a refused stream
+    has its body in `body`."""
+
+    def __init__(self, port: int, subscribe=(), token: str | None = None,
+                 headers: dict | None = None, last_event_id: str | None = None,
+                 rcvbuf: int | None = None, query: list | None = None, tls=None):
+        args = [("subscribe", s if isinstance(s, str) else
+                 json.dumps(s, separators=(",", ":"), ensure_ascii=False)) for s in subscribe]
+        if token is not None:
+            args.append(("token", token))
+        args += query or []
+        target = "/sse" + ("?" + urllib.parse.urlencode(args, quote_via=urllib.parse.quote)
+                           if args else "")
+        lines = [f"GET {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream"]
+        if last_event_id is not None:
+            lines.append(f"Last-Event-ID: {last_event_id}")
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.port = port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(5 * SLOW)
+        self.sock.connect(("127.0.0.1", port))
+        if tls is not None:  # an ssl.SSLContext: the hub's own TLS listener
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise AssertionError(f"stream closed before its head: {self.buf!r}")
+            self.buf += chunk
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        status_line, *hdrs = head.decode("latin-1").split("\r\n")
+        self.status = int(status_line.split()[1])
+        self.headers = {k.strip().lower(): v.strip() for k, v in
+                        (h.split(":", 1) for h in hdrs)}
+        self.body = ""
+        if self.status != 200:
+            self.body = self._read_rest().decode("utf-8", "replace")
+        self.last_id: str | None = last_event_id
+        self.comments = 0
+        self.stream = self.conn = self.secret = None
+
+    def _read_rest(self) -> bytes:
+        data = self.buf
+        try:
+            while chunk := self.sock.recv(65536):
+                data += chunk
+        except OSError:
+            pass
+        return data
+
+    def next_event(self, timeout: float = 5) -> dict | None:
+        """{"id": str|None, "data": parsed JSON} of the next event (counting
+        comments on the way), None at EOF/reset."""
+        self.sock.settimeout(timeout * SLOW)
+        data, ident = [], None
+        while True:
+            while b"\n" not in self.buf:
+                try:
+                    chunk = self.sock.recv(65536)
+                except (ConnectionResetError, socket.timeout, ssl.SSLError) as e:
+                    if isinstance(e, socket.timeout):
+                        raise Timeout(f"no event within {timeout * SLOW:.1f} s") from e
+                    return None
+                if not chunk:
+                    return None
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\n", 1)
+            text = line.rstrip(b"\r").decode("utf-8")
+            if text == "":
+                if data:
+                    if ident is not None:
+                        self.last_id = ident
+                    frame = json.loads("\n".join(data))
+                    if "stream" in frame:
+                        self.stream = frame["stream"]
+                        self.conn, self.secret = frame["stream"]["conn"], frame["stream"]["secret"]
+                    return {"id": ident, "data": frame}
+                continue
+            if text.startswith(":"):
+                self.comments += 1
+                continue
+            field, _, value = text.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "data":
+                data.append(value)
+            elif field == "id":
+                ident = value
+
+    def recv(self, timeout: float = 5) -> dict:
+        ev = self.next_event(timeout)
+        assert ev is not None, "stream ended"
+        return ev["data"]
+
+    def until(self, pred, timeout: float = 5, limit: int = 1000) -> list[dict]:
+        """Frames up to and including the first one pred() accepts."""
+        got = []
+        for _ in range(limit):
+            got.append(self.recv(timeout))
+            if pred(got[-1]):
+                return got
+        raise AssertionError(f"no matching frame in {got!r}")
+
+    def post(self, frame, secret: str | None = None, conn: str | None = None,
+             body: bytes | None = None, port: int | None = None,
+             n: int | str | None = None) -> tuple[int, str]:
+        """POST /sse/<conn>?secret=[&n=]: (status, body)."""
+        if body is None:
+            body = (frame if isinstance(frame, str) else json.dumps(frame)).encode()
+        return sse_post(port or self.port, conn or self.conn,
+                        self.secret if secret is None else secret, body, n)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def sse_post(port: int, conn: str, secret: str | None, body: bytes,
+             n: int | str | None = None) -> tuple[int, str]:
+    path = f"/sse/{urllib.parse.quote(conn)}"
+    if secret is not None:
+        path += "?secret=" + urllib.parse.quote(secret)
+    if n is not None:
+        path += ("&" if secret is not None else "?") + f"n={n}"
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5 * SLOW)
+    try:
+        c.request("POST", path, body=body, headers={"Content-Type": "text/plain"})
+        resp = c.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    finally:
+        c.close()

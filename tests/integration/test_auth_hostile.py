@@ -502,6 +502,30 @@ def test_signed_cookie_after_logout_is_anonymous_and_live_socket_gets_4005(env):
     run(main())
 
 
+def test_session_cookie_on_a_stream_then_logout(env):
+    """SPEC 6.1: a Server-Sent Events stream authenticates with the session
+    cookie (and its Origin) as an upgrade does; the query's subscription is
+    granted to that user; Django's logout ends the stream with 4005."""
+    from hubtest import SseStream
+    with djsite.site(env["redis"].url):
+        u = djsite.user("ivan")
+        client = djsite.login(u)
+        cookie = djsite.cookie(client)
+    s = SseStream(env["hub"].port, subscribe=[{"context": "user", "params": {"user_id": u.pk}}],
+                  headers={"Cookie": f"sessionid={cookie}", "Origin": "https://app.test"})
+    assert s.status == 200, s.body
+    assert s.headers["access-control-allow-origin"] == "https://app.test"
+    assert s.headers["access-control-allow-credentials"] == "true"
+    got = s.until(lambda f: f.get("subscribed") or "error" in f)
+    assert got[1]["welcome"]["identity"]["sub"] == str(u.pk)
+    assert got[-1]["subscribed"] is True
+    with djsite.site(env["redis"].url):
+        client.logout()
+    assert s.until(lambda f: "close" in f)[-1] == {"close": {"code": 4005,
+                                                              "reason": "session ended"}}
+    assert s.next_event() is None
+
+
 def test_cache_session_through_the_registry_and_logout(env):
     with djsite.site(env["redis"].url, engine=djsite.CACHE):
         u = djsite.user("ivan", superuser=True)

@@ -154,6 +154,22 @@ static void encode(const char *enc, const json_t *a, mh_buf *b)
         free(ms);
         free(texts);
         free(lens);
+    } else if (!strcmp(enc, "stream")) {
+        mh_out_stream(b, str_or_null(a, "conn"), str_or_null(a, "secret"));
+    } else if (!strcmp(enc, "post")) {
+        const char *body = str_or_null(a, "body");
+        mh_out_post(b, str_or_null(a, "conn"), str_or_null(a, "secret"), (uint64_t)num(a, "n"),
+                    body, strlen(body));
+    } else if (!strcmp(enc, "close")) {
+        mh_out_close(b, (unsigned)num(a, "code"), str_or_null(a, "reason"));
+    } else if (!strcmp(enc, "sse_event")) {
+        const char *data = str_or_null(a, "data");
+        size_t n = mh_out_sse_event(NULL, str_or_null(a, "id"), data, strlen(data));
+        char *out = malloc(n);
+        assert_non_null(out);
+        assert_int_equal(mh_out_sse_event(out, str_or_null(a, "id"), data, strlen(data)), n);
+        mh_buf_put(b, out, n);
+        free(out);
     } else {
         fail_msg("no encoder called '%s' (add it here and to gen.py)", enc);
     }

@@ -161,9 +161,37 @@ def presence(a):
     return out
 
 
+def stream(a):
+    return {"stream": {"conn": a["conn"], "secret": a["secret"]}}
+
+
+def post(a):
+    out = {"v": 1, "kind": "post", "conn": a["conn"], "secret": a["secret"]}
+    if a["n"]:
+        out["n"] = a["n"]
+    out["body"] = a["body"]
+    return out
+
+
+def close(a):
+    return {"close": {"code": a["code"], "reason": a["reason"]}}
+
+
+def sse_event(a):
+    """SPEC 6.1, from the HTML standard's event stream grammar: an optional
+    id line, the data split at CRLF, LF and CR into data lines, a blank line.
+    Not JSON: the expected bytes are this text."""
+    lines = a["data"].replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    head = "" if a.get("id") is None else "id: " + a["id"] + "\n"
+    return head + "".join("data: " + line + "\n" for line in lines) + "\n"
+
+
+RAW = {"sse_event"}  # encoders whose output is text, not a JSON value
+
 ENCODERS = {f.__name__: f for f in (welcome, authed, expiring, ack, invalidate, error, ended,
                                      gap, pong, rpc_error, identity, canary, channel_message,
-                                     member, presence_envelope, presence_event, presence)}
+                                     member, presence_envelope, presence_event, presence,
+                                     stream, close, sse_event, post)}
 
 U = {"context": "user", "params": {"user_id": "5"}}
 EMOJI = {"context": "room", "params": {"é": "😀", "a": "x\"y\\z", "Z": "</script>"}}
@@ -243,11 +271,26 @@ CASES = [
                   {"conn": "77aa01.0c0ffee0-3", "subject": "9", "info": {"name": "Ada"}}]}),
     ("presence answer empty, no ref", "presence",
      {"entry": EMOJI, "ref": None, "members": []}),
+    ("stream", "stream", {"conn": "3f9c0a1b2c4d.9a1b2c3d-17",
+                          "secret": "0123456789abcdef0123456789abcdef"}),
+    ("post envelope, unnumbered", "post", {"conn": "h.1-1", "secret": "f" * 32, "n": 0,
+                                           "body": "{}"}),
+    ("post envelope", "post", {"conn": "h.00000001-7", "secret": "0123456789abcdef" * 2,
+                               "n": 9007199254740991, "body": "{\"action\":\"ping\"}\n{\"action\":\"message\",\"data\":\"é\\n\"}"}),
+    ("close slow consumer", "close", {"code": 4008, "reason": "slow consumer"}),
+    ("close with a non-ASCII reason", "close", {"code": 4005, "reason": "sitzung \"beendet\" é"}),
+    ("sse event", "sse_event", {"id": None, "data": "{\"pong\":true}"}),
+    ("sse event with id", "sse_event", {"id": "k2f9a:43,-,m1x:18",
+                                        "data": "{\"invalidate\":[\"todos\"]}"}),
+    ("sse event, empty data", "sse_event", {"id": None, "data": ""}),
+    ("sse event, line breaks of every kind", "sse_event",
+     {"id": "0:0", "data": "{\"a\":\r\n1,\r\"b\":\n2}\n"}),
 ]
 
 
 def build():
-    cases = [{"name": n, "encoder": enc, "args": args, "expect": dumps(ENCODERS[enc](args))}
+    cases = [{"name": n, "encoder": enc, "args": args,
+              "expect": ENCODERS[enc](args) if enc in RAW else dumps(ENCODERS[enc](args))}
              for n, enc, args in CASES]
     return {"kind": "outbound",
             "description": "Every frame the hub encodes (SPEC 8, 11), by encoder, with the exact "

@@ -313,15 +313,15 @@ static int check_origin(mh_hub *h, const mh_upgrade_view *v, mh_upgrade_refusal 
 
 /*
  * A token on the upgrade request: Authorization: Bearer, X-Mizan-Token, or
- * (when enabled) ?token=. Copied into 'out'; returns its length, 0 if none.
+ * (when 'query') ?token=; borrowed from the view, NULL if none.
  */
-static const char *upgrade_token(const mh_upgrade_view *v, const mh_config *cfg)
+static const char *upgrade_token(const mh_upgrade_view *v, bool query)
 {
     if (v->authorization && !strncasecmp(v->authorization, "Bearer ", 7) && v->authorization[7])
         return v->authorization + 7;
     if (v->mizan_token && v->mizan_token[0])
         return v->mizan_token;
-    if (cfg->token_query && v->query_token && v->query_token[0])
+    if (query && v->query_token && v->query_token[0])
         return v->query_token;
     return NULL;
 }
@@ -473,7 +473,8 @@ int mh_auth_filter(mh_hub *h, mh_conn *c, const mh_upgrade_view *v, mh_upgrade_r
     c->hub = h;
     if (check_limits(h, c, why))
         return 1;
-    token = upgrade_token(v, h->cfg);
+    /* an EventSource cannot send headers: a stream's query token is always read (SPEC 6.1) */
+    token = upgrade_token(v, h->cfg->token_query || c->sse);
     if (token) {
         size_t n = strlen(token);
         if (n > 8192) {

@@ -14,6 +14,7 @@
 #include "mh_log.h"
 #include "mh_out.h"
 #include "mh_peer.h"
+#include "mh_sse.h"
 #include "mh_wsframe.h"
 
 int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi)
@@ -122,6 +123,8 @@ void mh_conn_release(mh_conn *c)
         h->hooks.release(c);
     free(c->subject);
     free(c->info);
+    mh_sse_free(c->sse);
+    c->sse = NULL;
     mh_map_del(&h->conns, &c->id, sizeof c->id);
 }
 
@@ -181,6 +184,40 @@ static size_t frame_header(unsigned char *p, size_t len)
     for (int i = 0; i < 8; i++)
         p[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
     return 10;
+}
+
+/* The most bytes 'm' takes on the wire: a WebSocket header, or an event. */
+static size_t sse_frame_max(const mh_conn *c, const mh_msg *m)
+{
+    if (!c->sse)
+        return m->len + 10;
+    return mh_out_sse_event(NULL, NULL, (const char *)m->data, m->len) + c->sse->id_max + 8;
+}
+
+/* 'm' as one event of a stream (SPEC 6.1), with the id when it moves a
+ * resume point; returns its length. */
+static size_t sse_frame(mh_conn *c, unsigned char *out, const mh_msg *m)
+{
+    if (!mh_sse_note(c->sse, (const char *)m->data, m->len))
+        return mh_out_sse_event((char *)out, NULL, (const char *)m->data, m->len);
+    return mh_out_sse_event((char *)out, mh_sse_id(c->sse), (const char *)m->data, m->len);
+}
+
+/* A stream's close (SPEC 6.1): the close event, then the response ends. */
+static int sse_close(mh_conn *c)
+{
+    unsigned char buf[LWS_PRE + 512];
+    size_t n;
+    mh_buf b;
+
+    mh_buf_init(&b);
+    mh_out_close(&b, c->close_code, c->close_reason);
+    if (!b.oom && mh_out_sse_event(NULL, NULL, b.data, b.len) <= sizeof buf - LWS_PRE) {
+        n = mh_out_sse_event((char *)buf + LWS_PRE, NULL, b.data, b.len);
+        lws_write(c->wsi, buf + LWS_PRE, n, LWS_WRITE_RAW);
+    }
+    mh_buf_free(&b);
+    return -1;
 }
 
 /* The frame at the head of the queue went to the socket: drop it, count it. */
@@ -369,7 +406,7 @@ static int write_coalesced(mh_conn *c)
     size_t total = 0, n = 0, off;
 
     while (n < c->q_count && total < 262144) {
-        total += c->q[(c->q_head + n) % c->q_cap]->len + 10;
+        total += sse_frame_max(c, c->q[(c->q_head + n) % c->q_cap]);
         n++;
     }
     if (!n && !c->ping_due)
@@ -383,7 +420,11 @@ static int write_coalesced(mh_conn *c)
         h->scratch_cap = LWS_PRE + total;
     }
     off = LWS_PRE;
-    if (c->ping_due) {
+    if (c->ping_due && c->sse) {
+        memcpy(h->scratch + off, MH_SSE_HEARTBEAT, 3);
+        off += 3;
+        c->ping_due = false;
+    } else if (c->ping_due) {
         /* a final ping with a payload: lws 4.1 reports only non-empty pongs */
         memcpy(h->scratch + off, "\x89\x02mh", 4);
         off += 4;
@@ -391,6 +432,10 @@ static int write_coalesced(mh_conn *c)
     }
     for (size_t i = 0; i < n; i++) {
         mh_msg *m = c->q[(c->q_head + i) % c->q_cap];
+        if (c->sse) {
+            off += sse_frame(c, h->scratch + off, m);
+            continue;
+        }
         off += frame_header(h->scratch + off, m->len);
         memcpy(h->scratch + off, m->data, m->len);
         off += m->len;
@@ -598,6 +643,8 @@ int mh_conn_writable(mh_conn *c)
 
     if (c->dead)
         return -1; /* no close handshake with a peer that stopped answering */
+    if (c->closing && !c->q_count && c->sse)
+        return sse_close(c);
     if (c->closing && !c->q_count) {
         /* In lws 4.1, returning -1 here counts as a failed write, and every
          * timeout kill marks the socket unusable: both drop the close frame.
@@ -609,7 +656,7 @@ int mh_conn_writable(mh_conn *c)
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
         return 0;
     }
-    if (!h->cfg->tls_cert[0]) {
+    if (!h->cfg->tls_cert[0] || c->sse) {
         if ((c->q_count || c->ping_due) && write_coalesced(c))
             return -1;
         budget = 0;
@@ -718,7 +765,18 @@ static bool keepalive(mh_conn *c, uint64_t now_ms)
         return c->dead || (c->close_deadline_ms && now_ms > c->close_deadline_ms);
     if (c->closing || !c->established)
         return false;
-    if (idle >= ping + (uint64_t)cfg->pong_timeout * 1000) {
+    if (c->sse && mh_sse_stalled(c->sse, now_ms)) {
+        /* a POST handed on through Redis never came: the frames after it wait for ever */
+        mh_conn_close(c, 1011, "a POST never arrived");
+        return false;
+    }
+    if (c->sse && idle >= ping) {
+        /* A stream cannot answer: a heartbeat every ping_interval and no
+         * pong timeout (SPEC 6.1); TCP and the queue bound find dead peers. */
+        c->last_rx_ms = now_ms;
+        c->pinged = false;
+    }
+    if (idle >= ping + (uint64_t)cfg->pong_timeout * 1000 && !c->sse) {
         c->hub->metrics.ping_timeouts++;
         mh_info("conn %s: nothing heard for %llu ms after a ping: dropping", c->name,
                 (unsigned long long)idle);

@@ -88,6 +88,9 @@ struct mh_conn {
     uint64_t close_deadline_ms; /* closing: dropped without more ado after this */
     unsigned char *pend;        /* owned: read bytes that are not a whole frame yet */
     uint32_t pend_len;
+    /* owned: a Server-Sent Events stream's state (SPEC 6.1); NULL for a
+     * WebSocket. The writer frames for it (sse_frame) and so does a close. */
+    struct mh_sse *sse;
     char close_reason[MH_CLOSE_REASON_MAX + 1]; /* a whole SPEC 14 reason, never cut */
 };
 

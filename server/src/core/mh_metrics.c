@@ -205,6 +205,11 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
             "Envelopes from Django for a connection this hub does not hold (closed, or another "
             "process's).",
             m->replies_unknown_conn);
+    counter(o, "sse_streams_total",
+            "Server-Sent Events streams opened (also counted as connections).", m->sse_streams);
+    counter(o, "sse_posts_forwarded_total",
+            "POSTs to a stream another hub process holds, handed on through Redis.",
+            m->sse_posts_forwarded);
     counter(o, "resume_invalidations_total", "Invalidations sent because a resume found a gap.",
             m->resume_invalidations);
     counter(o, "gap_invalidations_total", "Invalidations sent to heal a Redis link gap.",

@@ -192,7 +192,16 @@ static int parse_headers(const char *p, const char *end, mh_http_request *req,
     return refuse(why, 400, "bad_header", "malformed header line");
 }
 
-/* RFC 9112 6.3: a body's framing must be unambiguous, and ours are bodiless. */
+/* A browser frame POSTed to a Server-Sent Events stream (SPEC 6.1): the one
+ * request here with a body, whose size the hub bounds by max_frame. */
+static bool is_stream_post(const mh_http_request *req)
+{
+    return req->method_len == 4 && !memcmp(req->method, "POST", 4) && req->target_len > 5 &&
+           !memcmp(req->target, "/sse/", 5);
+}
+
+/* RFC 9112 6.3: a body's framing must be unambiguous, and ours are bodiless
+ * but for a stream's POST, which has a Content-Length. */
 static int check_framing(const mh_http_request *req, mh_upgrade_refusal *why)
 {
     const mh_http_header *cl = mh_upgrade_header(req, "content-length");
@@ -202,6 +211,13 @@ static int check_framing(const mh_http_request *req, mh_upgrade_refusal *why)
         return refuse(why, 400, "body_framing", "Content-Length together with Transfer-Encoding");
     if (te)
         return refuse(why, 400, "body_framing", "a request body is not accepted here");
+    if (cl && is_stream_post(req)) {
+        /* digits only; more than 9 is far over any max_frame (413 then) */
+        bool digits = cl->value_len && cl->value_len <= 9;
+        for (size_t i = 0; i < cl->value_len && digits; i++)
+            digits = cl->value[i] >= '0' && cl->value[i] <= '9';
+        return digits ? 0 : refuse(why, 400, "body_framing", "malformed Content-Length");
+    }
     if (cl) {
         if (!cl->value_len)
             return refuse(why, 400, "body_framing", "malformed Content-Length");
@@ -259,7 +275,7 @@ int mh_upgrade_check(const char *buf, size_t head_len, mh_http_request *req,
         return refuse(why, 400, "missing_host", "Host is required");
     if (check_framing(req, why))
         return -1;
-    if (req->method_len != 3 || memcmp(req->method, "GET", 3)) {
+    if ((req->method_len != 3 || memcmp(req->method, "GET", 3)) && !is_stream_post(req)) {
         refuse(why, 405, "method", "only GET is served here");
         why->extra = "Allow: GET";
         return -1;
@@ -280,6 +296,8 @@ const char *mh_upgrade_phrase(int status)
         return "Switching Protocols";
     case 200:
         return "OK";
+    case 202:
+        return "Accepted";
     case 400:
         return "Bad Request";
     case 401:
@@ -292,6 +310,8 @@ const char *mh_upgrade_phrase(int status)
         return "Method Not Allowed";
     case 408:
         return "Request Timeout";
+    case 413:
+        return "Content Too Large";
     case 426:
         return "Upgrade Required";
     case 429:

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "mh_eventsource.h"
 #include "mh_log.h"
 #include "mh_netaddr.h"
 #include "mh_upgrade.h"
@@ -33,6 +34,8 @@ typedef struct intake_sock {
     bool await_proxy; /* a PROXY header comes first (trusted proxy, --proxy-protocol) */
     bool tls;         /* hand on right after the PROXY header */
     bool trusted;     /* the socket's peer is a trusted proxy */
+    size_t need;      /* a stream POST: head + body bytes to read (SPEC 6.1); 0 otherwise */
+    size_t head_len;
 } intake_sock;
 
 struct mh_intake {
@@ -120,11 +123,9 @@ static void count_refusal(mh_hub *h, const char *stage, const char *reason)
     mh_metrics_reject(&h->metrics, stage, reason);
 }
 
-/* Answers a refusal (counted already) and reads what still comes for a while. */
-static void answer_refused(intake_sock *s, const mh_upgrade_refusal *why)
+/* The answer is sent; what the client still sends is read and dropped for a while. */
+static void answered(intake_sock *s, const mh_upgrade_refusal *why)
 {
-    mh_info("request from %s refused: %d %s (%s)", s->peer ? s->peer->addr : "?", why->status,
-            why->reason, why->message);
     answer(s->fd, why->status, why->extra, why->message);
     /* Answered and half-closed: no longer the client's connection, so its
      * address may connect again at once (the linger only waits for its close). */
@@ -134,6 +135,14 @@ static void answer_refused(intake_sock *s, const mh_upgrade_refusal *why)
     free(s->buf);
     s->buf = NULL;
     s->len = s->cap = 0;
+}
+
+/* Answers a refusal (counted already) and reads what still comes for a while. */
+static void answer_refused(intake_sock *s, const mh_upgrade_refusal *why)
+{
+    mh_info("request from %s refused: %d %s (%s)", s->peer ? s->peer->addr : "?", why->status,
+            why->reason, why->message);
+    answered(s, why);
 }
 
 static void refuse(intake_sock *s, const char *stage, const mh_upgrade_refusal *why)
@@ -192,6 +201,57 @@ static void apply_xff(intake_sock *s, const mh_http_request *req)
         mh_peer_rekey(s->peer, &client);
 }
 
+/*
+ * A stream's POST (SPEC 6.1) is answered here, not by lws: its body is read
+ * to its Content-Length (at most max_frame), handed to the stream, and the
+ * answer sent as a refusal is (then the socket lingers and closes).
+ */
+static void post(intake_sock *s)
+{
+    mh_http_request req;
+    mh_upgrade_refusal why;
+
+    if (mh_upgrade_check(s->buf, s->head_len, &req, &why)) { /* judged before: cannot fail */
+        refuse(s, "upgrade", &why);
+        return;
+    }
+    why.extra = "Access-Control-Allow-Origin: *"; /* the answer names nothing secret */
+    why.status = mh_es_post(s->in->h, req.target, req.target_len, s->buf + s->head_len,
+                            s->need - s->head_len, &why.message);
+    answered(s, &why);
+}
+
+/* A stream's POST: 0 to read its body (s->need set), -1 when answered. */
+static int start_post(intake_sock *s, const mh_http_request *req, size_t head_len)
+{
+    const mh_http_header *cl = mh_upgrade_header(req, "content-length");
+    unsigned long long n = cl ? strtoull(cl->value, NULL, 10) : 0; /* digits: mh_upgrade */
+    mh_upgrade_refusal why = {400, "bad_request", "the body is one browser frame",
+                              "Access-Control-Allow-Origin: *"};
+
+    if (s->peer && s->peer->admin) { /* no stream there (SPEC 13) */
+        why.status = 404;
+        why.reason = "admin_listener";
+        why.message = "no stream on the admin listener";
+        mh_metrics_reject(&s->in->h->metrics, "sse", why.reason);
+        answered(s, &why);
+        return -1;
+    }
+    if (n > (unsigned long long)s->in->h->cfg->max_frame) {
+        why.status = 413;
+        why.reason = "too_large";
+        why.message = "the frame is over max_frame bytes";
+    }
+    if (!n || why.status == 413) {
+        mh_metrics_reject(&s->in->h->metrics, "sse", why.reason);
+        answered(s, &why);
+        return -1;
+    }
+    s->head_len = head_len;
+    s->need = head_len + (size_t)n;
+    return 0;
+}
+
 static void judge(intake_sock *s, size_t head_len)
 {
     mh_http_request req;
@@ -213,6 +273,11 @@ static void judge(intake_sock *s, size_t head_len)
         }
         s->peer = NULL; /* the connection has the socket, its registration and the peer */
         finish(s);
+        return;
+    }
+    if (req.method_len == 4 && !memcmp(req.method, "POST", 4)) {
+        if (start_post(s, &req, head_len) == 0 && s->len >= s->need)
+            post(s);
         return;
     }
     hand_on(s);
@@ -296,11 +361,13 @@ static void on_readable(void *ctx, uint64_t id)
             return;
     }
     if (s->len == s->cap) {
+        /* a head is read to MH_UPGRADE_HEAD_MAX, a stream POST to its end */
+        size_t max = s->need ? s->need : MH_UPGRADE_HEAD_MAX;
         size_t ncap = s->cap ? s->cap * 2 : 1024;
         char *nb;
-        if (ncap > MH_UPGRADE_HEAD_MAX)
-            ncap = MH_UPGRADE_HEAD_MAX;
-        if (ncap == s->cap) {
+        if (ncap > max)
+            ncap = max;
+        if (ncap <= s->cap) { /* only a head: a whole POST is handed on when read */
             mh_upgrade_refusal why = {431, "headers_too_large", "request headers too large", NULL};
             refuse(s, "upgrade", &why);
             return;
@@ -323,6 +390,11 @@ static void on_readable(void *ctx, uint64_t id)
         return;
     }
     s->len += (size_t)n;
+    if (s->need) { /* a stream POST's body: until it is whole, wait for the next event */
+        if (s->len >= s->need)
+            post(s);
+        return;
+    }
     end = mh_upgrade_head_end(s->buf, s->len);
     if (end < 0) {
         mh_upgrade_refusal why = {431, "headers_too_large", "request headers too large", NULL};

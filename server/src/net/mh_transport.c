@@ -13,6 +13,7 @@
 
 #include "mh_auth.h"
 #include "mh_conn.h"
+#include "mh_eventsource.h"
 #include "mh_intake.h"
 #include "mh_log.h"
 #include "mh_metrics.h"
@@ -32,6 +33,7 @@ typedef struct http_pss {
     int status;
     const char *ctype;
     bool done; /* the answer was written: close */
+    mh_es *es; /* a Server-Sent Events stream or POST (mh_eventsource), else NULL */
 } http_pss;
 
 static mh_hub *hub_of(struct lws *wsi)
@@ -135,6 +137,8 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         size_t n = len < sizeof path - 1 ? len : sizeof path - 1;
         memcpy(path, in, n);
         path[n] = '\0';
+        if (mh_es_path(path))
+            return mh_es_start(h, wsi, peer_of(h, wsi), path, &p->es);
         if (http_prepare(wsi, p, h, path))
             return -1;
         /* One request per connection: every request then goes through the
@@ -152,6 +156,8 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
     }
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         int n;
+        if (p->es)
+            return mh_es_writeable(p->es);
         if (p->done)
             return -1;
         if (!p->body)
@@ -179,10 +185,14 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_CLOSED_HTTP:
         free(p->body);
         p->body = NULL;
+        mh_es_free(&p->es);
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
         /* lws 4.1 sends this to the first protocol whatever the wsi became:
          * the one place a peer's count is released after the intake. */
+        /* a stream's connection first: what it releases may still name its peer */
+        if (user && lws_get_protocol(wsi) == &protocols[0])
+            mh_es_free(&((http_pss *)user)->es);
         mh_peer_free(lws_get_opaque_user_data(wsi));
         lws_set_opaque_user_data(wsi, NULL);
         /* An upgrade the filter let through can still fail before
@@ -278,7 +288,7 @@ static int lws_view_header(struct lws *wsi, int token, const char *custom, const
 static int lws_view(struct lws *wsi, mh_upgrade_view *v, char *store, size_t cap)
 {
     char *at = store;
-    const char *end = store + cap;
+    const char *end = store + cap, *arg;
 
     memset(v, 0, sizeof *v);
     if (lws_view_header(wsi, WSI_TOKEN_ORIGIN, NULL, &v->origin, &at, end) ||
@@ -288,8 +298,9 @@ static int lws_view(struct lws *wsi, mh_upgrade_view *v, char *store, size_t cap
         lws_view_header(wsi, 0, "x-mizan-token:", &v->mizan_token, &at, end) ||
         lws_view_header(wsi, WSI_TOKEN_HTTP_COOKIE, NULL, &v->cookie, &at, end))
         return -1;
-    if (end - at > 1 && lws_get_urlarg_by_name(wsi, "token=", at, (int)(end - at)))
-        v->query_token = at;
+    /* lws copies "token=..." into the store and points after the name */
+    if (end - at > 1 && (arg = lws_get_urlarg_by_name(wsi, "token=", at, (int)(end - at))))
+        v->query_token = arg;
     return 0;
 }
 
@@ -304,7 +315,7 @@ static int judge_upgrade(mh_hub *h, mh_conn *c, const mh_upgrade_view *v, mh_upg
     return mh_auth_filter(h, c, v, why);
 }
 
-static int filter_upgrade(mh_hub *h, mh_conn *c, struct lws *wsi, mh_upgrade_refusal *why)
+int mh_transport_filter(mh_hub *h, mh_conn *c, struct lws *wsi, mh_upgrade_refusal *why)
 {
     static char store[MH_UPGRADE_VIEW_STORE];
     mh_upgrade_view v;
@@ -365,8 +376,8 @@ refused:
 
 /* Our own answer, not lws_return_http_status(): lws 4.1 writes an HTTP/1.0
  * status line without a reason phrase for some codes, which clients such as
- * Python's websockets cannot parse. Returns 1: the filter's refusal. */
-static int answer_refusal(struct lws *wsi, const mh_upgrade_refusal *why)
+ * Python's websockets cannot parse. */
+int mh_transport_answer(struct lws *wsi, const mh_upgrade_refusal *why)
 {
     unsigned char buf[LWS_PRE + 1024];
     int n = mh_upgrade_response((char *)buf + LWS_PRE, sizeof buf - LWS_PRE, why->status,
@@ -390,8 +401,8 @@ static int callback_mizan(struct lws *wsi, enum lws_callback_reasons reason, voi
         c->peer = lws_get_opaque_user_data(wsi);
         if (!c->peer)
             c->peer = h->adopting; /* refused inside the adoption call */
-        if (filter_upgrade(h, c, wsi, &why))
-            return answer_refusal(wsi, &why);
+        if (mh_transport_filter(h, c, wsi, &why))
+            return mh_transport_answer(wsi, &why);
         return 0;
     }
     case LWS_CALLBACK_ESTABLISHED:
@@ -615,9 +626,16 @@ int mh_transport_start(mh_hub *h)
     protocols[1].rx_buffer_size = 256;
     protocols[1].tx_packet_size = 0;
     info.pt_serv_buf_size = 16384;
-    /* Heads reach lws complete (mh_intake), so a table is held for an
-     * instant; a larger pool only matters for TLS, read by lws itself. */
-    info.max_http_header_pool = 256;
+    /* Heads reach lws complete (mh_intake), so a request holds its table
+     * for an instant -- except a Server-Sent Events stream, whose response
+     * lasts as long as it does: lws 4.1 frees the table only when the HTTP
+     * transaction completes (completing it early stops WRITEABLE for good),
+     * so each open stream holds one (about 10 KiB: bench/RESULTS.md). The
+     * pool is then as large as the streams a worker may hold; tables are
+     * allocated when used, so a large bound costs nothing idle. */
+    info.max_http_header_pool = 0;
+    info.max_http_header_pool2 =
+        cfg->max_connections ? (unsigned)cfg->max_connections + 256 : 1u << 20;
     /* The head is at most MH_UPGRADE_HEAD_MAX; lws's table keeps values and
      * some bookkeeping, so leave it room. */
     info.max_http_header_data = MH_UPGRADE_HEAD_MAX + 2048;

@@ -1,5 +1,6 @@
 #include "mh_browser.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@
 #include "mh_redis.h"
 #include "mh_registry.h"
 #include "mh_rpc.h"
+#include "mh_sse.h"
 
 static void error_for(mh_conn *c, const char *code, const char *message, const mh_frame *f)
 {
@@ -374,6 +376,55 @@ void mh_browser_input(mh_conn *c, const char *text, size_t len, bool binary)
         mh_browser_error(c, "bad_frame", "binary frames are not supported; send JSON text");
     else
         mh_browser_frame(c, text, len);
+}
+
+/* A POST's frames, one per line, in order, as mh_transport's deliver does
+ * with a socket's: rate-limited, kept while the session is looked up. */
+static void post_frames(mh_conn *c, const char *body, size_t len)
+{
+    for (const char *p = body, *end = body + len; p < end && !c->closing;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p)), *stop = nl ? nl : end;
+        if (stop > p && mh_auth_rate_ok(c) && !mh_auth_hold_frame(c, p, (size_t)(stop - p), false))
+            mh_browser_input(c, p, (size_t)(stop - p), false);
+        p = stop + 1;
+    }
+}
+
+int mh_browser_post(mh_conn *c, const char *secret, size_t slen, uint64_t n, const char *body,
+                    size_t len, const char **message)
+{
+    uint64_t now = mh_mono_ms();
+    mh_sse_post held;
+    int rc;
+
+    if (!c->sse || c->closing) {
+        mh_metrics_reject(&c->hub->metrics, "sse", "unknown_stream");
+        *message = "no such stream in this hub process";
+        return 404;
+    }
+    if (slen != MH_SSE_SECRET_LEN || CRYPTO_memcmp(secret, c->sse->secret, MH_SSE_SECRET_LEN)) {
+        mh_info("conn %s: POST with a wrong secret refused", c->name);
+        mh_metrics_reject(&c->hub->metrics, "sse", "bad_secret");
+        *message = "not this stream's secret";
+        return 403;
+    }
+    *message = "accepted";
+    rc = mh_sse_order(c->sse, n, body, len, now);
+    if (rc < 0) {
+        /* the frames cannot be put in order: the client starts afresh */
+        mh_info("conn %s: POST %llu far ahead of %llu: closing", c->name, (unsigned long long)n,
+                (unsigned long long)c->sse->next_n);
+        mh_conn_close(c, 1011, "POSTs out of order");
+        return 202;
+    }
+    if (rc == 0)
+        return 202; /* kept until the ones before it came, or a repeat */
+    post_frames(c, body, len);
+    while (!c->closing && mh_sse_next_held(c->sse, &held, now)) {
+        post_frames(c, held.body, held.len);
+        free(held.body);
+    }
+    return 202;
 }
 
 void mh_browser_frame(mh_conn *c, const char *text, size_t len)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mh_auth.h"
+#include "mh_browser.h"
 #include "mh_conn.h"
 #include "mh_envelope.h"
 #include "mh_fanout.h"
@@ -44,6 +45,12 @@ static void for_this_hub(mh_hub *h, const mh_envelope *env)
     }
     if (env->kind == MH_KIND_CLOSE) {
         mh_conn_close(c, (uint16_t)env->code, env->reason);
+        return;
+    }
+    if (env->kind == MH_KIND_POST) { /* a stream's POST that reached another process */
+        const char *message;
+        mh_browser_post(c, env->secret, strlen(env->secret), env->post_n, env->body, env->body_len,
+                        &message);
         return;
     }
     mh_buf_init(&b);
@@ -113,6 +120,7 @@ void mh_router_envelope(mh_hub *h, unsigned shard, const char *channel, size_t c
     case MH_KIND_REPLY:
     case MH_KIND_SEND:
     case MH_KIND_CLOSE:
+    case MH_KIND_POST:
         for_this_hub(h, &env);
         break;
     }

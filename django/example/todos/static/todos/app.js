@@ -54,8 +54,10 @@ function render(todos) {
 function showState(hub, state, reason) {
   const el = $("status");
   el.dataset.state = state;
+  el.dataset.transport = hub.transport; // "sse" after the client fell back to Server-Sent Events
   let text = state;
-  if (state === "open" && hub.welcome) text += ` (hub ${hub.welcome.hub}, connection ${hub.welcome.conn})`;
+  if (state === "open" && hub.welcome)
+    text += ` (hub ${hub.welcome.hub}, connection ${hub.welcome.conn}${hub.transport === "sse" ? ", over Server-Sent Events" : ""})`;
   else if (reason) text += ` (last close ${reason.code}${reason.reason ? ": " + reason.reason : ""})`;
   el.textContent = text;
   log(`hub: ${text}`);

@@ -1,0 +1,374 @@
+#include "mh_eventsource.h"
+
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mh_auth.h"
+#include "mh_conn.h"
+#include "mh_log.h"
+#include "mh_out.h"
+#include "mh_peer.h"
+#include "mh_redis.h"
+#include "mh_browser.h"
+#include "mh_sse.h"
+#include "mh_transport.h"
+#include "mh_upgrade.h"
+
+/* A query argument is at most the whole head. */
+#define ARG_MAX MH_UPGRADE_HEAD_MAX
+
+struct mh_es {
+    mh_hub *h;
+    struct lws *wsi;
+    mh_conn *conn; /* owned: a stream's connection; NULL for a POST */
+    bool answered; /* an answer is written: close once lws flushed it */
+};
+
+bool mh_es_path(const char *path)
+{
+    return !strcmp(path, "/sse") || !strncmp(path, "/sse/", 5);
+}
+
+/* Our own answer, as the intake's (mh_upgrade_response), with CORS for POSTs. */
+static int answer(mh_es *e, int status, const char *reason, const char *text)
+{
+    unsigned char buf[LWS_PRE + 1024];
+    int n;
+
+    if (status >= 400)
+        mh_metrics_reject(&e->h->metrics, "sse", reason);
+    n = mh_upgrade_response((char *)buf + LWS_PRE, sizeof buf - LWS_PRE, status,
+                            "Access-Control-Allow-Origin: *", text);
+    if (n > 0 && lws_write(e->wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP) < 0)
+        return -1;
+    e->answered = true;
+    if (lws_partial_buffered(e->wsi)) {
+        lws_callback_on_writable(e->wsi);
+        return 0;
+    }
+    return -1;
+}
+
+/* A frame for the connection, as one read from a WebSocket (mh_transport's deliver). */
+static void deliver(mh_conn *c, const char *text, size_t len)
+{
+    if (!mh_auth_rate_ok(c) || mh_auth_hold_frame(c, text, len, false))
+        return;
+    c->hub->hooks.frame(c, text, len, false);
+}
+
+/* ---- the stream ---- */
+
+/* The stream's response head: SPEC 6.1's headers, CORS for the page's origin. */
+static int write_head(struct lws *wsi)
+{
+    unsigned char buf[LWS_PRE + 1024 + MH_UPGRADE_ORIGIN_MAX];
+    char origin[MH_UPGRADE_ORIGIN_MAX + 1];
+    char *p = (char *)buf + LWS_PRE;
+    size_t cap = sizeof buf - LWS_PRE;
+    int n, olen = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
+
+    n = snprintf(p, cap,
+                 "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+                 "Connection: close\r\nX-Accel-Buffering: no\r\n");
+    if (olen > 0)
+        n += snprintf(p + n, cap - (size_t)n,
+                      "Access-Control-Allow-Origin: %s\r\nAccess-Control-Allow-Credentials: "
+                      "true\r\nVary: Origin\r\n",
+                      origin);
+    n += snprintf(p + n, cap - (size_t)n, "\r\n");
+    return lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP) < n ? -1 : 0;
+}
+
+/*
+ * The query's subscriptions, in order, as subscribe frames ('frames', a
+ * JSON array of their texts, or null for one that was not an object), with
+ * each one's starting point noted in the stream (from Last-Event-ID when it
+ * has the stream's shape, else the query's own since).
+ */
+static int read_query(mh_conn *c, struct lws *wsi, json_t *frames)
+{
+    char *arg = malloc(ARG_MAX), *last = malloc(ARG_MAX);
+    char(*points)[MH_SSE_POINT_MAX + 1] = NULL;
+    json_t *objs = json_array();
+    bool resume = false;
+    int rc = -1, n;
+    size_t count;
+
+    if (!arg || !last || !objs)
+        goto done;
+    for (int i = 0; (n = lws_hdr_copy_fragment(wsi, arg, ARG_MAX, WSI_TOKEN_HTTP_URI_ARGS, i)) >= 0;
+         i++) {
+        json_t *v;
+        if (strncmp(arg, "subscribe=", 10))
+            continue;
+        v = json_loadb(arg + 10, (size_t)n - 10, 0, NULL);
+        if (!v)
+            v = json_string(arg + 10); /* answered as a frame that is not JSON */
+        if (!v || json_array_append_new(objs, v))
+            goto done;
+    }
+    count = json_array_size(objs);
+    n = lws_hdr_custom_copy(wsi, last, ARG_MAX, "last-event-id:", 14);
+    if (count && n > 0) {
+        points = calloc(count, sizeof *points);
+        if (!points)
+            goto done;
+        resume = mh_sse_parse_id(last, count, points) == 0;
+        if (!resume)
+            mh_info("conn %s: Last-Event-ID is not this stream's: the query's since applies",
+                    c->name);
+    }
+    for (size_t i = 0; i < count; i++) {
+        json_t *v = json_array_get(objs, i), *frame;
+        const char *since;
+        char *text;
+        if (!json_is_object(v)) {
+            /* as a frame: a string is not JSON text (bad_json), anything else bad_frame */
+            text =
+                json_is_string(v) ? strdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY);
+            if (mh_sse_add(c->sse, NULL, NULL) || !text ||
+                json_array_append_new(frames, json_string(text))) {
+                free(text);
+                goto done;
+            }
+            free(text);
+            continue;
+        }
+        frame = json_deep_copy(v);
+        if (!frame)
+            goto done;
+        if (resume && points[i][0])
+            json_object_set_new(frame, "since", json_string(points[i]));
+        since = json_string_value(json_object_get(frame, "since"));
+        json_object_set_new(frame, "action", json_string("subscribe"));
+        text = json_dumps(frame, JSON_COMPACT);
+        if (mh_sse_add(c->sse, v, since) || !text ||
+            json_array_append_new(frames, json_string(text))) {
+            free(text);
+            json_decref(frame);
+            goto done;
+        }
+        free(text);
+        json_decref(frame);
+    }
+    rc = 0;
+done:
+    free(arg);
+    free(last);
+    free(points);
+    json_decref(objs);
+    return rc;
+}
+
+static int open_stream(mh_es *e, mh_peer *peer)
+{
+    mh_hub *h = e->h;
+    mh_conn *c = calloc(1, sizeof *c);
+    json_t *frames = json_array();
+    mh_upgrade_refusal why;
+    mh_buf b;
+    int rc = 1;
+
+    if (!c || !frames || !(c->sse = mh_sse_new())) {
+        mh_auth_refuse(h, &why, 503, "limit", "out_of_memory", "try again");
+        goto refused;
+    }
+    c->hub = h;
+    c->peer = peer;
+    if (peer && peer->admin) {
+        mh_auth_refuse(h, &why, 404, "upgrade", "admin_listener",
+                       "no stream on the admin listener");
+        goto refused;
+    }
+    /* the upgrade's rules: drain, limits, token (query too), cookie + Origin */
+    if (mh_transport_filter(h, c, e->wsi, &why))
+        goto refused;
+    if (mh_conn_open(c, h, e->wsi))
+        goto fail;
+    if (read_query(c, e->wsi, frames) || write_head(e->wsi)) {
+        mh_conn_release(c);
+        goto fail_released;
+    }
+    e->conn = c;
+    /* a stream lives as long as the connection: no lws HTTP timeout */
+    lws_set_timeout(e->wsi, NO_PENDING_TIMEOUT, 0);
+    h->metrics.sse_streams++;
+    mh_debug("conn %s: stream open", c->name);
+    mh_buf_init(&b);
+    mh_out_stream(&b, c->name, c->sse->secret);
+    mh_conn_send_buf(c, &b);
+    mh_buf_free(&b);
+    if (mh_auth_established(c)) { /* welcome, or the session lookup */
+        json_decref(frames);
+        return -1;
+    }
+    for (size_t i = 0; i < json_array_size(frames) && !c->closing; i++) {
+        const json_t *t = json_array_get(frames, i);
+        deliver(c, json_string_value(t), json_string_length(t));
+    }
+    json_decref(frames);
+    return 0;
+refused:
+    mh_transport_answer(e->wsi, &why);
+fail:
+    if (c)
+        mh_auth_release(c);
+fail_released:
+    if (c)
+        mh_sse_free(c->sse);
+    free(c);
+    json_decref(frames);
+    return rc;
+}
+
+/* ---- a POST ---- */
+
+static int refuse_post(mh_hub *h, int status, const char *reason, const char *text,
+                       const char **message)
+{
+    mh_metrics_reject(&h->metrics, "sse", reason);
+    *message = text;
+    return status;
+}
+
+/*
+ * A stream this process does not hold: unless its name says it was this
+ * process's (then it is closed), the POST goes to the hub it names, on
+ * {prefix}hub:{hub id}, where the process holding it checks the secret and
+ * the others ignore it (SPEC 6.1). Nothing comes back: 202 means handed on.
+ */
+static int forward(mh_hub *h, const char *name, const char *secret, size_t slen, uint64_t n,
+                   const char *body, size_t len, const char **message)
+{
+    const char *dot = strchr(name, '.'), *argv[3];
+    size_t lens[3];
+    char sec[MH_SSE_SECRET_LEN + 1];
+    mh_buf channel, env;
+    int rc;
+
+    if (!strncmp(name, h->conn_prefix, strlen(h->conn_prefix)) || !dot || dot == name ||
+        slen != MH_SSE_SECRET_LEN || strspn(secret, "0123456789abcdef") < MH_SSE_SECRET_LEN) {
+        mh_metrics_reject(&h->metrics, "sse", "unknown_stream");
+        *message = "no such stream in this hub process";
+        return 404;
+    }
+    memcpy(sec, secret, slen);
+    sec[slen] = '\0';
+    mh_buf_init(&channel);
+    mh_buf_init(&env);
+    mh_redis_name(h->redis, &channel, "hub:", name, (size_t)(dot - name));
+    mh_out_post(&env, name, sec, n, body, len);
+    argv[0] = "PUBLISH", lens[0] = 7;
+    argv[1] = channel.data, lens[1] = channel.len;
+    argv[2] = env.data, lens[2] = env.len;
+    /* on the connection's shard, as Django's envelopes for it (SPEC 11.1) */
+    rc = channel.oom || env.oom
+             ? -1
+             : mh_redis_cmd_on(h->redis, mh_redis_shard_of(h->redis, name, strlen(name)), NULL,
+                               NULL, 3, argv, lens);
+    mh_buf_free(&channel);
+    mh_buf_free(&env);
+    if (rc) {
+        mh_metrics_reject(&h->metrics, "sse", "unavailable");
+        *message = "the hub cannot reach Redis now";
+        return 503;
+    }
+    h->metrics.sse_posts_forwarded++;
+    *message = "handed on";
+    return 202;
+}
+
+/* The value of query argument 'name' ("secret=") in q[..end), as sent (the
+ * secret is hex: never percent-encoded); NULL when absent. */
+static const char *query_arg(const char *q, const char *end, const char *name, size_t *len)
+{
+    size_t nl = strlen(name);
+
+    while (q && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q)), *stop = amp ? amp : end;
+        if ((size_t)(stop - q) >= nl && !memcmp(q, name, nl)) {
+            *len = (size_t)(stop - q) - nl;
+            return q + nl;
+        }
+        q = amp ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
+int mh_es_post(mh_hub *h, const char *target, size_t target_len, const char *body, size_t len,
+               const char **message)
+{
+    const char *q = memchr(target, '?', target_len), *secret = NULL, *num = NULL;
+    char name[96];
+    size_t nlen = (q ? (size_t)(q - target) : target_len) - 5, slen = 0, numlen = 0;
+    uint64_t n = 0;
+    mh_conn *c;
+
+    if (q) {
+        secret = query_arg(q + 1, target + target_len, "secret=", &slen);
+        num = query_arg(q + 1, target + target_len, "n=", &numlen);
+    }
+    if (!secret || !slen)
+        return refuse_post(h, 400, "bad_request", "a POST carries the stream's secret", message);
+    /* n: the POST's number, 1, 2, ... (SPEC 6.1), at most 2^53 - 1 */
+    for (size_t i = 0; num && i < numlen; i++) {
+        if (num[i] < '0' || num[i] > '9' || (i == 0 && num[i] == '0') || i >= 16)
+            return refuse_post(h, 400, "bad_request", "n is a POST's number: 1, 2, ...", message);
+        n = n * 10 + (uint64_t)(num[i] - '0');
+    }
+    if (num && (!numlen || n > 9007199254740991ULL))
+        return refuse_post(h, 400, "bad_request", "n is a POST's number: 1, 2, ...", message);
+    if (nlen >= sizeof name)
+        return refuse_post(h, 404, "unknown_stream", "no such stream in this hub process", message);
+    memcpy(name, target + 5, nlen);
+    name[nlen] = '\0';
+    c = mh_conn_by_name(h, name);
+    if (c)
+        return mh_browser_post(c, secret, slen, n, body, len, message);
+    return forward(h, name, secret, slen, n, body, len, message);
+}
+
+/* ---- the request ---- */
+
+int mh_es_start(mh_hub *h, struct lws *wsi, mh_peer *peer, const char *path, mh_es **out)
+{
+    mh_es *e = calloc(1, sizeof *e);
+    bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+
+    *out = e;
+    if (!e)
+        return -1;
+    e->h = h;
+    e->wsi = wsi;
+    if (!strcmp(path, "/sse") && !post)
+        return open_stream(e, peer);
+    if (post) /* the intake answers POSTs; over the hub's own TLS lws reads them (SPEC 6.1) */
+        return answer(e, 405, "method",
+                      "POST to a stream needs a plain listener (TLS at the balancer)");
+    return answer(e, 405, "method", "GET /sse opens a stream; POST /sse/<conn> sends a frame");
+}
+
+int mh_es_writeable(mh_es *e)
+{
+    if (e->conn)
+        return mh_conn_writable(e->conn);
+    return e->answered && !lws_partial_buffered(e->wsi) ? -1 : 0;
+}
+
+void mh_es_free(mh_es **pe)
+{
+    mh_es *e = *pe;
+
+    if (!e)
+        return;
+    *pe = NULL;
+    if (e->conn) {
+        mh_debug("conn %s: stream closed", e->conn->name);
+        mh_conn_release(e->conn); /* frees its mh_sse */
+        free(e->conn);
+    }
+    free(e);
+}
