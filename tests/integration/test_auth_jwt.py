@@ -70,6 +70,36 @@ def test_bad_token_on_upgrade_is_401(auth_hub, bad):
     assert auth_hub.metric("mizan_hub_connections_rejected_total") >= 1
 
 
+def test_query_token_only_with_token_query(make_hub, redis_server):
+    """?token= on the upgrade (--token-query): read from the head by the
+    intake on a plain socket, and from lws's copy over TLS (where lws points
+    after the name); without the option the query is not looked at."""
+    import ssl
+    from pathlib import Path
+    data = Path(__file__).parent / "data"
+    auth = dict(allow_anonymous="false", jwt_secret=SECRET, jwt_audience="mizan")
+    off = make_hub(redis_server, **auth)
+    plain = make_hub(redis_server, token_query="true", **auth)
+    tls = make_hub(redis_server, token_query="true", wait_ready=False,
+                   tls_cert=str(data / "test-cert.pem"), tls_key=str(data / "test-key.pem"),
+                   **auth)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the test certificate is self-signed
+    path = "/?token=" + token(sub="5", staff=True)
+
+    async def main():
+        c = await connect(off, path)
+        assert c.welcome["welcome"]["identity"] is None
+        await c.ws.close()
+        for hub, kw in ((plain, {}), (f"wss://127.0.0.1:{tls.port}/", {"ssl": ctx})):
+            c = await connect(hub, path, **kw)
+            assert c.welcome["welcome"]["identity"] == {"sub": "5", "staff": True,
+                                                        "super": False}, hub
+            await c.ws.close()
+    run(main())
+
+
 def test_anonymous_must_authenticate_with_a_frame(auth_hub):
     async def main():
         c = await connect(auth_hub)

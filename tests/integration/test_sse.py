@@ -139,6 +139,33 @@ def test_posts_are_frames_of_the_stream(hub, r):
     s.close()
 
 
+def test_a_post_that_comes_in_pieces_is_read_to_its_length(hub):
+    """The intake reads once per readiness event: a POST whose head comes
+    alone and whose body (far over the first read's buffer) follows in
+    pieces is read to its Content-Length over several events, then handed
+    to the stream whole."""
+    s = SseStream(hub.port)
+    s.until(lambda f: "welcome" in f)
+    body = ('{"action":"ping","ref":"big"' + " " * 50000 + "}").encode()
+    head = (f"POST /sse/{s.conn}?secret={s.secret} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5 * SLOW) as c:
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.sendall(head)
+        time.sleep(0.1)  # not a wait for a condition: the pieces are to arrive apart
+        for at in range(0, len(body), 7000):
+            c.sendall(body[at:at + 7000])
+            time.sleep(0.02)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = c.recv(4096)
+            assert chunk, f"closed without an answer: {answer!r}"
+            answer += chunk
+    assert answer.split(b"\r\n", 1)[0].split()[1] == b"202", answer
+    assert s.recv() == {"pong": True, "ref": "big"}
+    s.close()
+
+
 def test_post_refusals(hub):
     s = SseStream(hub.port)
     s.until(lambda f: "welcome" in f)
