@@ -1,20 +1,21 @@
 /**
- * The core entry's size budget: under 7 KiB minified and gzipped (zlib
+ * The core entry's size budget: under 7.5 KiB minified and gzipped (zlib
  * level 9), as measured by ../bundle.mjs (which ci-test runs before the
  * tests). It was 6 KiB until the client learned subscriptions the hub ends
  * and resumes it rate-limits (issue 12): 6,251 B then; 6.5 KiB until it
  * learned to fall back to Server-Sent Events by itself (issue 16, SPEC 6.1:
  * the transport must be in the core entry, since applications do not
- * change): 7,031 B then.
+ * change): 7,031 B then; 7 KiB until presence (SPEC 11.2, `presence()`)
+ * and that fallback met in one branch: 7,197 B then.
  */
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-const BUDGET = 7 * 1024;
+const BUDGET = 7.5 * 1024;
 
-test('bundle: the core entry is under 7 KiB min+gz and free of React', () => {
+test('bundle: the core entry is under 7.5 KiB min+gz and free of React', () => {
   const sizes = JSON.parse(readFileSync(new URL('../dist-bundle/sizes.json', import.meta.url), 'utf8')) as {
     [entry: string]: { min: number; gzip: number };
   };
