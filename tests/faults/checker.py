@@ -39,6 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "django"))
 from mizan_hub.protocol import canonical_key  # noqa: E402
 
 
+#: The counts, in the order summary() prints them.
+NAMES = ("events", "deliveries", "duplicates", "reconnects", "heals", "gaps", "stale", "lost",
+         "clients", "subscriptions", "channel_subscriptions", "publisher_calls",
+         "undelivered_calls", "unlogged_messages", "client_bugs")
+
+
 def read(paths) -> list[dict]:
     out = []
     for path in paths:
@@ -242,15 +248,14 @@ def check(publisher: list[dict], clients: list[dict], *, limit: int = 20) -> dic
             if counts["lost"] <= limit:
                 problems.append(f"LOST client {c} {key}: message {mid} ({e}:{s}, published at "
                                 f"{t:.3f}) neither processed nor in a gap")
+    for name in NAMES:
+        counts.setdefault(name, 0)
     return {"ok": not problems, "counts": dict(counts), "problems": problems}
 
 
 def summary(result: dict) -> str:
     c = result["counts"]
-    names = ("events", "deliveries", "duplicates", "reconnects", "heals", "gaps", "stale",
-             "lost", "clients", "subscriptions", "channel_subscriptions", "publisher_calls",
-             "undelivered_calls", "unlogged_messages")
-    return " ".join(f"{n}={c.get(n, 0)}" for n in names)
+    return " ".join(f"{n}={c.get(n, 0)}" for n in NAMES)
 
 
 def main(argv) -> int:
