@@ -76,6 +76,8 @@ def identity(entry) -> tuple:
 
 
 def matches(entry, context: str, params: dict) -> bool:
+    """SPEC 4: an unscoped entry matches every subscription of its context, a
+    scoped one when every param it names has the same (string) value."""
     if entry_context(entry) != context:
         return False
     return all(params.get(k) == v for k, v in entry_params(entry).items())

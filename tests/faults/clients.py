@@ -43,6 +43,7 @@ import fdsite  # noqa: E402  (constants only; Django is not set up here)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "django"))
 from mizan_hub.protocol import canonical_key  # noqa: E402  (stdlib only)
 
+from checker import matches  # noqa: E402
 from publisher import DOCS, ORGS, ROOMS  # noqa: E402
 
 
@@ -52,16 +53,6 @@ def newer(a: str, b: str) -> bool:
     ea, _, na = a.partition(":")
     eb, _, nb = b.partition(":")
     return ea == eb and int(nb) > int(na)
-
-
-def matches(entry, context: str, params: dict) -> bool:
-    """SPEC 4: an unscoped entry matches every subscription of its context, a
-    scoped one when every param it names has the same (string) value."""
-    if isinstance(entry, str):
-        return entry == context
-    if entry.get("context") != context:
-        return False
-    return all(params.get(k) == str(v) for k, v in (entry.get("params") or {}).items())
 
 
 class Sub:
