@@ -41,8 +41,8 @@ from mizan_hub.protocol import canonical_key  # noqa: E402
 
 #: The counts, in the order summary() prints them.
 NAMES = ("events", "deliveries", "duplicates", "reconnects", "heals", "gaps", "stale", "lost",
-         "clients", "subscriptions", "channel_subscriptions", "publisher_calls",
-         "undelivered_calls", "unlogged_messages", "client_bugs")
+         "heals_resume", "heals_gap", "clients", "subscriptions", "channel_subscriptions",
+         "publisher_calls", "undelivered_calls", "unlogged_messages", "client_bugs")
 
 
 def read(paths) -> list[dict]:
@@ -172,6 +172,7 @@ def check(publisher: list[dict], clients: list[dict], *, limit: int = 20) -> dic
             counts["deliveries"] += 1
             if r.get("r"):
                 counts["heals"] += 1
+                counts[f"heals_{r['r']}"] += 1  # gap (hub link) or resume (reconnect)
             else:
                 seen_inv[(c, r["s"], r.get("v"))] += 1
             v = split(r.get("v"))

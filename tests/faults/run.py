@@ -198,6 +198,13 @@ def run(opts) -> dict:
                     pass
                 p.wait(10)
         cluster.stop()
+    # a sanitizer build (MH_HUB_BIN=build-asan/...): any report in a hub's
+    # stderr (every restart appends there) fails the run
+    for hub in cluster.hubs:
+        report = hub.sanitizer_report()
+        if report:
+            result["ok"] = False
+            result["problems"].append(f"sanitizer report in {hub.stderr_path}:\n{report}")
     result["faults"] = done_faults
     result["seconds"] = round(time.monotonic() - started, 1)
     result["dir"] = str(work)
