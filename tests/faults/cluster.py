@@ -14,6 +14,7 @@ replication link and the Django publisher keep working.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -241,6 +242,21 @@ class Cluster:
         r.start(port=r.port)
         self.wait_hubs_ready()
         return f"SIGKILL redis-{'ab'[i]} (the master), restarted from its AOF"
+
+    def lose_redis_data(self) -> str:
+        """The master comes back empty (its AOF deleted while it was down);
+        the replica resyncs from it and is empty too: every version hash and
+        channel position starts a new epoch."""
+        i = self.master_index()
+        r = self.redis[i]
+        r.kill()
+        for name in os.listdir(r.dir):
+            if name.startswith("appendonly") or name.endswith(".rdb"):
+                path = r.dir / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        r.start(port=r.port)
+        self.wait_hubs_ready()
+        return f"SIGKILL redis-{'ab'[i]} (the master), restarted with no data"
 
     def failover(self) -> str:
         old = self.master_index()
