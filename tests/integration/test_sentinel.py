@@ -118,6 +118,10 @@ def test_django_publishes_to_the_master_the_sentinels_name_after_a_failover(make
         while not any(f.get("invalidate") == ["todos"] and "reason" not in f and
                       f["versions"]["todos"].endswith(":2") for f in frames):
             frames.append(await c.recv(10))
+        # the asyncio client (ainvalidate) asks the Sentinel too
+        await mizan_hub.ainvalidate("todos")
+        assert replica.client().hget("mizan:v:todos", "n") == "3"
+        assert (await c.recv())["versions"]["todos"].endswith(":3")
         await c.close()
 
     with djsite.site("redis://127.0.0.1:1/0", REDIS_SENTINELS=[sentinel.addr],
