@@ -107,23 +107,28 @@ class Cluster:
         self.sentinels: list[Sentinel] = []
         self.hubs: list[FaultHub] = []
         self.lb: Haproxy | None = None
+        self.stalling: set[int] | None = None  # hub indexes a stall freezes; None: all
         self.env = dict(os.environ)
 
     # ---- start and stop
 
-    def hub_pids(self) -> set[int]:
+    def hub_pids(self, which=None) -> set[int]:
         pids = set()
-        for h in self.hubs:
-            if h.running():
+        for i, h in enumerate(self.hubs):
+            if h.running() and (which is None or i in which):
                 pids.add(h.pid)
                 pids |= children(h.pid)
         return pids
+
+    def stalled_pids(self) -> set[int]:
+        """The hubs whose links a stalled proxy freezes (stall() sets which)."""
+        return self.hub_pids(self.stalling)
 
     def start(self) -> None:
         for name in ("a", "b"):
             r = AnnouncedRedis(self.dir / f"redis-{name}", aof=True)
             r.port = free_port()
-            proxy = StallingProxy(r.port, owners=self.hub_pids)
+            proxy = StallingProxy(r.port, owners=self.hub_pids, targets=self.stalled_pids)
             r.announce_port = proxy.port
             r.start(port=r.port)
             self.redis.append(r)
@@ -278,11 +283,19 @@ class Cluster:
             self.wait_lb_up()
         return "rolled every hub (SIGTERM drain, restart) one by one"
 
-    def stall(self, seconds: float = 6.0) -> str:
+    def stall(self, seconds: float = 6.0, hub: int | None = None) -> str:
+        """Every hub's links to the master (or one hub's: a partition the
+        others do not share) stop passing bytes, half-open, for `seconds`."""
         i = self.master_index()
         proxy = self.proxies[i]
+        self.stalling = None if hub is None else {hub}
         proxy.stall()
         time.sleep(seconds)
         proxy.resume()
+        self.stalling = None
         self.wait_hubs_ready()
-        return f"stalled every hub<->redis-{'ab'[i]} link for {seconds:.0f} s (half-open)"
+        who = "every hub" if hub is None else f"hub{hub + 1}"
+        return f"stalled {who}<->redis-{'ab'[i]} links for {seconds:.0f} s (half-open)"
+
+    def stall_one(self, hub: int = 1) -> str:
+        return self.stall(hub=hub)

@@ -33,7 +33,8 @@ sys.path.insert(0, str(HERE))
 from checker import check, read, summary  # noqa: E402
 from cluster import PYTHON, Cluster, log  # noqa: E402
 
-FAULTS = ("kill_hub", "restart_redis", "lose_redis_data", "failover", "roll", "stall")
+FAULTS = ("kill_hub", "restart_redis", "lose_redis_data", "failover", "roll", "stall",
+          "stall_one")
 #: Faults run.py knows besides the default sequence (none today).
 MORE_FAULTS: tuple = ()
 
@@ -149,6 +150,9 @@ def run(opts) -> dict:
                 turns = [int(h) - 1 for h in opts.kill_hubs.split(",") if h] or \
                     list(range(len(cluster.hubs)))
                 what = cluster.kill_hub(turns[hub_turn % len(turns)])
+                hub_turn += 1
+            elif name == "stall_one":
+                what = cluster.stall_one(hub_turn % len(cluster.hubs))
                 hub_turn += 1
             else:
                 what = getattr(cluster, name)()

@@ -297,13 +297,17 @@ class StallingProxy:
     command is a SUBSCRIBE) and "cmd" (every other); and, when `owners` is
     given (a callable returning pids), only connections those processes
     opened -- so a Sentinel or a publisher behind the same proxy keeps
-    working while the hubs' links stall. A connection whose upstream cannot
-    be reached is closed at once (as a refused connect)."""
+    working while the hubs' links stall -- or, with `targets` (a callable
+    returning some of those pids), only the connections of those. A
+    connection whose upstream cannot be reached is closed at once (as a
+    refused connect)."""
 
-    def __init__(self, upstream_port: int, links=("cmd", "sub"), owners=None, port: int = 0):
+    def __init__(self, upstream_port: int, links=("cmd", "sub"), owners=None, port: int = 0,
+                 targets=None):
         self.upstream_port = upstream_port
         self.links = set(links)
         self.owners = owners
+        self.targets = targets or owners
         self.listener = socket.create_server(("127.0.0.1", port))
         self.port = self.listener.getsockname()[1]
         self.stalled = threading.Event()
@@ -341,7 +345,7 @@ class StallingProxy:
     def _stalls(self, kind, owner) -> bool:
         if not self.stalled.is_set() or kind not in self.links:
             return False
-        return self.owners is None or (owner is not None and owner in self.owners())
+        return self.owners is None or (owner is not None and owner in self.targets())
 
     def _pump(self, client_side: socket.socket, upstream: socket.socket, owner) -> None:
         kind = None  # "sub" or "cmd", from the client's first bytes
