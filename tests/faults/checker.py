@@ -42,7 +42,7 @@ from mizan_hub.protocol import canonical_key  # noqa: E402
 #: The counts, in the order summary() prints them.
 NAMES = ("events", "deliveries", "duplicates", "reconnects", "heals", "gaps", "stale", "lost",
          "heals_resume", "heals_gap", "clients", "subscriptions", "channel_subscriptions",
-         "publisher_calls", "undelivered_calls", "unlogged_messages", "client_bugs")
+         "publisher_calls", "undelivered_calls", "unlogged_messages", "client_bugs", "errors")
 
 
 def read(paths) -> list[dict]:
@@ -194,6 +194,12 @@ def check(publisher: list[dict], clients: list[dict], *, limit: int = 20) -> dic
             conns[c] += 1
         elif k == "done":
             done.add(c)
+        elif k == "err":
+            # error frames (a rate_limited resume is retried): not a failure in
+            # themselves, but a subscription refused never gets acked
+            counts["errors"] += 1
+            code = (r.get("f") or {}).get("error")
+            counts[f"errors_{code.get('code') if isinstance(code, dict) else code}"] += 1
         elif k == "bug":
             counts["client_bugs"] += 1
             if counts["client_bugs"] <= limit:
@@ -203,8 +209,9 @@ def check(publisher: list[dict], clients: list[dict], *, limit: int = 20) -> dic
     counts["reconnects"] = sum(n - 1 for n in conns.values() if n > 1)
     unfinished = sorted(client_ids - done)
     if unfinished:
+        errors = {k: v for k, v in counts.items() if k.startswith("errors_")}
         problems.append(f"{len(unfinished)} clients never finished (connected with every "
-                        f"subscription acked): {unfinished[:10]}")
+                        f"subscription acked): {unfinished[:10]}; error frames: {errors}")
 
     for c_events in events.values():
         c_events.sort(key=lambda ev: ev[0])
