@@ -229,6 +229,17 @@ class Cluster:
                 r.proc.pid if r.proc and r.proc.poll() is None else None)
         return out
 
+    def connections(self) -> dict[str, int | str]:
+        """Each hub's open WebSockets (its mizan_hub_connections; "" when it
+        does not answer)."""
+        out = {}
+        for i, h in enumerate(self.hubs):
+            try:
+                out[f"hub{i + 1}"] = int(h.metric("mizan_hub_connections")) if h.running() else ""
+            except (OSError, ValueError, AssertionError):
+                out[f"hub{i + 1}"] = ""
+        return out
+
     # ---- faults
 
     def kill_hub(self, i: int) -> str:

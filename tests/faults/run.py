@@ -86,11 +86,14 @@ class Sampler(threading.Thread):
             w = None
             while not self.stopping.is_set():
                 row = self.cluster.rss()
+                conns = self.cluster.connections()
                 if w is None:
                     w = csv.writer(f)
-                    w.writerow(["unix", "seconds", *[f"{k}_kb" for k in row]])
+                    w.writerow(["unix", "seconds", *[f"{k}_kb" for k in row],
+                                *[f"{k}_connections" for k in conns]])
                 now = time.time()
-                w.writerow([round(now, 1), round(now - self.t0, 1), *row.values()])
+                w.writerow([round(now, 1), round(now - self.t0, 1), *row.values(),
+                            *conns.values()])
                 f.flush()
                 self.stopping.wait(self.every)
 
