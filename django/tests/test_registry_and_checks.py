@@ -74,6 +74,8 @@ def test_good_settings_pass_the_checks():
     ({"REDIS_SENTINELS": ["h:0"]}, ["mizan_hub.E002"]),
     ({"REDIS_SENTINELS": ["h:26379"], "REDIS_URL": "unix:///r.sock"}, ["mizan_hub.E002"]),
     ({"REDIS_MASTER_NAME": ""}, ["mizan_hub.E002"]),
+    ({"REDIS_SENTINELS": ["h:26379"], "REDIS_SHARDS": ["redis://a:1/0", "redis://b:1/0"]},
+     ["mizan_hub.E002"]),
     ({"PREFIX": ""}, ["mizan_hub.E003"]),
     ({"PREFIX": "a b"}, ["mizan_hub.E003"]),
     ({"STRICT": "yes"}, ["mizan_hub.E004"]),
