@@ -1,5 +1,5 @@
 """The fault suite's short version (run.py with its defaults: 200 clients,
-every fault once, ~80 s of load): real processes on loopback, and at the
+every fault once, ~95 s of load): real processes on loopback, and at the
 end zero stale contexts and zero silent losses for every client."""
 
 from __future__ import annotations
