@@ -256,6 +256,7 @@ def test_configmap_settings_run_the_hub(tmp_path, make_hub, redis_server):
     conf = tmp_path / "mizan-hub.conf"
     conf.write_text(by_kind("ConfigMap", "mizan-hub-config")["data"]["mizan-hub.conf"])
     admin = free_port()
+    # (and no Sentinels: deployment.yaml's env var names them, not this file)
     hub = make_hub(redis_server, config=str(conf), allow_anonymous=True,
                    admin_listen=f"127.0.0.1:{admin}")
     assert hub.readyz()[0] == 200
@@ -265,6 +266,31 @@ def test_configmap_settings_run_the_hub(tmp_path, make_hub, redis_server):
     conn.request("GET", "/metrics")
     assert conn.getresponse().status == 200
     conn.close()
+
+
+def test_the_hubs_follow_the_example_sentinels():
+    """deployment.yaml's MIZAN_HUB_REDIS_SENTINELS names every Sentinel pod of
+    redis-sentinel.yaml (StatefulSet pods through its headless Service, the
+    Sentinel port) and configmap.yaml's redis_master_name is the master the
+    Sentinels monitor: hubs and Django (its settings at the top of that
+    file) ask the same Sentinels for the same master."""
+    (c,) = by_kind("Deployment", "mizan-hub")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    listed = re.split(r"[ ,]+", env["MIZAN_HUB_REDIS_SENTINELS"].strip())
+    docs = load("redis-sentinel.yaml")
+    (sts,) = [d for d in docs if d["kind"] == "StatefulSet" and
+              d["metadata"]["name"] == "redis-sentinel"]
+    (port,) = [p["containerPort"] for p in sts["spec"]["template"]["spec"]["containers"][0]["ports"]
+               if p["name"] == "sentinel"]
+    name, svc = sts["metadata"]["name"], sts["spec"]["serviceName"]
+    assert listed == [f"{name}-{i}.{svc}:{port}" for i in range(sts["spec"]["replicas"])]
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    monitored = re.search(r"sentinel monitor (\S+) ", cm["data"]["sentinel-init.sh"]).group(1)
+    assert hub_conf()["redis_master_name"] == monitored
+    header = (DEPLOY / "k8s" / "redis-sentinel.yaml").read_text().split("apiVersion")[0]
+    assert f'"REDIS_MASTER_NAME": "{monitored}"' in header
+    for sentinel in listed:
+        assert f'"{sentinel}"' in header
 
 
 @pytest.mark.skipif(not shutil.which("yamllint"), reason="yamllint is not installed")

@@ -6,7 +6,7 @@ with a message naming the key, not surface as a silent failure to publish.
 | id | what |
 |---|---|
 | E001 | ``MIZAN_HUB`` is not a dict, or has a key this app does not know |
-| E002 | ``REDIS_URL`` is not a redis://, rediss:// or unix:// URL; ``REDIS_SHARDS`` is not None or a list of 1-16 such URLs without repeats |
+| E002 | ``REDIS_URL`` is not a redis://, rediss:// or unix:// URL; ``REDIS_SHARDS`` is not None or a list of 1-16 such URLs without repeats; ``REDIS_SENTINELS`` is not a list of host:port (or comes with a unix:// URL or with ``REDIS_SHARDS``), ``REDIS_MASTER_NAME`` empty, ``REDIS_SENTINEL_PASSWORD`` not a string |
 | E003 | ``PREFIX`` is not a non-empty string without spaces or control characters |
 | E004 | ``STRICT``, ``SESSIONS`` or ``PUBLISH_REGISTRY_ON_MIGRATE`` is not a bool, ``TEST_MODE`` not a bool or None |
 | E005 | ``CONTEXTS``/``CHANNELS``: a bad name, guard, params, param_rules or history |
@@ -216,6 +216,23 @@ def check_settings(app_configs=None, **kwargs) -> list:
     if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         errors.append(_err(2, f"REDIS_URL {url!r} is not a redis://, rediss:// or unix:// URL"))
     errors += _check_shards(hub["REDIS_SHARDS"])
+    try:
+        sentinels = conf.sentinels()
+    except (TypeError, ValueError) as exc:
+        errors.append(_err(2, str(exc), hint="REDIS_SENTINELS is a list of 'host:port'"))
+        sentinels = []
+    if sentinels and isinstance(url, str) and urlsplit(url).scheme == "unix":
+        errors.append(_err(2, "REDIS_SENTINELS with a unix:// REDIS_URL",
+                           hint="with Sentinels REDIS_URL is redis:// or rediss:// and names "
+                                "the database, user and password (the host comes from them)"))
+    if sentinels and hub["REDIS_SHARDS"]:
+        errors.append(_err(2, "REDIS_SENTINELS with REDIS_SHARDS",
+                           hint="Sentinel follows one master; shards are separate servers "
+                                "(the hub takes one or the other too)"))
+    if not isinstance(hub["REDIS_MASTER_NAME"], str) or not hub["REDIS_MASTER_NAME"].strip():
+        errors.append(_err(2, "REDIS_MASTER_NAME must be a non-empty string"))
+    if not isinstance(hub["REDIS_SENTINEL_PASSWORD"], str):
+        errors.append(_err(2, "REDIS_SENTINEL_PASSWORD must be a string"))
     prefix = hub["PREFIX"]
     if not isinstance(prefix, str) or not prefix or re.search(r"[\s\x00-\x1f\x7f]", prefix):
         errors.append(_err(3, "PREFIX must be a non-empty string without spaces or controls",

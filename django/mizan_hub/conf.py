@@ -26,6 +26,17 @@ DEFAULTS: dict[str, Any] = {
     # per shard, in the same order as the hub's --redis-shards; the data is
     # spread over them by SPEC 11.1's mapping. None: one shard, REDIS_URL.
     "REDIS_SHARDS": None,
+    # Redis behind Sentinel: ["host:port", ...] of the Sentinels. The master
+    # comes from them (REDIS_URL then names only the scheme, database, user
+    # and password) and a failover is followed: the publisher, the outbox
+    # relay and the inbound worker write to whichever server is the master
+    # now. The hub's --redis-sentinels (manage.py mizan_hub_config writes it).
+    "REDIS_SENTINELS": [],
+    # The master's name in the Sentinels (--redis-master-name).
+    "REDIS_MASTER_NAME": "mymaster",
+    # The Sentinels' own password (their requirepass), if any
+    # (--redis-sentinel-password).
+    "REDIS_SENTINEL_PASSWORD": "",
     # Prepended to every Redis name (SPEC section 11); the hub's
     # --redis-prefix.
     "PREFIX": "mizan:",
@@ -149,6 +160,9 @@ DERIVED = {
     "redis": "MIZAN_HUB['REDIS_URL']",
     "redis_shards": "MIZAN_HUB['REDIS_SHARDS']",
     "redis_prefix": "MIZAN_HUB['PREFIX']",
+    "redis_sentinels": "MIZAN_HUB['REDIS_SENTINELS']",
+    "redis_master_name": "MIZAN_HUB['REDIS_MASTER_NAME']",
+    "redis_sentinel_password": "MIZAN_HUB['REDIS_SENTINEL_PASSWORD']",
     "jwt_keys": "MIZAN_HUB['TOKEN']['KEYS'] (written to a JWKS file)",
     "jwt_secret": "MIZAN_HUB['TOKEN']['KEYS'] (written to a JWKS file)",
     "jwt_kid": "MIZAN_HUB['TOKEN']['KEYS'] (written to a JWKS file)",
@@ -203,6 +217,32 @@ def token_keys() -> dict[str, str]:
     if secret:
         return {hub_settings()["TOKEN"]["KID"]: secret}
     return {}
+
+
+def sentinels() -> list[tuple[str, int]]:
+    """``REDIS_SENTINELS`` as (host, port) pairs (``[]``: no Sentinel).
+    Entries are ``"host:port"`` (``"[::1]:26379"`` for IPv6) or
+    ``(host, port)``; a ValueError names a bad one (check E002 does too)."""
+    out = []
+    for entry in hub_settings()["REDIS_SENTINELS"] or []:
+        if isinstance(entry, (tuple, list)) and len(entry) == 2:
+            host, port = str(entry[0]), entry[1]
+        elif isinstance(entry, str):
+            host, sep, port = entry.rpartition(":")
+            if not sep:
+                raise ValueError(f"REDIS_SENTINELS entry {entry!r} is not host:port")
+            host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        else:
+            raise ValueError(f"REDIS_SENTINELS entry {entry!r} is not 'host:port' or "
+                             "(host, port)")
+        try:
+            port = int(port)
+        except (TypeError, ValueError):
+            port = 0
+        if not host or not 0 < port < 65536 or any(c in host for c in " ,\r\n"):
+            raise ValueError(f"REDIS_SENTINELS entry {entry!r} is not host:port")
+        out.append((host, port))
+    return out
 
 
 def allowed_origins() -> list[str]:

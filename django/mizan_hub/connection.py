@@ -12,6 +12,14 @@ context's versions by the context's name, a channel instance's position
 and history by its canonical key; the registry, the session registry and
 the ``logout``/``disconnect``/``registry`` envelopes live on the first
 shard (``get_redis()`` without an argument).
+
+With ``REDIS_SENTINELS`` (one shard: the two do not combine) the client is
+redis-py's Sentinel-managed one: each new connection asks the Sentinels for
+the master named ``REDIS_MASTER_NAME``, and a connection to a server that was
+demoted (``READONLY``) or went away fails and is replaced by one to the
+current master. So after a failover the publisher, the outbox relay and the
+worker write where the hubs (which follow the same Sentinels) read; what
+failed meanwhile stays in the outbox.
 """
 
 from __future__ import annotations
@@ -44,6 +52,46 @@ def shard_of(shard_key: str) -> int:
     return protocol.shard(shard_key, shard_count())
 
 
+def _sentinel_args() -> tuple[list[tuple[str, int]], dict, dict]:
+    """(sentinels, the master connections' options, the Sentinel
+    connections' options) from the settings: the master's database, user,
+    password and TLS options come from ``REDIS_URL`` (its host and port are
+    not used), the Sentinels get ``REDIS_SENTINEL_PASSWORD`` and, for a
+    ``rediss://`` URL, TLS like the hub."""
+    timeout = conf.get("REDIS_TIMEOUT")
+    master = redis.connection.parse_url(conf.get("REDIS_URL"))
+    for name in ("host", "port", "path"):
+        master.pop(name, None)
+    tls = master.pop("connection_class", None) is redis.SSLConnection
+    ssl = {k: v for k, v in master.items() if k.startswith("ssl_")}
+    timeouts = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
+    master.update(timeouts, health_check_interval=30)
+    sentinel = dict(timeouts, password=conf.get("REDIS_SENTINEL_PASSWORD") or None)
+    if tls:
+        master["ssl"] = True
+        sentinel.update(ssl, ssl=True)
+    return conf.sentinels(), master, sentinel
+
+
+def _build(url: str, use_async: bool):
+    """A client of the server at ``url``, or of the Sentinels' master."""
+    if not conf.sentinels():
+        timeout = conf.get("REDIS_TIMEOUT")
+        if use_async:
+            from redis.asyncio import Redis
+        else:
+            Redis = redis.Redis
+        return Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                              health_check_interval=30)
+    if use_async:
+        from redis.asyncio.sentinel import Sentinel
+    else:
+        from redis.sentinel import Sentinel
+    sentinels, master, sentinel = _sentinel_args()
+    return Sentinel(sentinels, sentinel_kwargs=sentinel).master_for(
+        conf.get("REDIS_MASTER_NAME"), **master)
+
+
 def get_redis(shard: int = 0) -> redis.Redis:
     """The shared client of ``shard`` (bytes in, bytes out: envelopes are
     exact bytes); the first shard by default."""
@@ -55,13 +103,7 @@ def get_redis(shard: int = 0) -> redis.Redis:
         with _lock:
             client = _clients.get(shard)
             if client is None:
-                timeout = conf.get("REDIS_TIMEOUT")
-                client = _clients[shard] = redis.Redis.from_url(
-                    urls[shard],
-                    socket_connect_timeout=timeout,
-                    socket_timeout=timeout,
-                    health_check_interval=30,
-                )
+                client = _clients[shard] = _build(urls[shard], use_async=False)
     return client
 
 
@@ -82,10 +124,7 @@ def get_async_redis(shard: int = 0) -> "redis.asyncio.Redis":
             del _async_clients[old]
         client = _async_clients.get((loop, shard))
         if client is None:
-            timeout = conf.get("REDIS_TIMEOUT")
-            client = _async_clients[(loop, shard)] = redis.asyncio.Redis.from_url(
-                urls[shard], socket_connect_timeout=timeout,
-                socket_timeout=timeout, health_check_interval=30)
+            client = _async_clients[(loop, shard)] = _build(urls[shard], use_async=True)
     return client
 
 

@@ -105,6 +105,27 @@ def test_database_sessions_write_no_secret_and_a_plain_url_a_readable_file(tmp_p
     assert mode(tmp_path / "hub.conf") == 0o644
 
 
+def test_sentinels_are_written_for_the_hub(tmp_path):
+    """REDIS_SENTINELS, REDIS_MASTER_NAME and REDIS_SENTINEL_PASSWORD become
+    the hub's --redis-sentinels (HOST:PORT split at the last ':', no
+    brackets), --redis-master-name and --redis-sentinel-password; a
+    Sentinel password makes the file private like a Redis one."""
+    with override_settings(MIZAN_HUB=hub_with(
+            REDIS_URL="redis://127.0.0.1:6390/3",
+            REDIS_SENTINELS=["10.0.0.1:26379", ("10.0.0.2", 26380), "[::1]:26381"],
+            REDIS_MASTER_NAME="app", REDIS_SENTINEL_PASSWORD="s3cret")):
+        call_command("mizan_hub_config", "-o", str(tmp_path / "hub.conf"))
+    values = config_lines(tmp_path / "hub.conf")
+    assert values["redis"] == "redis://127.0.0.1:6390/3"
+    assert values["redis_sentinels"] == "10.0.0.1:26379,10.0.0.2:26380,::1:26381"
+    assert values["redis_master_name"] == "app"
+    assert values["redis_sentinel_password"] == "s3cret"
+    assert mode(tmp_path / "hub.conf") == 0o600
+    with override_settings(MIZAN_HUB=hub_with(REDIS_URL="redis://127.0.0.1:6390/3")):
+        call_command("mizan_hub_config", "-o", str(tmp_path / "plain.conf"))
+    assert not {"redis_sentinels", "redis_master_name"} & set(config_lines(tmp_path / "plain.conf"))
+
+
 @pytest.mark.parametrize("url, written", [
     ("rediss://127.0.0.1:6380/0", "rediss://127.0.0.1:6380/0"),
     ("redis://app:p%40w:x@127.0.0.1/2", "redis://app:p@w:x@127.0.0.1:6379/2"),
@@ -124,6 +145,8 @@ def test_what_the_hub_reads_is_written_as_it_reads_it(url, written):
     ({"HUB": {"redis": "redis://127.0.0.1/1"}}, "written from MIZAN_HUB['REDIS_URL']"),
     ({"HUB": {"prefix": "x:"}}, "not a hub setting"),
     ({"HUB": {"log_level": "debug\nallow_anonymous = true"}}, "one config line"),
+    ({"REDIS_SENTINELS": ["10.0.0.1"]}, "is not host:port"),
+    ({"HUB": {"redis_sentinels": "10.0.0.1:26379"}}, "written from MIZAN_HUB['REDIS_SENTINELS']"),
 ])
 def test_what_the_hub_cannot_read_is_refused(tmp_path, changes, message):
     with override_settings(MIZAN_HUB=hub_with(**changes)):

@@ -65,7 +65,7 @@ urlpatterns: list = []
 @contextmanager
 def site(redis_url: str, engine: str = SIGNED, **hub_settings):
     """Django settings for one test: this Redis, this session engine, and
-    any other MIZAN_HUB keys (REDIS_SHARDS, CHANNELS, ...)."""
+    any other MIZAN_HUB keys (REDIS_SHARDS, REDIS_SENTINELS, CHANNELS, ...)."""
     setup()
     from django.test import override_settings
     hub = dict(settings.MIZAN_HUB, REDIS_URL=redis_url, **hub_settings)

@@ -2,6 +2,10 @@
 real hub on free loopback ports, WebSocket clients (the `websockets` package
 and a raw-socket one for the slow consumer), Redis envelopes per SPEC 11.
 
+Also a Sentinel (and a master + replica + Sentinel setup) and a TCP proxy
+that stalls links without closing them, shared by the integration tests
+and the fault suite (tests/faults).
+
 Nothing here talks to anything outside 127.0.0.0/8. Every wait has a
 deadline; every process started here is stopped by the fixtures in
 conftest.py even when a test fails.
@@ -14,12 +18,14 @@ import base64
 import http.client
 import json
 import os
+import select
 import signal
 import socket
 import ssl
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -158,6 +164,235 @@ class RedisServer:
             return ""
 
 
+# ---------------------------------------------------------------- Sentinel
+
+
+class Sentinel:
+    """One redis-sentinel on a free loopback port watching the master named
+    `name` at 127.0.0.1:`master_port` (which may be a proxy in front of it).
+    `quorum` Sentinels must agree it is down; several Sentinels of one master
+    find each other through it."""
+
+    def __init__(self, dir, master_port: int, *, name: str = "mymaster", quorum: int = 1,
+                 down_after_ms: int = 1000, failover_timeout_ms: int = 5000):
+        self.dir = Path(dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.port = free_port()
+        conf = self.dir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+            f"sentinel monitor {name} 127.0.0.1 {master_port} {quorum}\n"
+            f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
+            f"sentinel failover-timeout {name} {failover_timeout_ms}\n" + self.extra_conf())
+        with open(self.dir / "log", "ab") as log:
+            self.proc = subprocess.Popen(["redis-server", str(conf), "--sentinel"],
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        self.client = self.make_client()
+        deadline = time.monotonic() + 10 * SLOW
+        while time.monotonic() < deadline:
+            try:
+                if self.client.ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError("sentinel did not start")
+
+    def extra_conf(self) -> str:
+        """More sentinel.conf lines (a later one wins: test_redis_tls serves TLS)."""
+        return ""
+
+    def make_client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
+                           socket_timeout=5)
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def master(self):
+        return self.client.execute_command("SENTINEL", "get-master-addr-by-name", self.name)
+
+    def replicas(self) -> list:
+        return self.client.execute_command("SENTINEL", "replicas", self.name)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+        self.client.close()
+
+
+def wait_replica_synced(replica: RedisServer, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout * SLOW
+    while replica.client().info("replication").get("master_link_status") != "up":
+        if time.monotonic() > deadline:
+            raise RuntimeError("the replica did not sync")
+        time.sleep(0.05)
+
+
+def wait_sentinel_sees_replicas(sentinel: Sentinel, n: int = 1, timeout: float = 20) -> None:
+    """The Sentinel learns replicas from the master's INFO (every ~10 s at
+    first): a failover before it lists them has nobody to promote."""
+    deadline = time.monotonic() + timeout * SLOW
+    while len(sentinel.replicas()) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the Sentinel never saw the replica")
+        time.sleep(0.2)
+
+
+def sentinel_cluster(dir: Path) -> tuple[RedisServer, RedisServer, Sentinel]:
+    """A master, its replica and one Sentinel that sees both (stop them in
+    reverse order)."""
+    master = RedisServer(Path(dir) / "master")
+    master.start()
+    replica = RedisServer(Path(dir) / "replica")
+    replica.start()
+    replica.client().execute_command("REPLICAOF", "127.0.0.1", str(master.port))
+    wait_replica_synced(replica)
+    sentinel = Sentinel(Path(dir) / "sentinel", master.port)
+    wait_sentinel_sees_replicas(sentinel)
+    return master, replica, sentinel
+
+
+# ---------------------------------------------------------------- stalling proxy
+
+
+def _socket_owner(local_port: int, remote_port: int, pids) -> int | None:
+    """The pid among `pids` holding the loopback TCP socket 127.0.0.1:local_port
+    -> 127.0.0.1:remote_port (from /proc: the socket's inode, then the
+    process whose fd table has it)."""
+    want_local = f"0100007F:{local_port:04X}"
+    want_remote = f"0100007F:{remote_port:04X}"
+    inode = None
+    try:
+        with open("/proc/net/tcp") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 9 and fields[1] == want_local and fields[2] == want_remote:
+                    inode = fields[9]
+                    break
+    except OSError:
+        return None
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                        return pid
+                except OSError:
+                    continue
+        except OSError:
+            continue
+    return None
+
+
+class StallingProxy:
+    """A TCP proxy in front of a redis-server that can stall links without
+    closing them: a stalled link passes nothing either way and stays open
+    (half-open, as a dead network path looks), until resume() passes on
+    what waited. Which links stall: `links`, the kinds "sub" (its first
+    command is a SUBSCRIBE) and "cmd" (every other); and, when `owners` is
+    given (a callable returning pids), only connections those processes
+    opened -- so a Sentinel or a publisher behind the same proxy keeps
+    working while the hubs' links stall -- or, with `targets` (a callable
+    returning some of those pids), only the connections of those. A
+    connection whose upstream cannot be reached is closed at once (as a
+    refused connect)."""
+
+    def __init__(self, upstream_port: int, links=("cmd", "sub"), owners=None, port: int = 0,
+                 targets=None):
+        self.upstream_port = upstream_port
+        self.links = set(links)
+        self.owners = owners
+        self.targets = targets or owners
+        self.listener = socket.create_server(("127.0.0.1", port))
+        self.port = self.listener.getsockname()[1]
+        self.stalled = threading.Event()
+        self.stopping = False
+        self.socks: list[socket.socket] = []
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def stall(self) -> None:
+        self.stalled.set()
+
+    def resume(self) -> None:
+        self.stalled.clear()
+
+    def _accept(self) -> None:
+        while not self.stopping:
+            try:
+                client_side, peer = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=2)
+                upstream.settimeout(None)
+            except OSError:
+                client_side.close()
+                continue
+            owner = None
+            if self.owners is not None:
+                owner = _socket_owner(peer[1], self.port, self.owners())
+            self.socks += [client_side, upstream]
+            threading.Thread(target=self._pump, args=(client_side, upstream, owner),
+                             daemon=True).start()
+
+    def _stalls(self, kind, owner) -> bool:
+        if not self.stalled.is_set() or kind not in self.links:
+            return False
+        return self.owners is None or (owner is not None and owner in self.targets())
+
+    def _pump(self, client_side: socket.socket, upstream: socket.socket, owner) -> None:
+        kind = None  # "sub" or "cmd", from the client's first bytes
+        held = b""
+        try:
+            while not self.stopping:
+                if kind is not None and self._stalls(kind, owner):
+                    time.sleep(0.02)  # nothing moves, nothing closes
+                    continue
+                if held:
+                    upstream.sendall(held)
+                    held = b""
+                ready, _, _ = select.select([client_side, upstream], [], [], 0.02)
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    if s is client_side:
+                        if kind is None:
+                            kind = "sub" if b"SUBSCRIBE" in data.upper() else "cmd"
+                        if self._stalls(kind, owner):
+                            held += data
+                        else:
+                            upstream.sendall(data)
+                    else:
+                        client_side.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (client_side, upstream):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stopping = True
+        self.listener.close()
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
 # ---------------------------------------------------------------- the hub
 
 
@@ -199,10 +434,12 @@ class Hub:
                 args.append(v)
         return args
 
-    def start(self, wait_ready: bool = True) -> "Hub":
+    def start(self, wait_ready: bool = True, port: int | None = None) -> "Hub":
+        """Starts the hub on a free port, or on `port` (a restart behind a
+        balancer that knows the old one: no retry elsewhere)."""
         last = ""
-        for attempt in range(3):
-            self.port = free_port()
+        for attempt in range(1 if port else 3):
+            self.port = port or free_port()
             out = open(self.stdout_path, "ab")
             err = open(self.stderr_path, "ab")
             self._files = [out, err]

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import select
-import socket
-import threading
 import time
 import types
 
-from hubtest import (SLOW, RedisServer, bucket, canonical_key, connect, free_port, poll,
-                     publish_invalidate, run)
+from hubtest import (SLOW, RedisServer, StallingProxy, bucket, canonical_key, connect,
+                     free_port, poll, publish_invalidate, run)
 
 READS = ("hgetall", "hmget", "xrange")
 ROOM = canonical_key("room", {})
@@ -232,79 +229,12 @@ def test_subscribe_time_read_errors_are_gaps_not_never_published(make_hub, redis
         admin.close()
 
 
-class _FreezingProxy:
-    """A TCP proxy between the hub and redis-server that can stop passing the
-    hub's command link (a half-open link: commands go out, no reply comes)
-    while its subscriber link keeps working. Commands sent while frozen are
-    kept and passed on when thawed, so the link stays in step."""
-
-    def __init__(self, redis_port: int):
-        self.redis_port = redis_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.frozen = threading.Event()
-        self.stopping = False
-        self.socks: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.stopping:
-            try:
-                hub_side, _ = self.listener.accept()
-            except OSError:
-                return
-            redis_side = socket.create_connection(("127.0.0.1", self.redis_port))
-            self.socks += [hub_side, redis_side]
-            threading.Thread(target=self._pump, args=(hub_side, redis_side),
-                             daemon=True).start()
-
-    def _pump(self, hub_side: socket.socket, redis_side: socket.socket) -> None:
-        kind = None  # "sub" or "cmd", from the hub's first bytes
-        held = b""
-        try:
-            while not self.stopping:
-                ready, _, _ = select.select([hub_side, redis_side], [], [], 0.02)
-                if kind == "cmd" and held and not self.frozen.is_set():
-                    redis_side.sendall(held)
-                    held = b""
-                for s in ready:
-                    data = s.recv(65536)
-                    if not data:
-                        return
-                    if s is hub_side:
-                        if kind is None:
-                            kind = "sub" if b"SUBSCRIBE" in data.upper() else "cmd"
-                        if kind == "cmd" and (self.frozen.is_set() or held):
-                            held += data
-                        else:
-                            redis_side.sendall(data)
-                    else:
-                        hub_side.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (hub_side, redis_side):
-                try:
-                    s.close()
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.stopping = True
-        self.listener.close()
-        for s in self.socks:
-            try:
-                s.close()
-            except OSError:
-                pass
-
-
 def test_heal_on_a_half_open_command_link_is_given_up_within_the_bound(make_hub, redis_server):
     """The command link takes the heal's reads and never answers (no error,
     no close): at heal_timeout_ms the hub invalidates everything it could not
     read anyway, and when the late replies finally come they change nothing."""
     timeout_ms = 1500
-    proxy = _FreezingProxy(redis_server.port)
+    proxy = StallingProxy(redis_server.port, links=("cmd",))
     through_proxy = types.SimpleNamespace(url=f"redis://127.0.0.1:{proxy.port}/0")
     hub = make_hub(through_proxy, heal_timeout_ms=timeout_ms, redis_backoff_max_ms=200,
                    canary_window=30)
@@ -315,7 +245,7 @@ def test_heal_on_a_half_open_command_link_is_given_up_within_the_bound(make_hub,
         c = await connect(hub)
         assert (await c.subscribe(context="doc", params={"id": "9"}))["version"] == "d1:1"
         assert (await c.subscribe(channel="room"))["seq"] == 3
-        proxy.frozen.set()
+        proxy.stall()
         assert admin.client_kill_filter(_type="pubsub") >= 1
         cut = time.monotonic()
         got = []
@@ -328,7 +258,7 @@ def test_heal_on_a_half_open_command_link_is_given_up_within_the_bound(make_hub,
                      "reason": "hub_link_lost"}},
         ], key=json.dumps), got
         assert hub.metric("mizan_hub_heal_giveups_total") == 1
-        proxy.frozen.clear()  # the late replies come: stale, nothing more is sent
+        proxy.resume()  # the late replies come: stale, nothing more is sent
         await asyncio.to_thread(hub.wait_ready, 10)
         assert await c.ping_barrier() == []
         _message(admin, 4)

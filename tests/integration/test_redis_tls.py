@@ -16,7 +16,7 @@ import redis
 
 from hubtest import (RedisServer, connect, envelope_message, free_port, poll,
                      publish_invalidate, run, run_cli)
-from test_sentinel import Sentinel
+from hubtest import Sentinel
 
 
 def _openssl(*args: str, cwd: Path) -> None:

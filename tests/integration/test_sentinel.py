@@ -7,74 +7,17 @@ loopback ports."""
 
 from __future__ import annotations
 
-import subprocess
+import asyncio
 import time
 
 import pytest
 
-from hubtest import (SLOW, RedisServer, connect, free_port, poll, publish_invalidate, run)
-
-
-class Sentinel:
-    def __init__(self, dir, master_port: int):
-        self.dir = dir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        conf = self.dir / "sentinel.conf"
-        conf.write_text(
-            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
-            f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
-            "sentinel down-after-milliseconds mymaster 1000\n"
-            "sentinel failover-timeout mymaster 5000\n" + self.extra_conf())
-        self.proc = subprocess.Popen(["redis-server", str(conf), "--sentinel"],
-                                     stdout=open(self.dir / "log", "ab"), stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        import redis
-        self.client = self.make_client()
-        deadline = time.monotonic() + 10 * SLOW
-        while time.monotonic() < deadline:
-            try:
-                if self.client.ping():
-                    return
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError("sentinel did not start")
-
-    def extra_conf(self) -> str:
-        """More sentinel.conf lines (a later one wins: test_redis_tls serves TLS)."""
-        return ""
-
-    def make_client(self):
-        import redis
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                           socket_timeout=5)
-
-    def master(self):
-        return self.client.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait(5)
+from hubtest import SLOW, Sentinel, connect, poll, publish_invalidate, run, sentinel_cluster
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    master = RedisServer(tmp_path / "master")
-    master.start()
-    replica = RedisServer(tmp_path / "replica")
-    replica.start()
-    replica.client().execute_command("REPLICAOF", "127.0.0.1", str(master.port))
-    deadline = time.monotonic() + 10 * SLOW
-    while replica.client().info("replication").get("master_link_status") != "up":
-        assert time.monotonic() < deadline, "the replica did not sync"
-        time.sleep(0.05)
-    sentinel = Sentinel(tmp_path / "sentinel", master.port)
-    # the Sentinel learns the replica from the master's INFO (every ~10 s at
-    # first): wait until it lists it, or a failover has nobody to promote
-    deadline = time.monotonic() + 20 * SLOW
-    while not sentinel.client.execute_command("SENTINEL", "replicas", "mymaster"):
-        assert time.monotonic() < deadline, "the Sentinel never saw the replica"
-        time.sleep(0.2)
+    master, replica, sentinel = sentinel_cluster(tmp_path)
     yield master, replica, sentinel
     sentinel.stop()
     replica.kill()
@@ -124,3 +67,66 @@ def test_no_master_means_not_ready(make_hub, redis_server, tmp_path):
         assert "no master named 'other'" in hub.stderr_text()
     finally:
         sentinel.stop()
+
+
+def test_django_publishes_to_the_master_the_sentinels_name_after_a_failover(make_hub, cluster):
+    """MIZAN_HUB["REDIS_SENTINELS"]: the Django publisher (and its outbox
+    relay) ask the Sentinel for the master. After SENTINEL FAILOVER the old
+    master is a read-only replica; the next publish must land on the
+    promoted one -- its counters move and the hub, following the same
+    Sentinel, delivers the event live. REDIS_URL names a server that does
+    not exist: with Sentinels only its database (and user, password) count."""
+    import djsite
+    djsite.setup()
+    from django.core.management import call_command
+
+    import mizan_hub
+    from mizan_hub.models import OutboxEntry
+
+    master, replica, sentinel = cluster
+    hub = make_hub(master, allow_anonymous=True, redis_sentinels=sentinel.addr,
+                   redis_master_name="mymaster")
+
+    async def main():
+        c = await connect(hub)
+        await c.subscribe(context="todos")
+        mizan_hub.invalidate("todos")
+        first = await c.recv()
+        assert first["invalidate"] == ["todos"] and first["versions"]["todos"].endswith(":1")
+        assert master.client().hget("mizan:v:todos", "n") == "1"
+
+        sentinel.client.execute_command("SENTINEL", "FAILOVER", "mymaster")
+        await poll(lambda: int(sentinel.master()[1]) == replica.port, 15, what="the promotion")
+        await poll(lambda: master.client().info("replication")["role"] == "slave", 15,
+                   what="the old master demoted")
+        await poll(lambda: hub.readyz()[0] == 200 and
+                   f"is 127.0.0.1:{replica.port} now (failover)" in hub.stderr_text(), 15,
+                   what="the hub on the new master")
+        frames = await c.ping_barrier()  # the hub's heal (nothing changed: maybe nothing)
+
+        # Django's pooled connection still goes to the demoted server: that
+        # publish fails (READONLY) and stays in the outbox; the relay then
+        # asks the Sentinel again and reaches the promoted one.
+        mizan_hub.invalidate("todos")
+        for _ in range(20):
+            if not OutboxEntry.objects.exists():
+                break
+            await asyncio.to_thread(call_command, "mizan_hub_relay", "--once")
+            await asyncio.sleep(0.1)
+        assert not OutboxEntry.objects.exists(), "the relay never reached the new master"
+        assert replica.client().hget("mizan:v:todos", "n") == "2"
+        while not any(f.get("invalidate") == ["todos"] and "reason" not in f and
+                      f["versions"]["todos"].endswith(":2") for f in frames):
+            frames.append(await c.recv(10))
+        # the asyncio client (ainvalidate) asks the Sentinel too
+        await mizan_hub.ainvalidate("todos")
+        assert replica.client().hget("mizan:v:todos", "n") == "3"
+        assert (await c.recv())["versions"]["todos"].endswith(":3")
+        await c.close()
+
+    with djsite.site("redis://127.0.0.1:1/0", REDIS_SENTINELS=[sentinel.addr],
+                     REDIS_MASTER_NAME="mymaster"):
+        try:
+            run(main(), timeout=90)
+        finally:
+            OutboxEntry.objects.all().delete()

@@ -8,7 +8,7 @@ and so on):
 
 | file | from | mode |
 |---|---|---|
-| FILE | ``REDIS_URL`` (``redis``), ``REDIS_SHARDS`` (``redis_shards``), ``PREFIX`` (``redis_prefix``), ``TOKEN['AUDIENCE']`` (``jwt_audience``), ``SESSION_COOKIE_NAME``/``AGE`` (``session_cookie``, ``session_max_age``), ``conf.allowed_origins()`` (``allowed_origins``), ``MIZAN_HUB['HUB']`` (the hub's own settings: listen, workers, tls...) | 0600 when the Redis URL has a password, else 0644 |
+| FILE | ``REDIS_URL`` (``redis``), ``REDIS_SHARDS`` (``redis_shards``), ``REDIS_SENTINELS``/``REDIS_MASTER_NAME``/``REDIS_SENTINEL_PASSWORD`` (``redis_sentinels``, ``redis_master_name``, ``redis_sentinel_password``), ``PREFIX`` (``redis_prefix``), ``TOKEN['AUDIENCE']`` (``jwt_audience``), ``SESSION_COOKIE_NAME``/``AGE`` (``session_cookie``, ``session_max_age``), ``conf.allowed_origins()`` (``allowed_origins``), ``MIZAN_HUB['HUB']`` (the hub's own settings: listen, workers, tls...) | 0600 when a Redis URL or the Sentinels have a password, else 0644 |
 | ``STEM.registry.json`` | ``CONTEXTS``/``CHANNELS`` (and izana's), as ``mizan_hub_registry`` | 0644 |
 | ``STEM.jwks.json`` | ``TOKEN['KEYS']`` (or ``IZANA_MWT_SECRET``) and ``ALGORITHM``: HS keys as they are, RS/ES keys' public halves | 0600 |
 | ``STEM.secret-keys`` | ``SECRET_KEY`` then ``SECRET_KEY_FALLBACKS``, one a line: only for ``signed_cookies`` sessions (other engines go through the session registry in Redis and the hub needs no Django key) | 0600 |
@@ -158,6 +158,20 @@ class Command(BaseCommand):
                 shard_urls.append(shard_url)
                 has_password = has_password or secret
             settings_lines.append(("redis_shards", ",".join(shard_urls)))
+        try:
+            sentinels = conf.sentinels()
+        except ValueError as exc:
+            raise CommandError(f"MIZAN_HUB['REDIS_SENTINELS']: {exc}") from None
+        if sentinels:
+            # the hub takes the master from them; --redis names the database,
+            # user and password (and TLS) only. It splits HOST:PORT at the
+            # last ':' and wants no brackets around an IPv6 host.
+            settings_lines += [
+                ("redis_sentinels", ",".join(f"{h}:{p}" for h, p in sentinels)),
+                ("redis_master_name", hub["REDIS_MASTER_NAME"])]
+            if hub["REDIS_SENTINEL_PASSWORD"]:
+                settings_lines.append(("redis_sentinel_password", hub["REDIS_SENTINEL_PASSWORD"]))
+                has_password = True
 
         registry = beside("registry.json")
         files.append((registry, registry_json(indent=2), 0o644))

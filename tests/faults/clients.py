@@ -1,0 +1,338 @@
+"""The fault suite's browsers: N WebSocket clients in one asyncio process,
+connected through the balancer, speaking the hub's protocol the way
+client-js does (SPEC 6-10):
+
+* a JWT (`auth` frame) per client, for a user the `user` context is bound to;
+* random context subscriptions (`todos`, `user` {user_id: sub}, `doc`
+  {org, id}) and channel subscriptions (`room` {room} with history, `feed`
+  without);
+* on every reconnect each context resumes with `since` = its resume point
+  (client-js `point()`: its own ack's version, raised by the newest live
+  invalidate frame of the context on this client), each channel with
+  `since` = the epoch and last seq it processed; channel messages whose seq
+  is not above the last one processed in the epoch are dropped;
+* reconnects with full-jitter backoff, after 1012 (drain) after a random
+  share of the drain delay; a `rate_limited` resume is retried 1.5 s later.
+
+Every frame that matters is written to a JSON-lines log for the checker.
+"finish" on stdin: each client waits until it is connected and every
+subscription is acked, then sends a ping and waits for its pong (everything
+the hub queued before is in the log), and the process exits.
+
+    python clients.py --url ws://127.0.0.1:8080/ --clients 200 --log c.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import jwt
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fdsite  # noqa: E402  (constants only; Django is not set up here)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "django"))
+from mizan_hub.protocol import canonical_key  # noqa: E402  (stdlib only)
+
+from checker import matches  # noqa: E402
+from publisher import DOCS, ORGS, ROOMS  # noqa: E402
+
+
+def newer(a: str, b: str) -> bool:
+    """Whether version b is newer than a in the same epoch (client-js
+    !notNewer(a, b)); versions of different epochs are not compared."""
+    ea, _, na = a.partition(":")
+    eb, _, nb = b.partition(":")
+    return ea == eb and int(nb) > int(na)
+
+
+class Sub:
+    def __init__(self, context: str, params: dict):
+        self.context, self.params = context, params
+        self.key = canonical_key(context, params)
+        self.acked = False  # ever acked (client-js s.a)
+        self.v: str | None = None  # its own last ack's version (client-js s.v)
+        self.pending = False  # subscribe sent on this connection, ack not yet
+
+
+class Chan:
+    def __init__(self, channel: str, params: dict):
+        self.channel, self.params = channel, params
+        self.key = canonical_key(channel, params)
+        self.e: str | None = None  # epoch of the last processed message / ack
+        self.q = 0  # last processed seq
+        self.acked = False
+        self.pending = False
+
+
+class Client:
+    def __init__(self, n: int, opts, log, rng: random.Random):
+        self.n, self.opts, self.log, self.rng = n, opts, log, rng
+        self.user = str(n % opts.users)
+        self.subs = [Sub("user", {"user_id": self.user})]
+        if rng.random() < 0.5:
+            self.subs.append(Sub("todos", {}))
+        for org, doc in {(str(rng.randrange(ORGS)), str(rng.randrange(DOCS)))
+                         for _ in range(rng.randint(1, 3))}:
+            self.subs.append(Sub("doc", {"org": org, "id": doc}))
+        self.chans = [Chan("room", {"room": str(r)})
+                      for r in rng.sample(range(ROOMS), rng.randint(1, 2))]
+        if rng.random() < 0.3:
+            self.chans.append(Chan("feed", {}))
+        self.streamed: dict[str, str] = {}  # context -> newest live frame version
+        self.ws = None
+        self.ready = False
+        self.connected_at = 0.0
+        self.finishing = False
+        self.done = asyncio.Event()
+        self.pong = asyncio.Event()
+        self.stats = {"reconnects": 0, "connects": 0}
+
+    def write(self, record: dict) -> None:
+        record["c"] = self.n
+        record["t"] = time.time()
+        self.log.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def token(self) -> str:
+        now = int(time.time())
+        return jwt.encode({"sub": self.user, "aud": fdsite.AUDIENCE, "iat": now,
+                           "exp": now + 4 * 3600}, fdsite.JWT_KEY, algorithm="HS256",
+                          headers={"kid": fdsite.KID})
+
+    # -- what client-js sends
+
+    def point(self, s: Sub) -> str | None:
+        f = self.streamed.get(s.context)
+        if s.v and f and not newer(s.v, f):
+            return s.v
+        return f or s.v
+
+    async def send(self, frame: dict) -> None:
+        await self.ws.send(json.dumps(frame, separators=(",", ":")))
+
+    async def subscribe(self, s: Sub) -> None:
+        frame = {"action": "subscribe", "context": s.context, "params": s.params}
+        if s.acked and not self.opts.no_resume:
+            since = self.point(s)
+            if since:
+                frame["since"] = since
+        s.pending = True
+        await self.send(frame)
+
+    async def subscribe_channel(self, c: Chan) -> None:
+        frame = {"action": "subscribe", "channel": c.channel, "params": c.params}
+        if c.e is not None and not self.opts.no_resume:
+            frame["since"] = f"{c.e}:{c.q}"
+        c.pending = True
+        await self.send(frame)
+
+    # -- the connection
+
+    async def run(self) -> None:
+        tries = 0
+        await asyncio.sleep(self.rng.random() * self.opts.ramp)
+        for s in self.subs:
+            self.write({"k": "sub", "s": s.key, "ctx": s.context, "p": s.params})
+        for c in self.chans:
+            self.write({"k": "csub", "s": c.key, "ch": c.channel, "p": c.params})
+        while True:
+            code = None
+            try:
+                code = await self.session()
+            except (OSError, InvalidHandshake, InvalidStatus, asyncio.TimeoutError,
+                    ConnectionClosed) as exc:
+                code = getattr(getattr(exc, "rcvd", None), "code", None)
+                self.write({"k": "fail", "e": type(exc).__name__})
+            except Exception as exc:  # a bug here or a frame it cannot read: say so, go on
+                traceback.print_exc()
+                self.write({"k": "bug", "e": repr(exc)})
+            self.ws = None
+            self.ready = False
+            if self.connected_at and time.monotonic() - self.connected_at >= 5:
+                tries = 0
+            self.connected_at = 0.0
+            if code == 1012:
+                delay = self.rng.random() * self.opts.drain_delay
+            else:
+                delay = self.rng.random() * min(self.opts.max_delay, 0.5 * 2 ** tries)
+                tries += 1
+            self.stats["reconnects"] += 1
+            await asyncio.sleep(delay)
+
+    async def session(self) -> int | None:
+        async with connect(self.opts.url, compression=None, ping_interval=None,
+                           open_timeout=10, close_timeout=2, max_size=None,
+                           proxy=None) as ws:
+            self.ws = ws
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            hub = welcome["welcome"]["hub"]
+            await self.send({"action": "auth", "token": self.token(), "ref": "auth"})
+            authed = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if "authed" not in authed:
+                self.write({"k": "err", "f": authed})
+                await ws.close()
+                return None
+            self.connected_at = time.monotonic()
+            self.stats["connects"] += 1
+            self.write({"k": "conn", "hub": hub})
+            self.ready = True
+            for s in self.subs:
+                await self.subscribe(s)
+            for c in self.chans:
+                await self.subscribe_channel(c)
+            try:
+                async for text in ws:
+                    await self.on_frame(json.loads(text))
+            except ConnectionClosed:
+                pass
+            self.write({"k": "close", "code": ws.close_code, "reason": ws.close_reason})
+            return ws.close_code
+
+    def all_acked(self) -> bool:
+        return self.ready and not any(s.pending for s in self.subs) and \
+            not any(c.pending for c in self.chans)
+
+    async def on_frame(self, f: dict) -> None:
+        if f.get("pong"):
+            self.pong.set()
+        elif "error" in f and not f.get("subscribed"):
+            self.write({"k": "err", "f": f})
+            err = f["error"]
+            code = err.get("code") if isinstance(err, dict) else None
+            if code == "rate_limited":
+                key = canonical_key(f.get("context") or f.get("channel"), f.get("params") or {})
+                for item in self.subs + self.chans:
+                    if item.key == key:
+                        asyncio.get_running_loop().call_later(1.5, self.retry, item)
+        elif f.get("subscribed"):
+            if "context" in f:
+                s = self.find(self.subs, f["context"], f.get("params"))
+                first = not s.acked
+                s.acked, s.pending, s.v = True, False, f.get("version")
+                self.write({"k": "ack", "s": s.key, "v": s.v, "f": first})
+            else:
+                c = self.find(self.chans, f["channel"], f.get("params"))
+                first = not c.acked
+                if c.e != f["epoch"] or c.q < f["seq"]:
+                    c.q = f["seq"]
+                c.e = f["epoch"]
+                c.acked, c.pending = True, False
+                self.write({"k": "cack", "s": c.key, "e": c.e, "q": f["seq"], "f": first})
+        elif "invalidate" in f:
+            versions = f.get("versions") or {}
+            reason = f.get("reason")
+            if not reason:
+                for ctx, v in versions.items():
+                    old = self.streamed.get(ctx)
+                    if old is None or newer(old, v) or old.partition(":")[0] != v.partition(":")[0]:
+                        self.streamed[ctx] = v
+            for entry in f["invalidate"]:
+                ctx = entry if isinstance(entry, str) else entry["context"]
+                for s in self.subs:
+                    if matches(entry, s.context, s.params):
+                        self.write({"k": "inv", "s": s.key, "v": versions.get(ctx), "r": reason})
+        elif "gap" in f:
+            g = f["gap"]
+            key = canonical_key(g["channel"], g.get("params") or {})
+            self.write({"k": "gap", "s": key, "from": g.get("from"), "to": g.get("to"),
+                        "reason": g.get("reason")})
+        elif "channel" in f and "seq" in f:
+            c = self.find(self.chans, f["channel"], f.get("params"))
+            if f["epoch"] == c.e and f["seq"] <= c.q:
+                self.write({"k": "dup", "s": c.key, "e": f["epoch"], "q": f["seq"]})
+                return
+            c.e, c.q = f["epoch"], f["seq"]
+            self.write({"k": "msg", "s": c.key, "e": c.e, "q": c.q,
+                        "id": (f.get("data") or {}).get("id")})
+
+    def find(self, items, name, params):
+        key = canonical_key(name, params or {})
+        for item in items:
+            if item.key == key:
+                return item
+        raise AssertionError(f"client {self.n}: a frame for {key}, which it never subscribed")
+
+    def retry(self, item) -> None:
+        if self.ready and self.ws is not None:
+            coro = self.subscribe(item) if isinstance(item, Sub) else self.subscribe_channel(item)
+            asyncio.ensure_future(coro)
+
+    async def finish(self, deadline: float) -> bool:
+        """Waits until connected with every subscription acked, then a ping
+        barrier: every frame the hub queued for it before is logged."""
+        while time.monotonic() < deadline:
+            if self.all_acked():
+                self.pong.clear()
+                try:
+                    await self.send({"action": "ping", "ref": "end"})
+                    await asyncio.wait_for(self.pong.wait(), 5)
+                    if self.all_acked():
+                        self.write({"k": "done"})
+                        return True
+                except (ConnectionClosed, asyncio.TimeoutError, AttributeError):
+                    pass
+            await asyncio.sleep(0.1)
+        self.write({"k": "unfinished", "ready": self.ready})
+        return False
+
+
+async def amain(opts) -> int:
+    log = open(opts.log, "a", buffering=1 << 16)
+    rng = random.Random(opts.seed)
+    clients = [Client(opts.first + i, opts, log, random.Random(rng.random()))
+               for i in range(opts.clients)]
+    tasks = [asyncio.ensure_future(c.run()) for c in clients]
+    print("started", flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while True:
+        line = (await reader.readline()).decode().strip()
+        if line in ("finish", ""):
+            break
+    deadline = time.monotonic() + opts.finish_timeout
+    ok = await asyncio.gather(*(c.finish(deadline) for c in clients))
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for c in clients:
+        if c.ws is not None:
+            try:
+                await asyncio.wait_for(c.ws.close(), 2)
+            except Exception:
+                pass
+    log.flush()
+    print(json.dumps({"finished": sum(ok), "clients": len(clients),
+                      "reconnects": sum(c.stats["reconnects"] for c in clients)}), flush=True)
+    return 0 if all(ok) else 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--clients", type=int, default=100)
+    ap.add_argument("--first", type=int, default=0, help="number of the first client")
+    ap.add_argument("--users", type=int, default=50)
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--ramp", type=float, default=3.0, help="connects spread over this many s")
+    ap.add_argument("--max-delay", type=float, default=5.0, help="backoff cap, s")
+    ap.add_argument("--drain-delay", type=float, default=5.0, help="after 1012, s")
+    ap.add_argument("--finish-timeout", type=float, default=60.0)
+    ap.add_argument("--no-resume", action="store_true",
+                    help="a broken client: resubscribes without since (the checker must "
+                         "catch it)")
+    return asyncio.run(amain(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

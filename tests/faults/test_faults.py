@@ -1,0 +1,26 @@
+"""The fault suite's short version (run.py with its defaults: 200 clients,
+every fault once, ~95 s of load): real processes on loopback, and at the
+end zero stale contexts and zero silent losses for every client."""
+
+from __future__ import annotations
+
+import sys
+
+from checker import summary
+from run import FAULTS, options, run
+
+
+def test_no_stale_context_and_no_silent_loss_under_faults(capsys):
+    result = run(options([]))
+    line = summary(result) + f" seconds={result['seconds']}"
+    with capsys.disabled():  # the counts as TAP comments, in the suite's output
+        print(f"# fault suite: {line}")
+        for f in result["faults"]:
+            print(f"# fault: {f['what']} ({f['seconds']} s)")
+        sys.stdout.flush()
+    assert [f["fault"] for f in result["faults"]] == list(FAULTS), result["faults"]
+    assert result["ok"], "\n".join([line, *result["problems"][:40],
+                                    f"logs kept in {result['dir']}"])
+    c = result["counts"]
+    # the faults really happened to the clients: they reconnected and were healed
+    assert c["reconnects"] > 0 and c["heals"] > 0 and c["events"] > 500, line
