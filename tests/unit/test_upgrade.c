@@ -157,7 +157,8 @@ static void headers_are_found_by_name_and_upgrade_is_noticed(void **state)
     assert_null(mh_upgrade_header(&req, "origin"));
 }
 
-/* RFC 6455 1.3's own example: key dGhlIHNhbXBsZSBub25jZQ== accepts as s3pPLMBiTxaQ9kYGzzhZRbK+xOo= */
+/* RFC 6455 1.3's own example: key dGhlIHNhbXBsZSBub25jZQ== accepts as s3pPLMBiTxaQ9kYGzzhZRbK+xOo=
+ */
 static void the_101_carries_the_rfc_accept_key(void **state)
 {
     const char *h = "GET /chat?x=1&token=abc.def&token=no HTTP/1.1\r\nHost: server.example.com\r\n"

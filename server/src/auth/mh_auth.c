@@ -326,17 +326,15 @@ static const char *upgrade_token(const mh_upgrade_view *v, bool query)
     return NULL;
 }
 
-static int filter_token(mh_hub *h, mh_conn *c, mh_upgrade_refusal *why, const char *token,
-                        size_t n)
+static int filter_token(mh_hub *h, mh_conn *c, mh_upgrade_refusal *why, const char *token, size_t n)
 {
     mh_identity id;
     const char *reason;
 
     if (!h->keys->n)
-        return refuse_http(h, why, 401, "token_not_configured",
-                           "this hub accepts no tokens");
-    if (mh_jwt_verify(h->keys, h->policy, token, n, (int64_t)(mh_now_ms() / 1000), &id,
-                      &reason) == 0) {
+        return refuse_http(h, why, 401, "token_not_configured", "this hub accepts no tokens");
+    if (mh_jwt_verify(h->keys, h->policy, token, n, (int64_t)(mh_now_ms() / 1000), &id, &reason) ==
+        0) {
         if (mh_conn_set_identity(c, &id) == 0)
             return 0;
         reason = "out_of_memory";
@@ -369,8 +367,7 @@ static int signed_session(mh_hub *h, mh_conn *c, mh_upgrade_refusal *why, const 
     data = mh_json_parse(json, json_len, &err);
     if (!data || !json_is_object(data)) {
         mh_info("upgrade refused: signed session is not a JSON object");
-        rc = refuse_http(h, why, 401, "bad_session_data",
-                         "session cookie refused");
+        rc = refuse_http(h, why, 401, "bad_session_data", "session cookie refused");
         goto done;
     }
     uid = json_object_get(data, "_auth_user_id");
@@ -429,8 +426,7 @@ static bool bare_session_key(const char *v, size_t n)
     return true;
 }
 
-static int filter_cookie(mh_hub *h, mh_conn *c, const mh_upgrade_view *v,
-                         mh_upgrade_refusal *why)
+static int filter_cookie(mh_hub *h, mh_conn *c, const mh_upgrade_view *v, mh_upgrade_refusal *why)
 {
     const mh_config *cfg = h->cfg;
     const char *value;
@@ -457,8 +453,7 @@ static int filter_cookie(mh_hub *h, mh_conn *c, const mh_upgrade_view *v,
         sha256_hex(value, vlen, hash);
         c->session = strdup(hash);
         if (!c->session)
-            return refuse_http(h, why, 503, "out_of_memory",
-                               "try again");
+            return refuse_http(h, why, 503, "out_of_memory", "try again");
     }
     c->auth_pending = true;
     return 0;

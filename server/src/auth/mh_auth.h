@@ -19,8 +19,6 @@
 #include "mh_hub.h"
 #include "mh_upgrade.h"
 
-
-
 /**
  * Loads the --registry file into h->registry at start. Returns 0 (also when
  * none is configured) or -1 with the reason logged.

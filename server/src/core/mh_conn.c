@@ -786,7 +786,8 @@ static bool keepalive(mh_conn *c, uint64_t now_ms)
         return false;
     c->pinged = true;
     if (c->own) {
-        /* a final ping with a payload, as lws's peers got (its 4.1 reported only non-empty pongs) */
+        /* a final ping with a payload, as lws's peers got (its 4.1 reported only non-empty pongs)
+         */
         if (mh_conn_push_control(c, MH_WS_PING, "mh", 2))
             return true;
         return false;

@@ -84,7 +84,7 @@ typedef struct mh_hub {
          * intake reads its request head): readable, or closed */
         void (*intake)(void *ctx, uint64_t id);
     } hooks;
-    void *intake_ctx; /* what hooks.intake gets */
+    void *intake_ctx;               /* what hooks.intake gets */
     const char *const *django_keys; /* SECRET_KEY then fallbacks; borrowed, frozen */
     size_t ndjango_keys;
     mh_cidr_list trusted; /* --trusted-proxies */
@@ -123,7 +123,7 @@ typedef struct mh_hub {
     unsigned char *rbuf; /* reads land here, then are parsed in place */
     size_t rbuf_cap;
     struct mh_msg *ping_msg; /* the hub's ping, shared by every own socket */
-    mh_map lingering; /* id -> mh_linger: own sockets after their close frame (mh_conn) */
+    mh_map lingering;        /* id -> mh_linger: own sockets after their close frame (mh_conn) */
     uv_signal_t sig_term, sig_int, sig_hup;
     int exit_code;
 } mh_hub;

@@ -221,8 +221,9 @@ static size_t consume(mh_conn *c, unsigned char *buf, size_t len)
         if (c->closing)
             continue; /* data after our close is read and dropped */
         if (f.opcode == MH_WS_CONT ? !c->frag_op : c->frag_op) {
-            fault(c, 1002, c->frag_op ? "a new message inside a fragmented one"
-                                      : "a continuation with nothing to continue");
+            fault(c, 1002,
+                  c->frag_op ? "a new message inside a fragmented one"
+                             : "a continuation with nothing to continue");
             return len;
         }
         if (f.opcode != MH_WS_CONT && f.fin) {

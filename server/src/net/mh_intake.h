@@ -35,8 +35,8 @@ typedef void (*mh_intake_adopt_fn)(mh_hub *h, int fd, mh_peer *peer, const char 
  * answers. 'buf' (the head, then whatever followed it) and 'req' are
  * borrowed until return.
  */
-typedef int (*mh_intake_upgrade_fn)(mh_hub *h, int fd, mh_peer *peer, uint64_t id,
-                                    const char *buf, size_t len, const mh_http_request *req,
+typedef int (*mh_intake_upgrade_fn)(mh_hub *h, int fd, mh_peer *peer, uint64_t id, const char *buf,
+                                    size_t len, const mh_http_request *req,
                                     mh_upgrade_refusal *why);
 
 typedef struct mh_intake mh_intake;
