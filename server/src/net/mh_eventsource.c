@@ -13,7 +13,7 @@
 #include "mh_redis.h"
 #include "mh_browser.h"
 #include "mh_sse.h"
-#include "mh_transport.h"
+#include "mh_gate.h"
 #include "mh_upgrade.h"
 
 /* A query argument is at most the whole head. */
@@ -184,7 +184,7 @@ static int open_stream(mh_es *e, mh_peer *peer)
         goto refused;
     }
     /* the upgrade's rules: drain, limits, token (query too), cookie + Origin */
-    if (mh_transport_filter(h, c, e->wsi, &why))
+    if (mh_gate_filter_lws(h, c, e->wsi, &why))
         goto refused;
     if (mh_conn_open(c, h, e->wsi))
         goto fail;
@@ -212,7 +212,7 @@ static int open_stream(mh_es *e, mh_peer *peer)
     json_decref(frames);
     return 0;
 refused:
-    mh_transport_answer(e->wsi, &why);
+    mh_gate_answer_lws(e->wsi, &why);
 fail:
     if (c)
         mh_auth_release(c);

@@ -14,6 +14,7 @@
 #include "mh_auth.h"
 #include "mh_conn.h"
 #include "mh_eventsource.h"
+#include "mh_gate.h"
 #include "mh_intake.h"
 #include "mh_log.h"
 #include "mh_metrics.h"
@@ -259,73 +260,6 @@ static int receive(mh_conn *c, struct lws *wsi, const char *in, size_t len)
     return 0;
 }
 
-/* Copies a header lws read into the store: 0 (absent or copied), -1 too long. */
-static int lws_view_header(struct lws *wsi, int token, const char *custom, const char **out,
-                           char **at, const char *end)
-{
-    int n, cap = (int)(end - *at);
-
-    *out = NULL;
-    if (custom) {
-        n = lws_hdr_custom_length(wsi, custom, (int)strlen(custom));
-        if (n < 0)
-            return 0;
-        if (n >= cap || lws_hdr_custom_copy(wsi, *at, cap, custom, (int)strlen(custom)) < 0)
-            return -1;
-    } else {
-        n = lws_hdr_total_length(wsi, (enum lws_token_indexes)token);
-        if (n <= 0)
-            return 0;
-        if (n >= cap || lws_hdr_copy(wsi, *at, cap, (enum lws_token_indexes)token) != n)
-            return -1;
-    }
-    *out = *at;
-    *at += strlen(*at) + 1;
-    return 0;
-}
-
-/* The upgrade as lws read it (TLS sockets): the view mh_auth judges. */
-static int lws_view(struct lws *wsi, mh_upgrade_view *v, char *store, size_t cap)
-{
-    char *at = store;
-    const char *end = store + cap, *arg;
-
-    memset(v, 0, sizeof *v);
-    if (lws_view_header(wsi, WSI_TOKEN_ORIGIN, NULL, &v->origin, &at, end) ||
-        lws_view_header(wsi, WSI_TOKEN_HOST, NULL, &v->host, &at, end) ||
-        lws_view_header(wsi, 0, "x-forwarded-proto:", &v->forwarded_proto, &at, end) ||
-        lws_view_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, NULL, &v->authorization, &at, end) ||
-        lws_view_header(wsi, 0, "x-mizan-token:", &v->mizan_token, &at, end) ||
-        lws_view_header(wsi, WSI_TOKEN_HTTP_COOKIE, NULL, &v->cookie, &at, end))
-        return -1;
-    /* lws copies "token=..." into the store and points after the name */
-    if (end - at > 1 && (arg = lws_get_urlarg_by_name(wsi, "token=", at, (int)(end - at))))
-        v->query_token = arg;
-    return 0;
-}
-
-/* Judges an upgrade, wherever its head was read: 0 go on, 1 refused ('why'). */
-static int judge_upgrade(mh_hub *h, mh_conn *c, const mh_upgrade_view *v, mh_upgrade_refusal *why)
-{
-    if (c->peer && c->peer->admin)
-        return mh_auth_refuse(h, why, 404, "upgrade", "admin_listener",
-                              "no WebSocket on the admin listener");
-    if (h->draining)
-        return mh_auth_refuse(h, why, 503, "limit", "draining", "the hub is restarting");
-    return mh_auth_filter(h, c, v, why);
-}
-
-int mh_transport_filter(mh_hub *h, mh_conn *c, struct lws *wsi, mh_upgrade_refusal *why)
-{
-    static char store[MH_UPGRADE_VIEW_STORE];
-    mh_upgrade_view v;
-
-    if (lws_view(wsi, &v, store, sizeof store))
-        return mh_auth_refuse(h, why, 431, "upgrade", "headers_too_large",
-                              "request headers too large");
-    return judge_upgrade(h, c, &v, why);
-}
-
 /*
  * A plain socket's upgrade, judged by the intake: the hub answers the 101
  * and speaks WebSocket on it itself (mh_wsock). 0: taken; 1: refused.
@@ -347,7 +281,7 @@ static int upgrade(mh_hub *h, int fd, mh_peer *peer, uint64_t id, const char *bu
         mh_auth_refuse(h, why, 431, "upgrade", "headers_too_large", "request headers too large");
         goto refused;
     }
-    if (judge_upgrade(h, c, &v, why))
+    if (mh_gate_judge(h, c, &v, why))
         goto refused;
     n = mh_upgrade_accept(req, ok, sizeof ok);
     if (n < 0 || mh_wsock_open(c, h, fd, id)) {
@@ -374,19 +308,6 @@ refused:
     return 1;
 }
 
-/* Our own answer, not lws_return_http_status(): lws 4.1 writes an HTTP/1.0
- * status line without a reason phrase for some codes, which clients such as
- * Python's websockets cannot parse. */
-int mh_transport_answer(struct lws *wsi, const mh_upgrade_refusal *why)
-{
-    unsigned char buf[LWS_PRE + 1024];
-    int n = mh_upgrade_response((char *)buf + LWS_PRE, sizeof buf - LWS_PRE, why->status,
-                                why->extra, why->message);
-    if (n > 0)
-        lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP);
-    return 1;
-}
-
 static int callback_mizan(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                           size_t len)
 {
@@ -401,8 +322,8 @@ static int callback_mizan(struct lws *wsi, enum lws_callback_reasons reason, voi
         c->peer = lws_get_opaque_user_data(wsi);
         if (!c->peer)
             c->peer = h->adopting; /* refused inside the adoption call */
-        if (mh_transport_filter(h, c, wsi, &why))
-            return mh_transport_answer(wsi, &why);
+        if (mh_gate_filter_lws(h, c, wsi, &why))
+            return mh_gate_answer_lws(wsi, &why);
         return 0;
     }
     case LWS_CALLBACK_ESTABLISHED:

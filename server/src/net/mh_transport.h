@@ -11,16 +11,6 @@
 
 struct lws;
 
-/**
- * Judges a request lws read (a TLS upgrade, a stream's GET) as an upgrade:
- * the admin listener, the drain, then mh_auth_filter on its headers. 0 go
- * on, 1 refused ('why' says how to answer; counted).
- */
-int mh_transport_filter(mh_hub *h, mh_conn *c, struct lws *wsi, mh_upgrade_refusal *why);
-
-/** Writes 'why' as the HTTP answer to an lws request. Returns 1. */
-int mh_transport_answer(struct lws *wsi, const mh_upgrade_refusal *why);
-
 /** Creates the lws context on h->loop (a foreign loop) and starts listening. */
 int mh_transport_start(mh_hub *h);
 
