@@ -166,24 +166,33 @@ static int mark_dirty(mh_conn *c)
     return 0;
 }
 
-/* WebSocket header of an unmasked, final text frame; returns its length. */
-static size_t frame_header(unsigned char *p, size_t len)
+int mh_conn_rx_append(mh_conn *c, const void *p, size_t n)
 {
-    p[0] = 0x81;
-    if (len < 126) {
-        p[1] = (unsigned char)len;
-        return 2;
+    if ((uint64_t)c->rx_len + n > (uint64_t)c->hub->cfg->max_frame) {
+        c->hub->metrics.oversized_closes++;
+        return 1;
     }
-    if (len < 65536) {
-        p[1] = 126;
-        p[2] = (unsigned char)(len >> 8);
-        p[3] = (unsigned char)len;
-        return 4;
+    if (c->rx_len + n > c->rx_cap) {
+        uint32_t ncap = c->rx_cap ? c->rx_cap : 1024;
+        char *b;
+        while (ncap < c->rx_len + n)
+            ncap *= 2;
+        b = realloc(c->rx, ncap);
+        if (!b)
+            return -1;
+        c->rx = b;
+        c->rx_cap = ncap;
     }
-    p[1] = 127;
-    for (int i = 0; i < 8; i++)
-        p[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
-    return 10;
+    memcpy(c->rx + c->rx_len, p, n);
+    c->rx_len += (uint32_t)n;
+    return 0;
+}
+
+void mh_conn_rx_done(mh_conn *c)
+{
+    free(c->rx);
+    c->rx = NULL;
+    c->rx_len = c->rx_cap = 0;
 }
 
 /* The most bytes 'm' takes on the wire: a WebSocket header, or an event. */
@@ -436,7 +445,7 @@ static int write_coalesced(mh_conn *c)
             off += sse_frame(c, h->scratch + off, m);
             continue;
         }
-        off += frame_header(h->scratch + off, m->len);
+        off += mh_ws_header(h->scratch + off, MH_WS_TEXT, m->len);
         memcpy(h->scratch + off, m->data, m->len);
         off += m->len;
     }

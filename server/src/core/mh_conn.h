@@ -215,6 +215,15 @@ void mh_conn_flush_init(mh_hub *h);
 /** Frees what coalescing holds (after the loop stopped). */
 void mh_conn_flush_free(mh_hub *h);
 
+/**
+ * Appends a piece of a browser message being reassembled (c->rx): 0; 1
+ * when the message would pass --max-frame (counted: close with 1009); -1
+ * when out of memory. mh_conn_rx_done frees it once the whole message went
+ * up: reassembly memory is only kept while a message is in flight.
+ */
+int mh_conn_rx_append(mh_conn *c, const void *p, size_t n);
+void mh_conn_rx_done(mh_conn *c);
+
 /** Adds/removes 'sub' to/from the connection's list (the index owns it). */
 int mh_conn_add_sub(mh_conn *c, mh_sub *sub);
 void mh_conn_drop_sub(mh_conn *c, mh_sub *sub);

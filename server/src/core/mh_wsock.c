@@ -129,36 +129,17 @@ static void message(mh_conn *c, int opcode, const unsigned char *p, size_t n)
 /* A piece of a fragmented message; the whole one goes up on its last piece. */
 static void fragment(mh_conn *c, const mh_ws_frame *f, const unsigned char *p)
 {
-    const mh_config *cfg = c->hub->cfg;
+    int rc = mh_conn_rx_append(c, p, (size_t)f->len);
 
-    if ((uint64_t)c->rx_len + f->len > (uint64_t)cfg->max_frame) {
-        c->hub->metrics.oversized_closes++;
-        fault(c, 1009, "frame too large");
+    if (rc) {
+        fault(c, rc > 0 ? 1009 : 1011, rc > 0 ? "frame too large" : "out of memory");
         return;
     }
-    if (c->rx_len + f->len > c->rx_cap) {
-        uint32_t ncap = c->rx_cap ? c->rx_cap : 1024;
-        char *n;
-        while (ncap < c->rx_len + f->len)
-            ncap *= 2;
-        n = realloc(c->rx, ncap);
-        if (!n) {
-            fault(c, 1011, "out of memory");
-            return;
-        }
-        c->rx = n;
-        c->rx_cap = ncap;
-    }
-    memcpy(c->rx + c->rx_len, p, (size_t)f->len);
-    c->rx_len += (uint32_t)f->len;
     if (f->fin) {
         int op = c->frag_op;
         c->frag_op = 0;
         message(c, op, (const unsigned char *)c->rx, c->rx_len);
-        /* reassembly memory is only kept while a message is in flight */
-        free(c->rx);
-        c->rx = NULL;
-        c->rx_len = c->rx_cap = 0;
+        mh_conn_rx_done(c);
     }
 }
 
@@ -253,6 +234,15 @@ static bool keep_pending(mh_conn *c, const unsigned char *buf, size_t n)
     return true;
 }
 
+/* Acts on the hub's read buffer's first 'have' bytes; keeps the unfinished rest. */
+static void take(mh_conn *c, size_t have)
+{
+    size_t used = consume(c, c->hub->rbuf, have);
+
+    if (!keep_pending(c, c->hub->rbuf + used, have - used))
+        mh_conn_close(c, 1011, "out of memory");
+}
+
 /*
  * One read (level-triggered: the next wait reports what is left). Returns
  * false when the connection is over (EOF, an error) and is to be destroyed.
@@ -260,7 +250,7 @@ static bool keep_pending(mh_conn *c, const unsigned char *buf, size_t n)
 static bool read_some(mh_conn *c)
 {
     mh_hub *h = c->hub;
-    size_t have = c->pend_len, used;
+    size_t have = c->pend_len;
     ssize_t n;
 
     if (have)
@@ -270,26 +260,16 @@ static bool read_some(mh_conn *c)
         return false; /* the peer is gone (after its close, or without one) */
     if (n < 0)
         return errno == EAGAIN || errno == EINTR;
-    have += (size_t)n;
-    used = consume(c, h->rbuf, have);
-    if (!keep_pending(c, h->rbuf + used, have - used)) {
-        mh_conn_close(c, 1011, "out of memory");
-        return true;
-    }
+    take(c, have + (size_t)n);
     return true;
 }
 
 void mh_wsock_feed(mh_conn *c, const unsigned char *p, size_t n)
 {
-    mh_hub *h = c->hub;
-    size_t used;
-
-    if (!n || n > h->rbuf_cap)
+    if (!n || n > c->hub->rbuf_cap)
         return;
-    memcpy(h->rbuf, p, n);
-    used = consume(c, h->rbuf, n);
-    if (!keep_pending(c, h->rbuf + used, n - used))
-        mh_conn_close(c, 1011, "out of memory");
+    memcpy(c->hub->rbuf, p, n);
+    take(c, n);
 }
 
 static mh_conn *conn_of(mh_hub *h, uint64_t id)

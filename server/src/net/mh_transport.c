@@ -222,40 +222,26 @@ static void deliver(mh_conn *c, struct lws *wsi, const char *text, size_t len)
 
 static int receive(mh_conn *c, struct lws *wsi, const char *in, size_t len)
 {
-    const mh_config *cfg = c->hub->cfg;
     bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+    int rc;
 
-    if ((size_t)c->rx_len + len > (size_t)cfg->max_frame) {
-        c->hub->metrics.oversized_closes++;
-        mh_info("conn %s: frame over %d bytes: closing with 1009", c->name, cfg->max_frame);
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-                         (unsigned char *)"frame too large", 15);
-        return -1;
-    }
-    if (final && c->rx_len == 0) {
+    if (final && c->rx_len == 0 && len <= (size_t)c->hub->cfg->max_frame) {
         /* The common case: a whole frame in one piece, decoded in place. */
         deliver(c, wsi, in, len);
         return 0;
     }
-    if (c->rx_len + len > c->rx_cap) {
-        uint32_t ncap = c->rx_cap ? c->rx_cap : 1024;
-        char *n;
-        while (ncap < c->rx_len + len)
-            ncap *= 2;
-        n = realloc(c->rx, ncap);
-        if (!n)
-            return -1;
-        c->rx = n;
-        c->rx_cap = ncap;
+    rc = mh_conn_rx_append(c, in, len);
+    if (rc > 0) {
+        mh_info("conn %s: frame over %d bytes: closing with 1009", c->name, c->hub->cfg->max_frame);
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                         (unsigned char *)"frame too large", 15);
+        return -1;
     }
-    memcpy(c->rx + c->rx_len, in, len);
-    c->rx_len += (uint32_t)len;
+    if (rc < 0)
+        return -1;
     if (final) {
         deliver(c, wsi, c->rx, c->rx_len);
-        /* Reassembly memory is only kept while a frame is in flight. */
-        free(c->rx);
-        c->rx = NULL;
-        c->rx_len = c->rx_cap = 0;
+        mh_conn_rx_done(c);
     }
     return 0;
 }
