@@ -34,6 +34,7 @@
 #include "mh_presence.h"
 #include "mh_rpc.h"
 #include "mh_browser.h"
+#include "mh_tokcache.h"
 #include "mh_transport.h"
 
 static void random_id(char *out, size_t n)
@@ -220,6 +221,8 @@ static int run_worker(const mh_config *cfg)
     }
     h.django_keys = (const char *const *)django_keys;
     h.ndjango_keys = ndjango_keys;
+    if (keys->n)
+        h.tokens = mh_tokcache_new((size_t)cfg->jwt_cache); /* NULL (off) is fine */
     mh_map_init(&h.ips);
     if (mh_auth_registry_load(&h))
         return 1;
@@ -252,6 +255,7 @@ static int run_worker(const mh_config *cfg)
         uv_loop_close(&loop);
         mh_redis_free(h.redis);
         mh_registry_free(h.registry);
+        mh_tokcache_free(h.tokens);
         return 1;
     }
     mh_redis_start(h.redis);
@@ -274,6 +278,7 @@ static int run_worker(const mh_config *cfg)
     mh_conn_flush_free(&h);
     mh_redis_free(h.redis);
     mh_registry_free(h.registry);
+    mh_tokcache_free(h.tokens);
     return h.exit_code;
 }
 

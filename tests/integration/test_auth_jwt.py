@@ -154,3 +154,58 @@ def test_refresh_for_another_sub_is_refused(auth_hub):
         assert (await _recv(c))["error"]["code"] == "forbidden"
         await c.ws.close()
     run(main())
+
+
+def _upgrade_status(hub, tok: str) -> str:
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as s:
+        s.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                   f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   f"Authorization: Bearer {tok}\r\n\r\n").encode())
+        return s.recv(4096).split(b"\r\n", 1)[0].decode()
+
+
+def test_a_remembered_token_gives_the_same_identity_until_it_expires(make_hub, redis_server):
+    """--jwt-cache: a token seen again is answered from the cache of verified
+    tokens (counted), with the identity the check gave, and only until its
+    exp: after that the same token is refused as expired, not remembered."""
+    hub = make_hub(redis_server, allow_anonymous="false", jwt_secret=SECRET,
+                   jwt_audience="mizan", jwt_leeway="0")
+    tok = token(sub="7", exp_in=3, staff=True, info={"name": "Ann"})
+
+    async def identity():
+        c = await connect(hub, additional_headers={"Authorization": "Bearer " + tok})
+        w = c.welcome["welcome"]
+        await c.ws.close()
+        return w["identity"], w["expires"]
+
+    first = run(identity())
+    assert hub.metric("mizan_hub_jwt_remembered_total") == 0
+    again = run(identity())
+    assert again == first and first[0]["sub"] == "7" and first[0]["staff"] is True
+    assert hub.metric("mizan_hub_jwt_remembered_total") == 1
+    # a refused token is never remembered: refused each time, counted as refused
+    bad = token(secret="another-secret-of-the-right-length-xx")
+    assert _upgrade_status(hub, bad).split()[1] == "401"
+    assert _upgrade_status(hub, bad).split()[1] == "401"
+    assert hub.metric("mizan_hub_jwt_remembered_total") == 1
+    # past its exp the remembered token is refused like any expired one
+    while time.time() < first[1] + 0.2:
+        time.sleep(0.1)
+    assert _upgrade_status(hub, tok).split()[1] == "401"
+    assert hub.metric("mizan_hub_jwt_remembered_total") == 1
+
+
+def test_without_the_cache_every_token_is_checked(make_hub, redis_server):
+    hub = make_hub(redis_server, allow_anonymous="false", jwt_secret=SECRET,
+                   jwt_audience="mizan", jwt_cache="0")
+    tok = token(sub="8")
+
+    async def once():
+        c = await connect(hub, additional_headers={"Authorization": "Bearer " + tok})
+        assert c.welcome["welcome"]["identity"]["sub"] == "8"
+        await c.ws.close()
+
+    run(once())
+    run(once())
+    assert hub.metric("mizan_hub_jwt_remembered_total") == 0

@@ -222,6 +222,17 @@ static void refuses_hostile_tokens(void **state)
         /* drop the signature */
         snprintf(buf, sizeof buf, "%.*s", (int)(dot2 - t + 1), t);
         assert_string_equal(check(buf), "bad_signature");
+        /* the same MAC with a spare bit of the last character set: one
+         * encoding is the signature, not every string that decodes to it */
+        {
+            static const char abc[] =
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            size_t n = strlen(t);
+            bad = strdup(t);
+            bad[n - 1] = abc[(strchr(abc, bad[n - 1]) - abc) ^ 1];
+            assert_string_equal(check(bad), "bad_signature");
+            free(bad);
+        }
     }
     free(t);
     /* garbage */

@@ -17,6 +17,7 @@
 #include "mh_rate.h"
 #include "mh_redis.h"
 #include "mh_registry.h"
+#include "mh_tokcache.h"
 #include "mh_upgrade.h"
 
 /* Frames a connection may send before its session lookup answers, and
@@ -329,12 +330,19 @@ static const char *upgrade_token(const mh_upgrade_view *v, bool query)
 static int filter_token(mh_hub *h, mh_conn *c, mh_upgrade_refusal *why, const char *token, size_t n)
 {
     mh_identity id;
-    const char *reason;
+    const char *reason = "malformed";
+    int64_t now;
 
     if (!h->keys->n)
         return refuse_http(h, why, 401, "token_not_configured", "this hub accepts no tokens");
-    if (mh_jwt_verify(h->keys, h->policy, token, n, (int64_t)(mh_now_ms() / 1000), &id, &reason) ==
-        0) {
+    now = (int64_t)(mh_now_ms() / 1000);
+    if (mh_tokcache_get(h->tokens, token, n, now, h->policy->leeway, &id)) {
+        h->metrics.tokens_remembered++;
+        reason = "ok";
+    } else if (mh_jwt_verify(h->keys, h->policy, token, n, now, &id, &reason) == 0) {
+        mh_tokcache_put(h->tokens, token, n, &id);
+    }
+    if (!strcmp(reason, "ok")) {
         if (mh_conn_set_identity(c, &id) == 0)
             return 0;
         reason = "out_of_memory";

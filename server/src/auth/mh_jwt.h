@@ -4,8 +4,9 @@
  * libjwt 1.x verifies with whatever algorithm the token's header names, so
  * a token saying HS256 would be checked with an RSA public key used as an
  * HMAC secret. Here the header is read first, the key is found by `kid`, the
- * token's `alg` must equal the key's, and only then does libjwt check the
- * signature. `none` never verifies. Claims are checked here, with a leeway.
+ * token's `alg` must equal the key's, and only then is the signature checked
+ * (HMAC here with a context keyed once per key; RS/ES by libjwt). `none`
+ * never verifies. Claims are checked here, with a leeway.
  */
 #ifndef MH_JWT_H
 #define MH_JWT_H
@@ -22,6 +23,7 @@ typedef struct mh_jwt_key {
     int alg;            /* jwt_alg_t */
     unsigned char *key; /* owned: HMAC secret, or PEM public key */
     int key_len;
+    struct evp_mac_ctx_st *mac; /* owned: HS keys' keyed HMAC context; NULL for RS/ES */
 } mh_jwt_key;
 
 typedef struct mh_jwt_keys {

@@ -108,6 +108,9 @@ static const setting table[] = {
      "required `iss` of tokens (empty: not checked)"},
     {"jwt_leeway", T_INT, "30", 0, 600, OFF(jwt_leeway), 0,
      "seconds of clock skew tolerated on exp, nbf and iat"},
+    {"jwt_cache", T_INT, "1024", 0, 1048576, OFF(jwt_cache), 0,
+     "connection tokens remembered per process once verified, until their exp "
+     "(about 1.4 KiB each; 0: check every token's signature)"},
     {"token_query", T_BOOL, "false", 0, 1, OFF(token_query), 0,
      "also accept the token in the `token` query parameter (it ends up in access logs)"},
     {"expiry_warning", T_INT, "30", 1, 3600, OFF(expiry_warning), 0,

@@ -66,6 +66,7 @@ typedef struct mh_config {
     char jwt_audience[128];
     char jwt_issuer[128];
     int jwt_leeway;
+    int jwt_cache;
     int token_query;
     int expiry_warning;
     char registry[512];

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/epoll.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -256,6 +257,28 @@ static size_t header_len(const mh_msg *m)
 #define OWN_IOV 128
 
 /*
+ * The socket took less than offered: wait for its EPOLLOUT. A socket joins
+ * the write set only the first time this happens — most never fill their
+ * send buffer, and joining at the upgrade was one system call more per
+ * connection in a connect storm. Joining when not writable is safe: the
+ * edge comes when it is. -1 when it cannot join (it would never resume).
+ */
+static int wait_writable(mh_conn *c)
+{
+    struct epoll_event wr = {.events = EPOLLOUT | EPOLLET, .data.u64 = c->id};
+
+    c->blocked = true;
+    if (c->wr_watched)
+        return 0;
+    if (epoll_ctl(c->hub->ws_wr, EPOLL_CTL_ADD, c->fd, &wr)) {
+        mh_warn("conn %s: epoll: %s", c->name, strerror(errno));
+        return -1;
+    }
+    c->wr_watched = true;
+    return 0;
+}
+
+/*
  * An own socket's writer: everything queued, framed on the fly, handed to
  * the kernel with writev straight from the shared messages, until it is
  * all out or the kernel takes less than offered (then EPOLLOUT, an edge,
@@ -296,10 +319,8 @@ static int own_write(mh_conn *c)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                c->blocked = true;
-                return 0;
-            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return wait_writable(c);
             mh_debug("conn %s: write failed: %s", c->name, strerror(errno));
             return -1;
         }
@@ -315,7 +336,7 @@ static int own_write(mh_conn *c)
             pop_written(c);
         }
         if ((size_t)n < offered)
-            c->blocked = true; /* the send buffer is full */
+            return wait_writable(c); /* the send buffer is full */
     }
     return 0;
 }

@@ -80,6 +80,7 @@ struct mh_conn {
     /* own socket (mh_wsock; lws owns the others, c->wsi) */
     bool own;
     bool blocked;     /* the kernel took less than offered: wait for its EPOLLOUT */
+    bool wr_watched;  /* in the hub's write set (joined at the first blocked write) */
     bool close_sent;  /* our close frame is out: nothing more is written */
     bool close_heard; /* the peer's close frame came */
     uint8_t frag_op;  /* the opcode of a fragmented message being read, 0 none */

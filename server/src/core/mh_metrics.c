@@ -210,6 +210,10 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
     counter(o, "sse_posts_forwarded_total",
             "POSTs to a stream another hub process holds, handed on through Redis.",
             m->sse_posts_forwarded);
+    counter(o, "jwt_remembered_total",
+            "Connection tokens accepted from the cache of verified tokens (--jwt-cache) "
+            "without a signature check.",
+            m->tokens_remembered);
     counter(o, "resume_invalidations_total", "Invalidations sent because a resume found a gap.",
             m->resume_invalidations);
     counter(o, "gap_invalidations_total", "Invalidations sent to heal a Redis link gap.",

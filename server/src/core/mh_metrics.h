@@ -57,6 +57,7 @@ typedef struct mh_metrics {
     uint64_t presence_joins, presence_leaves, presence_swept, presence_queries;
     uint64_t sse_streams;         /* Server-Sent Events streams opened (SPEC 6.1) */
     uint64_t sse_posts_forwarded; /* stream POSTs handed to another hub process via Redis */
+    uint64_t tokens_remembered;   /* connection tokens answered by mh_tokcache, not checked */
     mh_reject_count rejects[MH_REJECT_KINDS];
     uint64_t rejects_other; /* past MH_REJECT_KINDS distinct pairs (a bug) */
     /* publish -> write latency, milliseconds */

@@ -93,20 +93,10 @@ void mh_wsock_unwatch(mh_hub *h, int fd)
 
 int mh_wsock_open(mh_conn *c, mh_hub *h, int fd, uint64_t id)
 {
-    struct epoll_event wr = {.events = EPOLLOUT | EPOLLET, .data.u64 = id};
-
     c->own = true;
     c->fd = fd;
     c->id = id;
-    if (mh_conn_open(c, h, NULL))
-        return -1;
-    if (epoll_ctl(h->ws_wr, EPOLL_CTL_ADD, fd, &wr)) {
-        mh_warn("conn %s: epoll: %s", c->name, strerror(errno));
-        mh_map_del(&h->conns, &c->id, sizeof c->id);
-        c->established = false;
-        return -1;
-    }
-    return 0;
+    return mh_conn_open(c, h, NULL); /* the write set is joined when first needed */
 }
 
 /* Ends the connection for a broken rule: the close frame says which. */
