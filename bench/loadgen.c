@@ -123,7 +123,9 @@ typedef struct config {
     long rcvbuf; /* SO_RCVBUF of every socket; 0: the kernel's autotuning */
     struct in_addr src[MAX_SOURCES];
     int nsrc;
-    char *headers; /* owned: extra request header lines, CRLF-terminated */
+    char *headers;       /* owned: extra request header lines, CRLF-terminated */
+    char **conn_headers; /* owned: --conn-headers lines; connection i takes i mod n */
+    size_t nconn_headers;
     int json;
     int sse; /* http:// URL: an EventSource stream (mizan-hub's GET /sse, SPEC 6.1) */
 } config;
@@ -599,8 +601,8 @@ static const mh_wsc_ops ws_ops = {ws_send, ws_open, ws_message, ws_close};
 static void conn_upgrade(conn *c)
 {
     const config *cfg = W.cfg;
-    char req[REQ_MAX], path[sizeof(cfg->path)];
-    const char *p = cfg->path;
+    char req[REQ_MAX], path[sizeof(cfg->path)], extra[REQ_MAX / 2];
+    const char *p = cfg->path, *hdrs = cfg->headers;
     int n = 0;
 
     /* {conn} in the URL's path or query: one path per connection (e.g. nchan's channel list) */
@@ -608,13 +610,19 @@ static void conn_upgrade(conn *c)
         n = render(p, c->idx, c->idx, path, sizeof(path));
         p = path;
     }
+    if (cfg->nconn_headers) { /* this connection's own line after the common ones */
+        int k = snprintf(extra, sizeof(extra), "%s%s\r\n", cfg->headers ? cfg->headers : "",
+                         cfg->conn_headers[c->idx % cfg->nconn_headers]);
+        if (k < 0 || k >= (int)sizeof(extra))
+            n = -1;
+        hdrs = extra;
+    }
     if (n >= 0 && cfg->sse)
         n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n%s\r\n", p,
-                     cfg->host, cfg->headers ? cfg->headers : "");
+                     cfg->host, hdrs ? hdrs : "");
     else if (n >= 0)
-        n = mh_wsc_start(&c->ws, (size_t)cfg->max_message, cfg->host, p, cfg->headers, req,
-                         sizeof(req));
+        n = mh_wsc_start(&c->ws, (size_t)cfg->max_message, cfg->host, p, hdrs, req, sizeof(req));
     if (n >= (int)sizeof(req))
         n = -1;
 
@@ -1365,6 +1373,8 @@ static void usage(FILE *f)
             "  --subscribe TEXT       a text frame sent after the upgrade; repeatable, in order;\n"
             "                         {conn} = connection index, {sub} = conn*S+s\n"
             "  --header 'Name: value' an extra upgrade request header; repeatable\n"
+            "  --conn-headers FILE    one more header per connection: line i (mod lines) for\n"
+            "                         connection i (distinct tokens in a storm)\n"
             "  --ack-substring TEXT   a frame containing TEXT is an ack; repeatable\n"
             "                         (default: \"subscribed\":true)\n"
             "  --acks N               answers (acks or errors) that make a connection subscribed\n"
@@ -1437,6 +1447,43 @@ static int add_header(config *cfg, const char *h)
     return 0;
 }
 
+/* --conn-headers FILE: one 'Name: value' line per connection (e.g. distinct tokens). */
+static int load_conn_headers(config *cfg, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[REQ_MAX / 2];
+
+    if (!f) {
+        fprintf(stderr, "--conn-headers: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strcspn(line, "\r\n");
+        char **v;
+        line[n] = '\0';
+        if (!n)
+            continue;
+        if (!strchr(line, ':') || n + 3 > sizeof line / 2) {
+            fprintf(stderr, "--conn-headers: '%.60s' is not a short 'Name: value'\n", line);
+            fclose(f);
+            return -1;
+        }
+        v = realloc(cfg->conn_headers, (cfg->nconn_headers + 1) * sizeof *v);
+        if (!v || !(v[cfg->nconn_headers] = strdup(line))) {
+            fclose(f);
+            return -1;
+        }
+        cfg->conn_headers = v;
+        cfg->nconn_headers++;
+    }
+    fclose(f);
+    if (!cfg->nconn_headers) {
+        fprintf(stderr, "--conn-headers: %s has no lines\n", path);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static config cfg = {
@@ -1458,6 +1505,7 @@ int main(int argc, char **argv)
         {"inflight", required_argument, 0, 'i'},
         {"subscribe", required_argument, 0, 'S'},
         {"header", required_argument, 0, 'H'},
+        {"conn-headers", required_argument, 0, 'K'},
         {"ack-substring", required_argument, 0, 'a'},
         {"acks", required_argument, 0, 'A'},
         {"timeout", required_argument, 0, 't'},
@@ -1508,6 +1556,9 @@ int main(int argc, char **argv)
             break;
         case 'H':
             bad = add_header(&cfg, optarg);
+            break;
+        case 'K':
+            bad = load_conn_headers(&cfg, optarg);
             break;
         case 'a':
             if (cfg.nack_text == MAX_SUBS || !*optarg) {
@@ -1587,5 +1638,8 @@ int main(int argc, char **argv)
     rc = run_parent(&cfg);
 out:
     free(cfg.headers);
+    for (size_t i = 0; i < cfg.nconn_headers; i++)
+        free(cfg.conn_headers[i]);
+    free(cfg.conn_headers);
     return rc;
 }

@@ -283,11 +283,17 @@ class Report:
             n = r["case"]
             figs.append((f"scoped p99, {n}", lambda p, n=n: self.val(4, p, n, "p99")))
             figs.append((f"scoped server CPU, {n}", lambda p, n=n: self.val(4, p, n, "cpu_pct")))
-        for r in self.rows_of(5, "hub", True):
+        storm = self.rows_of(5, "hub", True)
+        if storm:  # the first hub row is one token for all, as the peers are given
             figs.append(("connect storm: time to all subscribed",
                          lambda p: self.val(5, p, None, "all_subscribed_ms")))
             figs.append(("connect storm: server CPU",
                          lambda p: self.val(5, p, None, "connect_cpu_s")))
+        for r in storm:
+            if "distinct" in r["case"]:  # a token per connection: no verified-token cache hits
+                figs.append(("connect storm, distinct tokens: server CPU",
+                             lambda p, c=r["case"]: self.val(5, p, c if p == "hub" else None,
+                                                             "connect_cpu_s")))
         for r in self.rows_of(6, "hub", True):
             figs.append(("slow consumers: p99 of the others",
                          lambda p: self.val(6, p, None, "p99")))

@@ -80,9 +80,16 @@ void mh_buf_printf(mh_buf *b, const char *fmt, ...)
     va_list ap;
     int n;
 
+    size_t spare = b->data && !b->oom ? b->cap - b->len : 0;
+
+    /* Most fit in the room already there: one formatting pass, not two. */
     va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
+    n = vsnprintf(spare ? b->data + b->len : NULL, spare, fmt, ap);
     va_end(ap);
+    if (n >= 0 && (size_t)n < spare) {
+        b->len += (size_t)n;
+        return;
+    }
     if (n < 0 || reserve(b, (size_t)n))
         return;
     va_start(ap, fmt);

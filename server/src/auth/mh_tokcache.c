@@ -7,7 +7,7 @@
 
 typedef struct entry {
     uint64_t hash;
-    size_t len;
+    size_t len, cap; /* the token's bytes; what the allocation can hold */
     mh_identity id;
     char token[];
 } entry;
@@ -84,19 +84,27 @@ void mh_tokcache_put(mh_tokcache *tc, const char *token, size_t len, const mh_id
     if (!tc || len > MH_TOKCACHE_TOKEN_MAX)
         return;
     hash = mh_map_hash(token, len);
-    e = malloc(sizeof *e + len);
-    if (!e)
-        return;
+    s = slot_of(tc, hash);
+    e = *s;
+    /* a storm of distinct tokens replaces holders all the time: reuse */
+    if (e && e->cap < len) {
+        free(e);
+        *s = e = NULL;
+        tc->count--;
+    }
+    if (!e) {
+        size_t cap = len < 512 ? 512 : len;
+        e = malloc(sizeof *e + cap);
+        if (!e)
+            return;
+        e->cap = cap;
+        *s = e;
+        tc->count++;
+    }
     e->hash = hash;
     e->len = len;
     e->id = *id;
     memcpy(e->token, token, len);
-    s = slot_of(tc, hash);
-    if (*s)
-        free(*s);
-    else
-        tc->count++;
-    *s = e;
 }
 
 size_t mh_tokcache_count(const mh_tokcache *tc)
