@@ -106,6 +106,9 @@ def _check_entries(kind: str, table) -> list:
             errors.append(_err(5, f"{where}: history is a number of messages (0: none)"))
         if "presence" in spec and (kind != "CHANNELS" or not isinstance(spec["presence"], bool)):
             errors.append(_err(5, f"{where}: presence is true or false, and for channels only"))
+        if "join_leave" in spec and (not isinstance(spec["join_leave"], bool)
+                                     or spec.get("presence") is not True):
+            errors.append(_err(5, f"{where}: join_leave is true or false, with presence only"))
         if kind == "CHANNELS" and "ttl" in spec and not _positive(spec["ttl"], zero_ok=True):
             errors.append(_err(5, f"{where}: ttl is seconds (0: no expiry)"))
     return errors

@@ -57,7 +57,9 @@ DEFAULTS: dict[str, Any] = {
     #           "param_rules": {"user_id": "sub"}}}
     # Channels may add "history": N (messages kept for resume, 0 = none),
     # "ttl": seconds (overrides CHANNEL_TTL for that channel) and
-    # "presence": True (the hubs keep who subscribes; mizan_hub.presence()).
+    # "presence": True (the hubs keep who subscribes; mizan_hub.presence()),
+    # with "join_leave": False for a large room (members kept and queried,
+    # but no join/leave frames: N members joining would send ~N^2/2).
     "CONTEXTS": {},
     "CHANNELS": {},
     # Unknown contexts/channels: "deny" (not_found) or "allow" (as "auth").

@@ -24,7 +24,7 @@ __all__ = ["build_registry", "registry_json", "GUARDS"]
 
 GUARDS = ("public", "auth", "staff", "superuser", "token")
 CONTEXT_KEYS = ("endpoints", "views", "params", "guard", "param_rules")
-CHANNEL_KEYS = ("params", "guard", "param_rules", "history", "presence")
+CHANNEL_KEYS = ("params", "guard", "param_rules", "history", "presence", "join_leave")
 
 
 def _context(spec: dict) -> dict:
@@ -37,7 +37,8 @@ def _context(spec: dict) -> dict:
 
 
 def _channel(spec: dict) -> dict:
-    out = _context({k: v for k, v in spec.items() if k not in ("history", "presence")})
+    out = _context({k: v for k, v in spec.items()
+                    if k not in ("history", "presence", "join_leave")})
     out.pop("endpoints", None)
     out.pop("views", None)
     history = spec.get("history")
@@ -47,6 +48,8 @@ def _channel(spec: dict) -> dict:
         out["history"] = {"size": int(history)}
     if spec.get("presence"):
         out["presence"] = True
+        if spec.get("join_leave") is False:  # members kept, no join/leave frames
+            out["join_leave"] = False
     return out
 
 

@@ -42,6 +42,16 @@ def test_the_registry_says_which_channels_keep_presence():
     assert "presence" not in registry["channels"]["chat"]
 
 
+def test_a_room_can_keep_members_without_join_leave_frames():
+    channels = {**CHANNELS, "hall": {"params": ["room"], "guard": "auth", "presence": True,
+                                     "join_leave": False}}
+    with override_settings(MIZAN_HUB={**settings.MIZAN_HUB, "CHANNELS": channels}):
+        registry = mizan_hub.build_registry()
+    assert registry["channels"]["hall"] == {"params": ["room"], "guard": "auth",
+                                            "presence": True, "join_leave": False}
+    assert "join_leave" not in registry["channels"]["room"]  # the default: events on
+
+
 def test_info_goes_into_the_connection_token(db):
     user = User.objects.create(username="ada")
     token, _ = mizan_hub.connection_token(user, info={"name": "Ada"})

@@ -84,6 +84,8 @@ def test_good_settings_pass_the_checks():
     ({"CHANNELS": {"c": {"history": -1}}}, ["mizan_hub.E005"]),
     ({"CHANNELS": {"c": {"presence": "yes"}}}, ["mizan_hub.E005"]),
     ({"CONTEXTS": {"x": {"presence": True}}}, ["mizan_hub.E005"]),
+    ({"CHANNELS": {"c": {"join_leave": False}}}, ["mizan_hub.E005"]),
+    ({"CHANNELS": {"c": {"presence": True, "join_leave": "no"}}}, ["mizan_hub.E005"]),
     ({"CHANNELS": {"": {}}}, ["mizan_hub.E005"]),
     ({"DEFAULT": "maybe"}, ["mizan_hub.E006"]),
     ({"MODELS": {"testapp.Nope": ["x"]}}, ["mizan_hub.E007"]),

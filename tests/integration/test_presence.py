@@ -23,6 +23,7 @@ REGISTRY = {
         "room": {"params": ["room"], "guard": "public", "presence": True},
         "members": {"params": ["room"], "guard": "auth", "presence": True},
         "chat": {"params": ["room"], "guard": "public"},
+        "hall": {"params": ["room"], "guard": "public", "presence": True, "join_leave": False},
     },
 }
 
@@ -158,6 +159,55 @@ def test_a_sigkilled_hubs_members_leave_within_the_bound(start, r):
         assert a.metric("mizan_hub_presence_swept_total") == 3
 
     run(main())
+
+
+def test_a_channel_without_join_leave_keeps_members_and_sends_no_events(start, r):
+    """"join_leave": false: members are kept and answered (and swept) as on
+    any presence channel, but nobody is sent a join or a leave, and no
+    presence envelope is published for them."""
+    a, b = start(), start()
+    ps = r.pubsub()
+    ps.subscribe("mizan:events")
+
+    async def members(c):
+        answer = await query(c, channel="hall")
+        return sorted(m["conn"] for m in answer["presence"]["members"])
+
+    async def main():
+        watcher = await user(a, "w")
+        await watcher.subscribe(channel="hall", params=ROOM)
+        guests = [await user(b, f"g{i}") for i in range(3)]
+        for c in guests:
+            await c.subscribe(channel="hall", params=ROOM)
+        everyone = sorted([watcher.conn] + [c.conn for c in guests])
+        deadline = time.monotonic() + 5 * SLOW
+        while await members(watcher) != everyone:
+            assert time.monotonic() < deadline, "the members never all showed"
+            await asyncio.sleep(0.05)
+        await sub(guests[0], "unsubscribe", channel="hall")
+        b.kill()  # the others are swept
+        deadline = time.monotonic() + (4 * H / 1000 + 2) * SLOW
+        while await members(watcher) != [watcher.conn]:
+            assert time.monotonic() < deadline, "the killed hub's members were not swept"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(4 * H / 1000)  # the sweep's (dropped) leaves have had time
+        assert stash(watcher) == [], stash(watcher)
+        with pytest.raises(Timeout):
+            f = await watcher.recv(0.3)
+            raise AssertionError(f"unexpected frame {f}")
+        return guests[0].conn
+
+    left = run(main())
+    published = []
+    while (m := ps.get_message(timeout=0.1)) is not None:
+        if m["type"] == "message":
+            published.append(m["data"])
+    presence = [p for p in published if '"kind":"presence"' in p]
+    # the hubs published no join and no leave of their own for "hall"; only
+    # the sweep's leaves (a script that does not read the registry) went out,
+    # and the hub dropped them (nothing reached the watcher above)
+    assert not [p for p in presence if '"op":"join"' in p], presence
+    assert not [p for p in presence if left in p], presence
 
 
 def test_query_is_guarded(start):

@@ -205,6 +205,31 @@ static void presence_flag(void **state)
     assert_non_null(strstr(err, "context 'user': only channels keep presence"));
 }
 
+static void join_leave_flag(void **state)
+{
+    const char *d = "{\"version\":1,\"channels\":{\"room\":{\"presence\":true},"
+                    "\"hall\":{\"presence\":true,\"join_leave\":false},"
+                    "\"loud\":{\"presence\":true,\"join_leave\":true},\"plain\":{}}}";
+    char err[256];
+    mh_registry *r = mh_registry_parse(d, strlen(d), err, sizeof err);
+    (void)state;
+
+    assert_non_null(r);
+    assert_true(mh_registry_join_leave(r, "room", 4)); /* presence says join/leave by default */
+    assert_true(mh_registry_join_leave(r, "loud", 4));
+    assert_false(mh_registry_join_leave(r, "hall", 4));
+    assert_true(mh_registry_presence(r, "hall", 4)); /* the members are still kept */
+    assert_false(mh_registry_join_leave(r, "plain", 5));
+    assert_false(mh_registry_join_leave(r, "nowhere", 7));
+    mh_registry_free(r);
+    d = "{\"version\":1,\"channels\":{\"room\":{\"presence\":true,\"join_leave\":0}}}";
+    assert_null(mh_registry_parse(d, strlen(d), err, sizeof err));
+    assert_non_null(strstr(err, "channel 'room': join_leave is true or false, with presence only"));
+    d = "{\"version\":1,\"channels\":{\"room\":{\"join_leave\":false}}}";
+    assert_null(mh_registry_parse(d, strlen(d), err, sizeof err));
+    assert_non_null(strstr(err, "join_leave is true or false, with presence only"));
+}
+
 static void load_errors(void **state)
 {
     char err[256];
@@ -220,6 +245,7 @@ int main(void)
                                        cmocka_unit_test(default_allow_is_auth),
                                        cmocka_unit_test(refused_files),
                                        cmocka_unit_test(load_errors),
-                                       cmocka_unit_test(presence_flag)};
+                                       cmocka_unit_test(presence_flag),
+                                       cmocka_unit_test(join_leave_flag)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@ typedef struct reg_entry {
     size_t nparams;
     char **params; /* owned: the declared param names */
     bool presence; /* channels: members kept (SPEC 11.2) */
+    bool quiet;    /* presence without join/leave events ("join_leave": false) */
 } reg_entry;
 
 struct mh_registry {
@@ -155,6 +156,13 @@ static int parse_entry(const char *kind, const char *name, json_t *spec, reg_ent
             goto fail;
         }
         e->presence = json_is_true(p);
+        p = json_object_get(spec, "join_leave");
+        if (p && (!json_is_boolean(p) || !e->presence)) {
+            snprintf(err, errlen, "%s '%s': join_leave is true or false, with presence only", kind,
+                     name);
+            goto fail;
+        }
+        e->quiet = json_is_false(p);
     }
     rules = json_object_get(spec, "param_rules");
     if (rules && !json_is_null(rules)) {
@@ -374,4 +382,10 @@ bool mh_registry_presence(const mh_registry *r, const char *channel, size_t len)
 {
     const reg_entry *re = mh_map_get(&r->channels, channel, len);
     return re && re->presence;
+}
+
+bool mh_registry_join_leave(const mh_registry *r, const char *channel, size_t len)
+{
+    const reg_entry *re = mh_map_get(&r->channels, channel, len);
+    return re && re->presence && !re->quiet;
 }

@@ -67,4 +67,11 @@ mh_reg_result mh_registry_check(const mh_registry *r, bool channel, const mh_ent
 /** Does the registry's channel 'channel' keep presence (SPEC 11.2)? */
 bool mh_registry_presence(const mh_registry *r, const char *channel, size_t len);
 
+/**
+ * Are its members told of joins and leaves? Presence channels say so unless
+ * their entry has "join_leave": false (a large room: N members joining send
+ * about N^2/2 frames; the list is still there to query).
+ */
+bool mh_registry_join_leave(const mh_registry *r, const char *channel, size_t len);
+
 #endif

@@ -24,7 +24,8 @@
  */
 
 /* KEYS p:K pk:P procs events phb:P; ARGV conn member K scope envelope max P ttl.
- * 1: already a member; -1: the instance is full; 0: joined (published). */
+ * 1: already a member; -1: the instance is full; 0: joined (published
+ * unless the envelope is empty: a channel without join/leave events). */
 _Static_assert(MH_IDENTITY_INFO_MAX == MH_INFO_MAX, "a token's info is what an envelope carries");
 
 static const char join_lua[] =
@@ -33,7 +34,7 @@ static const char join_lua[] =
     "  local max = tonumber(ARGV[6])\n"
     "  if max > 0 and redis.call('HLEN', KEYS[1]) >= max then return -1 end\n"
     "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
-    "  redis.call('PUBLISH', KEYS[4], ARGV[5])\n"
+    "  if ARGV[5] ~= '' then redis.call('PUBLISH', KEYS[4], ARGV[5]) end\n"
     "  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])\n"
     "  redis.call('SADD', KEYS[3], ARGV[7])\n"
     "  return 0\n"
@@ -43,9 +44,12 @@ static const char join_lua[] =
     "return 1\n";
 
 /* KEYS p:K pk:P events; ARGV conn envelope K last. The leave is published
- * only when the member was there: a swept member is not left twice. */
+ * only when the member was there (a swept member is not left twice) and the
+ * envelope is not empty. */
 static const char leave_lua[] = "local n = redis.call('HDEL', KEYS[1], ARGV[1])\n"
-                                "if n == 1 then redis.call('PUBLISH', KEYS[3], ARGV[2]) end\n"
+                                "if n == 1 and ARGV[2] ~= '' then\n"
+                                "  redis.call('PUBLISH', KEYS[3], ARGV[2])\n"
+                                "end\n"
                                 "if ARGV[4] == '1' then redis.call('HDEL', KEYS[2], ARGV[3]) end\n"
                                 "return n\n";
 
@@ -106,6 +110,7 @@ typedef struct member {
     size_t scope_len;
     char *json; /* the member */
     size_t json_len;
+    bool quiet; /* its channel had "join_leave": false when it joined: nothing published */
 } member;
 
 typedef struct conn_list {
@@ -342,7 +347,8 @@ static void send_join(mh_hub *h, member *m)
     name(h, &keys[3], "events", NULL, 0);
     name(h, &keys[4], "phb:", proc, strlen(proc));
     mh_buf_init(&env);
-    mh_out_presence_envelope(&env, true, m->scope, m->scope_len, m->json, m->json_len);
+    if (!m->quiet)
+        mh_out_presence_envelope(&env, true, m->scope, m->scope_len, m->json, m->json_len);
     snprintf(max, sizeof max, "%d", h->cfg->presence_max);
     snprintf(ttl, sizeof ttl, "%lld", (long long)ttl_ms(h));
     if (!env.oom && mh_buf_cstr(&env)) {
@@ -389,7 +395,8 @@ static void send_leave(mh_hub *h, member *m, bool last)
     name(h, &keys[1], "pk:", proc, strlen(proc));
     name(h, &keys[2], "events", NULL, 0);
     mh_buf_init(&env);
-    mh_out_presence_envelope(&env, false, m->scope, m->scope_len, m->json, m->json_len);
+    if (!m->quiet)
+        mh_out_presence_envelope(&env, false, m->scope, m->scope_len, m->json, m->json_len);
     if (!env.oom && mh_buf_cstr(&env)) {
         const char *args[] = {m->conn, env.data, m->key, last ? "1" : "0"};
         size_t lens[] = {strlen(m->conn), env.len, m->key_len, 1};
@@ -447,6 +454,7 @@ void mh_presence_joined(mh_conn *c, mh_keynode *node)
     m->gen = ++P.gen;
     snprintf(m->conn, sizeof m->conn, "%s", c->name);
     m->node = node;
+    m->quiet = !mh_registry_join_leave(h->registry, node->entry.context, node->entry.context_len);
     m->scope_len = scope.len;
     m->scope = mh_buf_take(&scope);
     m->json_len = json.len;
@@ -797,8 +805,9 @@ void mh_presence_heal(mh_hub *h)
     while (mh_map_next(&h->subs.channels, &it, NULL, NULL, &v)) {
         mh_keynode *node = v;
         query *q;
-        if (!node->nsubs || !keeps_presence(h, node))
-            continue;
+        if (!node->nsubs || !keeps_presence(h, node) ||
+            !mh_registry_join_leave(h->registry, node->entry.context, node->entry.context_len))
+            continue; /* without join/leave nobody keeps a list to refresh */
         q = calloc(1, sizeof *q);
         if (!q || mh_entry_copy(&q->scope, &node->entry)) {
             free(q);
@@ -864,7 +873,10 @@ void mh_presence_event(mh_hub *h, const mh_envelope *env)
     mh_msg *m;
     size_t n = 0;
 
-    if (!node)
+    /* A sweep's leaves (and a hub with an older registry) publish for
+     * every channel: a channel without join/leave events drops them here. */
+    if (!node || !h->registry ||
+        !mh_registry_join_leave(h->registry, env->channel.context, env->channel.context_len))
         return;
     mh_buf_init(&json);
     mh_buf_init(&info);
