@@ -33,6 +33,7 @@ from django.http import HttpRequest
 from django.utils.module_loading import autodiscover_modules
 
 from . import conf
+from .direct import send_to_connection
 
 __all__ = ["rpc", "channel_handler", "context_handler", "subscription_guard",
            "RpcError", "HubRequest", "Message", "autodiscover"]
@@ -204,5 +205,4 @@ class HubRequest(HttpRequest):
 
     def send(self, frame: dict) -> None:
         """Push a frame to this connection (a ``send`` envelope to its hub)."""
-        from .worker import send_to_connection
         send_to_connection(self.hub, self.conn, frame)

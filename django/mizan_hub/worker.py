@@ -41,12 +41,12 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections
 from django.http import Http404, HttpResponseBase
 
 from . import conf, handlers, izana_compat, outbox, protocol, stats
-from .connection import get_redis, key, shard_count, shard_of
+from .connection import get_redis, key, shard_count
+from .direct import _jsonable, hub_channel
 from .handlers import HubRequest, Message, RpcError
 
 logger = logging.getLogger("mizan_hub.worker")
@@ -61,23 +61,6 @@ RELAY_MAX_ROWS = 1024
 
 class BadEntry(ValueError):
     """A stream entry that breaks SPEC section 11: acknowledged and dropped."""
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` as plain JSON values (dates, decimals, UUIDs by Django's
-    encoder); raises TypeError/ValueError for what JSON cannot carry."""
-    return json.loads(json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False))
-
-
-def hub_channel(hub: str) -> str:
-    return key("hub:", hub)
-
-
-def send_to_connection(hub: str, conn: str, frame: dict, client: redis.Redis | None = None) -> None:
-    """Forward ``frame`` to one connection (a ``send`` envelope)."""
-    text = protocol.encode_envelope({"kind": "send", "conn": conn, "frame": _jsonable(frame)})
-    # the connection's shard (SPEC 11.1), where replies to it go too: in order
-    (client or get_redis(shard_of(conn))).publish(hub_channel(hub), text.encode("utf-8"))
 
 
 def _error(code: str, message: str, details: Any = None) -> dict:

@@ -223,7 +223,7 @@ def test_mizan_hub_config_writes_the_shards_in_order(shards, three_urls, tmp_pat
 
 
 def test_send_to_connection_goes_to_the_connections_shard(shards):
-    from mizan_hub.worker import send_to_connection
+    from mizan_hub.direct import send_to_connection
     conns = {}
     i = 0
     while len(conns) < 3:
