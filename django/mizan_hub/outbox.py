@@ -67,7 +67,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -76,6 +76,7 @@ from django.db import (DEFAULT_DB_ALIAS, DatabaseError, OperationalError, Progra
 from django.utils import timezone
 
 from . import conf, stats
+from .batching import _groups, _Row, invalidation_calls, message_call
 
 logger = logging.getLogger("mizan_hub.outbox")
 
@@ -155,13 +156,6 @@ def transient(exc: redis.RedisError) -> bool:
 def _model():
     from .models import OutboxEntry
     return OutboxEntry
-
-
-class _Row(NamedTuple):
-    pk: int
-    txn: str
-    kind: str
-    body: str
 
 
 # The three statements of the normal path (insert in the transaction; read
@@ -596,49 +590,6 @@ def _settle(alias: str, acked: list[int], refused: dict[int, str], failed: list[
 # Publishing rows
 # --------------------------------------------------------------------------
 
-@dataclass
-class _Group:
-    kind: str
-    rows: list = field(default_factory=list)
-    entries: list = field(default_factory=list)
-    message: Any = None
-
-
-def _groups(rows: list, refused: dict) -> list[_Group]:
-    """Consecutive invalidation rows become one group (sent collapsed); each
-    message is its own group, its duplicates in the same transaction join it."""
-    from .publishing import message_from_body
-
-    groups: list[_Group] = []
-    messages: dict[tuple, _Group] = {}
-    for row in rows:
-        try:
-            if row.kind == "invalidate":
-                entries = json.loads(row.body)
-                if not isinstance(entries, list):
-                    raise ValueError("the body is not a list of entries")
-                if groups and groups[-1].kind == "invalidate":
-                    groups[-1].rows.append(row)
-                    groups[-1].entries.extend(entries)
-                else:
-                    groups.append(_Group("invalidate", [row], list(entries)))
-            elif row.kind == "message":
-                message = message_from_body(row.body)
-                ident = (row.txn, message.identity)
-                if ident in messages:
-                    messages[ident].rows.append(row)
-                else:
-                    group = messages[ident] = _Group("message", [row], message=message)
-                    groups.append(group)
-            else:
-                raise ValueError(f"unknown kind {row.kind!r}")
-        except (ValueError, TypeError, KeyError) as exc:
-            refused[row.pk] = f"undecodable row: {exc}"
-            logger.error("mizan-hub: outbox row %s cannot be decoded (%s); taken out of "
-                         "the queue", row.pk, exc)
-    return groups
-
-
 Outcome = tuple[list[int], dict[int, str], list[int], "str | None"]
 
 
@@ -648,8 +599,6 @@ def _plan(rows: list):
     ``redis.RedisError`` it raised. Returns (acknowledged ids, refused ids
     with reasons, ids of the group an outage stopped at, that outage). The
     sync and the asyncio relay drive the same plan."""
-    from .publishing import invalidation_calls, message_call
-
     acked: list[int] = []
     refused: dict[int, str] = {}
     for group in _groups(rows, refused):

@@ -152,7 +152,7 @@ def _committed(state: _Txn | None, call: _Call) -> None:
     other: the calls of the same transaction (token) seen so far are
     grouped again as the relay groups a pass's rows, and their envelopes
     replace the ones recorded for the earlier calls of this commit."""
-    from .outbox import _Row
+    from .batching import _Row
 
     txns = _local.__dict__.get("txns", {})
     if state is not None and txns.get(call.alias) is state:
@@ -174,10 +174,9 @@ def _committed(state: _Txn | None, call: _Call) -> None:
 
 
 def _envelopes(rows: list) -> list[dict]:
-    """What the relay sends for these rows (its grouping, :mod:`outbox`)."""
+    """What the relay sends for these rows (its grouping, :mod:`batching`)."""
     from . import protocol
-    from .outbox import _groups
-    from .publishing import collapse
+    from .batching import _groups, collapse
 
     out: list[dict] = []
     for group in _groups(rows, {}):

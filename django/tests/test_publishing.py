@@ -13,7 +13,8 @@ from django.test import override_settings
 
 import mizan_hub
 from mizan_hub import outbox, protocol, script, stats
-from mizan_hub.publishing import collapse, normalize_entries
+from mizan_hub.batching import collapse
+from mizan_hub.publishing import normalize_entries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
