@@ -15,6 +15,7 @@ import { normalizeScopeAt } from './invalidation.js';
 import type { Entry } from './invalidation.js';
 import type { PresenceMember } from './envelope.js';
 import { keyOf } from './key.js';
+import type { SocketConstructor, SocketLike } from './socket.js';
 import { sseSocket } from './sse.js';
 import type { EventSourceConstructor, FetchLike } from './sse.js';
 import type { Params, ParamsInput } from './values.js';
@@ -201,25 +202,6 @@ export interface HubError {
   channel?: string;
   params?: Params;
 }
-
-/**
- * An event handler property. Declared through a method so that its
- * parameter is bivariant: the browser's `(ev: MessageEvent) => any` fits
- * `Handler<{ data: unknown }>`.
- */
-export type Handler<E> = { bivarianceHack(event: E): void }['bivarianceHack'] | null;
-
-/** The WebSocket surface the client uses; the browser's `WebSocket` (and the `ws` package's) has it. */
-export interface SocketLike {
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-  onopen: Handler<unknown>;
-  onmessage: Handler<{ data: unknown }>;
-  onclose: Handler<{ code: number; reason: string }>;
-  onerror?: Handler<unknown>;
-}
-
-export type SocketConstructor = new (url: string, protocols?: string | string[]) => SocketLike;
 
 interface EventSourceLike {
   addEventListener(type: string, listener: () => void): void;

@@ -15,20 +15,18 @@ export type {
   CloseInfo,
   ConnectOptions,
   Gap,
-  Handler,
   HubClient,
   HubError,
   Identity,
   InvalidationEvent,
   InvalidationListener,
   RpcErrorCode,
-  SocketConstructor,
-  SocketLike,
   State,
   SubscribeOptions,
   Transport,
   Welcome,
 } from './client.js';
+export type { Handler, SocketConstructor, SocketLike } from './socket.js';
 export type { EventSourceConstructor, EventSourceLike, FetchLike } from './sse.js';
 
 export type { PresenceMember } from './envelope.js';

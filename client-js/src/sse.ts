@@ -5,7 +5,7 @@
  * itself when a WebSocket cannot open (`connect({transport})`).
  */
 
-import type { Handler, SocketConstructor, SocketLike } from './client.js';
+import type { Handler, SocketConstructor, SocketLike } from './socket.js';
 
 /** The `EventSource` surface used here; the browser's has it. */
 export interface EventSourceLike {
