@@ -8,15 +8,18 @@ only hides a circle from the interpreter; the two modules still need each
 other. What a module loads by a computed name (``importlib.import_module``
 with anything but a string constant) is not followed.
 
-``python django/tests/test_layers.py`` prints the circles of the package.
+``python django/tests/test_layers.py`` prints a circle of the package, if any.
 """
 
 from __future__ import annotations
 
 import ast
+import graphlib
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mizan_hub"
 
@@ -93,61 +96,26 @@ def graph(root: Path) -> Edges:
     return edges
 
 
-def circles(edges: Edges) -> list[list[str]]:
-    """The strongly connected components of more than one module (Tarjan's,
-    iterative), each sorted, in sorted order."""
-    succ: dict[str, list[str]] = defaultdict(list)
-    for a, b in sorted(edges):
-        succ[a].append(b)
-    nodes = sorted({n for edge in edges for n in edge})
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on: set[str] = set()
-    stack: list[str] = []
-    found: list[list[str]] = []
-    for root in nodes:
-        if root in index:
-            continue
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on.add(root)
-        work = [(root, iter(succ[root]))]
-        while work:
-            v, it = work[-1]
-            for w in it:
-                if w not in index:
-                    index[w] = low[w] = len(index)
-                    stack.append(w)
-                    on.add(w)
-                    work.append((w, iter(succ[w])))
-                    break
-                if w in on:
-                    low[v] = min(low[v], index[w])
-            else:
-                work.pop()
-                if work:
-                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
-                if low[v] == index[v]:
-                    component = []
-                    while True:
-                        w = stack.pop()
-                        on.discard(w)
-                        component.append(w)
-                        if w == v:
-                            break
-                    if len(component) > 1:
-                        found.append(sorted(component))
-    return sorted(found)
+def circle(edges: Edges) -> list[str]:
+    """One circle of imports, in import order with its first module again at
+    the end (``[a, b, a]``: a imports b, b imports a); [] when there is none."""
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for importer, imported in sorted(edges):
+        sorter.add(importer, imported)  # the imported module comes first
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        # each module of the reported cycle precedes (is imported by) the next
+        return list(reversed(exc.args[1]))
+    return []
 
 
-def describe(edges: Edges, circle: list[str]) -> str:
-    """A circle and what ties it: each import between its modules."""
-    members = set(circle)
-    lines = [f"circle: {' '.join(circle)}"]
-    for (a, b), uses in sorted(edges.items()):
-        if a in members and b in members:
-            taken = ", ".join(f"{what} (line {line})" for line, what in sorted(uses))
-            lines.append(f"  {a} -> {b}: {taken}")
+def describe(edges: Edges, found: list[str]) -> str:
+    """A circle and what ties it: the imports from each of its modules to the next."""
+    lines = [f"circle: {' -> '.join(found)}"]
+    for a, b in zip(found, found[1:]):
+        taken = ", ".join(f"{what} (line {line})" for line, what in sorted(edges[(a, b)]))
+        lines.append(f"  {a} -> {b}: {taken}")
     return "\n".join(lines)
 
 
@@ -158,10 +126,9 @@ def describe(edges: Edges, circle: list[str]) -> str:
 def test_the_package_imports_in_no_circle():
     edges = graph(PACKAGE)
     assert len({a for a, _ in edges}) > 20, "the package's imports were not read"
-    found = circles(edges)
+    found = circle(edges)
     assert not found, ("modules of mizan_hub import each other in a circle; give what "
-                       "they share one home in a module below both:\n"
-                       + "\n".join(describe(edges, c) for c in found))
+                       "they share one home in a module below both:\n" + describe(edges, found))
 
 
 def _package(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -172,49 +139,44 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def test_a_circle_through_a_function_level_import_is_found(tmp_path):
-    root = _package(tmp_path, {
-        "low.py": "from . import high\n",
-        "high.py": "def f():\n    from .low import g\n    return g\n",
-        "alone.py": "from .low import x\n",
-    })
-    edges = graph(root)
-    assert circles(edges) == [["pkg.high", "pkg.low"]]
-    assert "pkg.high -> pkg.low: g (line 2)" in describe(edges, ["pkg.high", "pkg.low"])
-
-
-def test_type_checking_absolute_and_subpackage_imports_count(tmp_path):
-    root = _package(tmp_path, {
-        "a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.b import B\n",
-        "b.py": "import pkg.sub.c\n",
-        "sub/__init__.py": "",
-        "sub/c.py": "from ..a import A\n",
-    })
-    assert circles(graph(root)) == [["pkg.a", "pkg.b", "pkg.sub.c"]]
-
-
-def test_the_package_and_import_module_count(tmp_path):
-    root = _package(tmp_path, {
-        "__init__.py": "import importlib\nimportlib.import_module('pkg.m')\n",
-        "m.py": "from . import __version__\n",
-    })
-    assert circles(graph(root)) == [["pkg", "pkg.m"]]
+@pytest.mark.parametrize("files, members, tie", [
+    pytest.param({"low.py": "from . import high\n",
+                  "high.py": "def f():\n    from .low import g\n    return g\n",
+                  "alone.py": "from .low import x\n"},
+                 {"pkg.high", "pkg.low"}, "pkg.high -> pkg.low: g (line 2)",
+                 id="function-level"),
+    pytest.param({"a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                          "    from pkg.b import B\n",
+                  "b.py": "import pkg.sub.c\n",
+                  "sub/__init__.py": "",
+                  "sub/c.py": "from ..a import A\n"},
+                 {"pkg.a", "pkg.b", "pkg.sub.c"}, "pkg.sub.c -> pkg.a: A (line 1)",
+                 id="type-checking-absolute-subpackage"),
+    pytest.param({"__init__.py": "import importlib\nimportlib.import_module('pkg.m')\n",
+                  "m.py": "from . import __version__\n"},
+                 {"pkg", "pkg.m"}, "pkg -> pkg.m: pkg.m (line 2)",
+                 id="package-and-import-module"),
+])
+def test_a_made_circle_is_found(tmp_path, files, members, tie):
+    edges = graph(_package(tmp_path, files))
+    found = circle(edges)
+    assert found[0] == found[-1] and set(found) == members and len(found) == len(members) + 1
+    assert tie in describe(edges, found)
 
 
 def test_imports_that_only_go_down_are_no_circle(tmp_path):
-    root = _package(tmp_path, {
+    edges = graph(_package(tmp_path, {
         "top.py": "from . import mid, low\nimport json\nfrom django.db import models\n",
         "mid.py": "def f():\n    from .low import g\n",
         "low.py": "import os\n",
-    })
-    edges = graph(root)
+    }))
     assert set(edges) == {("pkg.top", "pkg.mid"), ("pkg.top", "pkg.low"), ("pkg.mid", "pkg.low")}
-    assert circles(edges) == []
+    assert circle(edges) == []
 
 
 if __name__ == "__main__":
     edges = graph(PACKAGE)
-    found = circles(edges)
-    for circle in found:
-        print(describe(edges, circle))
+    found = circle(edges)
+    if found:
+        print(describe(edges, found))
     sys.exit(1 if found else 0)
