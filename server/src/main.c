@@ -22,6 +22,7 @@
 #include "mh_auth.h"
 #include "mh_config.h"
 #include "mh_conn.h"
+#include "mh_writer.h"
 #include "mh_router.h"
 #include "mh_heal.h"
 #include "mh_hold.h"
@@ -149,6 +150,7 @@ static void on_tick(uv_timer_t *t)
         mh_redis_cmd_up(h->redis) && h->ticks % 5 == 0)
         mh_auth_registry_fetch(h, NULL); /* until Django has stored one */
     if (++h->ticks % 10 == 0) {          /* once a second: a scan, no timer per connection */
+        mh_writer_linger_sweep(h, mh_mono_ms(), false);
         mh_conn_keepalive_all(h, mh_mono_ms());
         mh_ops_tick(h); /* this hub's snapshot out, every hub's back (/ops/) */
     }
@@ -236,7 +238,7 @@ static int run_worker(const mh_config *cfg)
     h.redis = mh_redis_new(&h, &redis_events);
     if (!h.redis)
         return 1;
-    mh_conn_flush_init(&h);
+    mh_writer_init(&h);
     uv_timer_init(&loop, &h.tick);
     h.tick.data = &h;
     uv_signal_init(&loop, &h.sig_term);
@@ -275,7 +277,7 @@ static int run_worker(const mh_config *cfg)
     mh_subs_free(&h.subs);
     mh_map_free(&h.conns);
     mh_map_free(&h.ips); /* emptied as the connections went */
-    mh_conn_flush_free(&h);
+    mh_writer_free(&h);
     mh_redis_free(h.redis);
     mh_registry_free(h.registry);
     mh_tokcache_free(h.tokens);

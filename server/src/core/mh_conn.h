@@ -2,9 +2,11 @@
  * mh_conn — one browser connection: its outbound queue of shared frames,
  * its subscriptions, its identity.
  *
- * Frames are only written from the WRITEABLE callback; fan-out only appends
- * references. A connection whose queue passes its bound is marked and closed
- * with 4008 without making anyone else wait.
+ * Fan-out only appends references; the writer (mh_writer) takes them off
+ * the queue's head, reached through h->hooks.write_due (it calls this
+ * module, never the other way round by name). A connection whose queue
+ * passes its bound is marked and closed with 4008 without making anyone
+ * else wait.
  */
 #ifndef MH_CONN_H
 #define MH_CONN_H
@@ -107,32 +109,6 @@ int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi);
  */
 void mh_conn_destroy(mh_conn *c);
 
-/*
- * An own socket after our close frame went out: the connection is released
- * at once (its subscriptions, presence, the gauges: a drain is not held up
- * by peers that never answer), and the socket waits, read and discarded,
- * for the peer's close or EOF before it is closed, three seconds at most,
- * so the close frame is not destroyed by a reset.
- */
-typedef struct mh_linger {
-    uint64_t id; /* its key in hub->lingering (the map keeps a pointer to it) */
-    int fd;
-    mh_peer *peer; /* owned; no longer counted against its address */
-    uint64_t deadline_ms;
-} mh_linger;
-
-/** A lingering socket under 'id' became readable: false when there is none. */
-bool mh_conn_linger_read(mh_hub *h, uint64_t id);
-
-/** Closes the lingering sockets past their deadline (all of them with 'all'). */
-void mh_conn_linger_sweep(mh_hub *h, uint64_t now_ms, bool all);
-
-/**
- * Writes an own socket's queue now (its EPOLLOUT came). May destroy 'c':
- * only from the loop's top level.
- */
-void mh_conn_flush_one(mh_conn *c);
-
 /**
  * Queues a control frame for an own socket, ahead of data frames not yet
  * begun; MH_MSG_RAW: bytes without a frame header (the 101, which then
@@ -180,12 +156,6 @@ void mh_conn_send_error(mh_conn *c, const char *code, const char *message, const
 void mh_conn_close(mh_conn *c, uint16_t code, const char *reason);
 
 /**
- * Writes queued frames while the socket takes them. Returns 0, or -1 when
- * libwebsockets should close the connection (the close reason is set).
- */
-int mh_conn_writable(mh_conn *c);
-
-/**
  * Sets the connection's identity from a verified token (copies it). Returns
  * 0, or -1 when out of memory.
  */
@@ -205,16 +175,6 @@ void mh_conn_keepalive_all(mh_hub *h, uint64_t now_ms);
 
 /** Sends `expiring` or closes with 4004 when the credentials are due. */
 void mh_conn_check_expiry(mh_conn *c, int64_t now_s);
-
-/**
- * Sets up write coalescing on 'h' (a check handle on its loop). Frames for an
- * idle plain-TCP connection are written at the end of the loop iteration,
- * all of them in one send: when events come faster than a fan-out takes, as
- * at saturation, each socket gets one syscall for many frames.
- */
-void mh_conn_flush_init(mh_hub *h);
-/** Frees what coalescing holds (after the loop stopped). */
-void mh_conn_flush_free(mh_hub *h);
 
 /**
  * Appends a piece of a browser message being reassembled (c->rx): 0; 1

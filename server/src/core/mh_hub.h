@@ -84,6 +84,9 @@ typedef struct mh_hub {
         /* a socket in the own read set that is not a connection yet (the
          * intake reads its request head): readable, or closed */
         void (*intake)(void *ctx, uint64_t id);
+        /* a connection has something new to write (mh_writer_due): the
+         * writer sits above mh_conn, which reaches it only through this */
+        int (*write_due)(mh_conn *c);
     } hooks;
     void *intake_ctx;               /* what hooks.intake gets */
     const char *const *django_keys; /* SECRET_KEY then fallbacks; borrowed, frozen */
@@ -109,7 +112,7 @@ typedef struct mh_hub {
     uv_timer_t tick;
     uint64_t ticks;
     bool lws_kick; /* an lws timeout was set outside lws: wake its timers on the tick */
-    /* write coalescing (mh_conn): connections with frames to write at the end
+    /* write coalescing (mh_writer): connections with frames to write at the end
      * of this loop iteration, by id (a connection may close meanwhile) */
     uv_check_t flush;
     uint64_t *dirty;
@@ -124,7 +127,7 @@ typedef struct mh_hub {
     unsigned char *rbuf; /* reads land here, then are parsed in place */
     size_t rbuf_cap;
     struct mh_msg *ping_msg; /* the hub's ping, shared by every own socket */
-    mh_map lingering;        /* id -> mh_linger: own sockets after their close frame (mh_conn) */
+    mh_map lingering;        /* id -> mh_linger: own sockets after their close frame (mh_writer) */
     uv_signal_t sig_term, sig_int, sig_hup;
     int exit_code;
 } mh_hub;

@@ -9,6 +9,7 @@
 #include "mh_log.h"
 #include "mh_value.h"
 #include "mh_wsframe.h"
+#include "mh_writer.h"
 
 #define EVENTS 256
 /* Room for the biggest frame the hub takes, its header, and a read's worth more. */
@@ -61,7 +62,7 @@ void mh_wsock_stop(mh_hub *h)
                 mh_conn_destroy(c);
         }
     } while (n);
-    mh_conn_linger_sweep(h, 0, true);
+    mh_writer_linger_sweep(h, 0, true);
     mh_map_free(&h->lingering);
     uv_poll_stop(&h->ws_rd_poll);
     uv_poll_stop(&h->ws_wr_poll);
@@ -278,7 +279,7 @@ static void on_readable(uv_poll_t *p, int status, int events)
     for (int i = 0; i < n; i++) {
         mh_conn *c = conn_of(h, ev[i].data.u64);
         if (!c) {
-            if (mh_conn_linger_read(h, ev[i].data.u64))
+            if (mh_writer_linger_read(h, ev[i].data.u64))
                 continue;
             if (h->hooks.intake)
                 h->hooks.intake(h->intake_ctx, ev[i].data.u64);
@@ -311,6 +312,6 @@ static void on_writable(uv_poll_t *p, int status, int events)
         if (!c || !c->blocked)
             continue; /* an edge with nothing waiting */
         c->blocked = false;
-        mh_conn_flush_one(c);
+        mh_writer_flush_one(c);
     }
 }

@@ -7,6 +7,7 @@
 
 #include "mh_auth.h"
 #include "mh_conn.h"
+#include "mh_writer.h"
 #include "mh_log.h"
 #include "mh_out.h"
 #include "mh_peer.h"
@@ -354,7 +355,7 @@ int mh_es_start(mh_hub *h, struct lws *wsi, mh_peer *peer, const char *path, mh_
 int mh_es_writeable(mh_es *e)
 {
     if (e->conn)
-        return mh_conn_writable(e->conn);
+        return mh_writer_lws_writable(e->conn);
     return e->answered && !lws_partial_buffered(e->wsi) ? -1 : 0;
 }
 

@@ -24,6 +24,7 @@
 #include "mh_browser.h"
 #include "mh_upgrade.h"
 #include "mh_wsock.h"
+#include "mh_writer.h"
 
 static struct lws_protocols protocols[];
 
@@ -329,7 +330,7 @@ static int callback_mizan(struct lws *wsi, enum lws_callback_reasons reason, voi
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (!c->established)
             return 0;
-        return mh_conn_writable(c);
+        return mh_writer_lws_writable(c);
     case LWS_CALLBACK_CLOSED:
         mh_debug("conn %s: closed", c->name);
         mh_conn_release(c);

@@ -1,0 +1,459 @@
+#include "mh_writer.h"
+
+#include <errno.h>
+#include <libwebsockets.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "mh_log.h"
+#include "mh_out.h"
+#include "mh_peer.h"
+#include "mh_sse.h"
+#include "mh_wsframe.h"
+
+/* A frame handed to the socket: counters and the publish -> write latency. */
+static void count_written(mh_hub *h, const mh_msg *m)
+{
+    h->metrics.frames_out++;
+    h->metrics.bytes_out += m->len;
+    if (m->ts_ms > 0)
+        mh_metrics_latency(&h->metrics, mh_now_ms() - m->ts_ms);
+}
+
+static void on_flush(uv_check_t *t);
+
+/* Under the soft limit again: the next burst gets its own allowance. Both
+ * ways a queue drains (the end-of-loop flush and WRITEABLE) come here. */
+static void note_drained(mh_conn *c)
+{
+    if (c->q_bytes <= (uint32_t)c->hub->cfg->queue_soft_bytes)
+        c->soft_since_ms = 0;
+}
+
+static int mark_dirty(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+
+    if (h->ndirty == h->dirty_cap) {
+        size_t ncap = h->dirty_cap ? h->dirty_cap * 2 : 1024;
+        uint64_t *n = realloc(h->dirty, ncap * sizeof *n);
+        if (!n)
+            return -1;
+        h->dirty = n;
+        h->dirty_cap = ncap;
+    }
+    if (h->ndirty == 0)
+        uv_check_start(&h->flush, on_flush);
+    h->dirty[h->ndirty++] = c->id;
+    c->dirty = true;
+    return 0;
+}
+
+int mh_writer_due(mh_conn *c)
+{
+    if (c->own) /* a blocked socket goes on at its EPOLLOUT */
+        return c->dirty || c->blocked ? 0 : mark_dirty(c);
+    /* An idle plain-TCP socket is written at the end of this loop iteration,
+     * with whatever else reaches it by then: no POLLOUT arm/wake/disarm, and
+     * one send for many frames (bench/RESULTS.md: the cost is syscalls per
+     * delivery). TLS sockets wait for WRITEABLE as usual. */
+    if (!c->dirty && !c->hub->cfg->tls_cert[0] && !lws_partial_buffered(c->wsi) &&
+        mark_dirty(c) == 0)
+        return 0;
+    lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+/* The most bytes 'm' takes on the wire: a WebSocket header, or an event. */
+static size_t sse_frame_max(const mh_conn *c, const mh_msg *m)
+{
+    if (!c->sse)
+        return m->len + 10;
+    return mh_out_sse_event(NULL, NULL, (const char *)m->data, m->len) + c->sse->id_max + 8;
+}
+
+/* 'm' as one event of a stream (SPEC 6.1), with the id when it moves a
+ * resume point; returns its length. */
+static size_t sse_frame(mh_conn *c, unsigned char *out, const mh_msg *m)
+{
+    if (!mh_sse_note(c->sse, (const char *)m->data, m->len))
+        return mh_out_sse_event((char *)out, NULL, (const char *)m->data, m->len);
+    return mh_out_sse_event((char *)out, mh_sse_id(c->sse), (const char *)m->data, m->len);
+}
+
+/* A stream's close (SPEC 6.1): the close event, then the response ends. */
+static int sse_close(mh_conn *c)
+{
+    unsigned char buf[LWS_PRE + 512];
+    size_t n;
+    mh_buf b;
+
+    mh_buf_init(&b);
+    mh_out_close(&b, c->close_code, c->close_reason);
+    if (!b.oom && mh_out_sse_event(NULL, NULL, b.data, b.len) <= sizeof buf - LWS_PRE) {
+        n = mh_out_sse_event((char *)buf + LWS_PRE, NULL, b.data, b.len);
+        lws_write(c->wsi, buf + LWS_PRE, n, LWS_WRITE_RAW);
+    }
+    mh_buf_free(&b);
+    return -1;
+}
+
+/* The frame at the head of the queue went to the socket: drop it, count it. */
+static void pop_written(mh_conn *c)
+{
+    mh_msg *m = c->q[c->q_head];
+
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_count--;
+    if (m->opcode == MH_WS_CLOSE)
+        c->close_sent = true;
+    if (!m->opcode) {
+        c->q_bytes -= m->len;
+        c->hub->queued_bytes -= m->len;
+        count_written(c->hub, m);
+    }
+    mh_msg_unref(m);
+}
+
+static size_t header_len(const mh_msg *m)
+{
+    if (m->opcode == MH_MSG_RAW)
+        return 0;
+    return m->len < 126 ? 2 : m->len < 65536 ? 4 : 10;
+}
+
+#define OWN_IOV 128
+
+/*
+ * The socket took less than offered: wait for its EPOLLOUT. A socket joins
+ * the write set only the first time this happens — most never fill their
+ * send buffer, and joining at the upgrade was one system call more per
+ * connection in a connect storm. Joining when not writable is safe: the
+ * edge comes when it is. -1 when it cannot join (it would never resume).
+ */
+static int wait_writable(mh_conn *c)
+{
+    struct epoll_event wr = {.events = EPOLLOUT | EPOLLET, .data.u64 = c->id};
+
+    c->blocked = true;
+    if (c->wr_watched)
+        return 0;
+    if (epoll_ctl(c->hub->ws_wr, EPOLL_CTL_ADD, c->fd, &wr)) {
+        mh_warn("conn %s: epoll: %s", c->name, strerror(errno));
+        return -1;
+    }
+    c->wr_watched = true;
+    return 0;
+}
+
+/*
+ * An own socket's writer: everything queued, framed on the fly, handed to
+ * the kernel with writev straight from the shared messages, until it is
+ * all out or the kernel takes less than offered (then EPOLLOUT, an edge,
+ * says when to go on). Returns 0, or -1 when the socket failed.
+ */
+static int own_write(mh_conn *c)
+{
+    unsigned char hdr[OWN_IOV / 2][MH_WS_HEADER_MAX];
+    struct iovec iov[OWN_IOV];
+
+    while (c->q_count && !c->blocked && !c->close_sent) {
+        size_t niov = 0, offered = 0, skip = c->wr_off, left;
+        ssize_t n;
+
+        for (uint32_t i = 0; i < c->q_count && niov + 2 <= OWN_IOV; i++) {
+            mh_msg *m = c->q[(c->q_head + i) % c->q_cap];
+            size_t hl = m->opcode == MH_MSG_RAW
+                            ? 0
+                            : mh_ws_header(hdr[i], m->opcode ? m->opcode : MH_WS_TEXT, m->len);
+            const unsigned char *part[2] = {hdr[i], m->data};
+            size_t plen[2] = {hl, m->len};
+            for (int k = 0; k < 2; k++) {
+                if (skip >= plen[k]) { /* the part of the head frame already out */
+                    skip -= plen[k];
+                    continue;
+                }
+                iov[niov].iov_base = (void *)(part[k] + skip);
+                iov[niov].iov_len = plen[k] - skip;
+                offered += plen[k] - skip;
+                skip = 0;
+                if (iov[niov].iov_len)
+                    niov++;
+            }
+            if (m->opcode == MH_WS_CLOSE)
+                break; /* nothing after a close frame */
+        }
+        n = writev(c->fd, iov, (int)niov);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return wait_writable(c);
+            mh_debug("conn %s: write failed: %s", c->name, strerror(errno));
+            return -1;
+        }
+        for (left = (size_t)n; left && c->q_count;) {
+            mh_msg *m = c->q[c->q_head];
+            size_t rest = header_len(m) + m->len - c->wr_off;
+            if (left < rest) {
+                c->wr_off += (uint32_t)left;
+                break;
+            }
+            left -= rest;
+            c->wr_off = 0;
+            pop_written(c);
+        }
+        if ((size_t)n < offered)
+            return wait_writable(c); /* the send buffer is full */
+    }
+    return 0;
+}
+
+static void linger_end(mh_hub *h, mh_linger *l)
+{
+    close(l->fd);
+    mh_peer_free(l->peer);
+    mh_map_del(&h->lingering, &l->id, sizeof l->id);
+    free(l);
+}
+
+/* Our close frame is out and the peer's is not in: release 'c' and free it,
+ * keep its socket lingering (mh_linger). */
+static void own_linger(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+    mh_linger *l = malloc(sizeof *l);
+    uint64_t id = c->id;
+    int fd = c->fd;
+    mh_peer *peer = c->peer;
+
+    mh_debug("conn %s: closed (waiting for the peer's close)", c->name);
+    mh_conn_release(c);
+    free(c);
+    /* our side is finished: the peer reads EOF after the close frame */
+    shutdown(fd, SHUT_WR);
+    if (l)
+        l->id = id;
+    if (!l || mh_map_put(&h->lingering, &l->id, sizeof l->id, l)) {
+        free(l);
+        close(fd);
+        mh_peer_free(peer);
+        return;
+    }
+    l->fd = fd;
+    l->peer = peer;
+    l->deadline_ms = mh_mono_ms() + 3000;
+    mh_peer_release(peer);
+}
+
+bool mh_writer_linger_read(mh_hub *h, uint64_t id)
+{
+    mh_linger *l = mh_map_get(&h->lingering, &id, sizeof id);
+    ssize_t n;
+
+    if (!l)
+        return false;
+    n = read(l->fd, h->rbuf, h->rbuf_cap);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+        return true; /* the peer's close frame or more: dropped */
+    linger_end(h, l);
+    return true;
+}
+
+void mh_writer_linger_sweep(mh_hub *h, uint64_t now_ms, bool all)
+{
+    uint64_t ids[256];
+    size_t n;
+
+    do {
+        size_t it = 0;
+        const char *k;
+        void *v;
+        n = 0;
+        while (n < sizeof ids / sizeof ids[0] && mh_map_next(&h->lingering, &it, &k, NULL, &v))
+            if (all || now_ms > ((mh_linger *)v)->deadline_ms)
+                memcpy(&ids[n++], k, sizeof ids[0]);
+        for (size_t i = 0; i < n; i++)
+            linger_end(h, mh_map_get(&h->lingering, &ids[i], sizeof ids[i]));
+    } while (n == sizeof ids / sizeof ids[0]);
+}
+
+/* After a write: an own socket whose close frame is out is done with (the
+ * socket lingers unless the peer's close came already). Returns true when
+ * 'c' is gone. */
+static bool own_after_write(mh_conn *c)
+{
+    if (!c->close_sent)
+        return false;
+    if (c->close_heard)
+        mh_conn_destroy(c);
+    else
+        own_linger(c);
+    return true;
+}
+
+/*
+ * Writes the queued frames, framed here and handed to lws as raw bytes in
+ * one write of at most ~256 KiB: lws sends it in one syscall and keeps
+ * whatever the kernel does not take, flushing that before anything else
+ * (pings, the close frame) goes out. Returns 0, or -1 when the write failed.
+ */
+static int write_coalesced(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+    size_t total = 0, n = 0, off;
+
+    while (n < c->q_count && total < 262144) {
+        total += sse_frame_max(c, c->q[(c->q_head + n) % c->q_cap]);
+        n++;
+    }
+    if (!n && !c->ping_due)
+        return 0;
+    total += 4; /* room for a ping */
+    if (h->scratch_cap < LWS_PRE + total) {
+        unsigned char *b = realloc(h->scratch, LWS_PRE + total);
+        if (!b)
+            return -1;
+        h->scratch = b;
+        h->scratch_cap = LWS_PRE + total;
+    }
+    off = LWS_PRE;
+    if (c->ping_due && c->sse) {
+        memcpy(h->scratch + off, MH_SSE_HEARTBEAT, 3);
+        off += 3;
+        c->ping_due = false;
+    } else if (c->ping_due) {
+        /* a final ping with a payload: lws 4.1 reports only non-empty pongs */
+        memcpy(h->scratch + off, "\x89\x02mh", 4);
+        off += 4;
+        c->ping_due = false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        mh_msg *m = c->q[(c->q_head + i) % c->q_cap];
+        if (c->sse) {
+            off += sse_frame(c, h->scratch + off, m);
+            continue;
+        }
+        off += mh_ws_header(h->scratch + off, MH_WS_TEXT, m->len);
+        memcpy(h->scratch + off, m->data, m->len);
+        off += m->len;
+    }
+    if (lws_write(c->wsi, h->scratch + LWS_PRE, off - LWS_PRE, LWS_WRITE_RAW) <
+        (int)(off - LWS_PRE)) {
+        mh_warn("conn %s: write failed", c->name);
+        return -1;
+    }
+    while (n--)
+        pop_written(c);
+    return 0;
+}
+
+void mh_writer_flush_one(mh_conn *c)
+{
+    if (own_write(c)) {
+        mh_conn_destroy(c);
+        return;
+    }
+    if (!own_after_write(c))
+        note_drained(c);
+}
+
+static void on_flush(uv_check_t *t)
+{
+    mh_hub *h = t->data;
+    size_t n = h->ndirty;
+
+    uv_check_stop(&h->flush);
+    h->ndirty = 0;
+    for (size_t i = 0; i < n; i++) {
+        mh_conn *c = mh_map_get(&h->conns, &h->dirty[i], sizeof h->dirty[i]);
+        if (!c) /* closed in the meantime */
+            continue;
+        c->dirty = false;
+        if (c->own) {
+            mh_writer_flush_one(c);
+            continue;
+        }
+        if (c->closing || (!c->q_count && !c->ping_due))
+            continue;
+        if (write_coalesced(c)) {
+            mh_conn_close(c, 1011, "write failed");
+            continue;
+        }
+        note_drained(c);
+        if (c->q_count || lws_partial_buffered(c->wsi))
+            lws_callback_on_writable(c->wsi);
+    }
+}
+
+void mh_writer_init(mh_hub *h)
+{
+    uv_check_init(h->loop, &h->flush);
+    h->flush.data = h;
+    h->hooks.write_due = mh_writer_due;
+}
+
+void mh_writer_free(mh_hub *h)
+{
+    free(h->dirty);
+    free(h->scratch);
+    h->dirty = NULL;
+    h->scratch = NULL;
+    h->ndirty = h->dirty_cap = h->scratch_cap = 0;
+}
+
+int mh_writer_lws_writable(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+    int budget = 32; /* several frames per callback, but stay fair to others */
+
+    if (c->dead)
+        return -1; /* no close handshake with a peer that stopped answering */
+    if (c->closing && !c->q_count && c->sse)
+        return sse_close(c);
+    if (c->closing && !c->q_count) {
+        /* In lws 4.1, returning -1 here counts as a failed write, and every
+         * timeout kill marks the socket unusable: both drop the close frame.
+         * A synchronous close with a reason set takes the ws role's polite
+         * path instead: it queues the frame and defers the free until the
+         * peer answers (or a few seconds pass), so this wsi outlives the call. */
+        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+                         (unsigned char *)c->close_reason, strlen(c->close_reason));
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+        return 0;
+    }
+    if (!h->cfg->tls_cert[0] || c->sse) {
+        if ((c->q_count || c->ping_due) && write_coalesced(c))
+            return -1;
+        budget = 0;
+    } else if (c->ping_due) {
+        unsigned char ping[LWS_PRE + 2];
+        c->ping_due = false;
+        memcpy(ping + LWS_PRE, "mh", 2); /* lws 4.1 reports only non-empty pongs */
+        if (lws_write(c->wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 0)
+            return -1;
+    }
+    while (c->q_count && budget--) {
+        mh_msg *m = c->q[c->q_head];
+        int n = lws_write(c->wsi, m->data, m->len, LWS_WRITE_TEXT);
+        if (n < (int)m->len) {
+            mh_warn("conn %s: write failed", c->name);
+            return -1;
+        }
+        pop_written(c);
+        /* lws keeps what the kernel did not take; stop then. (Not
+         * lws_send_pipe_choked(): that costs a poll() per frame.) */
+        if (lws_partial_buffered(c->wsi))
+            break;
+    }
+    note_drained(c);
+    if (c->q_count || c->closing)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
