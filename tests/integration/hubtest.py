@@ -55,6 +55,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def insecure_tls() -> ssl.SSLContext:
+    """A client context for the hub's TLS listener (the test certificate in
+    tests/integration/data is self-signed)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 def hub_env() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIZAN_HUB_")}
     if SANITIZED:
@@ -551,8 +560,17 @@ class Hub:
 
     # -- HTTP
 
+    @property
+    def tls(self) -> ssl.SSLContext | None:
+        """A client context when the hub serves TLS (--tls-cert), else None."""
+        return insecure_tls() if self.settings.get("tls_cert") else None
+
     def http(self, path: str, timeout: float = 3) -> tuple[int, dict, str]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if self.tls:  # the public port speaks TLS (the admin one never does)
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                               context=self.tls)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request("GET", path)
             resp = conn.getresponse()
@@ -600,7 +618,7 @@ class Hub:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/"
 
 
 # ---------------------------------------------------------------- Redis side
@@ -746,6 +764,8 @@ class Client:
 
 async def connect(hub: Hub | str, path: str = "/", timeout: float = 5, **kw) -> Client:
     url = (hub.ws_url if isinstance(hub, Hub) else hub).rstrip("/") + path
+    if isinstance(hub, Hub) and hub.tls and "ssl" not in kw:
+        kw["ssl"] = hub.tls
     ws = await ws_connect(url, compression=None, proxy=None, ping_interval=None,
                           max_size=None, max_queue=100000, open_timeout=timeout * SLOW,
                           close_timeout=3, **kw)
@@ -788,11 +808,13 @@ class RawWS:
     """A blocking WebSocket client on a raw socket with a small receive
     buffer: it can stop reading, which `websockets` never does."""
 
-    def __init__(self, port: int, rcvbuf: int = 4096, path: str = "/"):
+    def __init__(self, port: int, rcvbuf: int = 4096, path: str = "/", tls=None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(5 * SLOW)
         self.sock.connect(("127.0.0.1", port))
+        if tls is not None:  # an ssl.SSLContext: the hub's own TLS listener
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -824,7 +846,7 @@ class RawWS:
         while len(self.buf) < n:
             try:
                 chunk = self.sock.recv(65536)
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):  # over TLS: EOF without close_notify
                 return False
             if not chunk:
                 return False

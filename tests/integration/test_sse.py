@@ -333,8 +333,9 @@ def test_a_lost_post_ends_the_stream(make_hub, redis_server):
 
 
 def test_streams_over_the_hub_s_own_tls(make_hub, redis_server, r):
-    """SPEC 6.1: a stream works on the TLS listener (read by lws, not the
-    intake); its POSTs need a plain listener (TLS at the balancer): 405."""
+    """SPEC 6.1: a stream works on the TLS listener (the hub terminates TLS,
+    the intake reads the head, lws serves the stream through the relay,
+    mh_tlspipe), and so do its POSTs (read and answered by the intake)."""
     import ssl
     from pathlib import Path
     data = Path(__file__).parent / "data"
@@ -343,19 +344,7 @@ def test_streams_over_the_hub_s_own_tls(make_hub, redis_server, r):
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # the test certificate is self-signed
-    deadline = time.monotonic() + 10 * SLOW
-    while True:  # ready: its Redis subscription is live (the events reach it)
-        try:
-            c = http.client.HTTPSConnection("127.0.0.1", hub.port, timeout=2, context=ctx)
-            c.request("GET", "/readyz")
-            status = c.getresponse().status
-            c.close()
-            if status == 200:
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "no https /readyz 200 within 10 s"
-        time.sleep(0.1)
+    hub.wait_ready()  # over https (hubtest)
     s = SseStream(hub.port, subscribe=[{"context": "todos"}], tls=ctx)
     assert s.status == 200
     s.until(lambda f: f.get("subscribed"))
@@ -363,9 +352,10 @@ def test_streams_over_the_hub_s_own_tls(make_hub, redis_server, r):
     ev = s.next_event()
     assert ev["data"]["invalidate"] == ["todos"] and ev["id"] == f"{EP}:1"
     c = http.client.HTTPSConnection("127.0.0.1", hub.port, timeout=5 * SLOW, context=ctx)
-    c.request("POST", f"/sse/{s.conn}?secret={s.secret}&n=1", body=b'{"action":"ping"}')
-    assert c.getresponse().status == 405
+    c.request("POST", f"/sse/{s.conn}?secret={s.secret}&n=1", body=b'{"action":"ping","ref":"tls"}')
+    assert c.getresponse().status == 202
     c.close()
+    assert s.recv() == {"pong": True, "ref": "tls"}
     s.close()
 
 

@@ -15,6 +15,7 @@
 #include "mh_out.h"
 #include "mh_peer.h"
 #include "mh_sse.h"
+#include "mh_tls.h"
 #include "mh_wsframe.h"
 
 int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi)
@@ -119,6 +120,11 @@ void mh_conn_release(mh_conn *c)
     c->rx = NULL;
     free(c->pend);
     c->pend = NULL;
+    mh_tls_free(c->tls, false); /* the writer offered close_notify when its close was out */
+    c->tls = NULL;
+    free(c->tx);
+    c->tx = NULL;
+    c->tx_len = c->tx_off = 0;
     if (h->hooks.release)
         h->hooks.release(c);
     free(c->subject);
@@ -316,6 +322,8 @@ void mh_conn_destroy(mh_conn *c)
 
     mh_debug("conn %s: closed", c->name);
     mh_conn_release(c);
+    mh_tls_free(c->tls, false); /* never established: release did not */
+    free(c->tx);
     /* an abortive close when the peer still has unread bytes on its way is
      * fine here: nothing more is owed to it */
     close(fd);

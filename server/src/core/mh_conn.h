@@ -91,6 +91,14 @@ struct mh_conn {
     uint64_t close_deadline_ms; /* closing: dropped without more ado after this */
     unsigned char *pend;        /* owned: read bytes that are not a whole frame yet */
     uint32_t pend_len;
+    /* an own socket with TLS (mh_tls; NULL: plain): the writer frames into
+     * a scratch buffer and SSL_writes it; what the socket did not take
+     * waits in 'tx' (owned) to be offered again first */
+    struct ssl_st *tls;
+    unsigned char *tx;
+    uint32_t tx_len, tx_off;
+    bool tls_wr_wants_rd; /* the write waits for the socket to be readable */
+    bool tls_rd_wants_wr; /* the read waits for the socket to be writable */
     /* owned: a Server-Sent Events stream's state (SPEC 6.1); NULL for a
      * WebSocket. The writer frames for it (sse_frame) and so does a close. */
     struct mh_sse *sse;

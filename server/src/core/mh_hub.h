@@ -128,6 +128,9 @@ typedef struct mh_hub {
     size_t rbuf_cap;
     struct mh_msg *ping_msg; /* the hub's ping, shared by every own socket */
     mh_map lingering;        /* id -> mh_linger: own sockets after their close frame (mh_writer) */
+    /* --tls-cert: the public listener's TLS, terminated by the hub itself
+     * (mh_tls; NULL without): read once at start-up */
+    struct ssl_ctx_st *tls_ctx;
     uv_signal_t sig_term, sig_int, sig_hup;
     int exit_code;
 } mh_hub;

@@ -157,6 +157,9 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
     counter(o, "bytes_in_total", "Browser frame bytes received.", m->bytes_in);
     counter(o, "frames_out_total", "Frames written to browsers.", m->frames_out);
     counter(o, "bytes_out_total", "Frame bytes written to browsers.", m->bytes_out);
+    counter(o, "writer_tls_writes_total",
+            "SSL_write calls of the writer: frames of TLS WebSockets, batched per socket.",
+            m->writer_tls_writes);
     counter(o, "error_frames_total", "Error frames sent.", m->error_frames);
     counter(o, "oversized_closes_total", "Connections closed with 1009.", m->oversized_closes);
     counter(o, "slow_consumer_closes_total", "Connections closed with 4008.",

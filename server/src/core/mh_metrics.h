@@ -28,6 +28,7 @@ typedef struct mh_metrics {
     uint64_t connections_rejected;
     uint64_t frames_in, bytes_in;
     uint64_t frames_out, bytes_out;
+    uint64_t writer_tls_writes; /* SSL_write calls of the writer (own TLS WebSockets) */
     uint64_t error_frames;
     uint64_t oversized_closes;
     uint64_t slow_consumer_closes;

@@ -15,6 +15,7 @@
 #include "mh_out.h"
 #include "mh_peer.h"
 #include "mh_sse.h"
+#include "mh_tls.h"
 #include "mh_wsframe.h"
 
 /* A frame handed to the socket: counters and the publish -> write latency. */
@@ -128,8 +129,6 @@ static size_t header_len(const mh_msg *m)
     return m->len < 126 ? 2 : m->len < 65536 ? 4 : 10;
 }
 
-#define OWN_IOV 128
-
 /*
  * The socket took less than offered: wait for its EPOLLOUT. A socket joins
  * the write set only the first time this happens — most never fill their
@@ -152,6 +151,128 @@ static int wait_writable(mh_conn *c)
     return 0;
 }
 
+/* Bytes framed per SSL_write: four full TLS records. The copy of each frame
+ * into this buffer is one the plain path does not make (it writev()s the
+ * shared messages), but TLS copies every byte into its records anyway
+ * (encrypting is a copy), so framing into one buffer costs a memcpy of data
+ * that is in cache, and buys one SSL_write for many frames. */
+#define TLS_BATCH 65536
+
+/*
+ * Frames the queue's head frames into out[0..cap), from c->wr_off bytes
+ * into the head frame (a frame that did not fit goes on in the next batch):
+ * frames copied whole leave the queue. Returns the bytes framed.
+ */
+static size_t tls_frame(mh_conn *c, unsigned char *out, size_t cap)
+{
+    size_t off = 0;
+
+    while (c->q_count && off < cap && !c->close_sent) {
+        mh_msg *m = c->q[c->q_head];
+        unsigned char hdr[MH_WS_HEADER_MAX];
+        size_t hl = m->opcode == MH_MSG_RAW
+                        ? 0
+                        : mh_ws_header(hdr, m->opcode ? m->opcode : MH_WS_TEXT, m->len);
+        const unsigned char *part[2] = {hdr, m->data};
+        size_t plen[2] = {hl, m->len}, skip = c->wr_off, copied = 0;
+
+        for (int k = 0; k < 2 && off < cap; k++) {
+            size_t n;
+            if (skip >= plen[k]) { /* framed in an earlier batch */
+                skip -= plen[k];
+                continue;
+            }
+            n = plen[k] - skip < cap - off ? plen[k] - skip : cap - off;
+            memcpy(out + off, part[k] + skip, n);
+            off += n;
+            copied += n;
+            skip = 0;
+        }
+        if (c->wr_off + copied < hl + m->len) {
+            c->wr_off += (uint32_t)copied;
+            break; /* the buffer is full: the rest of this frame next time */
+        }
+        c->wr_off = 0;
+        pop_written(c);
+    }
+    return off;
+}
+
+/*
+ * An own TLS socket's writer: what an earlier SSL_write left (c->tx) first,
+ * then batches of queued frames framed into the hub's scratch buffer, each
+ * handed to SSL_write, until the queue is empty or the socket takes no more
+ * (then the rest moves to c->tx and EPOLLOUT, or a readable event when TLS
+ * waits for one, says when to go on). Returns 0, or -1 when the peer is gone.
+ */
+static int tls_write(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+
+    if (h->scratch_cap < TLS_BATCH) {
+        unsigned char *b = realloc(h->scratch, TLS_BATCH);
+        if (!b)
+            return -1;
+        h->scratch = b;
+        h->scratch_cap = TLS_BATCH;
+    }
+    while (!c->blocked) {
+        const unsigned char *buf;
+        size_t len;
+        bool other = false;
+        ssize_t n;
+
+        if (c->tx) {
+            buf = c->tx + c->tx_off;
+            len = c->tx_len - c->tx_off;
+        } else {
+            buf = h->scratch;
+            len = tls_frame(c, h->scratch, TLS_BATCH);
+            if (!len)
+                return 0;
+        }
+        /* a partial write returns after each record: go on with the rest */
+        for (size_t done = 0; done < len;) {
+            n = mh_tls_write(c->tls, buf + done, len - done, &other);
+            h->metrics.writer_tls_writes++;
+            if (n < 0) {
+                mh_debug("conn %s: TLS write failed", c->name);
+                return -1;
+            }
+            if (n > 0) {
+                done += (size_t)n;
+                continue;
+            }
+            /* the socket is full (or TLS must read first): the same bytes
+             * are offered again at its EPOLLOUT (or next readable event) */
+            c->tls_wr_wants_rd = other;
+            if (other)
+                c->blocked = true;
+            else if (wait_writable(c))
+                return -1;
+            if (c->tx) {
+                c->tx_off += (uint32_t)done;
+                return 0;
+            }
+            c->tx = malloc(len - done);
+            if (!c->tx)
+                return -1;
+            memcpy(c->tx, buf + done, len - done);
+            c->tx_len = (uint32_t)(len - done);
+            c->tx_off = 0;
+            return 0;
+        }
+        if (c->tx) { /* what was left is out */
+            free(c->tx);
+            c->tx = NULL;
+            c->tx_len = c->tx_off = 0;
+        }
+    }
+    return 0;
+}
+
+#define OWN_IOV 128
+
 /*
  * An own socket's writer: everything queued, framed on the fly, handed to
  * the kernel with writev straight from the shared messages, until it is
@@ -163,6 +284,8 @@ static int own_write(mh_conn *c)
     unsigned char hdr[OWN_IOV / 2][MH_WS_HEADER_MAX];
     struct iovec iov[OWN_IOV];
 
+    if (c->tls)
+        return tls_write(c);
     while (c->q_count && !c->blocked && !c->close_sent) {
         size_t niov = 0, offered = 0, skip = c->wr_off, left;
         ssize_t n;
@@ -234,6 +357,10 @@ static void own_linger(mh_conn *c)
     mh_peer *peer = c->peer;
 
     mh_debug("conn %s: closed (waiting for the peer's close)", c->name);
+    if (c->tls) { /* close_notify after the close frame, before our FIN */
+        mh_tls_free(c->tls, true);
+        c->tls = NULL;
+    }
     mh_conn_release(c);
     free(c);
     /* our side is finished: the peer reads EOF after the close frame */
@@ -289,7 +416,7 @@ void mh_writer_linger_sweep(mh_hub *h, uint64_t now_ms, bool all)
  * 'c' is gone. */
 static bool own_after_write(mh_conn *c)
 {
-    if (!c->close_sent)
+    if (!c->close_sent || c->tx) /* TLS: the close frame is not out yet */
         return false;
     if (c->close_heard)
         mh_conn_destroy(c);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "mh_log.h"
+#include "mh_tls.h"
 #include "mh_value.h"
 #include "mh_wsframe.h"
 #include "mh_writer.h"
@@ -92,12 +93,15 @@ void mh_wsock_unwatch(mh_hub *h, int fd)
     epoll_ctl(h->ws_rd, EPOLL_CTL_DEL, fd, NULL);
 }
 
-int mh_wsock_open(mh_conn *c, mh_hub *h, int fd, uint64_t id)
+int mh_wsock_open(mh_conn *c, mh_hub *h, int fd, uint64_t id, struct ssl_st *tls)
 {
     c->own = true;
     c->fd = fd;
     c->id = id;
-    return mh_conn_open(c, h, NULL); /* the write set is joined when first needed */
+    if (mh_conn_open(c, h, NULL)) /* the write set is joined when first needed */
+        return -1;
+    c->tls = tls;
+    return 0;
 }
 
 /* Ends the connection for a broken rule: the close frame says which. */
@@ -235,6 +239,34 @@ static void take(mh_conn *c, size_t have)
 }
 
 /*
+ * An own TLS socket's reads: SSL_read until TLS has nothing decrypted left
+ * (the read set is level-triggered for the socket, but bytes TLS already
+ * took from it are not reported again). False when the peer is gone.
+ */
+static bool read_tls(mh_conn *c)
+{
+    mh_hub *h = c->hub;
+
+    c->tls_rd_wants_wr = false;
+    do {
+        size_t have = c->pend_len;
+        bool other = false;
+        ssize_t n;
+        if (have)
+            memcpy(h->rbuf, c->pend, have);
+        n = mh_tls_read(c->tls, h->rbuf + have, h->rbuf_cap - have, &other);
+        if (n < 0)
+            return false;
+        if (n == 0) {
+            c->tls_rd_wants_wr = other; /* then EPOLLOUT brings it back here */
+            return true;
+        }
+        take(c, have + (size_t)n);
+    } while (c->tls && !c->close_heard && mh_tls_pending(c->tls));
+    return true;
+}
+
+/*
  * One read (level-triggered: the next wait reports what is left). Returns
  * false when the connection is over (EOF, an error) and is to be destroyed.
  */
@@ -244,6 +276,8 @@ static bool read_some(mh_conn *c)
     size_t have = c->pend_len;
     ssize_t n;
 
+    if (c->tls)
+        return read_tls(c);
     if (have)
         memcpy(h->rbuf, c->pend, have);
     n = read(c->fd, h->rbuf + have, h->rbuf_cap - have);
@@ -285,7 +319,7 @@ static void on_readable(uv_poll_t *p, int status, int events)
                 h->hooks.intake(h->intake_ctx, ev[i].data.u64);
             continue;
         }
-        if (c->close_sent && c->close_heard) {
+        if (c->close_sent && !c->tx && c->close_heard) {
             mh_conn_destroy(c);
             continue;
         }
@@ -294,8 +328,15 @@ static void on_readable(uv_poll_t *p, int status, int events)
             continue;
         }
         /* the peer's close came after ours: done */
-        if (c->close_sent && c->close_heard)
+        if (c->close_sent && !c->tx && c->close_heard) {
             mh_conn_destroy(c);
+            continue;
+        }
+        if (c->tls_wr_wants_rd) { /* a TLS write waited for this read */
+            c->tls_wr_wants_rd = false;
+            c->blocked = false;
+            mh_writer_flush_one(c);
+        }
     }
 }
 
@@ -309,7 +350,11 @@ static void on_writable(uv_poll_t *p, int status, int events)
 
     for (int i = 0; i < n; i++) {
         mh_conn *c = conn_of(h, ev[i].data.u64);
-        if (!c || !c->blocked)
+        if (c && c->tls_rd_wants_wr && !read_some(c)) { /* a TLS read waited for this */
+            mh_conn_destroy(c);
+            continue;
+        }
+        if (!c || !c->blocked || c->tls_wr_wants_rd)
             continue; /* an edge with nothing waiting */
         c->blocked = false;
         mh_writer_flush_one(c);

@@ -1,6 +1,7 @@
 /*
  * mh_wsock — the WebSocket connections the hub reads and writes itself:
- * every plain-TCP upgrade (TLS ones stay with libwebsockets).
+ * every WebSocket upgrade, plain TCP or TLS (mh_tls: the hub terminates
+ * TLS itself; reads through SSL_read, writes through mh_writer's SSL_write).
  *
  * Why not lws for these: at saturation a socket's send buffer fills, and
  * lws then asks its libuv plugin for POLLOUT, which libuv 1.44 turns into
@@ -46,10 +47,12 @@ void mh_wsock_unwatch(mh_hub *h, int fd);
 /**
  * Makes 'c' (zeroed but for its peer and the credentials the auth filter
  * set) an open connection on 'fd', watched under 'id' already: named,
- * counted, added to the write set. Returns 0; on -1 the caller still owns
- * 'c' and 'fd'.
+ * counted (it joins the write set at its first blocked write); 'tls'
+ * (NULL: plain) is the socket's TLS,
+ * shaken hands. Returns 0 ('c' owns 'tls' then); on -1 the caller still
+ * owns 'c', 'fd' and 'tls'.
  */
-int mh_wsock_open(mh_conn *c, mh_hub *h, int fd, uint64_t id);
+int mh_wsock_open(mh_conn *c, mh_hub *h, int fd, uint64_t id, struct ssl_st *tls);
 
 /**
  * Bytes that arrived with the request head (a client may send frames

@@ -11,6 +11,7 @@
 #include "mh_eventsource.h"
 #include "mh_log.h"
 #include "mh_netaddr.h"
+#include "mh_tlspipe.h"
 #include "mh_upgrade.h"
 #include "mh_wsock.h"
 
@@ -32,7 +33,9 @@ typedef struct intake_sock {
     uint64_t deadline_ms;
     bool lingering;
     bool await_proxy; /* a PROXY header comes first (trusted proxy, --proxy-protocol) */
-    bool tls;         /* hand on right after the PROXY header */
+    mh_tls *tls;      /* owned until handed on: the socket's TLS, NULL on a plain socket */
+    bool hs_done;     /* its handshake is over: the head is read through it */
+    bool hs_write;    /* the handshake waits for the socket to be writable */
     bool trusted;     /* the socket's peer is a trusted proxy */
     size_t need;      /* a stream POST: head + body bytes to read (SPEC 6.1); 0 otherwise */
     size_t head_len;
@@ -100,21 +103,32 @@ static void finish(intake_sock *s)
 
 static void drop(intake_sock *s)
 {
+    mh_tls_free(s->tls, false);
+    s->tls = NULL;
     close(s->fd);
     mh_peer_free(s->peer);
     s->peer = NULL;
     finish(s);
 }
 
-/* Best effort: a fresh socket's send buffer always takes a short answer. */
-static void answer(int fd, int status, const char *extra, const char *body)
+/* Best effort: a fresh socket's send buffer always takes a short answer.
+ * Over TLS it goes in one record, then close_notify; the lingering that
+ * follows reads the socket's raw bytes (nothing more is decrypted). */
+static void answer(intake_sock *s, int status, const char *extra, const char *body)
 {
     char out[1024];
     int n = mh_upgrade_response(out, sizeof out, status, extra, body);
+    bool other;
 
-    if (n > 0 && send(fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+    if (s->tls) {
+        if (n > 0 && s->hs_done && mh_tls_write(s->tls, out, (size_t)n, &other) < (ssize_t)n)
+            mh_debug("intake: answer %d not sent over TLS", status);
+        mh_tls_free(s->tls, s->hs_done);
+        s->tls = NULL;
+    } else if (n > 0 && send(s->fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
         mh_debug("intake: answer %d not sent: %s", status, strerror(errno));
-    shutdown(fd, SHUT_WR);
+    }
+    shutdown(s->fd, SHUT_WR);
 }
 
 static void count_refusal(mh_hub *h, const char *stage, const char *reason)
@@ -126,7 +140,7 @@ static void count_refusal(mh_hub *h, const char *stage, const char *reason)
 /* The answer is sent; what the client still sends is read and dropped for a while. */
 static void answered(intake_sock *s, const mh_upgrade_refusal *why)
 {
-    answer(s->fd, why->status, why->extra, why->message);
+    answer(s, why->status, why->extra, why->message);
     /* Answered and half-closed: no longer the client's connection, so its
      * address may connect again at once (the linger only waits for its close). */
     mh_peer_release(s->peer);
@@ -156,13 +170,18 @@ static void hand_on(intake_sock *s)
     mh_intake *in = s->in;
     int fd = s->fd;
     mh_peer *peer = s->peer;
+    mh_tls *tls = s->tls;
 
     s->peer = NULL;
-    mh_wsock_unwatch(in->h, fd); /* lws watches it from now on */
+    s->tls = NULL;
+    mh_wsock_unwatch(in->h, fd); /* lws (or the relay to it) watches it from now on */
     /* forgotten first: lws may answer inside the call (a scrape of the
      * gauges must not count itself in the intake) */
     forget(s);
-    in->adopt(in->h, fd, peer, s->buf, s->len);
+    if (tls)
+        mh_tlspipe_start(in->h, fd, tls, peer, s->buf, s->len, in->adopt);
+    else
+        in->adopt(in->h, fd, peer, s->buf, s->len);
     free(s->buf);
     free(s);
 }
@@ -267,11 +286,13 @@ static void judge(intake_sock *s, size_t head_len)
             return;
     }
     if (req.upgrade && s->in->upgrade) {
-        if (s->in->upgrade(s->in->h, s->fd, s->peer, s->id, s->buf, s->len, &req, &why)) {
+        if (s->in->upgrade(s->in->h, s->fd, s->tls, s->peer, s->id, s->buf, s->len, &req, &why)) {
             answer_refused(s, &why);
             return;
         }
-        s->peer = NULL; /* the connection has the socket, its registration and the peer */
+        /* the connection has the socket, its registration, its TLS and the peer */
+        s->peer = NULL;
+        s->tls = NULL;
         finish(s);
         return;
     }
@@ -337,29 +358,44 @@ static void linger_read(intake_sock *s)
     drop(s); /* EOF, an error, or enough */
 }
 
-static void on_readable(void *ctx, uint64_t id)
+/*
+ * A step of a TLS socket's handshake: 1 when it is over (and the address's
+ * limit, known now, allows it: the 429 goes over TLS), 0 to wait, -1 when
+ * 's' is gone (a failed handshake is closed without an answer: there is no
+ * HTTP to answer in).
+ */
+static int handshake(intake_sock *s)
 {
-    mh_intake *in = ctx;
-    intake_sock *s = mh_map_get(&in->socks, &id, sizeof id);
+    char why[256];
+    int rc = mh_tls_handshake(s->tls, &s->hs_write, why, sizeof why);
+
+    if (rc == 0)
+        return 0;
+    if (rc < 0) {
+        mh_info("connection from %s closed: %s", s->peer ? s->peer->addr : "?", why);
+        count_refusal(s->in->h, "tls", "handshake");
+        drop(s);
+        return -1;
+    }
+    s->hs_done = true;
+    s->hs_write = false;
+    /* behind a proxy that names the client in X-Forwarded-For: after the head */
+    if (s->trusted && !s->in->h->cfg->proxy_protocol)
+        return 1;
+    return check_limit(s) ? -1 : 1;
+}
+
+/*
+ * One read of the head (or a stream POST's body) and what follows from it.
+ * Returns true when 's' is still reading (another read may follow), false
+ * when it was judged, refused, handed on or dropped.
+ */
+static bool read_head(intake_sock *s)
+{
     long end;
     ssize_t n;
+    bool other;
 
-    if (!s)
-        return;
-    if (s->lingering) {
-        linger_read(s);
-        return;
-    }
-    if (s->await_proxy) {
-        if (read_proxy(s) <= 0)
-            return;
-        if (s->tls) {
-            hand_on(s); /* lws answers the limit over TLS (mh_auth) */
-            return;
-        }
-        if (check_limit(s))
-            return;
-    }
     if (s->len == s->cap) {
         /* a head is read to MH_UPGRADE_HEAD_MAX, a stream POST to its end */
         size_t max = s->need ? s->need : MH_UPGRADE_HEAD_MAX;
@@ -370,38 +406,73 @@ static void on_readable(void *ctx, uint64_t id)
         if (ncap <= s->cap) { /* only a head: a whole POST is handed on when read */
             mh_upgrade_refusal why = {431, "headers_too_large", "request headers too large", NULL};
             refuse(s, "upgrade", &why);
-            return;
+            return false;
         }
         nb = realloc(s->buf, ncap);
         if (!nb) {
             drop(s);
-            return;
+            return false;
         }
         s->buf = nb;
         s->cap = ncap;
     }
-    /* One read per event (level-triggered): a head of a few hundred bytes
-     * is one read, with no second one to learn that nothing more came. */
-    n = read(s->fd, s->buf + s->len, s->cap - s->len);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
+    if (s->tls) {
+        n = mh_tls_read(s->tls, s->buf + s->len, s->cap - s->len, &other);
+        if (n == 0) /* (a read that waits for writable: TLS 1.2 renegotiation, refused) */
+            return false;
+    } else {
+        n = read(s->fd, s->buf + s->len, s->cap - s->len);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return false;
+    }
     if (n <= 0) {
         drop(s); /* the client went away before its request was complete */
-        return;
+        return false;
     }
     s->len += (size_t)n;
     if (s->need) { /* a stream POST's body: until it is whole, wait for the next event */
-        if (s->len >= s->need)
-            post(s);
-        return;
+        if (s->len < s->need)
+            return true;
+        post(s);
+        return false;
     }
     end = mh_upgrade_head_end(s->buf, s->len);
     if (end < 0) {
         mh_upgrade_refusal why = {431, "headers_too_large", "request headers too large", NULL};
         refuse(s, "upgrade", &why);
+        return false;
     } else if (end > 0) {
         judge(s, (size_t)end);
+        return false;
     }
+    return true;
+}
+
+static void on_readable(void *ctx, uint64_t id)
+{
+    mh_intake *in = ctx;
+    intake_sock *s = mh_map_get(&in->socks, &id, sizeof id);
+
+    if (!s)
+        return;
+    if (s->lingering) {
+        linger_read(s);
+        return;
+    }
+    if (s->await_proxy) {
+        if (read_proxy(s) <= 0)
+            return;
+        if (!s->tls && check_limit(s))
+            return;
+    }
+    if (s->tls && !s->hs_done && handshake(s) <= 0)
+        return;
+    /* One read per event for a plain socket (level-triggered): a head of a
+     * few hundred bytes is one read, with no second one to learn that
+     * nothing more came. TLS may hold decrypted bytes the socket no longer
+     * reports: read them too. */
+    while (read_head(s) && s->tls && mh_tls_pending(s->tls))
+        ;
 }
 
 static void on_timer(uv_timer_t *t)
@@ -412,9 +483,22 @@ static void on_timer(uv_timer_t *t)
 
     for (; s; s = next) {
         next = s->next;
+        /* A handshake that waits for the socket to take its flight (not in
+         * the read set's events): tried again here. A fresh socket's send
+         * buffer takes a server's first flight, so this is rare. */
+        if (now < s->deadline_ms && s->tls && s->hs_write && handshake(s) > 0) {
+            on_readable(in, s->id);
+            continue;
+        }
         if (now < s->deadline_ms)
             continue;
         if (s->lingering) {
+            drop(s);
+        } else if (s->tls && !s->hs_done) {
+            /* no HTTP to answer in before the handshake is over */
+            mh_info("connection from %s closed: no TLS handshake within --header-timeout",
+                    s->peer ? s->peer->addr : "?");
+            count_refusal(in->h, "tls", "handshake_timeout");
             drop(s);
         } else {
             mh_upgrade_refusal why = {408, "header_timeout",
@@ -462,19 +546,22 @@ void mh_intake_add(mh_intake *in, int fd, mh_peer *peer, bool tls)
     bool trusted = in->h->trusted.n && mh_cidr_match(&in->h->trusted, &peer->sock);
     intake_sock *s;
 
-    if (tls && !(trusted && cfg->proxy_protocol)) {
-        in->adopt(in->h, fd, peer, NULL, 0); /* nothing of ours to read before TLS */
-        return;
-    }
     s = track(in, fd, peer, mh_mono_ms() + (uint64_t)cfg->header_timeout * 1000);
     if (!s)
         return;
-    s->tls = tls;
+    if (tls) {
+        s->tls = mh_tls_new(in->h->tls_ctx, fd);
+        if (!s->tls) {
+            drop(s);
+            return;
+        }
+    }
     s->trusted = trusted;
     s->await_proxy = trusted && cfg->proxy_protocol;
-    /* An untrusted peer is the client: its limit before a byte is read.
-     * Behind a proxy the client is known after the PROXY header or the head. */
-    if (!trusted)
+    /* An untrusted peer is the client: its limit before a byte is read (over
+     * TLS after the handshake, so the 429 can be read). Behind a proxy the
+     * client is known after the PROXY header or the head. */
+    if (!trusted && !tls)
         check_limit(s);
 }
 

@@ -4,6 +4,9 @@
  * judged by mh_upgrade, refused here with a proper HTTP/1.1 answer, or
  * handed on with the bytes read.
  *
+ * TLS (--tls-cert) is terminated here too: the handshake, then the head
+ * read through SSL_read exactly as a plain one.
+ *
  * Slow or malformed requests never reach libwebsockets: its header tables
  * (a small pool) and its lenient parser only see heads that are complete
  * and valid, so a few sockets trickling headers cannot delay /healthz or
@@ -18,6 +21,7 @@
 
 #include "mh_hub.h"
 #include "mh_peer.h"
+#include "mh_tls.h"
 #include "mh_upgrade.h"
 
 /**
@@ -31,12 +35,13 @@ typedef void (*mh_intake_adopt_fn)(mh_hub *h, int fd, mh_peer *peer, const char 
  * Upgrades a judged WebSocket request on a plain socket (the hub speaks
  * WebSocket on those itself: mh_wsock). 'fd' is in the own read set under
  * 'id', which the connection keeps as its id. Returns 0 when it took 'fd',
- * its registration and 'peer'; 1 when refused, counted, with 'why' saying what the intake
+ * its registration, 'peer' and 'tls' (the socket's TLS, NULL on a plain
+ * socket); 1 when refused, counted, with 'why' saying what the intake
  * answers. 'buf' (the head, then whatever followed it) and 'req' are
  * borrowed until return.
  */
-typedef int (*mh_intake_upgrade_fn)(mh_hub *h, int fd, mh_peer *peer, uint64_t id, const char *buf,
-                                    size_t len, const mh_http_request *req,
+typedef int (*mh_intake_upgrade_fn)(mh_hub *h, int fd, mh_tls *tls, mh_peer *peer, uint64_t id,
+                                    const char *buf, size_t len, const mh_http_request *req,
                                     mh_upgrade_refusal *why);
 
 typedef struct mh_intake mh_intake;
@@ -45,11 +50,12 @@ typedef struct mh_intake mh_intake;
 mh_intake *mh_intake_new(mh_hub *h, mh_intake_adopt_fn adopt, mh_intake_upgrade_fn upgrade);
 
 /**
- * Takes an accepted socket and its peer. With 'tls' only a PROXY header (if
- * one is due) is read here and the rest is handed on untouched (lws does
- * TLS and reads the head). Otherwise: the address's limit, the PROXY header
- * or X-Forwarded-For of a trusted proxy (--trusted-proxies,
- * --proxy-protocol), the head, then the hand-over.
+ * Takes an accepted socket and its peer: the address's limit, the PROXY
+ * header or X-Forwarded-For of a trusted proxy (--trusted-proxies,
+ * --proxy-protocol), with 'tls' the TLS handshake (h->tls_ctx; within the
+ * same --header-timeout as the head, the limit answered after it), the
+ * head (decrypted), then the hand-over: a TLS socket that is not a
+ * WebSocket upgrade goes to lws through mh_tlspipe.
  */
 void mh_intake_add(mh_intake *in, int fd, mh_peer *peer, bool tls);
 

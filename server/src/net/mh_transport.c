@@ -22,6 +22,7 @@
 #include "mh_opsweb.h"
 #include "mh_redis.h"
 #include "mh_browser.h"
+#include "mh_tlspipe.h"
 #include "mh_upgrade.h"
 #include "mh_wsock.h"
 #include "mh_writer.h"
@@ -248,11 +249,12 @@ static int receive(mh_conn *c, struct lws *wsi, const char *in, size_t len)
 }
 
 /*
- * A plain socket's upgrade, judged by the intake: the hub answers the 101
- * and speaks WebSocket on it itself (mh_wsock). 0: taken; 1: refused.
+ * An upgrade judged by the intake (a plain socket, or a TLS one with 'tls'):
+ * the hub answers the 101 and speaks WebSocket on it itself (mh_wsock,
+ * mh_writer). 0: taken; 1: refused.
  */
-static int upgrade(mh_hub *h, int fd, mh_peer *peer, uint64_t id, const char *buf, size_t len,
-                   const mh_http_request *req, mh_upgrade_refusal *why)
+static int upgrade(mh_hub *h, int fd, mh_tls *tls, mh_peer *peer, uint64_t id, const char *buf,
+                   size_t len, const mh_http_request *req, mh_upgrade_refusal *why)
 {
     static char store[MH_UPGRADE_VIEW_STORE];
     char ok[256];
@@ -271,7 +273,7 @@ static int upgrade(mh_hub *h, int fd, mh_peer *peer, uint64_t id, const char *bu
     if (mh_gate_judge(h, c, &v, why))
         goto refused;
     n = mh_upgrade_accept(req, ok, sizeof ok);
-    if (n < 0 || mh_wsock_open(c, h, fd, id)) {
+    if (n < 0 || mh_wsock_open(c, h, fd, id, tls)) {
         mh_auth_refuse(h, why, 503, "upgrade", "out_of_memory", "try again");
         goto refused;
     }
@@ -547,21 +549,27 @@ int mh_transport_start(mh_hub *h)
     /* The head is at most MH_UPGRADE_HEAD_MAX; lws's table keeps values and
      * some bookkeeping, so leave it room. */
     info.max_http_header_data = MH_UPGRADE_HEAD_MAX + 2048;
-    /* lws reads TLS requests itself: the same bound on the head as the intake's */
+    /* every head is read by the intake; lws's own bound stays the same */
     info.timeout_secs = (unsigned)cfg->header_timeout;
     /* No lws validity timers: the hub pings itself (mh_conn_keepalive). Each
      * lws timer insert walks a list of all of them: quadratic in a storm. */
     retry.secs_since_valid_ping = 0;
     retry.secs_since_valid_hangup = 0;
     info.retry_and_idle_policy = &retry;
+    /* lws is plain only: the hub terminates TLS itself (mh_tls), so its
+     * WebSockets are written by mh_writer like plain ones, and hands lws
+     * the rest decrypted (mh_tlspipe) */
     if (cfg->tls_cert[0]) {
-        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-        info.ssl_cert_filepath = cfg->tls_cert;
-        info.ssl_private_key_filepath = cfg->tls_key;
+        char err[700];
+        h->tls_ctx = mh_tls_ctx_new(cfg->tls_cert, cfg->tls_key, err, sizeof err);
+        if (!h->tls_ctx) {
+            mh_error("%s", err);
+            return -1;
+        }
     }
     h->lws = lws_create_context(&info);
     if (!h->lws) {
-        mh_error("cannot start libwebsockets (bad TLS files?)");
+        mh_error("cannot start libwebsockets");
         return -1;
     }
     vhost = lws_get_vhost_by_name(h->lws, "default");
@@ -637,6 +645,7 @@ void mh_transport_stop(mh_hub *h)
     /* Not on drain: heads being read then still get their answer (503). */
     mh_intake_stop(intake);
     intake = NULL;
+    mh_tlspipe_stop_all();
     mh_wsock_stop(h);
     if (h->lws)
         lws_context_destroy(h->lws);
@@ -650,4 +659,6 @@ void mh_transport_finish(mh_hub *h)
         lws_context_destroy2(h->lws);
         h->lws = NULL;
     }
+    mh_tls_ctx_free(h->tls_ctx);
+    h->tls_ctx = NULL;
 }
