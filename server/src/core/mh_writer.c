@@ -60,12 +60,11 @@ int mh_writer_due(mh_conn *c)
 {
     if (c->own) /* a blocked socket goes on at its EPOLLOUT */
         return c->dirty || c->blocked ? 0 : mark_dirty(c);
-    /* An idle plain-TCP socket is written at the end of this loop iteration,
-     * with whatever else reaches it by then: no POLLOUT arm/wake/disarm, and
-     * one send for many frames (bench/RESULTS.md: the cost is syscalls per
-     * delivery). TLS sockets wait for WRITEABLE as usual. */
-    if (!c->dirty && !c->hub->cfg->tls_cert[0] && !lws_partial_buffered(c->wsi) &&
-        mark_dirty(c) == 0)
+    /* An idle lws socket (lws is plain only: mh_tls) is written at the end
+     * of this loop iteration, with whatever else reaches it by then: no
+     * POLLOUT arm/wake/disarm, and one send for many frames
+     * (bench/RESULTS.md: the cost is syscalls per delivery). */
+    if (!c->dirty && !lws_partial_buffered(c->wsi) && mark_dirty(c) == 0)
         return 0;
     lws_callback_on_writable(c->wsi);
     return 0;
@@ -537,9 +536,6 @@ void mh_writer_free(mh_hub *h)
 
 int mh_writer_lws_writable(mh_conn *c)
 {
-    mh_hub *h = c->hub;
-    int budget = 32; /* several frames per callback, but stay fair to others */
-
     if (c->dead)
         return -1; /* no close handshake with a peer that stopped answering */
     if (c->closing && !c->q_count && c->sse)
@@ -555,30 +551,10 @@ int mh_writer_lws_writable(mh_conn *c)
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
         return 0;
     }
-    if (!h->cfg->tls_cert[0] || c->sse) {
-        if ((c->q_count || c->ping_due) && write_coalesced(c))
-            return -1;
-        budget = 0;
-    } else if (c->ping_due) {
-        unsigned char ping[LWS_PRE + 2];
-        c->ping_due = false;
-        memcpy(ping + LWS_PRE, "mh", 2); /* lws 4.1 reports only non-empty pongs */
-        if (lws_write(c->wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 0)
-            return -1;
-    }
-    while (c->q_count && budget--) {
-        mh_msg *m = c->q[c->q_head];
-        int n = lws_write(c->wsi, m->data, m->len, LWS_WRITE_TEXT);
-        if (n < (int)m->len) {
-            mh_warn("conn %s: write failed", c->name);
-            return -1;
-        }
-        pop_written(c);
-        /* lws keeps what the kernel did not take; stop then. (Not
-         * lws_send_pipe_choked(): that costs a poll() per frame.) */
-        if (lws_partial_buffered(c->wsi))
-            break;
-    }
+    /* lws is plain only (TLS is the hub's own, mh_tls): the queue goes out
+     * framed here in one raw write, as at the end of a loop iteration */
+    if ((c->q_count || c->ping_due) && write_coalesced(c))
+        return -1;
     note_drained(c);
     if (c->q_count || c->closing)
         lws_callback_on_writable(c->wsi);

@@ -346,9 +346,8 @@ int mh_es_start(mh_hub *h, struct lws *wsi, mh_peer *peer, const char *path, mh_
     e->wsi = wsi;
     if (!strcmp(path, "/sse") && !post)
         return open_stream(e, peer);
-    if (post) /* the intake answers POSTs; over the hub's own TLS lws reads them (SPEC 6.1) */
-        return answer(e, 405, "method",
-                      "POST to a stream needs a plain listener (TLS at the balancer)");
+    if (post) /* the intake answers every POST, plain or TLS: a guard, lws never gets one */
+        return answer(e, 405, "method", "POST /sse/<conn> is read by the intake");
     return answer(e, 405, "method", "GET /sse opens a stream; POST /sse/<conn> sends a frame");
 }
 
