@@ -14,6 +14,10 @@
  *
  * Latency of a received text frame = now (CLOCK_REALTIME) - the number after
  * its first "ts": (publisher's Unix time in milliseconds, maybe fractional).
+ *
+ * wss:// and https:// URLs speak TLS (OpenSSL, non-blocking, the server's
+ * certificate not checked: a bench on loopback), the handshake counted in
+ * the connect phase.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -34,6 +38,9 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "bench_util.h"
 #include "hdr.h"
@@ -59,11 +66,12 @@ enum fail_reason {
     F_HANDSHAKE, /* 101 with wrong Upgrade/Connection/extension headers */
     F_ACCEPT,    /* 101 with a wrong Sec-WebSocket-Accept */
     F_TIMEOUT,   /* still connecting or upgrading when --timeout ran out */
+    F_TLS,       /* the TLS handshake failed */
     F_COUNT
 };
 static const char *const fail_names[F_COUNT] = {"socket",     "no_address", "refused", "connect",
                                                 "reset",      "http",       "status",  "handshake",
-                                                "bad_accept", "timeout"};
+                                                "bad_accept", "timeout",    "tls"};
 
 /* How an open connection ended before the run did. */
 enum drop_reason {
@@ -128,9 +136,12 @@ typedef struct config {
     size_t nconn_headers;
     int json;
     int sse; /* http:// URL: an EventSource stream (mizan-hub's GET /sse, SPEC 6.1) */
+    int tls; /* wss:// or https:// */
 } config;
 
-enum conn_state { CS_IDLE, CS_CONNECTING, CS_UPGRADING, CS_OPEN, CS_DONE };
+enum conn_state { CS_IDLE, CS_CONNECTING, CS_TLS, CS_UPGRADING, CS_OPEN, CS_DONE };
+
+static SSL_CTX *tls_ctx; /* wss:// and https:// */
 
 typedef struct conn {
     int fd;
@@ -149,7 +160,9 @@ typedef struct conn {
     /* --url http://: the response head, then event lines not complete yet */
     uint8_t *sse_buf; /* owned */
     size_t sse_len, sse_cap;
-    uint8_t sse_head; /* the 200 head was read */
+    uint8_t sse_head;       /* the 200 head was read */
+    uint8_t tls_want_write; /* the handshake waits for EPOLLOUT */
+    SSL *ssl;               /* owned: wss:// */
 } conn;
 
 enum phase { P_CONNECT, P_WAIT_GO, P_RUN, P_DRAIN, P_END };
@@ -266,6 +279,8 @@ static void conn_events(conn *c)
         return;
     if (c->state == CS_CONNECTING)
         ev = EPOLLOUT;
+    else if (c->state == CS_TLS)
+        ev = c->tls_want_write ? EPOLLOUT : EPOLLIN;
     else
         ev = (c->paused ? EPOLLRDHUP : EPOLLIN) | (c->out_len ? EPOLLOUT : 0);
     if (ev == c->ev)
@@ -287,8 +302,13 @@ static void conn_resolve(conn *c)
 
 static void conn_close_fd(conn *c)
 {
-    if (c->state == CS_CONNECTING || c->state == CS_UPGRADING)
+    if (c->state == CS_CONNECTING || c->state == CS_TLS || c->state == CS_UPGRADING)
         W.inflight--;
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        ERR_clear_error();
+    }
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -339,6 +359,44 @@ static int fail_of_errno(int err)
     }
 }
 
+/* One send: what the socket took, or -1 with errno (EAGAIN: nothing now). */
+static ssize_t conn_write(conn *c, const uint8_t *p, size_t n)
+{
+    int r, e;
+
+    if (!c->ssl)
+        return send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ERR_clear_error();
+    r = SSL_write(c->ssl, p, (int)n);
+    if (r > 0)
+        return r;
+    e = SSL_get_error(c->ssl, r);
+    errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : ECONNRESET;
+    return -1;
+}
+
+/* One read, as read(2) answers (TLS: EAGAIN when TLS waits, 0 at its close). */
+static ssize_t conn_read(conn *c, uint8_t *p, size_t n)
+{
+    int r, e;
+
+    if (!c->ssl)
+        return read(c->fd, p, n);
+    ERR_clear_error();
+    r = SSL_read(c->ssl, p, (int)n);
+    if (r > 0)
+        return r;
+    e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    errno = ECONNRESET;
+    return -1;
+}
+
 /* Writes now what the socket takes, keeps the rest for EPOLLOUT. */
 static int conn_send(conn *c, const uint8_t *p, size_t n)
 {
@@ -347,8 +405,10 @@ static int conn_send(conn *c, const uint8_t *p, size_t n)
 
     if (c->fd < 0)
         return -1;
+    /* TLS: a write that waited must be offered the same bytes again, so
+     * nothing new goes out before what 'out' holds */
     if (!c->out_len) {
-        w = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        w = conn_write(c, p, n);
         if (w == (ssize_t)n)
             return 0;
         if (w < 0) {
@@ -369,7 +429,7 @@ static int conn_send(conn *c, const uint8_t *p, size_t n)
 
 static int conn_flush(conn *c)
 {
-    ssize_t w = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t w = conn_write(c, c->out, c->out_len);
 
     if (w < 0)
         return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
@@ -634,6 +694,44 @@ static void conn_upgrade(conn *c)
     conn_events(c);
 }
 
+/* A step of the TLS handshake; the upgrade once it is done. */
+static void conn_tls(conn *c)
+{
+    int r, e;
+
+    if (!c->ssl) {
+        c->ssl = SSL_new(tls_ctx);
+        if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+            conn_fail(c, F_TLS);
+            return;
+        }
+        SSL_set_connect_state(c->ssl);
+        c->state = CS_TLS;
+    }
+    ERR_clear_error();
+    r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        conn_upgrade(c);
+        return;
+    }
+    e = SSL_get_error(c->ssl, r);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+        conn_fail(c, F_TLS);
+        return;
+    }
+    c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+    conn_events(c);
+}
+
+/* TCP is up: TLS first for wss://, else the upgrade. */
+static void conn_connected(conn *c)
+{
+    if (W.cfg->tls)
+        conn_tls(c);
+    else
+        conn_upgrade(c);
+}
+
 static void conn_open(conn *c)
 {
     const config *cfg = W.cfg;
@@ -671,7 +769,7 @@ static void conn_open(conn *c)
     W.inflight++;
     c->state = CS_CONNECTING;
     if (rc == 0) {
-        conn_upgrade(c);
+        conn_connected(c);
         return;
     }
     conn_events(c);
@@ -747,7 +845,7 @@ static int sse_feed(conn *c, const uint8_t *in, size_t n)
 
 static void conn_readable(conn *c)
 {
-    ssize_t n = read(c->fd, W.rbuf, READ_CHUNK);
+    ssize_t n = conn_read(c, W.rbuf, READ_CHUNK);
     int rc;
 
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
@@ -798,7 +896,7 @@ static void conn_readable(conn *c)
         code[1] = (uint8_t)cc;
         fl = mh_wsc_frame(f, MH_WS_OP_CLOSE, code, 2);
         if (fl)
-            (void)send(c->fd, f, fl, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)conn_write(c, f, fl);
         conn_drop(c, D_PROTOCOL);
         break;
     }
@@ -818,7 +916,11 @@ static void conn_event(conn *c, uint32_t ev)
             conn_fail(c, fail_of_errno(err ? err : errno));
             return;
         }
-        conn_upgrade(c);
+        conn_connected(c);
+        return;
+    }
+    if (c->state == CS_TLS) {
+        conn_tls(c);
         return;
     }
     if (c->paused && (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
@@ -832,8 +934,12 @@ static void conn_event(conn *c, uint32_t ev)
         conn_drop(c, D_RESET);
         return;
     }
-    if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->paused && c->fd >= 0)
+    if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->paused && c->fd >= 0) {
         conn_readable(c);
+        /* TLS may hold decrypted bytes the socket no longer reports */
+        while (c->fd >= 0 && c->ssl && !c->paused && SSL_pending(c->ssl) > 0)
+            conn_readable(c);
+    }
 }
 
 /* ---- the worker's loop ---- */
@@ -1360,7 +1466,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: mh-loadgen --url ws://HOST:PORT/PATH [options]\n"
-            "  --url URL              WebSocket URL (ws://), or http://HOST:PORT/sse?subscribe=..\n"
+            "  --url URL              WebSocket URL (ws:// or wss://), or\n"
+            "                         http[s]://HOST:PORT/sse?subscribe=..\n"
             "                         for Server-Sent Events streams (no frames are sent: the\n"
             "                         subscriptions are in the URL; give --acks); {conn} in the\n"
             "                         path: the index\n"
@@ -1399,10 +1506,17 @@ static int parse_url(config *cfg, const char *url)
     if (strncmp(url, "http://", 7) == 0) {
         cfg->sse = 1;
         h = url + 7;
+    } else if (strncmp(url, "https://", 8) == 0) {
+        cfg->sse = cfg->tls = 1;
+        h = url + 8;
     } else if (strncmp(url, "ws://", 5) == 0) {
         h = url + 5;
+    } else if (strncmp(url, "wss://", 6) == 0) {
+        cfg->tls = 1;
+        h = url + 6;
     } else {
-        fprintf(stderr, "--url: '%s' does not start with ws:// or http:// (no TLS)\n", url);
+        fprintf(stderr, "--url: '%s' does not start with ws://, wss://, http:// or https://\n",
+                url);
         return -1;
     }
     end = h + strcspn(h, "/?");
@@ -1414,7 +1528,7 @@ static int parse_url(config *cfg, const char *url)
     memcpy(cfg->host, h, hl);
     cfg->host[hl] = 0;
     colon = memchr(h, ':', hl);
-    snprintf(hp, sizeof(hp), colon ? "%s" : "%s:80", cfg->host);
+    snprintf(hp, sizeof(hp), colon ? "%s" : cfg->tls ? "%s:443" : "%s:80", cfg->host);
     if (mh_bench_parse_hostport("--url", hp, &cfg->dst))
         return -1;
     if (strlen(end) + 2 > sizeof(cfg->path)) {
@@ -1635,8 +1749,21 @@ int main(int argc, char **argv)
                 (cfg.connections + nofile - 33) / (nofile - 32));
         goto out;
     }
+    if (cfg.tls) {
+        tls_ctx = SSL_CTX_new(TLS_client_method());
+        if (!tls_ctx) {
+            fprintf(stderr, "mh-loadgen: cannot create a TLS context\n");
+            goto out;
+        }
+        SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
+        SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                      SSL_MODE_RELEASE_BUFFERS);
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL); /* loopback, a test certificate */
+    }
     rc = run_parent(&cfg);
 out:
+    SSL_CTX_free(tls_ctx);
     free(cfg.headers);
     for (size_t i = 0; i < cfg.nconn_headers; i++)
         free(cfg.conn_headers[i]);
