@@ -225,3 +225,21 @@ def test_tls_files_that_cannot_be_read_stop_the_hub_with_a_reason(tmp_path):
                 "--tls-cert", str(tmp_path / "missing.pem"), "--tls-key", str(DATA / "test-key.pem"))
     assert p.returncode != 0
     assert "cannot load the TLS certificate" in p.stderr and "missing.pem" in p.stderr, p.stderr[-800:]
+
+
+def test_every_way_out_over_tls_returns_the_gauges_to_zero(make_hub, redis_server):
+    hub = tls_hub(make_hub, redis_server, ping_interval=1, pong_timeout=1)
+    raws = [opened(hub) for _ in range(5)]
+    assert hub.metric("mizan_hub_connections") == 5
+    raws[0].sock.sendall(frame(struct.pack("!H", 1000), opcode=8))  # the close handshake
+    assert raws[0].recv_frame() == (8, struct.pack("!H", 1000))
+    raws[1].sock.close()  # FIN without close_notify or a close frame
+    raw2 = raws[2].sock
+    raw2.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raw2.close()  # RST
+    socket.socket.shutdown(raws[3].sock, socket.SHUT_WR)  # half-closed under TLS: EOF
+    # raws[4] answers no ping: dropped after ping_interval + pong_timeout
+    g = settled(hub)
+    assert (g["connections"], g["sockets"], g["intake_sockets"], g["queued_bytes"]) == (0, 1, 0, 0), g
+    for raw in raws:
+        raw.close()

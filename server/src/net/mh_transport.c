@@ -649,6 +649,9 @@ void mh_transport_stop(mh_hub *h)
     mh_wsock_stop(h);
     if (h->lws)
         lws_context_destroy(h->lws);
+    /* every TLS object went with its socket (each holds a reference anyway) */
+    mh_tls_ctx_free(h->tls_ctx);
+    h->tls_ctx = NULL;
 }
 
 void mh_transport_finish(mh_hub *h)
@@ -659,6 +662,4 @@ void mh_transport_finish(mh_hub *h)
         lws_context_destroy2(h->lws);
         h->lws = NULL;
     }
-    mh_tls_ctx_free(h->tls_ctx);
-    h->tls_ctx = NULL;
 }
