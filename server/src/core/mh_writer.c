@@ -129,13 +129,13 @@ static size_t header_len(const mh_msg *m)
 }
 
 /*
- * The socket took less than offered: wait for its EPOLLOUT. A socket joins
+ * The socket took less than offered (mh_writer.h): wait for its EPOLLOUT. A socket joins
  * the write set only the first time this happens — most never fill their
  * send buffer, and joining at the upgrade was one system call more per
  * connection in a connect storm. Joining when not writable is safe: the
  * edge comes when it is. -1 when it cannot join (it would never resume).
  */
-static int wait_writable(mh_conn *c)
+int mh_writer_wait_writable(mh_conn *c)
 {
     struct epoll_event wr = {.events = EPOLLOUT | EPOLLET, .data.u64 = c->id};
 
@@ -247,7 +247,7 @@ static int tls_write(mh_conn *c)
             c->tls_wr_wants_rd = other;
             if (other)
                 c->blocked = true;
-            else if (wait_writable(c))
+            else if (mh_writer_wait_writable(c))
                 return -1;
             if (c->tx) {
                 c->tx_off += (uint32_t)done;
@@ -316,7 +316,7 @@ static int own_write(mh_conn *c)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return wait_writable(c);
+                return mh_writer_wait_writable(c);
             mh_debug("conn %s: write failed: %s", c->name, strerror(errno));
             return -1;
         }
@@ -332,7 +332,7 @@ static int own_write(mh_conn *c)
             pop_written(c);
         }
         if ((size_t)n < offered)
-            return wait_writable(c); /* the send buffer is full */
+            return mh_writer_wait_writable(c); /* the send buffer is full */
     }
     return 0;
 }

@@ -41,6 +41,12 @@ void mh_writer_free(mh_hub *h);
 int mh_writer_due(mh_conn *c);
 
 /**
+ * An own socket waits for its EPOLLOUT (c->blocked): it joins the write set
+ * the first time. Returns 0, or -1 when it cannot (it would never resume).
+ */
+int mh_writer_wait_writable(mh_conn *c);
+
+/**
  * Writes an own socket's queue now (its EPOLLOUT came). May destroy 'c':
  * only from the loop's top level.
  */

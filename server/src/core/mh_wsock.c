@@ -259,7 +259,7 @@ static bool read_tls(mh_conn *c)
             return false;
         if (n == 0) {
             c->tls_rd_wants_wr = other; /* then EPOLLOUT brings it back here */
-            return true;
+            return !other || mh_writer_wait_writable(c) == 0;
         }
         take(c, have + (size_t)n);
     } while (c->tls && !c->close_heard && mh_tls_pending(c->tls));
