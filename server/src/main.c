@@ -252,8 +252,13 @@ static int run_worker(const mh_config *cfg)
     if (mh_transport_start(&h)) {
         h.exit_code = 1;
         stop_hub(&h);
+        /* as after a normal stop: lws closes its own handles on the loop
+         * first (closing them for it here made it close them twice: an
+         * assertion in libuv instead of exit 1) */
+        uv_run(&loop, UV_RUN_DEFAULT);
         uv_walk(&loop, close_handle, NULL);
         uv_run(&loop, UV_RUN_DEFAULT);
+        mh_transport_finish(&h);
         uv_loop_close(&loop);
         mh_redis_free(h.redis);
         mh_registry_free(h.registry);

@@ -59,6 +59,21 @@ def test_help_lists_every_setting_and_bad_values_exit_2():
     assert not problems, "\n".join(problems)
 
 
+def test_a_port_that_cannot_be_bound_exits_1_with_the_reason():
+    """Start-up failures after the loop exists (here: the port is taken by a
+    socket without SO_REUSEPORT) end with exit 1 and the reason, not with
+    libuv's assertion (lws's handles were closed twice)."""
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = run_cli("--allow-anonymous", "--listen", f"127.0.0.1:{port}",
+                    "--redis", "redis://127.0.0.1:1/0")
+    _no_sanitizer_report(p)
+    assert p.returncode == 1 and "cannot listen on" in p.stderr, (p.returncode, p.stderr[-800:])
+
+
 def test_http_endpoints(hub):
     status, headers, body = hub.http("/healthz")
     assert (status, body.strip()) == (200, "ok"), (status, body)
