@@ -340,7 +340,7 @@ def test_streams_over_the_hub_s_own_tls(make_hub, redis_server, r):
     from pathlib import Path
     data = Path(__file__).parent / "data"
     hub = make_hub(redis_server, wait_ready=False, tls_cert=str(data / "test-cert.pem"),
-                   tls_key=str(data / "test-key.pem"))
+                   tls_key=str(data / "test-key.pem"), ping_interval=1)
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # the test certificate is self-signed
@@ -357,6 +357,12 @@ def test_streams_over_the_hub_s_own_tls(make_hub, redis_server, r):
     c.close()
     assert s.recv() == {"pong": True, "ref": "tls"}
     s.close()
+    # the relay ends with the client and closes lws's end: lws lets the stream
+    # go at its next write (a heartbeat, every ping_interval), as on a plain socket
+    deadline = time.monotonic() + 5 * SLOW
+    while (hub.metric("mizan_hub_connections"), hub.metric("mizan_hub_sockets")) != (0, 1):
+        assert time.monotonic() < deadline, "the stream over TLS outlived its client"
+        time.sleep(0.05)
 
 
 def test_a_post_handed_on_with_shards_goes_on_the_connection_s_shard(make_hub, tmp_path):

@@ -486,8 +486,10 @@ static void on_timer(uv_timer_t *t)
         /* A handshake that waits for the socket to take its flight (not in
          * the read set's events): tried again here. A fresh socket's send
          * buffer takes a server's first flight, so this is rare. */
-        if (now < s->deadline_ms && s->tls && s->hs_write && handshake(s) > 0) {
-            on_readable(in, s->id);
+        if (now < s->deadline_ms && s->tls && s->hs_write) {
+            uint64_t id = s->id;
+            if (handshake(s) > 0) /* (else waiting, refused or gone: 's' is not touched) */
+                on_readable(in, id);
             continue;
         }
         if (now < s->deadline_ms)

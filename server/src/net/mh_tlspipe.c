@@ -24,7 +24,6 @@ typedef struct relay {
     size_t up_len, down_off, down_len;
     bool client_eof; /* the client sent close_notify, EOF, or failed */
     bool lws_eof;    /* lws closed its end */
-    bool side_shut;  /* lws was told EOF */
     bool dead;
     bool rd_wants_wr, wr_wants_rd; /* TLS waits for the other direction */
     unsigned char up[UP_MAX];      /* decrypted from the client, for lws */
@@ -125,9 +124,13 @@ static void pump(relay *r)
                 moved = true;
             }
         }
-        if (r->client_eof && !r->up_len && !r->side_shut) {
-            shutdown(r->side, SHUT_WR); /* lws reads EOF and closes */
-            r->side_shut = true;
+        if (r->client_eof && !r->up_len) {
+            /* The client is gone (or closed its half: nothing a browser
+             * does mid-request). Only closing lws's end makes lws let go of
+             * a stream at once: after a half-close (EOF on read) lws 4.1
+             * keeps the stream until its next write fails. */
+            end(r, false);
+            return;
         }
         /* lws -> client */
         if (r->down_off == r->down_len && !r->lws_eof) {

@@ -13,9 +13,10 @@
  * pass here.
  *
  * Bounded both ways (a buffer each; a full one stops reading its source),
- * close propagated both ways (the client's EOF or close_notify becomes
- * lws's EOF; lws's close flushes what it wrote, then close_notify and the
- * socket's close). The client's address reaches lws as for a plain
+ * close propagated both ways (the client's EOF, close_notify or error ends
+ * the relay and closes lws's end, which lws notices at its next read or
+ * write, as it would the client's own socket; lws's close flushes what it
+ * wrote, then close_notify and the socket's close). The client's address reaches lws as for a plain
  * hand-off: the peer (mh_peer) rides on the wsi, and counts against its
  * address until lws closes its end.
  */
