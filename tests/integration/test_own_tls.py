@@ -243,3 +243,15 @@ def test_every_way_out_over_tls_returns_the_gauges_to_zero(make_hub, redis_serve
     assert (g["connections"], g["sockets"], g["intake_sockets"], g["queued_bytes"]) == (0, 1, 0, 0), g
     for raw in raws:
         raw.close()
+
+
+def test_keepalive_pings_and_the_drain_over_tls(make_hub, redis_server):
+    import signal
+    hub = tls_hub(make_hub, redis_server, ping_interval=1, pong_timeout=5)
+    raw = opened(hub)
+    assert raw.recv_frame() == (9, b"mh")  # the hub's ping, after ping_interval of silence
+    raw.sock.sendall(frame(b"mh", opcode=10))
+    hub.signal(signal.SIGTERM)  # drain_window 0: closed with 1012 at once
+    assert close_code(raw) == 1012
+    raw.close()
+    assert hub.wait(10 * SLOW) == 0
