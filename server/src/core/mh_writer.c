@@ -537,20 +537,9 @@ void mh_writer_free(mh_hub *h)
 int mh_writer_lws_writable(mh_conn *c)
 {
     if (c->dead)
-        return -1; /* no close handshake with a peer that stopped answering */
-    if (c->closing && !c->q_count && c->sse)
+        return -1;                 /* no close handshake with a peer that stopped answering */
+    if (c->closing && !c->q_count) /* lws serves streams only: every WebSocket is mh_wsock's */
         return sse_close(c);
-    if (c->closing && !c->q_count) {
-        /* In lws 4.1, returning -1 here counts as a failed write, and every
-         * timeout kill marks the socket unusable: both drop the close frame.
-         * A synchronous close with a reason set takes the ws role's polite
-         * path instead: it queues the frame and defers the free until the
-         * peer answers (or a few seconds pass), so this wsi outlives the call. */
-        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                         (unsigned char *)c->close_reason, strlen(c->close_reason));
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
-        return 0;
-    }
     /* lws is plain only (TLS is the hub's own, mh_tls): the queue goes out
      * framed here in one raw write, as at the end of a loop iteration */
     if ((c->q_count || c->ping_due) && write_coalesced(c))

@@ -53,9 +53,10 @@ int mh_writer_wait_writable(mh_conn *c);
 void mh_writer_flush_one(mh_conn *c);
 
 /**
- * lws's WRITEABLE for one of its connections (a stream, or a WebSocket lws
- * serves): writes queued frames while the socket takes them. Returns 0, or
- * -1 when libwebsockets should close the connection (the close reason is set).
+ * lws's WRITEABLE for one of its connections (a Server-Sent Events stream:
+ * lws serves no WebSocket): writes the queued frames as events, then, when
+ * closing, the close event. Returns 0, or -1 when libwebsockets should end
+ * the response.
  */
 int mh_writer_lws_writable(mh_conn *c);
 

@@ -198,10 +198,6 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
             mh_es_free(&((http_pss *)user)->es);
         mh_peer_free(lws_get_opaque_user_data(wsi));
         lws_set_opaque_user_data(wsi, NULL);
-        /* An upgrade the filter let through can still fail before
-         * ESTABLISHED (so no CLOSED): what auth kept on it goes here. */
-        if (user && lws_get_protocol(wsi) == &protocols[1])
-            mh_auth_release(user);
         return 0;
     default:
         break;
@@ -215,37 +211,6 @@ static void input(mh_conn *c, const char *text, size_t len, bool binary)
     if (!mh_auth_rate_ok(c) || mh_auth_hold_frame(c, text, len, binary))
         return;
     mh_browser_input(c, text, len, binary);
-}
-
-static void deliver(mh_conn *c, struct lws *wsi, const char *text, size_t len)
-{
-    input(c, text, len, lws_frame_is_binary(wsi) != 0);
-}
-
-static int receive(mh_conn *c, struct lws *wsi, const char *in, size_t len)
-{
-    bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
-    int rc;
-
-    if (final && c->rx_len == 0 && len <= (size_t)c->hub->cfg->max_frame) {
-        /* The common case: a whole frame in one piece, decoded in place. */
-        deliver(c, wsi, in, len);
-        return 0;
-    }
-    rc = mh_conn_rx_append(c, in, len);
-    if (rc > 0) {
-        mh_info("conn %s: frame over %d bytes: closing with 1009", c->name, c->hub->cfg->max_frame);
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-                         (unsigned char *)"frame too large", 15);
-        return -1;
-    }
-    if (rc < 0)
-        return -1;
-    if (final) {
-        deliver(c, wsi, c->rx, c->rx_len);
-        mh_conn_rx_done(c);
-    }
-    return 0;
 }
 
 /*
@@ -297,55 +262,9 @@ refused:
     return 1;
 }
 
-static int callback_mizan(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                          size_t len)
-{
-    mh_conn *c = user;
-    mh_hub *h = hub_of(wsi);
-
-    switch (reason) {
-    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
-        /* Refused before the upgrade, with an HTTP status the LB understands. */
-        mh_upgrade_refusal why;
-        c->hub = h;
-        c->peer = lws_get_opaque_user_data(wsi);
-        if (!c->peer)
-            c->peer = h->adopting; /* refused inside the adoption call */
-        if (mh_gate_filter_lws(h, c, wsi, &why))
-            return mh_gate_answer_lws(wsi, &why);
-        return 0;
-    }
-    case LWS_CALLBACK_ESTABLISHED:
-        if (mh_conn_open(c, h, wsi))
-            return -1;
-        mh_debug("conn %s: open", c->name);
-        return mh_auth_established(c);
-    case LWS_CALLBACK_RECEIVE:
-        if (!c->established || c->closing)
-            return 0;
-        mh_conn_heard(c, mh_mono_ms());
-        return receive(c, wsi, in, len);
-    case LWS_CALLBACK_RECEIVE_PONG:
-        if (c->established)
-            mh_conn_heard(c, mh_mono_ms());
-        return 0;
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        if (!c->established)
-            return 0;
-        return mh_writer_lws_writable(c);
-    case LWS_CALLBACK_CLOSED:
-        mh_debug("conn %s: closed", c->name);
-        mh_conn_release(c);
-        return 0;
-    default:
-        break;
-    }
-    return 0;
-}
-
 static struct lws_protocols protocols[] = {
+    /* HTTP only: every WebSocket is the hub's own (mh_wsock), plain or TLS */
     {"http", callback_http, sizeof(http_pss), 0, 0, NULL, 0},
-    {"mizan.v1", callback_mizan, sizeof(mh_conn), 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -354,8 +273,8 @@ static lws_retry_bo_t retry;
 /*
  * The listening sockets are ours, not lws's: lws 4.1 sets only SO_REUSEADDR,
  * and workers need SO_REUSEPORT to share the port. Accepted sockets go
- * through the intake (mh_intake) and are then handed to lws, which serves
- * HTTP and the WebSocket upgrade on them. The admin listener
+ * through the intake (mh_intake), which upgrades WebSockets itself and
+ * hands the rest to lws (over TLS through mh_tlspipe). The admin listener
  * (--admin-listen) serves the HTTP endpoints only.
  */
 typedef struct listener {
@@ -491,10 +410,6 @@ static void close_listener(listener *l)
     l->fd = -1;
 }
 
-/* Browsers usually ask for no subprotocol: make ours the default, not "http". */
-static const struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "default", "1"};
-static const struct lws_protocol_vhost_options pvo = {NULL, &pvo_default, "mizan.v1", ""};
-
 static void lws_log_emit(int level, const char *line)
 {
     size_t n = strlen(line);
@@ -524,17 +439,9 @@ int mh_transport_start(mh_hub *h)
                    LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* we listen: see open_listener() */
     info.protocols = protocols;
-    info.pvo = &pvo;
     info.user = h;
     info.count_threads = 1;
     info.fd_limit_per_thread = 0;
-    /* Idle sockets cost what these buffers cost: keep them small. lws keeps
-     * this one per connection for its whole life (bench/RESULTS.md:
-     * 1024 cost 766 B of the 2.9 KB an idle connection had). Browser frames
-     * are small; a bigger one comes in 256-byte pieces and receive()
-     * reassembles it. */
-    protocols[1].rx_buffer_size = 256;
-    protocols[1].tx_packet_size = 0;
     info.pt_serv_buf_size = 16384;
     /* Heads reach lws complete (mh_intake), so a request holds its table
      * for an instant -- except a Server-Sent Events stream, whose response
