@@ -7,8 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* OpenSSL's own words for the last error, then its queue emptied. */
-static void errstr(char *buf, size_t len, const char *what)
+void mh_tls_errstr(char *buf, size_t len, const char *what)
 {
     unsigned long e = ERR_get_error();
     char detail[200] = "unknown error";
@@ -27,7 +26,7 @@ mh_tls_ctx *mh_tls_ctx_new(const char *cert_file, const char *key_file, char *er
     ERR_clear_error();
     ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        errstr(err, errlen, "cannot create a TLS context");
+        mh_tls_errstr(err, errlen, "cannot create a TLS context");
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -42,13 +41,13 @@ mh_tls_ctx *mh_tls_ctx_new(const char *cert_file, const char *key_file, char *er
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
         snprintf(what, sizeof what, "cannot load the TLS certificate '%s'", cert_file);
-        errstr(err, errlen, what);
+        mh_tls_errstr(err, errlen, what);
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
         snprintf(what, sizeof what, "cannot use the TLS key '%s'", key_file);
-        errstr(err, errlen, what);
+        mh_tls_errstr(err, errlen, what);
         goto fail;
     }
     return ctx;
@@ -101,7 +100,7 @@ int mh_tls_handshake(mh_tls *t, bool *want_write, char *why, size_t whylen)
         return 0;
     }
     if (e == SSL_ERROR_SSL)
-        errstr(why, whylen, "TLS handshake");
+        mh_tls_errstr(why, whylen, "TLS handshake");
     else if (e == SSL_ERROR_SYSCALL && errno)
         snprintf(why, whylen, "TLS handshake: %s", strerror(errno));
     else

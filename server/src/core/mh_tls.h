@@ -56,6 +56,12 @@ ssize_t mh_tls_read(mh_tls *t, void *buf, size_t len, bool *other);
  */
 ssize_t mh_tls_write(mh_tls *t, const void *buf, size_t len, bool *other);
 
+/**
+ * "what: " and OpenSSL's own words for its last error into buf[0..len)
+ * (its error queue emptied); also the Redis links' (mh_rlink).
+ */
+void mh_tls_errstr(char *buf, size_t len, const char *what);
+
 /** Decrypted bytes already read from the socket and not yet taken by mh_tls_read. */
 bool mh_tls_pending(const mh_tls *t);
 

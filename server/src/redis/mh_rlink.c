@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "mh_log.h"
+#include "mh_tls.h"
 
 struct mh_rlink_tls {
     SSL_CTX *ctx;
@@ -59,17 +60,6 @@ struct mh_rlink {
 
 /* ---- TLS context ---- */
 
-static void tls_errstr(char *buf, size_t len, const char *what)
-{
-    unsigned long e = ERR_get_error();
-    char detail[200] = "unknown error";
-
-    if (e)
-        ERR_error_string_n(e, detail, sizeof detail);
-    ERR_clear_error();
-    snprintf(buf, len, "%s: %s", what, detail);
-}
-
 mh_rlink_tls *mh_rlink_tls_new(const char *ca_file, const char *cert_file, const char *key_file,
                                char *err, size_t errlen)
 {
@@ -82,7 +72,7 @@ mh_rlink_tls *mh_rlink_tls_new(const char *ca_file, const char *cert_file, const
     }
     t->ctx = SSL_CTX_new(TLS_client_method());
     if (!t->ctx) {
-        tls_errstr(err, errlen, "cannot create a TLS context");
+        mh_tls_errstr(err, errlen, "cannot create a TLS context");
         goto fail;
     }
     SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
@@ -92,24 +82,24 @@ mh_rlink_tls *mh_rlink_tls_new(const char *ca_file, const char *cert_file, const
         if (SSL_CTX_load_verify_locations(t->ctx, ca_file, NULL) != 1) {
             char what[300];
             snprintf(what, sizeof what, "cannot load the CA file '%s'", ca_file);
-            tls_errstr(err, errlen, what);
+            mh_tls_errstr(err, errlen, what);
             goto fail;
         }
     } else if (SSL_CTX_set_default_verify_paths(t->ctx) != 1) {
-        tls_errstr(err, errlen, "cannot load the system's CA certificates");
+        mh_tls_errstr(err, errlen, "cannot load the system's CA certificates");
         goto fail;
     }
     if (cert_file && cert_file[0]) {
         char what[300];
         if (SSL_CTX_use_certificate_chain_file(t->ctx, cert_file) != 1) {
             snprintf(what, sizeof what, "cannot load the client certificate '%s'", cert_file);
-            tls_errstr(err, errlen, what);
+            mh_tls_errstr(err, errlen, what);
             goto fail;
         }
         if (SSL_CTX_use_PrivateKey_file(t->ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
             SSL_CTX_check_private_key(t->ctx) != 1) {
             snprintf(what, sizeof what, "cannot use the client key '%s'", key_file);
-            tls_errstr(err, errlen, what);
+            mh_tls_errstr(err, errlen, what);
             goto fail;
         }
     }
@@ -226,7 +216,7 @@ static void fail_tls(mh_rlink *l, int ret, const char *what)
                  X509_verify_cert_error_string(v));
         ERR_clear_error();
     } else if (e == SSL_ERROR_SSL) {
-        tls_errstr(why, sizeof why, what);
+        mh_tls_errstr(why, sizeof why, what);
     } else if (e == SSL_ERROR_ZERO_RETURN) {
         snprintf(why, sizeof why, "%s: closed by the server (TLS close_notify)", what);
     } else if (e == SSL_ERROR_SYSCALL && errno) {
@@ -527,7 +517,7 @@ static void connect_done(mh_rlink *l)
     ERR_clear_error();
     if (tls_start(l)) {
         char why[256];
-        tls_errstr(why, sizeof why, "TLS setup");
+        mh_tls_errstr(why, sizeof why, "TLS setup");
         teardown(l, why);
         return;
     }
