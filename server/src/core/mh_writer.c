@@ -70,11 +70,9 @@ int mh_writer_due(mh_conn *c)
     return 0;
 }
 
-/* The most bytes 'm' takes on the wire: a WebSocket header, or an event. */
+/* The most bytes 'm' takes on the wire as a stream's event. */
 static size_t sse_frame_max(const mh_conn *c, const mh_msg *m)
 {
-    if (!c->sse)
-        return m->len + 10;
     return mh_out_sse_event(NULL, NULL, (const char *)m->data, m->len) + c->sse->id_max + 8;
 }
 
@@ -425,10 +423,11 @@ static bool own_after_write(mh_conn *c)
 }
 
 /*
- * Writes the queued frames, framed here and handed to lws as raw bytes in
- * one write of at most ~256 KiB: lws sends it in one syscall and keeps
- * whatever the kernel does not take, flushing that before anything else
- * (pings, the close frame) goes out. Returns 0, or -1 when the write failed.
+ * A stream's queued frames (lws serves no WebSocket), framed here as events
+ * and handed to lws as raw bytes in one write of at most ~256 KiB: lws
+ * sends it in one syscall and keeps whatever the kernel does not take,
+ * flushing that before anything else (heartbeats, the close event) goes
+ * out. Returns 0, or -1 when the write failed.
  */
 static int write_coalesced(mh_conn *c)
 {
@@ -441,7 +440,7 @@ static int write_coalesced(mh_conn *c)
     }
     if (!n && !c->ping_due)
         return 0;
-    total += 4; /* room for a ping */
+    total += 3; /* room for a heartbeat */
     if (h->scratch_cap < LWS_PRE + total) {
         unsigned char *b = realloc(h->scratch, LWS_PRE + total);
         if (!b)
@@ -450,26 +449,13 @@ static int write_coalesced(mh_conn *c)
         h->scratch_cap = LWS_PRE + total;
     }
     off = LWS_PRE;
-    if (c->ping_due && c->sse) {
+    if (c->ping_due) {
         memcpy(h->scratch + off, MH_SSE_HEARTBEAT, 3);
         off += 3;
         c->ping_due = false;
-    } else if (c->ping_due) {
-        /* a final ping with a payload: lws 4.1 reports only non-empty pongs */
-        memcpy(h->scratch + off, "\x89\x02mh", 4);
-        off += 4;
-        c->ping_due = false;
     }
-    for (size_t i = 0; i < n; i++) {
-        mh_msg *m = c->q[(c->q_head + i) % c->q_cap];
-        if (c->sse) {
-            off += sse_frame(c, h->scratch + off, m);
-            continue;
-        }
-        off += mh_ws_header(h->scratch + off, MH_WS_TEXT, m->len);
-        memcpy(h->scratch + off, m->data, m->len);
-        off += m->len;
-    }
+    for (size_t i = 0; i < n; i++)
+        off += sse_frame(c, h->scratch + off, c->q[(c->q_head + i) % c->q_cap]);
     if (lws_write(c->wsi, h->scratch + LWS_PRE, off - LWS_PRE, LWS_WRITE_RAW) <
         (int)(off - LWS_PRE)) {
         mh_warn("conn %s: write failed", c->name);
