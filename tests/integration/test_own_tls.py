@@ -255,3 +255,26 @@ def test_keepalive_pings_and_the_drain_over_tls(make_hub, redis_server):
     assert close_code(raw) == 1012
     raw.close()
     assert hub.wait(10 * SLOW) == 0
+
+
+def test_the_per_address_limit_over_tls_is_a_429_after_the_handshake(make_hub, redis_server):
+    """--max-connections-per-ip on the TLS listener: the intake answers it,
+    decrypted, once the handshake is done (over TLS the address's limit
+    cannot be spoken before it)."""
+    hub = tls_hub(make_hub, redis_server, allow_anonymous="true", max_connections_per_ip="2")
+    held = [opened(hub), opened(hub)]
+    ctx = insecure_tls()
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            t.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"\r\n")
+            status = t.recv(4096).split(b"\r\n", 1)[0].decode()
+    assert status.split()[1] == "429", status
+    for raw in held:  # the scrape below is a connection from the address too
+        raw.close()
+    deadline = time.monotonic() + 5 * SLOW
+    while hub.http("/metrics")[0] != 200:  # until the hub has seen them go
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert rejections(hub, "limit", "ip_limit") >= 1  # (a refused scrape counts too)

@@ -175,7 +175,7 @@ static int refuse_http(mh_hub *h, mh_upgrade_refusal *why, int status, const cha
     return mh_auth_refuse(h, why, status, "upgrade", reason, text);
 }
 
-static int check_limits(mh_hub *h, mh_conn *c, mh_upgrade_refusal *why)
+static int check_limits(mh_hub *h, mh_upgrade_refusal *why)
 {
     const mh_config *cfg = h->cfg;
 
@@ -183,15 +183,8 @@ static int check_limits(mh_hub *h, mh_conn *c, mh_upgrade_refusal *why)
         mh_warn("upgrade refused: %zu connections, the limit (--max-connections)", h->conns.count);
         return mh_auth_refuse(h, why, 503, "limit", "connection_limit", "connection limit reached");
     }
-    /* Plain sockets were counted and checked on accept (mh_transport);
-     * TLS ones are answered here, where HTTP can be spoken. */
-    if (cfg->tls_cert[0] && cfg->max_connections_per_ip && c->peer &&
-        mh_peer_count(c->peer) > (uint32_t)cfg->max_connections_per_ip) {
-        mh_info("upgrade refused: %s has %u connections (--max-connections-per-ip)", c->peer->addr,
-                mh_peer_count(c->peer) - 1);
-        return mh_auth_refuse(h, why, 429, "limit", "ip_limit",
-                              "too many connections from this address");
-    }
+    /* The per-address limit was answered by the intake (plain: once the
+     * address is known; TLS: after the handshake). */
     return 0;
 }
 
@@ -474,7 +467,7 @@ int mh_auth_filter(mh_hub *h, mh_conn *c, const mh_upgrade_view *v, mh_upgrade_r
     /* Whatever is refused or fails from here, mh_auth_release frees what
      * this set on 'c' (the transport releases a refused connection). */
     c->hub = h;
-    if (check_limits(h, c, why))
+    if (check_limits(h, why))
         return 1;
     /* an EventSource cannot send headers: a stream's query token is always read (SPEC 6.1) */
     token = upgrade_token(v, h->cfg->token_query || c->sse);

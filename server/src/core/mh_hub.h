@@ -64,7 +64,7 @@ typedef struct mh_hub {
     const struct mh_jwt_keys *keys;
     const struct mh_jwt_policy *policy;
     struct mh_tokcache *tokens; /* verified connection tokens (auth's; main owns it) */
-    mh_registry *registry; /* owned; NULL: no registry (SPEC 6's fallback) */
+    mh_registry *registry;      /* owned; NULL: no registry (SPEC 6's fallback) */
     /* --registry-from-redis: the version in force ("" before the first
      * load, when every subscription is refused), a read in flight */
     char registry_version[72];
