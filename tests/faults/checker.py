@@ -24,6 +24,10 @@ of order is a message it never processed.
 envelope with that entry, or a whole-context one, answered after the call;
 every message id), and its outbox ended empty with nothing refused.
 
+The counts are also split by the clients' transport (`client` records:
+`ws`, or `sse` for client-js's Server-Sent Events transport), so a run shows
+that both kinds really were there, reconnected and were healed.
+
     python checker.py PUBLISHER_LOG CLIENT_LOG...
 """
 
@@ -43,6 +47,10 @@ from mizan_hub.protocol import canonical_key  # noqa: E402
 NAMES = ("events", "deliveries", "duplicates", "reconnects", "heals", "gaps", "stale", "lost",
          "heals_resume", "heals_gap", "clients", "subscriptions", "channel_subscriptions",
          "publisher_calls", "undelivered_calls", "unlogged_messages", "client_bugs", "errors")
+#: The counts split by transport, in the order summary() prints them.
+PER_TRANSPORT = ("clients", "reconnects", "deliveries", "duplicates", "heals", "heals_resume",
+                 "heals_gap", "gaps", "stale", "lost")
+TRANSPORTS = ("ws", "sse")
 
 
 def read(paths) -> list[dict]:
@@ -93,6 +101,12 @@ def split(version: str | None) -> tuple[str, int] | None:
 def check(publisher: list[dict], clients: list[dict], *, limit: int = 20) -> dict:
     problems: list[str] = []
     counts: Counter = Counter()
+    transport: dict = {}  # client -> "ws" | "sse" (a log without `client` records: ws)
+    per = defaultdict(Counter)  # transport -> counts
+
+    def count(c, name: str, n: int = 1) -> None:
+        counts[name] += n
+        per[transport.get(c, "ws")][name] += n
 
     # ---- the publisher's log: what changed, and when Redis answered
     events = defaultdict(list)  # context -> [(t, epoch, n, entry)]
@@ -158,6 +172,9 @@ def check(publisher: list[dict], clients: list[dict], *, limit: int = 20) -> dic
     conns = Counter()
     client_ids = set()
     for r in clients:
+        if r["k"] == "client":
+            transport[r.get("c")] = r.get("tr", "ws")
+    for r in clients:
         k, c = r["k"], r.get("c")
         client_ids.add(c)
         if k == "sub":
@@ -169,10 +186,10 @@ def check(publisher: list[dict], clients: list[dict], *, limit: int = 20) -> dic
                 v = split(r["v"])
                 fresh[(c, r["s"])].append((r["t"],) + (v or (None, None)))
         elif k == "inv":
-            counts["deliveries"] += 1
+            count(c, "deliveries")
             if r.get("r"):
-                counts["heals"] += 1
-                counts[f"heals_{r['r']}"] += 1  # gap (hub link) or resume (reconnect)
+                count(c, "heals")
+                count(c, f"heals_{r['r']}")  # gap (hub link) or resume (reconnect)
             else:
                 seen_inv[(c, r["s"], r.get("v"))] += 1
             v = split(r.get("v"))
@@ -181,14 +198,14 @@ def check(publisher: list[dict], clients: list[dict], *, limit: int = 20) -> dic
             if r["f"]:
                 acks[(c, r["s"])] = (r["t"], r["e"], r["q"])
         elif k == "msg":
-            counts["deliveries"] += 1
+            count(c, "deliveries")
             got[(c, r["s"])].add(r["id"])
             if r["id"] not in message_ids:
                 counts["unlogged_messages"] += 1
         elif k == "dup":
-            counts["duplicates"] += 1
+            count(c, "duplicates")
         elif k == "gap":
-            counts["gaps"] += 1
+            count(c, "gaps")
             gaps[(c, r["s"])].append((r["t"], r.get("from") or 0, r.get("to") or 0))
         elif k == "conn":
             conns[c] += 1
@@ -204,9 +221,14 @@ def check(publisher: list[dict], clients: list[dict], *, limit: int = 20) -> dic
             counts["client_bugs"] += 1
             if counts["client_bugs"] <= limit:
                 problems.append(f"client {c} failed: {r.get('e')} (its stderr has the traceback)")
-    counts["duplicates"] += sum(n - 1 for n in seen_inv.values() if n > 1)
-    counts["clients"] = len(client_ids)
-    counts["reconnects"] = sum(n - 1 for n in conns.values() if n > 1)
+    for (c, _, _), n in seen_inv.items():
+        if n > 1:
+            count(c, "duplicates", n - 1)
+    for c in client_ids:
+        count(c, "clients")
+    for c, n in conns.items():
+        if n > 1:
+            count(c, "reconnects", n - 1)
     unfinished = sorted(client_ids - done)
     if unfinished:
         errors = {k: v for k, v in counts.items() if k.startswith("errors_")}
@@ -228,9 +250,9 @@ def check(publisher: list[dict], clients: list[dict], *, limit: int = 20) -> dic
         ok = any(t >= t_last or (e == e_last and n is not None and n >= n_last)
                  for t, e, n in fresh.get((c, key), []))
         if not ok:
-            counts["stale"] += 1
+            count(c, "stale")
             if counts["stale"] <= limit:
-                problems.append(f"STALE client {c} {key}: last change {e_last}:{n_last} "
+                problems.append(f"STALE {transport.get(c, 'ws')} client {c} {key}: last change {e_last}:{n_last} "
                                 f"({entry}) at {t_last:.3f}; refetches "
                                 f"{fresh.get((c, key), [])[-3:]}")
 
@@ -239,8 +261,8 @@ def check(publisher: list[dict], clients: list[dict], *, limit: int = 20) -> dic
         ack = acks.get((c, key))
         if ack is None:
             if messages.get(key):
-                counts["lost"] += 1
-                problems.append(f"LOST client {c} {key}: never acked")
+                count(c, "lost")
+                problems.append(f"LOST {transport.get(c, 'ws')} client {c} {key}: never acked")
             continue
         t_ack, e0, q0 = ack
         for t, e, s, mid in messages.get(key, []):
@@ -254,18 +276,22 @@ def check(publisher: list[dict], clients: list[dict], *, limit: int = 20) -> dic
             if any(tg >= t and (frm == 0 or frm <= s) and (to == 0 or s <= to)
                    for tg, frm, to in gaps.get((c, key), [])):
                 continue
-            counts["lost"] += 1
+            count(c, "lost")
             if counts["lost"] <= limit:
-                problems.append(f"LOST client {c} {key}: message {mid} ({e}:{s}, published at "
+                problems.append(f"LOST {transport.get(c, 'ws')} client {c} {key}: message {mid} ({e}:{s}, published at "
                                 f"{t:.3f}) neither processed nor in a gap")
     for name in NAMES:
         counts.setdefault(name, 0)
-    return {"ok": not problems, "counts": dict(counts), "problems": problems}
+    return {"ok": not problems, "counts": dict(counts), "problems": problems,
+            "transports": {tr: {n: per[tr][n] for n in PER_TRANSPORT} for tr in TRANSPORTS}}
 
 
 def summary(result: dict) -> str:
     c = result["counts"]
-    return " ".join(f"{n}={c.get(n, 0)}" for n in NAMES)
+    line = " ".join(f"{n}={c.get(n, 0)}" for n in NAMES)
+    for tr, tc in (result.get("transports") or {}).items():
+        line += f" | {tr}: " + " ".join(f"{n}={tc.get(n, 0)}" for n in PER_TRANSPORT)
+    return line
 
 
 def main(argv) -> int:

@@ -1,6 +1,14 @@
-"""The fault suite's browsers: N WebSocket clients in one asyncio process,
-connected through the balancer, speaking the hub's protocol the way
-client-js does (SPEC 6-10):
+"""The fault suite's browsers: N clients in one asyncio process, connected
+through the balancer, speaking the hub's protocol the way client-js does
+(SPEC 6-10). A share of them (`--sse-share`, default every third client
+number) use client-js's Server-Sent Events transport (SPEC 6.1,
+client-js/src/sse.ts) instead of a WebSocket: `GET /sse` with nothing in
+the query, the `stream` event's conn and secret, every browser frame (the
+`auth` frame, subscriptions, the ping) POSTed to `/sse/<conn>?secret=&n=`
+one POST at a time, numbered, what queued meanwhile together; the stream
+ending or a POST not answered 202 is a lost connection (1006), after which
+client-js opens a new stream and resubscribes with `since` exactly as after
+a WebSocket reconnect (it never uses Last-Event-ID). The rest is common:
 
 * a JWT (`auth` frame) per client, for a user the `user` context is bound to;
 * random context subscriptions (`todos`, `user` {user_id: sub}, `doc`
@@ -31,6 +39,8 @@ import random
 import sys
 import time
 import traceback
+import urllib.parse
+from fractions import Fraction
 from pathlib import Path
 
 import jwt
@@ -43,6 +53,9 @@ import fdsite  # noqa: E402  (constants only; Django is not set up here)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "django"))
 from mizan_hub.protocol import canonical_key  # noqa: E402  (stdlib only)
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from hubtest import SseParser  # noqa: E402
+
 from checker import matches  # noqa: E402
 from publisher import DOCS, ORGS, ROOMS  # noqa: E402
 
@@ -53,6 +66,120 @@ def newer(a: str, b: str) -> bool:
     ea, _, na = a.partition(":")
     eb, _, nb = b.partition(":")
     return ea == eb and int(nb) > int(na)
+
+
+def is_sse(n: int, share: Fraction) -> bool:
+    """Whether client number n uses SSE: the clients where floor(n * share)
+    steps up (share 1/3: numbers 2, 5, 8, ...), the same choice whichever
+    process runs the client."""
+    return (n + 1) * share // 1 > n * share // 1
+
+
+class SseLost(Exception):
+    """The stream ended or a POST failed: client-js's sseSocket end(1006)."""
+
+
+class SseSocket:
+    """client-js's sseSocket (client-js/src/sse.ts) on asyncio streams: the
+    stream at the hub URL's origin + /sse (read with hubtest's SseParser), and
+    the browser's frames POSTed in order, one POST at a time, each on a new
+    connection to the balancer (so they reach any hub, which hands them on
+    through Redis: SPEC 6.1)."""
+
+    def __init__(self, url: str, timeout: float = 10):
+        u = urllib.parse.urlsplit(url)
+        self.host, self.port = u.hostname, u.port or 80
+        self.timeout = timeout
+        self.parser = SseParser()
+        self.reader = self.writer = None
+        self.to = ""  # /sse/<conn>?secret=<secret>, once the stream named it
+        self.q: list[str] = []
+        self.n = 0
+        self.busy = False
+        self.failed: str | None = None  # why a POST ended the connection
+        self.pumping: asyncio.Task | None = None
+
+    async def open(self) -> None:
+        """GET /sse as an EventSource sends it; raises SseLost on a refusal."""
+        self.reader, self.writer = await asyncio.wait_for(
+            asyncio.open_connection(self.host, self.port), self.timeout)
+        self.writer.write((f"GET /sse HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                           "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+                          .encode())
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), self.timeout)
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        status = int(status_line.split()[1])
+        headers = {k.strip().lower(): v.strip() for k, v in
+                   (h.split(":", 1) for h in lines if ":" in h)}
+        if status != 200:
+            raise SseLost(f"stream refused: {status}")
+        if "chunked" in headers.get("transfer-encoding", ""):
+            raise SseLost("a chunked stream (the hub's is close-delimited; what changed it?)")
+
+    async def events(self):
+        """The frames of the stream, parsed; ends when the stream does."""
+        while True:
+            try:
+                line = await self.reader.readline()
+            except (OSError, asyncio.IncompleteReadError):
+                return
+            if not line:
+                return
+            ev = self.parser.line(line)
+            if ev is not None:
+                yield ev["data"]
+
+    def named(self, stream: dict) -> None:
+        self.to = (f"/sse/{urllib.parse.quote(stream['conn'], safe='')}"
+                   f"?secret={urllib.parse.quote(stream['secret'], safe='')}")
+        self.pump()
+
+    def send(self, text: str) -> None:
+        self.q.append(text)
+        self.pump()
+
+    def pump(self) -> None:
+        if self.busy or self.failed or not self.to or not self.q:
+            return
+        body, self.q = "\n".join(self.q), []
+        self.busy = True
+        self.n += 1
+        self.pumping = asyncio.ensure_future(self.post(f"{self.to}&n={self.n}", body.encode()))
+
+    async def post(self, target: str, body: bytes) -> None:
+        try:
+            status = await asyncio.wait_for(self.request(target, body), self.timeout)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+            status = f"{type(exc).__name__}"
+        self.busy = False
+        if status == 202:
+            self.pump()
+        else:
+            self.fail(f"POST: {status}")
+
+    async def request(self, target: str, body: bytes) -> int:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            writer.write((f"POST {target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                          f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+                          "Connection: close\r\n\r\n").encode() + body)
+            line = await reader.readline()
+            return int(line.split()[1])
+        finally:
+            writer.close()
+
+    def fail(self, why: str) -> None:
+        """Ends the connection from this side (client-js end(1006, 'POST: ...'))."""
+        if self.failed is None:
+            self.failed = why
+            self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.pumping is not None and not self.pumping.done() and \
+                self.pumping is not asyncio.current_task():
+            self.pumping.cancel()
 
 
 class Sub:
@@ -89,7 +216,10 @@ class Client:
         if rng.random() < 0.3:
             self.chans.append(Chan("feed", {}))
         self.streamed: dict[str, str] = {}  # context -> newest live frame version
-        self.ws = None
+        self.ws = None  # a websockets connection, or an SseSocket
+        self.sse = is_sse(n, opts.sse_share)
+        self.transport = "sse" if self.sse else "ws"
+        self.no_resume = opts.no_resume in ("all", self.transport)
         self.ready = False
         self.connected_at = 0.0
         self.finishing = False
@@ -117,11 +247,15 @@ class Client:
         return f or s.v
 
     async def send(self, frame: dict) -> None:
-        await self.ws.send(json.dumps(frame, separators=(",", ":")))
+        text = json.dumps(frame, separators=(",", ":"))
+        if self.sse:
+            self.ws.send(text)
+        else:
+            await self.ws.send(text)
 
     async def subscribe(self, s: Sub) -> None:
         frame = {"action": "subscribe", "context": s.context, "params": s.params}
-        if s.acked and not self.opts.no_resume:
+        if s.acked and not self.no_resume:
             since = self.point(s)
             if since:
                 frame["since"] = since
@@ -130,7 +264,7 @@ class Client:
 
     async def subscribe_channel(self, c: Chan) -> None:
         frame = {"action": "subscribe", "channel": c.channel, "params": c.params}
-        if c.e is not None and not self.opts.no_resume:
+        if c.e is not None and not self.no_resume:
             frame["since"] = f"{c.e}:{c.q}"
         c.pending = True
         await self.send(frame)
@@ -140,6 +274,7 @@ class Client:
     async def run(self) -> None:
         tries = 0
         await asyncio.sleep(self.rng.random() * self.opts.ramp)
+        self.write({"k": "client", "tr": self.transport})
         for s in self.subs:
             self.write({"k": "sub", "s": s.key, "ctx": s.context, "p": s.params})
         for c in self.chans:
@@ -147,14 +282,16 @@ class Client:
         while True:
             code = None
             try:
-                code = await self.session()
+                code = await (self.sse_session() if self.sse else self.session())
             except (OSError, InvalidHandshake, InvalidStatus, asyncio.TimeoutError,
-                    ConnectionClosed) as exc:
+                    ConnectionClosed, SseLost, asyncio.IncompleteReadError) as exc:
                 code = getattr(getattr(exc, "rcvd", None), "code", None)
                 self.write({"k": "fail", "e": type(exc).__name__})
             except Exception as exc:  # a bug here or a frame it cannot read: say so, go on
                 traceback.print_exc()
                 self.write({"k": "bug", "e": repr(exc)})
+            if self.sse and self.ws is not None:
+                self.ws.close()
             self.ws = None
             self.ready = False
             if self.connected_at and time.monotonic() - self.connected_at >= 5:
@@ -196,6 +333,45 @@ class Client:
                 pass
             self.write({"k": "close", "code": ws.close_code, "reason": ws.close_reason})
             return ws.close_code
+
+    async def sse_session(self) -> int | None:
+        """One stream, as client-js's connect() drives sseSocket: `auth` POSTed
+        when the stream names itself, subscriptions once `authed`; the close
+        event's code, or 1006 when the stream or a POST failed."""
+        sock = self.ws = SseSocket(self.opts.url)
+        await sock.open()
+        hub = None
+        code, reason = 1006, "stream ended"
+        async for f in sock.events():
+            if "stream" in f:
+                sock.named(f["stream"])
+                sock.send(json.dumps({"action": "auth", "token": self.token(), "ref": "auth"},
+                                     separators=(",", ":")))
+            elif "close" in f:
+                code, reason = f["close"].get("code"), f["close"].get("reason")
+                break
+            elif "welcome" in f:
+                hub = f["welcome"]["hub"]
+            elif "authed" in f:
+                self.connected_at = time.monotonic()
+                self.stats["connects"] += 1
+                self.write({"k": "conn", "hub": hub})
+                self.ready = True
+                for s in self.subs:
+                    await self.subscribe(s)
+                for c in self.chans:
+                    await self.subscribe_channel(c)
+            elif not self.ready and "error" in f:
+                self.write({"k": "err", "f": f})
+                sock.close()
+                return None
+            else:
+                await self.on_frame(f)
+        sock.close()
+        if sock.failed:
+            reason = sock.failed
+        self.write({"k": "close", "code": code, "reason": reason})
+        return code
 
     def all_acked(self) -> bool:
         return self.ready and not any(s.pending for s in self.subs) and \
@@ -279,7 +455,7 @@ class Client:
                         self.write({"k": "done"})
                         return True
                 except (ConnectionClosed, asyncio.TimeoutError, AttributeError):
-                    pass
+                    pass  # (an SseSocket's send does not raise: a failed POST ends the stream)
             await asyncio.sleep(0.1)
         self.write({"k": "unfinished", "ready": self.ready})
         return False
@@ -307,11 +483,15 @@ async def amain(opts) -> int:
     for c in clients:
         if c.ws is not None:
             try:
-                await asyncio.wait_for(c.ws.close(), 2)
+                if c.sse:
+                    c.ws.close()
+                else:
+                    await asyncio.wait_for(c.ws.close(), 2)
             except Exception:
                 pass
     log.flush()
     print(json.dumps({"finished": sum(ok), "clients": len(clients),
+                      "sse_clients": sum(c.sse for c in clients),
                       "reconnects": sum(c.stats["reconnects"] for c in clients)}), flush=True)
     return 0 if all(ok) else 1
 
@@ -328,9 +508,12 @@ def main() -> int:
     ap.add_argument("--max-delay", type=float, default=5.0, help="backoff cap, s")
     ap.add_argument("--drain-delay", type=float, default=5.0, help="after 1012, s")
     ap.add_argument("--finish-timeout", type=float, default=60.0)
-    ap.add_argument("--no-resume", action="store_true",
+    ap.add_argument("--sse-share", type=Fraction, default=Fraction(1, 3),
+                    help="the share of clients on SSE, e.g. 1/3 (every third client number), "
+                         "0 or 1")
+    ap.add_argument("--no-resume", nargs="?", const="all", choices=("all", "ws", "sse"),
                     help="a broken client: resubscribes without since (the checker must "
-                         "catch it)")
+                         "catch it); `ws` or `sse`: only the clients of that transport")
     return asyncio.run(amain(ap.parse_args()))
 
 

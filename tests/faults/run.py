@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The fault suite: real processes on loopback (cluster.py), a steady load
-of Django publishes (publisher.py) and WebSocket clients through HAProxy
-(clients.py), faults one after the other while the load runs, then the
+of Django publishes (publisher.py) and clients through HAProxy (clients.py:
+WebSockets, and a third of them on Server-Sent Events), faults one after the other while the load runs, then the
 checker (checker.py): zero stale contexts, zero silent losses.
 
     tests/faults/run.py                 # the short version (what ci-test runs)
@@ -9,13 +9,14 @@ checker (checker.py): zero stale contexts, zero silent losses.
     tests/faults/run.py --duration 3600 --fault-every 240 --rss-csv rss.csv  # bench/soak
 
 Prints the counts (events, deliveries, duplicates, reconnects, heals, gaps,
-stale, lost) and every problem; exits 1 when there is one.
+stale, lost; then per transport) and every problem; exits 1 when there is one.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+from fractions import Fraction
 import json
 import os
 import shutil
@@ -61,8 +62,12 @@ def options(argv=None):
     ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
     ap.add_argument("--dir", help="work directory (kept); default a temporary one, removed "
                                   "when the run passes")
-    ap.add_argument("--no-resume", action="store_true",
-                    help="clients resubscribe without since (a client bug the checker must catch)")
+    ap.add_argument("--sse-share", type=Fraction, default=Fraction(1, 3),
+                    help="share of the clients on SSE (client-js's transport), e.g. 1/3 "
+                         "(every third client number), 0 or 1")
+    ap.add_argument("--no-resume", nargs="?", const="all", choices=("all", "ws", "sse"),
+                    help="clients resubscribe without since (a client bug the checker must "
+                         "catch); `ws` or `sse`: only the clients of that transport")
     ap.add_argument("--json", help="write the result (counts, problems, faults) here")
     opts = ap.parse_args(argv)
     if opts.clients is None:
@@ -127,16 +132,17 @@ def run(opts) -> dict:
             client_logs.append(path)
             args = [PYTHON, str(HERE / "clients.py"), "--url", cluster.url, "--clients", str(n),
                     "--first", str(p * per), "--users", str(opts.users), "--log", str(path),
-                    "--seed", str(opts.seed + p)]
+                    "--seed", str(opts.seed + p), "--sse-share", str(opts.sse_share)]
             if opts.no_resume:
-                args.append("--no-resume")
+                args += ["--no-resume", opts.no_resume]
             procs.append(subprocess.Popen(args, cwd=HERE, stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, stderr=open(work / f"clients{p}.err", "w"),
                                           text=True, start_new_session=True))
         clients = procs[1:]
         for c in clients:
             c.stdout.readline()  # "started"
-        log(f"{opts.clients} clients in {opts.processes} process(es), publisher at "
+        log(f"{opts.clients} clients ({opts.sse_share} on SSE) in {opts.processes} process(es), "
+            f"publisher at "
             f"{opts.rate}/s, seed {opts.seed}, work dir {work}")
         time.sleep(8)  # every client connected and subscribed, events flowing
 

@@ -9,7 +9,7 @@ import copy
 
 import pytest
 
-from checker import check
+from checker import check, summary
 
 E = "ep1"
 
@@ -76,7 +76,7 @@ def test_a_missed_last_invalidation_is_a_stale_context():
     publisher, client = good()
     result = check(publisher, without(client, k="inv", v=f"{E}:3"))
     assert not result["ok"] and result["counts"]["stale"] == 1
-    assert result["problems"][0].startswith(f"STALE client 0 {DOC}"), result["problems"]
+    assert result["problems"][0].startswith(f"STALE ws client 0 {DOC}"), result["problems"]
 
 
 def test_an_event_on_other_params_needs_no_invalidation():
@@ -160,3 +160,20 @@ def test_the_verdict_does_not_depend_on_record_order(defect):
     a = check(copy.deepcopy(publisher), copy.deepcopy(client))
     b = check(list(reversed(publisher)), list(reversed(client)))
     assert a["ok"] == b["ok"] and a["counts"]["stale"] == b["counts"]["stale"]
+
+
+def test_the_counts_are_split_by_transport():
+    # client 1 is an SSE copy of client 0 that missed the last invalidation:
+    # the split says whose the stale context is
+    publisher, client = good()
+    sse = [dict(r, c=1) for r in without(client, k="inv", v=f"{E}:3")]
+    sse.append({"k": "client", "c": 1, "t": 0.4, "tr": "sse"})
+    sse.append({"k": "conn", "c": 1, "t": 4.0, "hub": "h2"})  # a reconnect
+    result = check(publisher, client + sse)
+    ws, over_sse = result["transports"]["ws"], result["transports"]["sse"]
+    assert (ws["clients"], ws["deliveries"], ws["stale"], ws["reconnects"]) == (1, 5, 0, 0), ws
+    assert (over_sse["clients"], over_sse["deliveries"], over_sse["stale"],
+            over_sse["reconnects"]) == (1, 4, 1, 1), over_sse
+    assert result["counts"]["stale"] == 1 and result["counts"]["clients"] == 2
+    assert result["problems"][0].startswith(f"STALE sse client 1 {DOC}"), result["problems"]
+    assert "| sse: clients=1 " in summary(result)

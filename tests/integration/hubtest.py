@@ -889,6 +889,44 @@ class RawWS:
 # ---------------------------------------------------------------- Server-Sent Events client
 
 
+class SseParser:
+    """The event stream format of the HTML standard, a line at a time, as an
+    `EventSource` reads it: `data:` lines joined with LF, `id:` (kept as
+    `last_id`, what a reconnect sends as Last-Event-ID), `:` comments
+    counted. The blocking SseStream below and the fault suite's asyncio
+    clients (tests/faults/clients.py) both read streams with it."""
+
+    def __init__(self, last_id: str | None = None):
+        self.last_id = last_id
+        self.comments = 0
+        self.data: list[str] = []
+        self.ident: str | None = None
+
+    def line(self, raw: bytes) -> dict | None:
+        """Feeds one line (its CR/LF may still be on it); returns
+        {"id": the event's own id or None, "data": its JSON parsed} when the
+        line ends an event with data."""
+        text = raw.rstrip(b"\r\n").decode("utf-8")
+        if text == "":
+            data, ident = self.data, self.ident
+            self.data, self.ident = [], None
+            if not data:
+                return None
+            if ident is not None:
+                self.last_id = ident
+            return {"id": ident, "data": json.loads("\n".join(data))}
+        if text.startswith(":"):
+            self.comments += 1
+            return None
+        field, _, value = text.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "data":
+            self.data.append(value)
+        elif field == "id":
+            self.ident = value
+        return None
+
+
 class SseStream:
     """A blocking EventSource (SPEC 6.1) on a raw socket: GET /sse with the
     query's subscriptions, the events parsed as the HTML standard says
@@ -934,8 +972,7 @@ class SseStream:
         self.body = ""
         if self.status != 200:
             self.body = self._read_rest().decode("utf-8", "replace")
-        self.last_id: str | None = last_event_id
-        self.comments = 0
+        self.parser = SseParser(last_event_id)
         self.stream = self.conn = self.secret = None
 
     def _read_rest(self) -> bytes:
@@ -951,7 +988,6 @@ class SseStream:
         """{"id": str|None, "data": parsed JSON} of the next event (counting
         comments on the way), None at EOF/reset."""
         self.sock.settimeout(timeout * SLOW)
-        data, ident = [], None
         while True:
             while b"\n" not in self.buf:
                 try:
@@ -964,26 +1000,21 @@ class SseStream:
                     return None
                 self.buf += chunk
             line, self.buf = self.buf.split(b"\n", 1)
-            text = line.rstrip(b"\r").decode("utf-8")
-            if text == "":
-                if data:
-                    if ident is not None:
-                        self.last_id = ident
-                    frame = json.loads("\n".join(data))
-                    if "stream" in frame:
-                        self.stream = frame["stream"]
-                        self.conn, self.secret = frame["stream"]["conn"], frame["stream"]["secret"]
-                    return {"id": ident, "data": frame}
-                continue
-            if text.startswith(":"):
-                self.comments += 1
-                continue
-            field, _, value = text.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "data":
-                data.append(value)
-            elif field == "id":
-                ident = value
+            ev = self.parser.line(line)
+            if ev is not None:
+                frame = ev["data"]
+                if "stream" in frame:
+                    self.stream = frame["stream"]
+                    self.conn, self.secret = frame["stream"]["conn"], frame["stream"]["secret"]
+                return ev
+
+    @property
+    def last_id(self) -> str | None:
+        return self.parser.last_id
+
+    @property
+    def comments(self) -> int:
+        return self.parser.comments
 
     def recv(self, timeout: float = 5) -> dict:
         ev = self.next_event(timeout)
