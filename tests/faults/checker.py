@@ -25,8 +25,9 @@ envelope with that entry, or a whole-context one, answered after the call;
 every message id), and its outbox ended empty with nothing refused.
 
 The counts are also split by the clients' transport (`client` records:
-`ws`, or `sse` for client-js's Server-Sent Events transport), so a run shows
-that both kinds really were there, reconnected and were healed.
+`ws`; `sse` for client-js's Server-Sent Events transport; `sse-bare` for a
+page's own EventSource resuming with Last-Event-ID), so a run shows that
+every kind really was there, reconnected and was healed.
 
     python checker.py PUBLISHER_LOG CLIENT_LOG...
 """
@@ -50,7 +51,7 @@ NAMES = ("events", "deliveries", "duplicates", "reconnects", "heals", "gaps", "s
 #: The counts split by transport, in the order summary() prints them.
 PER_TRANSPORT = ("clients", "reconnects", "deliveries", "duplicates", "heals", "heals_resume",
                  "heals_gap", "gaps", "stale", "lost")
-TRANSPORTS = ("ws", "sse")
+TRANSPORTS = ("ws", "sse", "sse-bare")
 
 
 def read(paths) -> list[dict]:

@@ -8,7 +8,13 @@ the query, the `stream` event's conn and secret, every browser frame (the
 one POST at a time, numbered, what queued meanwhile together; the stream
 ending or a POST not answered 202 is a lost connection (1006), after which
 client-js opens a new stream and resubscribes with `since` exactly as after
-a WebSocket reconnect (it never uses Last-Event-ID). The rest is common:
+a WebSocket reconnect (it never uses Last-Event-ID). Of those, a share
+(`--sse-bare-share`, default every other one) are instead a page with a bare
+`EventSource` (SPEC 6.1's other client, `sse-bare` in the log): the token
+and every subscription in the query of `GET /sse`, and on every reconnect
+the same URL with `Last-Event-ID` = the last `id:` it saw, so the hub
+computes where each subscription resumes; it POSTs nothing but the final
+ping. The rest is common:
 
 * a JWT (`auth` frame) per client, for a user the `user` context is bound to;
 * random context subscriptions (`todos`, `user` {user_id: sub}, `doc`
@@ -68,11 +74,20 @@ def newer(a: str, b: str) -> bool:
     return ea == eb and int(nb) > int(na)
 
 
-def is_sse(n: int, share: Fraction) -> bool:
-    """Whether client number n uses SSE: the clients where floor(n * share)
-    steps up (share 1/3: numbers 2, 5, 8, ...), the same choice whichever
-    process runs the client."""
+def picked(n: int, share: Fraction) -> bool:
+    """Whether number n is in the share: where floor(n * share) steps up
+    (share 1/3: numbers 2, 5, 8, ...), the same choice whichever process runs
+    the client."""
     return (n + 1) * share // 1 > n * share // 1
+
+
+def transport(n: int, opts) -> str:
+    """`ws`, `sse` (client-js over SSE) or `sse-bare` (a bare EventSource):
+    the SSE clients are numbered among themselves for the second choice."""
+    if not picked(n, opts.sse_share):
+        return "ws"
+    k = (n + 1) * opts.sse_share // 1 - 1  # this one's number among the SSE clients
+    return "sse-bare" if picked(int(k), opts.sse_bare_share) else "sse"
 
 
 class SseLost(Exception):
@@ -86,25 +101,28 @@ class SseSocket:
     connection to the balancer (so they reach any hub, which hands them on
     through Redis: SPEC 6.1)."""
 
-    def __init__(self, url: str, timeout: float = 10):
+    def __init__(self, url: str, timeout: float = 10, parser: SseParser | None = None):
         u = urllib.parse.urlsplit(url)
         self.host, self.port = u.hostname, u.port or 80
         self.timeout = timeout
-        self.parser = SseParser()
+        self.parser = parser or SseParser()
         self.reader = self.writer = None
         self.to = ""  # /sse/<conn>?secret=<secret>, once the stream named it
+        self.sent_id: str | None = None  # the Last-Event-ID it opened with
         self.q: list[str] = []
         self.n = 0
         self.busy = False
         self.failed: str | None = None  # why a POST ended the connection
         self.pumping: asyncio.Task | None = None
 
-    async def open(self) -> None:
-        """GET /sse as an EventSource sends it; raises SseLost on a refusal."""
+    async def open(self, query: str = "", last_event_id: str | None = None) -> None:
+        """GET /sse as an EventSource sends it (its Last-Event-ID when it has
+        one); raises SseLost on a refusal."""
         self.reader, self.writer = await asyncio.wait_for(
             asyncio.open_connection(self.host, self.port), self.timeout)
-        self.writer.write((f"GET /sse HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                           "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+        lei = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id is not None else ""
+        self.writer.write((f"GET /sse{query} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                           f"Accept: text/event-stream\r\nCache-Control: no-cache\r\n{lei}\r\n")
                           .encode())
         head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), self.timeout)
         status_line, *lines = head.decode("latin-1").split("\r\n")
@@ -217,11 +235,15 @@ class Client:
             self.chans.append(Chan("feed", {}))
         self.streamed: dict[str, str] = {}  # context -> newest live frame version
         self.ws = None  # a websockets connection, or an SseSocket
-        self.sse = is_sse(n, opts.sse_share)
-        self.transport = "sse" if self.sse else "ws"
+        self.transport = transport(n, opts)
+        self.sse = self.transport != "ws"
+        self.bare = self.transport == "sse-bare"
         self.no_resume = opts.no_resume in ("all", self.transport)
+        # a bare EventSource's: it keeps the last id across reconnects
+        self.parser = SseParser() if self.bare else None
         self.ready = False
         self.connected_at = 0.0
+        self.bare_token = self.token()  # fixed in the page's EventSource URL
         self.finishing = False
         self.done = asyncio.Event()
         self.pong = asyncio.Event()
@@ -338,20 +360,31 @@ class Client:
         """One stream, as client-js's connect() drives sseSocket: `auth` POSTed
         when the stream names itself, subscriptions once `authed`; the close
         event's code, or 1006 when the stream or a POST failed."""
-        sock = self.ws = SseSocket(self.opts.url)
-        await sock.open()
+        sock = self.ws = SseSocket(self.opts.url, parser=self.parser)
+        if self.bare:
+            await self.open_bare(sock)
+        else:
+            await sock.open()
         hub = None
         code, reason = 1006, "stream ended"
         async for f in sock.events():
             if "stream" in f:
                 sock.named(f["stream"])
-                sock.send(json.dumps({"action": "auth", "token": self.token(), "ref": "auth"},
-                                     separators=(",", ":")))
+                if not self.bare:
+                    sock.send(json.dumps({"action": "auth", "token": self.token(),
+                                          "ref": "auth"}, separators=(",", ":")))
             elif "close" in f:
                 code, reason = f["close"].get("code"), f["close"].get("reason")
                 break
             elif "welcome" in f:
                 hub = f["welcome"]["hub"]
+                if self.bare:  # authenticated by the query's token; subscribed by its query
+                    self.connected_at = time.monotonic()
+                    self.stats["connects"] += 1
+                    self.write({"k": "conn", "hub": hub, "lei": sock.sent_id})
+                    self.ready = True
+                    for item in self.subs + self.chans:
+                        item.pending = True
             elif "authed" in f:
                 self.connected_at = time.monotonic()
                 self.stats["connects"] += 1
@@ -372,6 +405,19 @@ class Client:
             reason = sock.failed
         self.write({"k": "close", "code": code, "reason": reason})
         return code
+
+    async def open_bare(self, sock: SseSocket) -> None:
+        """The page's EventSource: one URL for its whole life (the token and
+        every subscription, without since, in the query), and on a reconnect
+        the last id it saw as Last-Event-ID (none with --no-resume)."""
+        args = [("subscribe", json.dumps({"context": s.context, "params": s.params},
+                                         separators=(",", ":"))) for s in self.subs]
+        args += [("subscribe", json.dumps({"channel": c.channel, "params": c.params},
+                                          separators=(",", ":"))) for c in self.chans]
+        args.append(("token", self.bare_token))
+        lei = None if self.no_resume else self.parser.last_id
+        sock.sent_id = lei
+        await sock.open("?" + urllib.parse.urlencode(args, quote_via=urllib.parse.quote), lei)
 
     def all_acked(self) -> bool:
         return self.ready and not any(s.pending for s in self.subs) and \
@@ -511,9 +557,14 @@ def main() -> int:
     ap.add_argument("--sse-share", type=Fraction, default=Fraction(1, 3),
                     help="the share of clients on SSE, e.g. 1/3 (every third client number), "
                          "0 or 1")
-    ap.add_argument("--no-resume", nargs="?", const="all", choices=("all", "ws", "sse"),
+    ap.add_argument("--sse-bare-share", type=Fraction, default=Fraction(1, 2),
+                    help="of the SSE clients, the share that are a bare EventSource resuming "
+                         "with Last-Event-ID (the others run client-js's transport)")
+    ap.add_argument("--no-resume", nargs="?", const="all",
+                    choices=("all", "ws", "sse", "sse-bare"),
                     help="a broken client: resubscribes without since (the checker must "
-                         "catch it); `ws` or `sse`: only the clients of that transport")
+                         "catch it; a bare EventSource: sends no Last-Event-ID); `ws`, `sse` "
+                         "or `sse-bare`: only the clients of that transport")
     return asyncio.run(amain(ap.parse_args()))
 
 

@@ -65,9 +65,14 @@ def options(argv=None):
     ap.add_argument("--sse-share", type=Fraction, default=Fraction(1, 3),
                     help="share of the clients on SSE (client-js's transport), e.g. 1/3 "
                          "(every third client number), 0 or 1")
-    ap.add_argument("--no-resume", nargs="?", const="all", choices=("all", "ws", "sse"),
-                    help="clients resubscribe without since (a client bug the checker must "
-                         "catch); `ws` or `sse`: only the clients of that transport")
+    ap.add_argument("--sse-bare-share", type=Fraction, default=Fraction(1, 2),
+                    help="of the SSE clients, the share that are a bare EventSource resuming "
+                         "with Last-Event-ID (the others run client-js's transport)")
+    ap.add_argument("--no-resume", nargs="?", const="all",
+                    choices=("all", "ws", "sse", "sse-bare"),
+                    help="clients resubscribe without since, a bare EventSource without "
+                         "Last-Event-ID (a client bug the checker must catch); `ws`, `sse` or "
+                         "`sse-bare`: only the clients of that transport")
     ap.add_argument("--json", help="write the result (counts, problems, faults) here")
     opts = ap.parse_args(argv)
     if opts.clients is None:
@@ -132,7 +137,8 @@ def run(opts) -> dict:
             client_logs.append(path)
             args = [PYTHON, str(HERE / "clients.py"), "--url", cluster.url, "--clients", str(n),
                     "--first", str(p * per), "--users", str(opts.users), "--log", str(path),
-                    "--seed", str(opts.seed + p), "--sse-share", str(opts.sse_share)]
+                    "--seed", str(opts.seed + p), "--sse-share", str(opts.sse_share),
+                    "--sse-bare-share", str(opts.sse_bare_share)]
             if opts.no_resume:
                 args += ["--no-resume", opts.no_resume]
             procs.append(subprocess.Popen(args, cwd=HERE, stdin=subprocess.PIPE,
