@@ -21,7 +21,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from conftest import DEPLOY, hub_has
-from hubtest import RedisServer, connect, free_port, poll, run
+from hubtest import RedisServer, SseStream, connect, free_port, poll, publish_invalidate, run
 from render import Haproxy, Nginx, RenderError, render_haproxy, render_nginx
 
 LB_SOURCE = "127.0.0.9"
@@ -228,6 +228,37 @@ def test_haproxy_gives_the_hub_the_client_address(tmp_path, procs, make_hub, red
             await close_all(clients)
 
     run(body(), 30)
+
+
+def test_haproxy_streams_sse_and_passes_its_posts_to_any_hub(tmp_path, procs, make_hub,
+                                                             redis_server):
+    # SPEC 6.1 through the committed file: the stream's events arrive as the
+    # hub writes them (nothing buffers a response without a length), and the
+    # browser's POSTs, each on a connection of its own, reach whichever hub
+    # leastconn picks -- the one without the stream hands them on.
+    a = make_hub(redis_server, hub_id="hub-a", **trust_settings(True))
+    b = make_hub(redis_server, hub_id="hub-b", **trust_settings(True))
+    lb = start_haproxy(tmp_path, procs, [a, b], proxy_protocol=PROXY_SETTINGS_OK)
+    # as a browser asks for it (a balancer that compressed it would chunk it)
+    s = SseStream(lb.port, subscribe=[{"context": "todos"}],
+                  headers={"Accept-Encoding": "gzip, deflate, br"})
+    try:
+        assert s.status == 200 and s.headers["content-type"] == "text/event-stream", s.headers
+        assert "content-length" not in s.headers and "transfer-encoding" not in s.headers
+        s.until(lambda f: f.get("subscribed"))
+        for n in range(1, 5):
+            assert s.post({"action": "ping", "ref": n}, n=n)[0] == 202, n
+            assert s.until(lambda f: "pong" in f) == [{"pong": True, "ref": n}]
+        assert gauge(a) + gauge(b) == 1  # the stream; the POSTs came and went
+        # leastconn sent POSTs to the hub without the stream, which handed them on
+        forwarded = gauge(a, "mizan_hub_sse_posts_forwarded_total") + \
+            gauge(b, "mizan_hub_sse_posts_forwarded_total")
+        assert forwarded >= 1, forwarded
+        r = redis_server.client()
+        publish_invalidate(r, ["todos"], {"todos": "e1:1"})
+        assert s.recv(2)["invalidate"] == ["todos"]
+    finally:
+        s.close()
 
 
 # ---------------------------------------------------------------- nginx, running

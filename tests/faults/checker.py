@@ -50,7 +50,7 @@ NAMES = ("events", "deliveries", "duplicates", "reconnects", "heals", "gaps", "s
          "publisher_calls", "undelivered_calls", "unlogged_messages", "client_bugs", "errors")
 #: The counts split by transport, in the order summary() prints them.
 PER_TRANSPORT = ("clients", "reconnects", "deliveries", "duplicates", "heals", "heals_resume",
-                 "heals_gap", "gaps", "stale", "lost")
+                 "heals_gap", "gaps", "stale", "lost", "pings", "pongs")
 TRANSPORTS = ("ws", "sse", "sse-bare")
 
 
@@ -212,6 +212,8 @@ def check(publisher: list[dict], clients: list[dict], *, limit: int = 20) -> dic
             conns[c] += 1
         elif k == "done":
             done.add(c)
+            count(c, "pings", r.get("pings", 0))  # browser -> hub traffic (SSE: POSTs)
+            count(c, "pongs", r.get("pongs", 0))
         elif k == "err":
             # error frames (a rate_limited resume is retried): not a failure in
             # themselves, but a subscription refused never gets acked

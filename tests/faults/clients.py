@@ -26,7 +26,11 @@ ping. The rest is common:
   `since` = the epoch and last seq it processed; channel messages whose seq
   is not above the last one processed in the epoch are dropped;
 * reconnects with full-jitter backoff, after 1012 (drain) after a random
-  share of the drain delay; a `rate_limited` resume is retried 1.5 s later.
+  share of the drain delay; a `rate_limited` resume is retried 1.5 s later;
+* while connected, a `ping` every `--ping-every` s on average (browser ->
+  hub traffic all the time: over SSE a POST, which reaches any hub and is
+  handed on through Redis, and ends the stream when it is not answered 202,
+  as client-js's does -- so Redis faults reach SSE clients too).
 
 Every frame that matters is written to a JSON-lines log for the checker.
 "finish" on stdin: each client waits until it is connected and every
@@ -247,7 +251,7 @@ class Client:
         self.finishing = False
         self.done = asyncio.Event()
         self.pong = asyncio.Event()
-        self.stats = {"reconnects": 0, "connects": 0}
+        self.stats = {"reconnects": 0, "connects": 0, "pings": 0, "pongs": 0}
 
     def write(self, record: dict) -> None:
         record["c"] = self.n
@@ -423,9 +427,26 @@ class Client:
         return self.ready and not any(s.pending for s in self.subs) and \
             not any(c.pending for c in self.chans)
 
+    async def pinger(self) -> None:
+        """Browser -> hub traffic while connected: a ping now and then (its
+        pong is counted; the finish barrier's is its own, `ref` "end")."""
+        if self.opts.ping_every <= 0:
+            return
+        while not self.finishing:
+            await asyncio.sleep(self.opts.ping_every * (0.5 + self.rng.random()))
+            if self.ready and self.ws is not None and not self.finishing:
+                self.stats["pings"] += 1
+                try:
+                    await self.send({"action": "ping", "ref": f"p{self.stats['pings']}"})
+                except (ConnectionClosed, AttributeError):
+                    pass
+
     async def on_frame(self, f: dict) -> None:
         if f.get("pong"):
-            self.pong.set()
+            if f.get("ref") == "end":
+                self.pong.set()
+            else:
+                self.stats["pongs"] += 1
         elif "error" in f and not f.get("subscribed"):
             self.write({"k": "err", "f": f})
             err = f["error"]
@@ -491,6 +512,7 @@ class Client:
     async def finish(self, deadline: float) -> bool:
         """Waits until connected with every subscription acked, then a ping
         barrier: every frame the hub queued for it before is logged."""
+        self.finishing = True
         while time.monotonic() < deadline:
             if self.all_acked():
                 self.pong.clear()
@@ -498,7 +520,8 @@ class Client:
                     await self.send({"action": "ping", "ref": "end"})
                     await asyncio.wait_for(self.pong.wait(), 5)
                     if self.all_acked():
-                        self.write({"k": "done"})
+                        self.write({"k": "done", "pings": self.stats["pings"],
+                                    "pongs": self.stats["pongs"]})
                         return True
                 except (ConnectionClosed, asyncio.TimeoutError, AttributeError):
                     pass  # (an SseSocket's send does not raise: a failed POST ends the stream)
@@ -513,6 +536,7 @@ async def amain(opts) -> int:
     clients = [Client(opts.first + i, opts, log, random.Random(rng.random()))
                for i in range(opts.clients)]
     tasks = [asyncio.ensure_future(c.run()) for c in clients]
+    tasks += [asyncio.ensure_future(c.pinger()) for c in clients]
     print("started", flush=True)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -554,6 +578,9 @@ def main() -> int:
     ap.add_argument("--max-delay", type=float, default=5.0, help="backoff cap, s")
     ap.add_argument("--drain-delay", type=float, default=5.0, help="after 1012, s")
     ap.add_argument("--finish-timeout", type=float, default=60.0)
+    ap.add_argument("--ping-every", type=float, default=2.0,
+                    help="a ping frame (over SSE a POST) every this many s on average while "
+                         "connected; 0: none")
     ap.add_argument("--sse-share", type=Fraction, default=Fraction(1, 3),
                     help="the share of clients on SSE, e.g. 1/3 (every third client number), "
                          "0 or 1")

@@ -1,6 +1,7 @@
 """The fault suite's short version (run.py with its defaults: 200 clients,
-every fault once, ~95 s of load): real processes on loopback, and at the
-end zero stale contexts and zero silent losses for every client."""
+a third of them on Server-Sent Events, every fault once, ~100 s of load):
+real processes on loopback, and at the end zero stale contexts and zero
+silent losses for every client, whatever its transport."""
 
 from __future__ import annotations
 
@@ -24,3 +25,8 @@ def test_no_stale_context_and_no_silent_loss_under_faults(capsys):
     c = result["counts"]
     # the faults really happened to the clients: they reconnected and were healed
     assert c["reconnects"] > 0 and c["heals"] > 0 and c["events"] > 500, line
+    # ... over every transport: WebSockets, client-js over SSE (its frames
+    # POSTed) and a bare EventSource (resumed by Last-Event-ID)
+    for tr, tc in result["transports"].items():
+        assert tc["clients"] >= 20 and tc["reconnects"] > 0 and tc["heals_resume"] > 0 and \
+            tc["heals_gap"] > 0 and tc["deliveries"] > 1000 and tc["pongs"] > 0, (tr, line)
