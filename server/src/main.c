@@ -22,6 +22,7 @@
 #include "mh_auth.h"
 #include "mh_config.h"
 #include "mh_conn.h"
+#include "mh_eventsource.h"
 #include "mh_writer.h"
 #include "mh_router.h"
 #include "mh_heal.h"
@@ -68,12 +69,14 @@ static void release_conn(mh_conn *c)
 }
 
 /* A lost subscription: what the shard owns heals (mh_heal); on shard 0,
- * which carries presence (SPEC 11.2), presence lists are sent again. */
+ * which carries presence (SPEC 11.2), presence lists are sent again; the
+ * streams whose POSTs come on the shard end (what was handed on is lost). */
 static void redis_lost(mh_hub *h, unsigned shard)
 {
     mh_heal_mark_gap(h, shard);
     if (shard == 0)
         mh_presence_link_lost(h);
+    mh_es_link_lost(h, shard);
 }
 
 static void redis_heal(mh_hub *h, unsigned shard)

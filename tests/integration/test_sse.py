@@ -9,11 +9,12 @@ import http.client
 import json
 import socket
 import time
+import types
 
 import jwt
 
-from hubtest import (SLOW, SseStream, envelope_message, publish_invalidate, send_to_conn,
-                     sse_post)
+from hubtest import (SLOW, SseStream, StallingProxy, envelope_message,
+                     publish_invalidate, send_to_conn, sse_post)
 
 SECRET = "sse-test-secret-of-at-least-32-bytes"
 EP = "k2f9a"
@@ -330,6 +331,33 @@ def test_a_lost_post_ends_the_stream(make_hub, redis_server):
     s.until(lambda f: "welcome" in f)
     assert s.post({"action": "ping"}, n=2)[0] == 202  # 1 never comes
     assert s.recv(timeout=10) == {"close": {"code": 1011, "reason": "a POST never arrived"}}
+
+
+def test_a_stream_ends_when_its_hub_loses_redis(make_hub, redis_server):
+    """A POST handed on to a hub process whose Redis link is down (or stalled
+    before it noticed) is lost in pub/sub, yet answered 202 where it was
+    POSTed: a subscribe lost so would leave its subscription silently
+    inactive, with no later POST to notice the hole. So a process that loses
+    its link ends its streams with 1013, and the client's reconnect
+    resubscribes everything (the fault suite found the lost POSTs: SPEC 6.1)."""
+    proxy = StallingProxy(redis_server.port)
+    try:
+        through_proxy = types.SimpleNamespace(url=f"redis://127.0.0.1:{proxy.port}/0")
+        a = make_hub(through_proxy, hub_id="hub-a")
+        b = make_hub(redis_server, hub_id="hub-b")
+        s = SseStream(a.port, subscribe=[{"context": "todos"}])
+        s.until(lambda f: f.get("subscribed"))
+        direct = SseStream(b.port)  # on a hub that keeps its link: stays open
+        direct.until(lambda f: "welcome" in f)
+        proxy.stall()  # half-open: hub-a notices by its canaries
+        assert s.recv(timeout=10) == {"close": {"code": 1013,
+                                                "reason": "hub lost its Redis link"}}
+        assert s.next_event() is None
+        assert direct.post({"action": "ping", "ref": 1}, n=1)[0] == 202
+        assert direct.recv() == {"pong": True, "ref": 1}
+        direct.close()
+    finally:
+        proxy.close()
 
 
 def test_streams_over_the_hub_s_own_tls(make_hub, redis_server, r):

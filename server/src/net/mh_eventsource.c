@@ -282,6 +282,24 @@ static int forward(mh_hub *h, const char *name, const char *secret, size_t slen,
     return 202;
 }
 
+void mh_es_link_lost(mh_hub *h, unsigned shard)
+{
+    size_t it = 0, n = 0;
+    void *v;
+
+    /* A scan: a lost link is rare next to connections, as a logout is. */
+    while (mh_map_next(&h->conns, &it, NULL, NULL, &v)) {
+        mh_conn *c = v;
+        if (c->sse && !c->closing &&
+            mh_redis_shard_of(h->redis, c->name, strlen(c->name)) == shard) {
+            mh_conn_close(c, 1013, "hub lost its Redis link");
+            n++;
+        }
+    }
+    if (n)
+        mh_info("redis link lost: %zu streams end (POSTs handed on to them may be lost)", n);
+}
+
 /* The value of query argument 'name' ("secret=") in q[..end), as sent (the
  * secret is hex: never percent-encoded); NULL when absent. */
 static const char *query_arg(const char *q, const char *end, const char *name, size_t *len)

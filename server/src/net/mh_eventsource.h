@@ -37,6 +37,15 @@ int mh_es_start(mh_hub *h, struct lws *wsi, mh_peer *peer, const char *path, mh_
 int mh_es_post(mh_hub *h, const char *target, size_t target_len, const char *body, size_t len,
                const char **message);
 
+/**
+ * This process lost its link to Redis shard 'shard': the POSTs handed on to
+ * its streams over that shard meanwhile (and those Redis had sent into the
+ * link before it was found dead) are lost, though answered 202 where they
+ * were POSTed. Every stream whose POSTs travel on that shard ends with 1013,
+ * so its client reconnects and sends its subscriptions again (SPEC 6.1).
+ */
+void mh_es_link_lost(mh_hub *h, unsigned shard);
+
 /** LWS_CALLBACK_HTTP_WRITEABLE; as mh_es_start. */
 int mh_es_writeable(mh_es *e);
 
