@@ -524,7 +524,10 @@ static void on_channel_pos(mh_hub *h, redisReply *reply, void *arg)
         send_gap(c, &q->entry, q->since_n + 1, q->cur_seq, "hub_link_lost");
     } else if (q->has_since &&
                (!q->since_ok || strcmp(q->since_epoch, q->cur_epoch) || q->since_n > q->cur_seq)) {
-        send_gap(c, &q->entry, q->since_ok ? q->since_n + 1 : 1, q->cur_seq, "epoch_changed");
+        /* In another epoch every seq up to the ack's is a message the client
+         * never saw, whatever its since's seq was: the gap starts at 1. */
+        bool same = q->since_ok && !strcmp(q->since_epoch, q->cur_epoch);
+        send_gap(c, &q->entry, same ? q->since_n + 1 : 1, q->cur_seq, "epoch_changed");
     }
     ack_channel_synced(h, q);
     return;
