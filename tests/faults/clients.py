@@ -13,8 +13,8 @@ a WebSocket reconnect (it never uses Last-Event-ID). Of those, a share
 `EventSource` (SPEC 6.1's other client, `sse-bare` in the log): the token
 and every subscription in the query of `GET /sse`, and on every reconnect
 the same URL with `Last-Event-ID` = the last `id:` it saw, so the hub
-computes where each subscription resumes; it POSTs nothing but the final
-ping. The rest is common:
+computes where each subscription resumes; it POSTs only its pings. The
+rest is common:
 
 * a JWT (`auth` frame) per client, for a user the `user` context is bound to;
 * random context subscriptions (`todos`, `user` {user_id: sub}, `doc`
@@ -312,7 +312,7 @@ class Client:
             except (OSError, InvalidHandshake, InvalidStatus, asyncio.TimeoutError,
                     ConnectionClosed, SseLost, asyncio.IncompleteReadError) as exc:
                 code = getattr(getattr(exc, "rcvd", None), "code", None)
-                self.write({"k": "fail", "e": type(exc).__name__})
+                self.write({"k": "fail", "e": type(exc).__name__, "m": str(exc)[:160]})
             except Exception as exc:  # a bug here or a frame it cannot read: say so, go on
                 traceback.print_exc()
                 self.write({"k": "bug", "e": repr(exc)})
