@@ -360,6 +360,33 @@ def test_a_stream_ends_when_its_hub_loses_redis(make_hub, redis_server):
         proxy.close()
 
 
+def test_no_stream_while_the_hub_s_redis_link_is_down(make_hub, redis_server):
+    """A stream opened on a process whose Redis link is down would get none
+    of the POSTs other processes hand on (a dead link may even still count
+    as a subscriber, so they are lost without a trace): it is refused with
+    503 until the link is back (SPEC 6.1). WebSockets are not refused."""
+    proxy = StallingProxy(redis_server.port)
+    try:
+        through_proxy = types.SimpleNamespace(url=f"redis://127.0.0.1:{proxy.port}/0")
+        a = make_hub(through_proxy, hub_id="hub-a")
+        proxy.stall()
+        deadline = time.monotonic() + 10 * SLOW
+        while a.readyz()[0] == 200:
+            assert time.monotonic() < deadline, "hub-a did not notice its stalled link"
+            time.sleep(0.05)
+        s = SseStream(a.port)
+        assert s.status == 503 and "redis" in s.body.lower(), (s.status, s.body)
+        assert a.metrics()['mizan_hub_rejections_total{stage="sse",reason="unavailable"}'] == 1
+        proxy.resume()
+        a.wait_ready(10)
+        s = SseStream(a.port)
+        assert s.status == 200
+        s.until(lambda f: "welcome" in f)
+        s.close()
+    finally:
+        proxy.close()
+
+
 def test_streams_over_the_hub_s_own_tls(make_hub, redis_server, r):
     """SPEC 6.1: a stream works on the TLS listener (the hub terminates TLS,
     the intake reads the head, lws serves the stream through the relay,

@@ -187,6 +187,12 @@ static int open_stream(mh_es *e, mh_peer *peer)
     /* the upgrade's rules: drain, limits, token (query too), cookie + Origin */
     if (mh_gate_filter_lws(h, c, e->wsi, &why))
         goto refused;
+    /* POSTs other processes hand on would not reach it (a dead link may even
+     * still count as a subscriber in Redis): no stream until the link is back */
+    if (!mh_redis_subscribed(h->redis)) {
+        mh_auth_refuse(h, &why, 503, "sse", "unavailable", "the hub cannot reach Redis now");
+        goto refused;
+    }
     if (mh_conn_open(c, h, e->wsi))
         goto fail;
     if (read_query(c, e->wsi, frames) || write_head(e->wsi)) {
