@@ -26,7 +26,10 @@ def test_no_stale_context_and_no_silent_loss_under_faults(capsys):
     # the faults really happened to the clients: they reconnected and were healed
     assert c["reconnects"] > 0 and c["heals"] > 0 and c["events"] > 500, line
     # ... over every transport: WebSockets, client-js over SSE (its frames
-    # POSTed) and a bare EventSource (resumed by Last-Event-ID)
+    # POSTed) and a bare EventSource (resumed by Last-Event-ID). A stream ends
+    # when its hub loses Redis (SPEC 6.1): SSE clients heal by resuming, a
+    # WebSocket stays and is healed by its hub (`gap`)
     for tr, tc in result["transports"].items():
         assert tc["clients"] >= 20 and tc["reconnects"] > 0 and tc["heals_resume"] > 0 and \
-            tc["heals_gap"] > 0 and tc["deliveries"] > 1000 and tc["pongs"] > 0, (tr, line)
+            tc["deliveries"] > 1000 and tc["pongs"] > 0, (tr, line)
+    assert result["transports"]["ws"]["heals_gap"] > 0, line
