@@ -155,6 +155,7 @@ static void on_tick(uv_timer_t *t)
     if (++h->ticks % 10 == 0) {          /* once a second: a scan, no timer per connection */
         mh_writer_linger_sweep(h, mh_mono_ms(), false);
         mh_conn_keepalive_all(h, mh_mono_ms());
+        mh_es_tick(h);  /* handed-on POSTs whose link dropped first, again */
         mh_ops_tick(h); /* this hub's snapshot out, every hub's back (/ops/) */
     }
     if (h->lws_kick && h->lws) {
@@ -280,6 +281,7 @@ static int run_worker(const mh_config *cfg)
     if (uv_loop_close(&loop))
         mh_warn("loop closed with handles still open");
     mh_rpc_free_all(&h);
+    mh_es_free_all();
     mh_ops_free();
     mh_presence_free();
     mh_subs_free(&h.subs);

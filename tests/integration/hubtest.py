@@ -330,7 +330,17 @@ class StallingProxy:
     def stall(self) -> None:
         self.stalled.set()
 
-    def resume(self) -> None:
+    def resume(self, lose: bool = False) -> None:
+        """Links pass bytes again; with `lose`, the links of the stall are
+        cut first instead: a dead path that comes back delivers nothing it
+        carried (what was written into it is lost), only new connections."""
+        if lose:
+            for s in self.socks:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+            self.socks = []
         self.stalled.clear()
 
     def _accept(self) -> None:
@@ -383,7 +393,7 @@ class StallingProxy:
                             upstream.sendall(data)
                     else:
                         client_side.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a socket resume(lose=True) closed
             pass
         finally:
             for s in (client_side, upstream):

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mh_auth.h"
+#include "mh_clock.h"
 #include "mh_conn.h"
 #include "mh_writer.h"
 #include "mh_log.h"
@@ -242,10 +243,88 @@ static int refuse_post(mh_hub *h, int status, const char *reason, const char *te
 }
 
 /*
+ * A numbered POST handed on, until Redis answers its PUBLISH: when the link
+ * drops first, what was written into it may never have reached Redis (a
+ * dead path loses it), so it is published again once the link is back (on
+ * the tick, once a second), for up to RELAY_MS. The holder drops a repeat by
+ * its number (SPEC 6.1), so one that did arrive costs nothing. One list per
+ * process, as other modules keep their module state (mh_presence, mh_ops).
+ */
+#define RELAY_MS 10000
+#define RELAY_MAX 4096
+
+typedef struct relay {
+    struct relay *next;
+    uint64_t since_ms;
+    unsigned shard;
+    size_t clen, elen;
+    char data[]; /* the channel, then the envelope */
+} relay;
+
+static struct {
+    relay *head; /* to be published again on the tick */
+    size_t n;    /* on the list or waiting for a reply */
+} relays;
+
+static void relay_drop(relay *r)
+{
+    relays.n--;
+    free(r);
+}
+
+static void relay_reply(mh_hub *h, redisReply *reply, void *arg)
+{
+    relay *r = arg;
+
+    if (reply || h->stopping || mh_mono_ms() - r->since_ms >= RELAY_MS) {
+        relay_drop(r); /* Redis has it (a receiver or none), or too late */
+        return;
+    }
+    r->next = relays.head;
+    relays.head = r;
+}
+
+static int relay_send(mh_hub *h, relay *r)
+{
+    const char *argv[3] = {"PUBLISH", r->data, r->data + r->clen};
+    size_t lens[3] = {7, r->clen, r->elen};
+
+    return mh_redis_cmd_on(h->redis, r->shard, relay_reply, r, 3, argv, lens);
+}
+
+void mh_es_tick(mh_hub *h)
+{
+    relay *r = relays.head, *next;
+
+    relays.head = NULL;
+    for (; r; r = next) {
+        next = r->next;
+        if (mh_mono_ms() - r->since_ms >= RELAY_MS) {
+            relay_drop(r);
+        } else if (relay_send(h, r)) { /* the link is still down */
+            r->next = relays.head;
+            relays.head = r;
+        }
+    }
+}
+
+void mh_es_free_all(void)
+{
+    relay *r, *next;
+
+    for (r = relays.head; r; r = next) {
+        next = r->next;
+        relay_drop(r);
+    }
+    relays.head = NULL;
+}
+
+/*
  * A stream this process does not hold: unless its name says it was this
  * process's (then it is closed), the POST goes to the hub it names, on
  * {prefix}hub:{hub id}, where the process holding it checks the secret and
- * the others ignore it (SPEC 6.1). Nothing comes back: 202 means handed on.
+ * the others ignore it (SPEC 6.1). Nothing comes back: 202 means handed on
+ * (a numbered one is sent again if the link drops before Redis answers).
  */
 static int forward(mh_hub *h, const char *name, const char *secret, size_t slen, uint64_t n,
                    const char *body, size_t len, const char **message)
@@ -254,6 +333,8 @@ static int forward(mh_hub *h, const char *name, const char *secret, size_t slen,
     size_t lens[3];
     char sec[MH_SSE_SECRET_LEN + 1];
     mh_buf channel, env;
+    unsigned shard;
+    relay *r;
     int rc;
 
     if (!strncmp(name, h->conn_prefix, strlen(h->conn_prefix)) || !dot || dot == name ||
@@ -272,10 +353,25 @@ static int forward(mh_hub *h, const char *name, const char *secret, size_t slen,
     argv[1] = channel.data, lens[1] = channel.len;
     argv[2] = env.data, lens[2] = env.len;
     /* on the connection's shard, as Django's envelopes for it (SPEC 11.1) */
-    rc = channel.oom || env.oom
-             ? -1
-             : mh_redis_cmd_on(h->redis, mh_redis_shard_of(h->redis, name, strlen(name)), NULL,
-                               NULL, 3, argv, lens);
+    shard = mh_redis_shard_of(h->redis, name, strlen(name));
+    r = n && !channel.oom && !env.oom && relays.n < RELAY_MAX
+            ? malloc(sizeof *r + channel.len + env.len)
+            : NULL;
+    if (r) {
+        r->since_ms = mh_mono_ms();
+        r->shard = shard;
+        r->clen = channel.len;
+        r->elen = env.len;
+        memcpy(r->data, channel.data, channel.len);
+        memcpy(r->data + r->clen, env.data, env.len);
+        relays.n++;
+        rc = relay_send(h, r);
+        if (rc)
+            relay_drop(r);
+    } else {
+        rc = channel.oom || env.oom ? -1
+                                    : mh_redis_cmd_on(h->redis, shard, NULL, NULL, 3, argv, lens);
+    }
     mh_buf_free(&channel);
     mh_buf_free(&env);
     if (rc) {

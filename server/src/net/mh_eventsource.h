@@ -46,6 +46,15 @@ int mh_es_post(mh_hub *h, const char *target, size_t target_len, const char *bod
  */
 void mh_es_link_lost(mh_hub *h, unsigned shard);
 
+/**
+ * On the hub's tick: numbered POSTs handed on whose link dropped before
+ * Redis answered their PUBLISH are published again (for up to 10 s).
+ */
+void mh_es_tick(mh_hub *h);
+
+/** At exit: what mh_es_tick still held. */
+void mh_es_free_all(void);
+
 /** LWS_CALLBACK_HTTP_WRITEABLE; as mh_es_start. */
 int mh_es_writeable(mh_es *e);
 
