@@ -158,11 +158,6 @@ static void on_tick(uv_timer_t *t)
         mh_es_tick(h);  /* handed-on POSTs whose link dropped first, again */
         mh_ops_tick(h); /* this hub's snapshot out, every hub's back (/ops/) */
     }
-    if (h->lws_kick && h->lws) {
-        /* lws (libuv) re-arms its timers only when serving I/O: this is I/O */
-        h->lws_kick = false;
-        lws_cancel_service(h->lws);
-    }
     if (h->keys->n) {
         /* Expiry: a scan of the connections ten times a second is a few
          * microseconds per thousand connections; no per-connection timers. */

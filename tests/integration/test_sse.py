@@ -228,6 +228,69 @@ def test_admin_listener_serves_no_stream(make_hub, redis_server):
     assert ok.recv() == {"pong": True, "ref": 1}
 
 
+GAUGES = ("connections", "sockets", "intake_sockets", "http_sockets", "subscriptions",
+          "queued_bytes")
+# what a scrape sees with nothing open but itself: its own socket, served by lws
+IDLE = {"connections": 0, "sockets": 1, "intake_sockets": 0, "http_sockets": 1,
+        "subscriptions": 0, "queued_bytes": 0}
+
+
+def gauges(hub) -> dict:
+    m = hub.metrics()
+    return {g: m[f"mizan_hub_{g}"] for g in GAUGES}
+
+
+def wait_gauges(hub, want: dict, what: str) -> None:
+    deadline = time.monotonic() + 5 * SLOW
+    while (got := gauges(hub)) != want:
+        assert time.monotonic() < deadline, f"{what}: {got}"
+        time.sleep(0.05)
+
+
+def test_a_stream_is_the_hub_s_own_connection(hub, r):
+    """A stream is an own connection like a WebSocket (the intake answers the
+    200, mh_writer writes it): lws holds nothing for it while it is open, so
+    the only request lws serves is the scrape itself."""
+    s = SseStream(hub.port, subscribe=[{"context": "todos"}])
+    s.until(lambda f: f.get("subscribed"))
+    assert gauges(hub) == {"connections": 1, "sockets": 2, "intake_sockets": 0,
+                           "http_sockets": 1, "subscriptions": 1, "queued_bytes": 0}
+    publish_invalidate(r, ["todos"], {"todos": f"{EP}:1"})
+    assert s.next_event()["id"] == f"{EP}:1"
+    s.close()
+    wait_gauges(hub, IDLE, "the client closed the stream")
+
+
+def test_a_stream_that_sends_anything_is_closed(hub):
+    """SPEC 6.1: a stream's client sends nothing after its request; bytes that
+    come anyway end the stream (no close event: nobody reads it)."""
+    s = SseStream(hub.port, subscribe=[{"context": "todos"}])
+    s.until(lambda f: f.get("subscribed"))
+    s.sock.sendall(b"GET /sse HTTP/1.1\r\n\r\n")
+    assert s.next_event() is None
+    wait_gauges(hub, IDLE, "the stream that sent bytes")
+    # and bytes sent with the request head: refused before the stream opens
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5 * SLOW) as sock:
+        sock.sendall(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\nmore")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+    wait_gauges(hub, IDLE, "the refused stream")
+
+
+def test_redis_loss_closes_a_cookie_stream_with_1013(make_hub, redis_server):
+    """A session cookie is looked up in Redis: without Redis the stream gets
+    the close event 1013 and every gauge returns to zero."""
+    hub = make_hub(redis_server, allowed_origins="https://app.test")
+    redis_server.kill()
+    s = SseStream(hub.port, headers={"Cookie": "sessionid=abcdefgh12345678",
+                                     "Origin": "https://app.test"})
+    assert s.status == 200, s.body
+    assert s.headers["access-control-allow-origin"] == "https://app.test"
+    assert s.until(lambda f: "close" in f)[-1] == {
+        "close": {"code": 1013, "reason": "cannot verify the session now"}}
+    assert s.next_event() is None
+    wait_gauges(hub, IDLE, "the stream closed with 1013")
+
+
 def test_slow_consumer_gets_closed(make_hub, redis_server, r):
     hub = make_hub(redis_server, queue_max_msgs=64, queue_max_bytes=65536)
     s = SseStream(hub.port, subscribe=[{"channel": "feed"}], rcvbuf=4096)
@@ -249,7 +312,8 @@ def test_slow_consumer_gets_closed(make_hub, redis_server, r):
         last = ev["data"]
     assert last is None or "seq" in last or last == {
         "close": {"code": 4008, "reason": "slow consumer"}}, last
-    assert hub.metric("mizan_hub_connections") == 0
+    s.close()
+    wait_gauges(hub, IDLE, "the slow consumer")
 
 
 def test_drain_sends_a_close_event(make_hub, redis_server):
@@ -259,6 +323,10 @@ def test_drain_sends_a_close_event(make_hub, redis_server):
     hub.signal(15)
     assert s.recv() == {"close": {"code": 1012, "reason": "server restarting"}}
     assert s.next_event() is None
+    # the drain ends when the last connection is gone: the hub stops, and
+    # (under ASan) with nothing of the stream left behind
+    assert hub.wait(10 * SLOW) == 0
+    assert hub.sanitizer_report() is None
 
 
 def test_a_post_that_reaches_another_hub_process_is_handed_on(make_hub, redis_server, r):
@@ -417,8 +485,8 @@ def test_no_stream_while_the_hub_s_redis_link_is_down(make_hub, redis_server):
 
 def test_streams_over_the_hub_s_own_tls(make_hub, redis_server, r):
     """SPEC 6.1: a stream works on the TLS listener (the hub terminates TLS,
-    the intake reads the head, lws serves the stream through the relay,
-    mh_tlspipe), and so do its POSTs (read and answered by the intake)."""
+    the intake reads the head, the stream is written through the hub's own
+    TLS), and so do its POSTs (read and answered by the intake)."""
     import ssl
     from pathlib import Path
     data = Path(__file__).parent / "data"
@@ -439,13 +507,9 @@ def test_streams_over_the_hub_s_own_tls(make_hub, redis_server, r):
     assert c.getresponse().status == 202
     c.close()
     assert s.recv() == {"pong": True, "ref": "tls"}
+    assert gauges(hub)["http_sockets"] == 1  # the scrape only: the stream is the hub's own
     s.close()
-    # the relay ends with the client and closes lws's end: lws lets the stream
-    # go at its next write (a heartbeat, every ping_interval), as on a plain socket
-    deadline = time.monotonic() + 5 * SLOW
-    while (hub.metric("mizan_hub_connections"), hub.metric("mizan_hub_sockets")) != (0, 1):
-        assert time.monotonic() < deadline, "the stream over TLS outlived its client"
-        time.sleep(0.05)
+    wait_gauges(hub, IDLE, "the stream over TLS after its client closed")
 
 
 def test_a_post_handed_on_with_shards_goes_on_the_connection_s_shard(make_hub, tmp_path):

@@ -1,7 +1,6 @@
 #include "mh_conn.h"
 
 #include <errno.h>
-#include <libwebsockets.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +17,9 @@
 #include "mh_tls.h"
 #include "mh_wsframe.h"
 
-int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi)
+int mh_conn_open(mh_conn *c, mh_hub *h)
 {
     c->hub = h;
-    c->wsi = wsi;
     if (!c->id) /* an own socket's id was taken when it was accepted */
         c->id = ++h->next_conn_id;
     snprintf(c->name, sizeof c->name, "%s%llu", h->conn_prefix, (unsigned long long)c->id);
@@ -58,7 +56,7 @@ static uint32_t counted(const mh_msg *m)
  * stream would be corrupt without the rest of it) or the 101. */
 static uint32_t pinned(const mh_conn *c)
 {
-    return c->own && c->q_count && (c->wr_off || c->q[c->q_head]->opcode == MH_MSG_RAW);
+    return c->q_count && (c->wr_off || c->q[c->q_head]->opcode == MH_MSG_RAW);
 }
 
 /* Drops what is queued, but for a pinned head. */
@@ -248,9 +246,10 @@ static void start_close(mh_conn *c, uint16_t code, const char *reason, bool flus
     if (!flush)
         queue_clear(c);
     mh_debug("conn %s: closing with %u (%s)", c->name, code, reason);
-    if (c->own) {
+    {
         unsigned char p[MH_WS_CONTROL_MAX];
-        /* 1005 means "no code": an echo of it is an empty close frame */
+        /* 1005 means "no code": an echo of it is an empty close frame (a
+         * stream's writer frames its close event from close_code instead) */
         size_t n = code == 1005 ? 0 : mh_ws_close_payload(p, code, reason);
         mh_msg *m = mh_msg_new(p, n);
         /* A peer that never reads never takes the close frame: dropped then. */
@@ -266,14 +265,7 @@ static void start_close(mh_conn *c, uint16_t code, const char *reason, bool flus
         c->q_count++;
         if (c->hub->hooks.write_due(c))
             c->close_deadline_ms = 0;
-        return;
     }
-    lws_callback_on_writable(c->wsi);
-    /* A peer that never reads never makes us writable: drop it after a while.
-     * lws only looks at its timers when it has I/O to serve (libuv), so the
-     * tick wakes it (mh_conn_kick_lws). */
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 3);
-    c->hub->lws_kick = true;
 }
 
 void mh_conn_close(mh_conn *c, uint16_t code, const char *reason)
@@ -362,7 +354,7 @@ static bool keepalive(mh_conn *c, uint64_t now_ms)
     const mh_config *cfg = c->hub->cfg;
     uint64_t idle = now_ms - c->last_rx_ms, ping = (uint64_t)cfg->ping_interval * 1000;
 
-    if (c->own && c->closing)
+    if (c->closing)
         return c->dead || (c->close_deadline_ms && now_ms > c->close_deadline_ms);
     if (c->closing || !c->established)
         return false;
@@ -386,16 +378,9 @@ static bool keepalive(mh_conn *c, uint64_t now_ms)
     if (idle < ping || c->pinged)
         return false;
     c->pinged = true;
-    if (c->own) {
-        /* a final ping with a payload, as lws's peers got (its 4.1 reported only non-empty pongs)
-         */
-        if (mh_conn_push_control(c, MH_WS_PING, "mh", 2))
-            return true;
-        return false;
-    }
-    c->ping_due = true;
-    c->hub->hooks.write_due(c);
-    return false;
+    /* a final ping with a payload, as lws's peers got (its 4.1 reported only
+     * non-empty pongs); a stream's writer makes it a heartbeat comment */
+    return mh_conn_push_control(c, MH_WS_PING, "mh", 2) != 0;
 }
 
 void mh_conn_keepalive_all(mh_hub *h, uint64_t now_ms)
@@ -410,15 +395,11 @@ void mh_conn_keepalive_all(mh_hub *h, uint64_t now_ms)
             dead[ndead++] = c->id; /* the rest next second */
     }
     /* Outside the walk: closing removes the connection from the map. It does
-     * not read, so no close frame: lws closes the socket now. */
+     * not read, so no close frame: its socket is closed now. */
     for (size_t i = 0; i < ndead; i++) {
         mh_conn *c = mh_map_get(&h->conns, &dead[i], sizeof dead[i]);
-        if (c && c->own) {
+        if (c)
             mh_conn_destroy(c);
-        } else if (c) {
-            c->closing = c->dead = true;
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
-        }
     }
 }
 

@@ -22,8 +22,6 @@
 #include "mh_msg.h"
 #include "mh_subs.h"
 
-struct lws;
-
 typedef struct mh_rpc_pending {
     struct mh_rpc_pending *next;
     /* the rpc id as compact JSON ("\"7\"" or "42"), allocated to its length:
@@ -33,7 +31,6 @@ typedef struct mh_rpc_pending {
 
 struct mh_conn {
     mh_hub *hub;
-    struct lws *wsi;
     uint64_t id;   /* key in hub->conns (its bytes) */
     char name[88]; /* conn_prefix + n (mh_hub.h), what Django replies to */
     /* outbound: a ring of references to shared frames */
@@ -62,7 +59,7 @@ struct mh_conn {
     uint16_t nheld;
     uint32_t held_bytes;
     bool auth_pending;
-    mh_peer *peer; /* borrowed: the wsi owns it (mh_peer.h); NULL when unknown */
+    mh_peer *peer; /* owned (freed by mh_conn_destroy); NULL when unknown */
     double rate_tokens;
     uint64_t rate_ms;
     double in_tokens; /* inbound stream share (mh_auth_inbound_ok) */
@@ -72,14 +69,13 @@ struct mh_conn {
     /* keepalive (mh_conn_keepalive): the hub pings, not lws */
     uint64_t last_rx_ms; /* mono time anything last came from the peer */
     bool pinged;         /* a ping went out since then */
-    bool ping_due;       /* a ping frame is to be written */
     bool dead;           /* dropped without a close frame (it stopped answering) */
     /* closing */
     uint16_t close_code;
     bool closing;
     bool established;
     bool dirty; /* in hub->dirty: written at the end of this loop iteration */
-    /* own socket (mh_wsock; lws owns the others, c->wsi) */
+    /* own socket (mh_wsock): every connection, WebSocket or stream */
     bool own;
     bool blocked;     /* the kernel took less than offered: wait for its EPOLLOUT */
     bool wr_watched;  /* in the hub's write set (joined at the first blocked write) */
@@ -106,10 +102,10 @@ struct mh_conn {
 };
 
 /**
- * Sets up 'c' (zeroed: lws's per-session memory, or the transport's for an
- * own socket, then 'wsi' is NULL) for a new connection.
+ * Sets up 'c' (zeroed, allocated by the transport for its own socket) for a
+ * new connection.
  */
-int mh_conn_open(mh_conn *c, mh_hub *h, struct lws *wsi);
+int mh_conn_open(mh_conn *c, mh_hub *h);
 
 /**
  * An own socket's end: closes it (no close frame), releases 'c' and frees

@@ -34,6 +34,7 @@ typedef struct mh_peer mh_peer;
  *                                                    wsi's LWS_CALLBACK_WSI_DESTROY
  *   nintake          mh_intake track()            -> unlink_sock() (handed on,
  *                                                    refused, gone, stopped)
+ *   nhttp            LWS_CALLBACK_WSI_CREATE      -> LWS_CALLBACK_WSI_DESTROY
  *   conns            mh_conn_open (ESTABLISHED)   -> mh_conn_release (CLOSED)
  *   auth state on c  mh_auth_filter               -> mh_auth_release (conn release,
  *                                                    or WSI_DESTROY when never open)
@@ -95,6 +96,7 @@ typedef struct mh_hub {
     mh_map ips;           /* peer address -> its open TCP connections (mh_peer) */
     size_t npeers;        /* accepted sockets not yet closed (mh_peer); gauge */
     size_t nintake;       /* of those, reading their request head (mh_intake); gauge */
+    size_t nhttp;         /* lws's connections: HTTP requests it serves; gauge */
     mh_peer *adopting;    /* the peer of the socket lws is adopting right now (mh_transport) */
     double in_tokens;     /* the worker's inbound stream budget (mh_auth_inbound_ok) */
     uint64_t in_ms;
@@ -111,7 +113,6 @@ typedef struct mh_hub {
     bool stopping;
     uv_timer_t tick;
     uint64_t ticks;
-    bool lws_kick; /* an lws timeout was set outside lws: wake its timers on the tick */
     /* write coalescing (mh_writer): connections with frames to write at the end
      * of this loop iteration, by id (a connection may close meanwhile) */
     uv_check_t flush;

@@ -138,6 +138,9 @@ void mh_metrics_render(mh_buf *o, const mh_metrics *m, const mh_gauges *g, const
           g->sockets);
     gauge(o, "intake_sockets", "Of those, connections whose request head is being read.",
           g->intake);
+    gauge(o, "http_sockets",
+          "Of those, HTTP requests libwebsockets serves (/healthz, /readyz, /metrics, /ops/).",
+          g->http);
     gauge(o, "peer_addresses", "Client addresses with open connections (the per-address counts).",
           g->addresses);
     gauge(o, "param_shapes", "Param-name sets subscribed, all contexts (max_shapes per context).",

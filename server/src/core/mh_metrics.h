@@ -85,6 +85,7 @@ typedef struct mh_gauges {
     uint64_t shapes; /* param shapes, all contexts */
     uint64_t queued_bytes;
     uint64_t sockets, intake, addresses;
+    uint64_t http;     /* sockets libwebsockets serves (short HTTP answers) */
     uint64_t ready;    /* workers whose /readyz answers 200 */
     uint64_t redis_up; /* workers whose Redis subscription is live (on every shard) */
     uint64_t shard_configured[MH_METRICS_SHARDS]; /* workers with that shard (none: no shard i) */

@@ -1,7 +1,6 @@
 #include "mh_writer.h"
 
 #include <errno.h>
-#include <libwebsockets.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,26 +57,19 @@ static int mark_dirty(mh_conn *c)
 
 int mh_writer_due(mh_conn *c)
 {
-    if (c->own) /* a blocked socket goes on at its EPOLLOUT */
-        return c->dirty || c->blocked ? 0 : mark_dirty(c);
-    /* An idle lws socket (lws is plain only: mh_tls) is written at the end
-     * of this loop iteration, with whatever else reaches it by then: no
-     * POLLOUT arm/wake/disarm, and one send for many frames
-     * (bench/RESULTS.md: the cost is syscalls per delivery). */
-    if (!c->dirty && !lws_partial_buffered(c->wsi) && mark_dirty(c) == 0)
-        return 0;
-    lws_callback_on_writable(c->wsi);
-    return 0;
+    /* every connection is an own socket (lws serves the short HTTP answers
+     * only); a blocked one goes on at its EPOLLOUT */
+    return c->dirty || c->blocked ? 0 : mark_dirty(c);
 }
 
-/* The most bytes 'm' takes on the wire as a stream's event. */
+/* The most bytes data frame 'm' takes as an event of the stream. */
 static size_t sse_frame_max(const mh_conn *c, const mh_msg *m)
 {
     return mh_out_sse_event(NULL, NULL, (const char *)m->data, m->len) + c->sse->id_max + 8;
 }
 
-/* 'm' as one event of a stream (SPEC 6.1), with the id when it moves a
- * resume point; returns its length. */
+/* Data frame 'm' as one event of a stream (SPEC 6.1), with the id when it
+ * moves a resume point; returns its length. */
 static size_t sse_frame(mh_conn *c, unsigned char *out, const mh_msg *m)
 {
     if (!mh_sse_note(c->sse, (const char *)m->data, m->len))
@@ -85,21 +77,19 @@ static size_t sse_frame(mh_conn *c, unsigned char *out, const mh_msg *m)
     return mh_out_sse_event((char *)out, mh_sse_id(c->sse), (const char *)m->data, m->len);
 }
 
-/* A stream's close (SPEC 6.1): the close event, then the response ends. */
-static int sse_close(mh_conn *c)
+/* The hub's scratch buffer holds at least 'cap' bytes: 0, or -1 when out of memory. */
+static int scratch_reserve(mh_hub *h, size_t cap)
 {
-    unsigned char buf[LWS_PRE + 512];
-    size_t n;
-    mh_buf b;
+    unsigned char *b;
 
-    mh_buf_init(&b);
-    mh_out_close(&b, c->close_code, c->close_reason);
-    if (!b.oom && mh_out_sse_event(NULL, NULL, b.data, b.len) <= sizeof buf - LWS_PRE) {
-        n = mh_out_sse_event((char *)buf + LWS_PRE, NULL, b.data, b.len);
-        lws_write(c->wsi, buf + LWS_PRE, n, LWS_WRITE_RAW);
-    }
-    mh_buf_free(&b);
-    return -1;
+    if (h->scratch_cap >= cap)
+        return 0;
+    b = realloc(h->scratch, cap);
+    if (!b)
+        return -1;
+    h->scratch = b;
+    h->scratch_cap = cap;
+    return 0;
 }
 
 /* The frame at the head of the queue went to the socket: drop it, count it. */
@@ -148,12 +138,15 @@ int mh_writer_wait_writable(mh_conn *c)
     return 0;
 }
 
-/* Bytes framed per SSL_write: four full TLS records. The copy of each frame
- * into this buffer is one the plain path does not make (it writev()s the
- * shared messages), but TLS copies every byte into its records anyway
- * (encrypting is a copy), so framing into one buffer costs a memcpy of data
- * that is in cache, and buys one SSL_write for many frames. */
-#define TLS_BATCH 65536
+/* Bytes framed per write: four full TLS records. The copy of each frame
+ * into this buffer is one the plain WebSocket path does not make (it
+ * writev()s the shared messages), but TLS copies every byte into its
+ * records anyway (encrypting is a copy), so framing into one buffer costs a
+ * memcpy of data that is in cache, and buys one SSL_write for many frames.
+ * A stream's events are framed here too, plain or TLS: an event's bytes
+ * depend on the resume points when it is framed (its `id:`), so each is
+ * framed once, whole, and what the socket did not take waits in c->tx. */
+#define BATCH 65536
 
 /*
  * Frames the queue's head frames into out[0..cap), from c->wr_off bytes
@@ -196,23 +189,107 @@ static size_t tls_frame(mh_conn *c, unsigned char *out, size_t cap)
 }
 
 /*
- * An own TLS socket's writer: what an earlier SSL_write left (c->tx) first,
- * then batches of queued frames framed into the hub's scratch buffer, each
- * handed to SSL_write, until the queue is empty or the socket takes no more
- * (then the rest moves to c->tx and EPOLLOUT, or a readable event when TLS
- * waits for one, says when to go on). Returns 0, or -1 when the peer is gone.
+ * One message of a stream (SPEC 6.1) appended to the hub's scratch buffer
+ * at *off: the response head (MH_MSG_RAW) as it is, a data frame as an event,
+ * a ping as a heartbeat comment, the close as the close event. Returns 1
+ * when appended, 0 when it does not fit in this batch (it begins the next),
+ * -1 when out of memory.
  */
-static int tls_write(mh_conn *c)
+static int sse_put(mh_conn *c, const mh_msg *m, size_t *off)
+{
+    mh_hub *h = c->hub;
+    size_t need = 0;
+    unsigned char *out;
+    mh_buf b;
+    int rc = -1;
+
+    mh_buf_init(&b);
+    if (m->opcode == MH_WS_CLOSE) {
+        mh_out_close(&b, c->close_code, c->close_reason);
+        if (b.oom)
+            goto done;
+        need = mh_out_sse_event(NULL, NULL, b.data, b.len);
+    } else if (m->opcode == MH_MSG_RAW) {
+        need = m->len;
+    } else if (m->opcode == MH_WS_PING) {
+        need = sizeof MH_SSE_HEARTBEAT - 1;
+    } else if (!m->opcode) {
+        need = sse_frame_max(c, m);
+    } /* a stream is never read, so it has no pong to send */
+    rc = 0;
+    if (*off && *off + need > BATCH)
+        goto done; /* a batch holds at least one message, however large */
+    rc = -1;
+    if (scratch_reserve(h, *off + need))
+        goto done;
+    out = h->scratch + *off;
+    if (m->opcode == MH_WS_CLOSE) {
+        *off += mh_out_sse_event((char *)out, NULL, b.data, b.len);
+    } else if (!m->opcode) {
+        *off += sse_frame(c, out, m);
+    } else { /* the head as it is, or a heartbeat */
+        memcpy(out, m->opcode == MH_MSG_RAW ? m->data : (const unsigned char *)MH_SSE_HEARTBEAT,
+               need);
+        *off += need;
+    }
+    rc = 1;
+done:
+    mh_buf_free(&b);
+    return rc;
+}
+
+/* A stream's queued messages framed whole into the scratch buffer (and off
+ * the queue): the bytes framed, or -1 when out of memory. */
+static ssize_t sse_batch(mh_conn *c)
+{
+    size_t off = 0;
+
+    while (c->q_count && !c->close_sent) {
+        int rc = sse_put(c, c->q[c->q_head], &off);
+        if (rc < 0)
+            return -1;
+        if (!rc)
+            break;
+        pop_written(c);
+    }
+    return (ssize_t)off;
+}
+
+/* buf[0..len) to the socket: the bytes taken, 0 when it takes none now
+ * ('*other': TLS waits for the socket to be readable), -1 when it failed. */
+static ssize_t batch_send(mh_conn *c, const unsigned char *buf, size_t len, bool *other)
+{
+    ssize_t n;
+
+    if (c->tls) {
+        c->hub->metrics.writer_tls_writes++;
+        return mh_tls_write(c->tls, buf, len, other);
+    }
+    do
+        n = write(c->fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0)
+        return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return 0;
+    mh_debug("conn %s: write failed: %s", c->name, strerror(errno));
+    return -1;
+}
+
+/*
+ * The writer of an own TLS socket and of a stream: what an earlier write
+ * left (c->tx) first, then batches of queued frames framed into the hub's
+ * scratch buffer, each handed to one write (SSL_write over TLS), until the
+ * queue is empty or the socket takes no more (then the rest moves to c->tx
+ * and EPOLLOUT, or a readable event when TLS waits for one, says when to go
+ * on). Returns 0, or -1 when the peer is gone.
+ */
+static int batch_write(mh_conn *c)
 {
     mh_hub *h = c->hub;
 
-    if (h->scratch_cap < TLS_BATCH) {
-        unsigned char *b = realloc(h->scratch, TLS_BATCH);
-        if (!b)
-            return -1;
-        h->scratch = b;
-        h->scratch_cap = TLS_BATCH;
-    }
+    if (scratch_reserve(h, BATCH))
+        return -1;
     while (!c->blocked) {
         const unsigned char *buf;
         size_t len;
@@ -223,17 +300,17 @@ static int tls_write(mh_conn *c)
             buf = c->tx + c->tx_off;
             len = c->tx_len - c->tx_off;
         } else {
-            buf = h->scratch;
-            len = tls_frame(c, h->scratch, TLS_BATCH);
-            if (!len)
-                return 0;
+            n = c->sse ? sse_batch(c) : (ssize_t)tls_frame(c, h->scratch, BATCH);
+            if (n <= 0)
+                return (int)n;
+            buf = h->scratch; /* (after the framing: it may have grown) */
+            len = (size_t)n;
         }
         /* a partial write returns after each record: go on with the rest */
         for (size_t done = 0; done < len;) {
-            n = mh_tls_write(c->tls, buf + done, len - done, &other);
-            h->metrics.writer_tls_writes++;
+            n = batch_send(c, buf + done, len - done, &other);
             if (n < 0) {
-                mh_debug("conn %s: TLS write failed", c->name);
+                mh_debug("conn %s: write failed", c->name);
                 return -1;
             }
             if (n > 0) {
@@ -281,8 +358,8 @@ static int own_write(mh_conn *c)
     unsigned char hdr[OWN_IOV / 2][MH_WS_HEADER_MAX];
     struct iovec iov[OWN_IOV];
 
-    if (c->tls)
-        return tls_write(c);
+    if (c->tls || c->sse)
+        return batch_write(c);
     while (c->q_count && !c->blocked && !c->close_sent) {
         size_t niov = 0, offered = 0, skip = c->wr_off, left;
         ssize_t n;
@@ -409,61 +486,23 @@ void mh_writer_linger_sweep(mh_hub *h, uint64_t now_ms, bool all)
 }
 
 /* After a write: an own socket whose close frame is out is done with (the
- * socket lingers unless the peer's close came already). Returns true when
- * 'c' is gone. */
+ * socket lingers unless the peer's close came already). A stream's close
+ * event ends its response: the socket is closed (after TLS's close_notify),
+ * as after any HTTP answer, since its client never sends anything that a
+ * close could turn into a reset. Returns true when 'c' is gone. */
 static bool own_after_write(mh_conn *c)
 {
-    if (!c->close_sent || c->tx) /* TLS: the close frame is not out yet */
+    if (!c->close_sent || c->tx) /* the close (frame or event) is not out yet */
         return false;
-    if (c->close_heard)
+    if (c->sse && c->tls) {
+        mh_tls_free(c->tls, true);
+        c->tls = NULL;
+    }
+    if (c->close_heard || c->sse)
         mh_conn_destroy(c);
     else
         own_linger(c);
     return true;
-}
-
-/*
- * A stream's queued frames (lws serves no WebSocket), framed here as events
- * and handed to lws as raw bytes in one write of at most ~256 KiB: lws
- * sends it in one syscall and keeps whatever the kernel does not take,
- * flushing that before anything else (heartbeats, the close event) goes
- * out. Returns 0, or -1 when the write failed.
- */
-static int write_coalesced(mh_conn *c)
-{
-    mh_hub *h = c->hub;
-    size_t total = 0, n = 0, off;
-
-    while (n < c->q_count && total < 262144) {
-        total += sse_frame_max(c, c->q[(c->q_head + n) % c->q_cap]);
-        n++;
-    }
-    if (!n && !c->ping_due)
-        return 0;
-    total += 3; /* room for a heartbeat */
-    if (h->scratch_cap < LWS_PRE + total) {
-        unsigned char *b = realloc(h->scratch, LWS_PRE + total);
-        if (!b)
-            return -1;
-        h->scratch = b;
-        h->scratch_cap = LWS_PRE + total;
-    }
-    off = LWS_PRE;
-    if (c->ping_due) {
-        memcpy(h->scratch + off, MH_SSE_HEARTBEAT, 3);
-        off += 3;
-        c->ping_due = false;
-    }
-    for (size_t i = 0; i < n; i++)
-        off += sse_frame(c, h->scratch + off, c->q[(c->q_head + i) % c->q_cap]);
-    if (lws_write(c->wsi, h->scratch + LWS_PRE, off - LWS_PRE, LWS_WRITE_RAW) <
-        (int)(off - LWS_PRE)) {
-        mh_warn("conn %s: write failed", c->name);
-        return -1;
-    }
-    while (n--)
-        pop_written(c);
-    return 0;
 }
 
 void mh_writer_flush_one(mh_conn *c)
@@ -488,19 +527,7 @@ static void on_flush(uv_check_t *t)
         if (!c) /* closed in the meantime */
             continue;
         c->dirty = false;
-        if (c->own) {
-            mh_writer_flush_one(c);
-            continue;
-        }
-        if (c->closing || (!c->q_count && !c->ping_due))
-            continue;
-        if (write_coalesced(c)) {
-            mh_conn_close(c, 1011, "write failed");
-            continue;
-        }
-        note_drained(c);
-        if (c->q_count || lws_partial_buffered(c->wsi))
-            lws_callback_on_writable(c->wsi);
+        mh_writer_flush_one(c);
     }
 }
 
@@ -518,20 +545,4 @@ void mh_writer_free(mh_hub *h)
     h->dirty = NULL;
     h->scratch = NULL;
     h->ndirty = h->dirty_cap = h->scratch_cap = 0;
-}
-
-int mh_writer_lws_writable(mh_conn *c)
-{
-    if (c->dead)
-        return -1;                 /* no close handshake with a peer that stopped answering */
-    if (c->closing && !c->q_count) /* lws serves streams only: every WebSocket is mh_wsock's */
-        return sse_close(c);
-    /* lws is plain only (TLS is the hub's own, mh_tls): the queue goes out
-     * framed here in one raw write, as at the end of a loop iteration */
-    if ((c->q_count || c->ping_due) && write_coalesced(c))
-        return -1;
-    note_drained(c);
-    if (c->q_count || c->closing)
-        lws_callback_on_writable(c->wsi);
-    return 0;
 }

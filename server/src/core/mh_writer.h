@@ -3,10 +3,12 @@
  *
  * What it owns: the dirty list (connections with frames to write at the
  * end of this loop iteration, coalesced into one write each), the framing
- * of the shared messages on the fly (WebSocket headers, Server-Sent Events),
- * the own sockets' writev straight from the shared mh_msgs and their
- * EPOLLOUT flag (c->blocked), the lws connections' WRITEABLE, and an own
- * socket's linger after its close frame went out.
+ * of the shared messages on the fly (WebSocket headers; a Server-Sent Events
+ * stream's head, events, heartbeats and close event), the plain WebSockets'
+ * writev straight from the shared mh_msgs, the batches framed for TLS and
+ * for streams (one write or SSL_write each, the rest kept in c->tx), the
+ * EPOLLOUT flag (c->blocked), and an own socket's linger after its close
+ * frame went out (a stream's socket is closed after its close event).
  *
  * It sits above mh_conn: it calls mh_conn's functions (destroy, release,
  * close), and mh_conn reaches it only through h->hooks.write_due, which
@@ -34,9 +36,9 @@ void mh_writer_free(mh_hub *h);
 
 /**
  * 'c' has something new to write (a frame, a control frame, a ping, its
- * close): it is written at the end of this loop iteration, at its socket's
- * next EPOLLOUT (an own socket the kernel did not take everything from),
- * or at lws's WRITEABLE. Returns 0, or -1 when out of memory.
+ * close): it is written at the end of this loop iteration, or at its
+ * socket's next EPOLLOUT (the kernel did not take everything). Returns 0,
+ * or -1 when out of memory.
  */
 int mh_writer_due(mh_conn *c);
 
@@ -51,14 +53,6 @@ int mh_writer_wait_writable(mh_conn *c);
  * only from the loop's top level.
  */
 void mh_writer_flush_one(mh_conn *c);
-
-/**
- * lws's WRITEABLE for one of its connections (a Server-Sent Events stream:
- * lws serves no WebSocket): writes the queued frames as events, then, when
- * closing, the close event. Returns 0, or -1 when libwebsockets should end
- * the response.
- */
-int mh_writer_lws_writable(mh_conn *c);
 
 /*
  * An own socket after our close frame went out: the connection is released

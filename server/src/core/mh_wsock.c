@@ -98,7 +98,7 @@ int mh_wsock_open(mh_conn *c, mh_hub *h, int fd, uint64_t id, struct ssl_st *tls
     c->own = true;
     c->fd = fd;
     c->id = id;
-    if (mh_conn_open(c, h, NULL)) /* the write set is joined when first needed */
+    if (mh_conn_open(c, h)) /* the write set is joined when first needed */
         return -1;
     c->tls = tls;
     return 0;
@@ -267,6 +267,34 @@ static bool read_tls(mh_conn *c)
 }
 
 /*
+ * A stream's socket became readable: its client sends nothing after the
+ * request (SPEC 6.1), so this is its EOF, a reset, or bytes no stream
+ * expects — each ends the stream. False then (destroyed without a close
+ * event: nobody reads it); true when nothing came after all.
+ */
+static bool read_stream(mh_conn *c)
+{
+    bool other = false;
+    ssize_t n;
+
+    c->tls_rd_wants_wr = false;
+    if (c->tls) {
+        n = mh_tls_read(c->tls, c->hub->rbuf, c->hub->rbuf_cap, &other);
+        if (n == 0) { /* a TLS record with no data in it (or one wanting a write) */
+            c->tls_rd_wants_wr = other;
+            return !other || mh_writer_wait_writable(c) == 0;
+        }
+    } else {
+        n = read(c->fd, c->hub->rbuf, c->hub->rbuf_cap);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return true;
+    }
+    if (n > 0)
+        mh_debug("conn %s: %zd bytes on a stream: closing it", c->name, n);
+    return false;
+}
+
+/*
  * One read (level-triggered: the next wait reports what is left). Returns
  * false when the connection is over (EOF, an error) and is to be destroyed.
  */
@@ -276,6 +304,8 @@ static bool read_some(mh_conn *c)
     size_t have = c->pend_len;
     ssize_t n;
 
+    if (c->sse)
+        return read_stream(c);
     if (c->tls)
         return read_tls(c);
     if (have)

@@ -17,6 +17,7 @@
 #include "mh_sse.h"
 #include "mh_gate.h"
 #include "mh_upgrade.h"
+#include "mh_wsock.h"
 
 /* A query argument is at most the whole head. */
 #define ARG_MAX MH_UPGRADE_HEAD_MAX
@@ -24,7 +25,6 @@
 struct mh_es {
     mh_hub *h;
     struct lws *wsi;
-    mh_conn *conn; /* owned: a stream's connection; NULL for a POST */
     bool answered; /* an answer is written: close once lws flushed it */
 };
 
@@ -64,24 +64,44 @@ static void deliver(mh_conn *c, const char *text, size_t len)
 /* ---- the stream ---- */
 
 /* The stream's response head: SPEC 6.1's headers, CORS for the page's origin. */
-static int write_head(struct lws *wsi)
+static int head_of(char *out, size_t cap, const char *origin)
 {
-    unsigned char buf[LWS_PRE + 1024 + MH_UPGRADE_ORIGIN_MAX];
-    char origin[MH_UPGRADE_ORIGIN_MAX + 1];
-    char *p = (char *)buf + LWS_PRE;
-    size_t cap = sizeof buf - LWS_PRE;
-    int n, olen = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
+    int n =
+        snprintf(out, cap,
+                 "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: "
+                 "no-store\r\nConnection: close\r\nX-Accel-Buffering: no\r\n%s%s%s\r\n",
+                 origin ? "Access-Control-Allow-Origin: " : "", origin ? origin : "",
+                 origin ? "\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n" : "");
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
 
-    n = snprintf(p, cap,
-                 "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
-                 "Connection: close\r\nX-Accel-Buffering: no\r\n");
-    if (olen > 0)
-        n += snprintf(p + n, cap - (size_t)n,
-                      "Access-Control-Allow-Origin: %s\r\nAccess-Control-Allow-Credentials: "
-                      "true\r\nVary: Origin\r\n",
-                      origin);
-    n += snprintf(p + n, cap - (size_t)n, "\r\n");
-    return lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP) < n ? -1 : 0;
+static int hex_digit(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch |= 0x20;
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* A query argument's value p[0..n) decoded into out (n + 1 bytes): %XX is a
+ * byte and '+' a space (a form's encoding, as URLSearchParams writes); a '%'
+ * not followed by two hex digits stays itself. Returns the decoded length. */
+static size_t url_decode(const char *p, size_t n, char *out)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (p[i] == '%' && i + 2 < n && (hi = hex_digit(p[i + 1])) >= 0 &&
+            (lo = hex_digit(p[i + 2])) >= 0) {
+            out[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[o++] = p[i] == '+' ? ' ' : p[i];
+        }
+    }
+    out[o] = '\0';
+    return o;
 }
 
 /*
@@ -90,31 +110,37 @@ static int write_head(struct lws *wsi)
  * each one's starting point noted in the stream (from Last-Event-ID when it
  * has the stream's shape, else the query's own since).
  */
-static int read_query(mh_conn *c, struct lws *wsi, json_t *frames)
+static int read_query(mh_conn *c, const mh_http_request *req, json_t *frames)
 {
-    char *arg = malloc(ARG_MAX), *last = malloc(ARG_MAX);
+    const char *q = memchr(req->target, '?', req->target_len),
+               *tend = req->target + req->target_len;
+    const mh_http_header *lh = mh_upgrade_header(req, "last-event-id");
+    char *arg = malloc(ARG_MAX + 1), *last = malloc(ARG_MAX + 1);
     char(*points)[MH_SSE_POINT_MAX + 1] = NULL;
     json_t *objs = json_array();
     bool resume = false;
-    int rc = -1, n;
-    size_t count;
+    int rc = -1;
+    size_t count, n;
 
     if (!arg || !last || !objs)
         goto done;
-    for (int i = 0; (n = lws_hdr_copy_fragment(wsi, arg, ARG_MAX, WSI_TOKEN_HTTP_URI_ARGS, i)) >= 0;
-         i++) {
+    while (q && q < tend) {
+        const char *p = q + 1, *amp = memchr(p, '&', (size_t)(tend - p)), *aend = amp ? amp : tend;
         json_t *v;
-        if (strncmp(arg, "subscribe=", 10))
+        q = amp;
+        if (aend - p < 10 || memcmp(p, "subscribe=", 10))
             continue;
-        v = json_loadb(arg + 10, (size_t)n - 10, 0, NULL);
+        n = url_decode(p + 10, (size_t)(aend - p - 10), arg);
+        v = json_loadb(arg, n, 0, NULL);
         if (!v)
-            v = json_string(arg + 10); /* answered as a frame that is not JSON */
+            v = json_string(arg); /* answered as a frame that is not JSON */
         if (!v || json_array_append_new(objs, v))
             goto done;
     }
     count = json_array_size(objs);
-    n = lws_hdr_custom_copy(wsi, last, ARG_MAX, "last-event-id:", 14);
-    if (count && n > 0) {
+    if (count && lh && lh->value_len) {
+        memcpy(last, lh->value, lh->value_len);
+        last[lh->value_len] = '\0';
         points = calloc(count, sizeof *points);
         if (!points)
             goto done;
@@ -165,44 +191,66 @@ done:
     return rc;
 }
 
-static int open_stream(mh_es *e, mh_peer *peer)
+bool mh_es_stream_request(const mh_http_request *req)
 {
-    mh_hub *h = e->h;
+    const char *q = memchr(req->target, '?', req->target_len);
+    size_t plen = q ? (size_t)(q - req->target) : req->target_len;
+
+    return req->method_len == 3 && !memcmp(req->method, "GET", 3) && plen == 4 &&
+           !memcmp(req->target, "/sse", 4);
+}
+
+int mh_es_open(mh_hub *h, int fd, mh_tls *tls, mh_peer *peer, uint64_t id, size_t len,
+               const mh_http_request *req, mh_upgrade_refusal *why)
+{
+    static char store[MH_UPGRADE_VIEW_STORE];
+    char head[512 + MH_UPGRADE_ORIGIN_MAX];
+    mh_upgrade_view v;
     mh_conn *c = calloc(1, sizeof *c);
     json_t *frames = json_array();
-    mh_upgrade_refusal why;
     mh_buf b;
-    int rc = 1;
+    int n;
 
     if (!c || !frames || !(c->sse = mh_sse_new())) {
-        mh_auth_refuse(h, &why, 503, "limit", "out_of_memory", "try again");
+        mh_auth_refuse(h, why, 503, "limit", "out_of_memory", "try again");
         goto refused;
     }
     c->hub = h;
     c->peer = peer;
     if (peer && peer->admin) {
-        mh_auth_refuse(h, &why, 404, "upgrade", "admin_listener",
-                       "no stream on the admin listener");
+        mh_auth_refuse(h, why, 404, "upgrade", "admin_listener", "no stream on the admin listener");
+        goto refused;
+    }
+    if (len > req->head_len) { /* a GET has no body, and a stream's client sends nothing */
+        mh_auth_refuse(h, why, 400, "upgrade", "bad_request",
+                       "nothing is sent after a stream's request");
+        goto refused;
+    }
+    if (mh_upgrade_view_of(req, &v, store, sizeof store)) {
+        mh_auth_refuse(h, why, 431, "upgrade", "headers_too_large", "request headers too large");
         goto refused;
     }
     /* the upgrade's rules: drain, limits, token (query too), cookie + Origin */
-    if (mh_gate_filter_lws(h, c, e->wsi, &why))
+    if (mh_gate_judge(h, c, &v, why))
         goto refused;
     /* POSTs other processes hand on would not reach it (a dead link may even
      * still count as a subscriber in Redis): no stream until the link is back */
     if (!mh_redis_subscribed(h->redis)) {
-        mh_auth_refuse(h, &why, 503, "sse", "unavailable", "the hub cannot reach Redis now");
+        mh_auth_refuse(h, why, 503, "sse", "unavailable", "the hub cannot reach Redis now");
         goto refused;
     }
-    if (mh_conn_open(c, h, e->wsi))
-        goto fail;
-    if (read_query(c, e->wsi, frames) || write_head(e->wsi)) {
-        mh_conn_release(c);
-        goto fail_released;
+    n = head_of(head, sizeof head, v.origin);
+    if (n < 0 || mh_wsock_open(c, h, fd, id, tls)) {
+        mh_auth_refuse(h, why, 503, "limit", "out_of_memory", "try again");
+        goto refused;
     }
-    e->conn = c;
-    /* a stream lives as long as the connection: no lws HTTP timeout */
-    lws_set_timeout(e->wsi, NO_PENDING_TIMEOUT, 0);
+    /* The head leaves with the first events, in one write at the end of the
+     * loop iteration. */
+    if (mh_conn_push_control(c, MH_MSG_RAW, head, (size_t)n) || read_query(c, req, frames)) {
+        mh_conn_destroy(c);
+        json_decref(frames);
+        return 0;
+    }
     h->metrics.sse_streams++;
     mh_debug("conn %s: stream open", c->name);
     mh_buf_init(&b);
@@ -210,8 +258,9 @@ static int open_stream(mh_es *e, mh_peer *peer)
     mh_conn_send_buf(c, &b);
     mh_buf_free(&b);
     if (mh_auth_established(c)) { /* welcome, or the session lookup */
+        mh_conn_destroy(c);
         json_decref(frames);
-        return -1;
+        return 0;
     }
     for (size_t i = 0; i < json_array_size(frames) && !c->closing; i++) {
         const json_t *t = json_array_get(frames, i);
@@ -220,16 +269,13 @@ static int open_stream(mh_es *e, mh_peer *peer)
     json_decref(frames);
     return 0;
 refused:
-    mh_gate_answer_lws(e->wsi, &why);
-fail:
-    if (c)
+    if (c) {
         mh_auth_release(c);
-fail_released:
-    if (c)
         mh_sse_free(c->sse);
+    }
     free(c);
     json_decref(frames);
-    return rc;
+    return 1;
 }
 
 /* ---- a POST ---- */
@@ -454,7 +500,7 @@ int mh_es_post(mh_hub *h, const char *target, size_t target_len, const char *bod
 
 /* ---- the request ---- */
 
-int mh_es_start(mh_hub *h, struct lws *wsi, mh_peer *peer, const char *path, mh_es **out)
+int mh_es_start(mh_hub *h, struct lws *wsi, mh_es **out)
 {
     mh_es *e = calloc(1, sizeof *e);
     bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
@@ -464,31 +510,19 @@ int mh_es_start(mh_hub *h, struct lws *wsi, mh_peer *peer, const char *path, mh_
         return -1;
     e->h = h;
     e->wsi = wsi;
-    if (!strcmp(path, "/sse") && !post)
-        return open_stream(e, peer);
     if (post) /* the intake answers every POST, plain or TLS: a guard, lws never gets one */
         return answer(e, 405, "method", "POST /sse/<conn> is read by the intake");
+    /* GET /sse is the intake's too (mh_es_open): anything else here is refused */
     return answer(e, 405, "method", "GET /sse opens a stream; POST /sse/<conn> sends a frame");
 }
 
 int mh_es_writeable(mh_es *e)
 {
-    if (e->conn)
-        return mh_writer_lws_writable(e->conn);
     return e->answered && !lws_partial_buffered(e->wsi) ? -1 : 0;
 }
 
 void mh_es_free(mh_es **pe)
 {
-    mh_es *e = *pe;
-
-    if (!e)
-        return;
+    free(*pe);
     *pe = NULL;
-    if (e->conn) {
-        mh_debug("conn %s: stream closed", e->conn->name);
-        mh_conn_release(e->conn); /* frees its mh_sse */
-        free(e->conn);
-    }
-    free(e);
 }

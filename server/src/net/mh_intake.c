@@ -285,7 +285,8 @@ static void judge(intake_sock *s, size_t head_len)
         if (check_limit(s))
             return;
     }
-    if (req.upgrade && s->in->upgrade) {
+    /* a WebSocket, or a Server-Sent Events stream: both become own connections */
+    if ((req.upgrade || mh_es_stream_request(&req)) && s->in->upgrade) {
         if (s->in->upgrade(s->in->h, s->fd, s->tls, s->peer, s->id, s->buf, s->len, &req, &why)) {
             answer_refused(s, &why);
             return;

@@ -141,7 +141,7 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         memcpy(path, in, n);
         path[n] = '\0';
         if (mh_es_path(path))
-            return mh_es_start(h, wsi, peer_of(h, wsi), path, &p->es);
+            return mh_es_start(h, wsi, &p->es);
         if (http_prepare(wsi, p, h, path))
             return -1;
         /* One request per connection: every request then goes through the
@@ -190,7 +190,11 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         p->body = NULL;
         mh_es_free(&p->es);
         return 0;
+    case LWS_CALLBACK_WSI_CREATE:
+        h->nhttp++;
+        return 0;
     case LWS_CALLBACK_WSI_DESTROY:
+        h->nhttp--;
         /* lws 4.1 sends this to the first protocol whatever the wsi became:
          * the one place a peer's count is released after the intake. */
         /* a stream's connection first: what it releases may still name its peer */
@@ -216,7 +220,8 @@ static void input(mh_conn *c, const char *text, size_t len, bool binary)
 /*
  * An upgrade judged by the intake (a plain socket, or a TLS one with 'tls'):
  * the hub answers the 101 and speaks WebSocket on it itself (mh_wsock,
- * mh_writer). 0: taken; 1: refused.
+ * mh_writer); or a `GET /sse` stream, which it answers and writes itself
+ * too (mh_eventsource). 0: taken; 1: refused.
  */
 static int upgrade(mh_hub *h, int fd, mh_tls *tls, mh_peer *peer, uint64_t id, const char *buf,
                    size_t len, const mh_http_request *req, mh_upgrade_refusal *why)
@@ -224,9 +229,12 @@ static int upgrade(mh_hub *h, int fd, mh_tls *tls, mh_peer *peer, uint64_t id, c
     static char store[MH_UPGRADE_VIEW_STORE];
     char ok[256];
     mh_upgrade_view v;
-    mh_conn *c = calloc(1, sizeof *c);
+    mh_conn *c;
     int n;
 
+    if (!req->upgrade) /* a Server-Sent Events stream: the same rules, its own answer */
+        return mh_es_open(h, fd, tls, peer, id, len, req, why);
+    c = calloc(1, sizeof *c);
     if (!c)
         return mh_auth_refuse(h, why, 503, "upgrade", "out_of_memory", "try again");
     c->hub = h;

@@ -100,6 +100,7 @@ void mh_ops_gauges(mh_hub *h, mh_gauges *g)
     g->queued_bytes = h->queued_bytes;
     g->sockets = h->npeers;
     g->intake = h->nintake;
+    g->http = h->nhttp;
     g->addresses = h->ips.count;
     g->ready = ready(h, &w);
     mh_redis_gauges(h->redis, g);
