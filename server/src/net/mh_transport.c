@@ -451,13 +451,12 @@ int mh_transport_start(mh_hub *h)
     info.count_threads = 1;
     info.fd_limit_per_thread = 0;
     info.pt_serv_buf_size = 16384;
-    /* Heads reach lws complete (mh_intake), so a request holds its table
-     * for an instant -- except a Server-Sent Events stream, whose response
-     * lasts as long as it does: lws 4.1 frees the table only when the HTTP
-     * transaction completes (completing it early stops WRITEABLE for good),
-     * so each open stream holds one (about 10 KiB: bench/RESULTS.md). The
-     * pool is then as large as the streams a worker may hold; tables are
-     * allocated when used, so a large bound costs nothing idle. */
+    /* Heads reach lws complete (mh_intake) and its answers are short (a
+     * stream is the hub's own socket: lws 4.1 kept a request's table, about
+     * 10 KiB, for a response's whole life), so a request holds its table for
+     * an instant. The bound stays as large as the connections a worker may
+     * hold, so a burst of scrapes or probes never waits for a table; tables
+     * are allocated when used, so a large bound costs nothing idle. */
     info.max_http_header_pool = 0;
     info.max_http_header_pool2 =
         cfg->max_connections ? (unsigned)cfg->max_connections + 256 : 1u << 20;
