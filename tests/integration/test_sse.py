@@ -276,6 +276,23 @@ def test_a_stream_that_sends_anything_is_closed(hub):
     wait_gauges(hub, IDLE, "the refused stream")
 
 
+def test_events_larger_than_a_write_batch_arrive_whole(hub, r):
+    """The writer frames a stream's events into 64 KiB batches, each event
+    whole (its id is fixed when it is framed): one larger than a batch gets a
+    batch of its own, and a socket that takes it in pieces gets the rest at
+    its next EPOLLOUT, in order."""
+    s = SseStream(hub.port, subscribe=[{"channel": "feed"}], rcvbuf=4096)
+    s.until(lambda f: f.get("subscribed"))
+    sizes = [100, 200_000, 10, 70_000, 5]
+    for seq, n in enumerate(sizes, 1):
+        r.publish("mizan:events", envelope_message("feed", {}, {"pad": "y" * n}, seq, "e1"))
+    got = [s.next_event(timeout=10) for _ in sizes]
+    assert [len(ev["data"]["data"]["pad"]) for ev in got] == sizes
+    assert [ev["id"] for ev in got] == [f"e1:{seq}" for seq in range(1, len(sizes) + 1)]
+    s.close()
+    wait_gauges(hub, IDLE, "after the large events")
+
+
 def test_redis_loss_closes_a_cookie_stream_with_1013(make_hub, redis_server):
     """A session cookie is looked up in Redis: without Redis the stream gets
     the close event 1013 and every gauge returns to zero."""
