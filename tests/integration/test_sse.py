@@ -274,6 +274,7 @@ def test_a_stream_that_sends_anything_is_closed(hub):
         sock.sendall(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\nmore")
         assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
     wait_gauges(hub, IDLE, "the refused stream")
+    assert hub.metrics()['mizan_hub_rejections_total{stage="upgrade",reason="body_framing"}'] == 1
 
 
 def test_events_larger_than_a_write_batch_arrive_whole(hub, r):

@@ -222,7 +222,7 @@ int mh_es_open(mh_hub *h, int fd, mh_tls *tls, mh_peer *peer, uint64_t id, size_
         goto refused;
     }
     if (len > req->head_len) { /* a GET has no body, and a stream's client sends nothing */
-        mh_auth_refuse(h, why, 400, "upgrade", "bad_request",
+        mh_auth_refuse(h, why, 400, "upgrade", "body_framing",
                        "nothing is sent after a stream's request");
         goto refused;
     }
