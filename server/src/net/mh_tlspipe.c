@@ -9,8 +9,7 @@
 
 #include "mh_log.h"
 
-/* A request head and a stream's rare POST-free traffic upward; a TLS
- * record's worth of lws's answer (or a stream's events) downward. */
+/* A request head upward; a TLS record's worth of lws's answer downward. */
 #define UP_MAX 4096
 #define DOWN_MAX 16384
 
@@ -127,8 +126,8 @@ static void pump(relay *r)
         if (r->client_eof && !r->up_len) {
             /* The client is gone (or closed its half: nothing a browser
              * does mid-request). Only closing lws's end makes lws let go of
-             * a stream at once: after a half-close (EOF on read) lws 4.1
-             * keeps the stream until its next write fails. */
+             * the request at once: after a half-close (EOF on read) lws 4.1
+             * keeps a response until its next write fails. */
             end(r, false);
             return;
         }

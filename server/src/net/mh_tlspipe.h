@@ -1,16 +1,15 @@
 /*
- * mh_tlspipe — a TLS request that is not a WebSocket upgrade (the HTTP
- * endpoints, a Server-Sent Events stream) relayed to libwebsockets, which
+ * mh_tlspipe — a TLS request that is neither a WebSocket upgrade nor a
+ * Server-Sent Events stream (the HTTP endpoints) relayed to libwebsockets, which
  * speaks plain HTTP only: lws gets one end of a socketpair (with the head
  * the intake decrypted, as a plain socket's hand-off gives it), and this
  * module moves bytes between the client's TLS and the other end.
  *
  * Why a relay and not lws's own TLS: the intake must read (and judge) the
- * head before it knows who serves it, and a WebSocket upgrade then belongs
- * to the hub's own writer; lws cannot take over a TLS session someone else
- * began. The requests relayed are the rare ones (probes, scrapes) and
- * streams, whose writes lws makes anyway; the fan-out's WebSockets never
- * pass here.
+ * head before it knows who serves it, and a WebSocket upgrade or a stream
+ * then belongs to the hub's own writer; lws cannot take over a TLS session
+ * someone else began. The requests relayed are the rare ones (probes,
+ * scrapes); the fan-out's connections never pass here.
  *
  * Bounded both ways (a buffer each; a full one stops reading its source),
  * close propagated both ways (the client's EOF, close_notify or error ends

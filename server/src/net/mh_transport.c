@@ -36,7 +36,7 @@ typedef struct http_pss {
     int status;
     const char *ctype;
     bool done; /* the answer was written: close */
-    mh_es *es; /* a Server-Sent Events stream or POST (mh_eventsource), else NULL */
+    mh_es *es; /* an answer under /sse (mh_eventsource: a 405), else NULL */
 } http_pss;
 
 static mh_hub *hub_of(struct lws *wsi)
@@ -197,7 +197,6 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         h->nhttp--;
         /* lws 4.1 sends this to the first protocol whatever the wsi became:
          * the one place a peer's count is released after the intake. */
-        /* a stream's connection first: what it releases may still name its peer */
         if (user && lws_get_protocol(wsi) == &protocols[0])
             mh_es_free(&((http_pss *)user)->es);
         mh_peer_free(lws_get_opaque_user_data(wsi));
