@@ -8,7 +8,6 @@
 #include "mh_auth.h"
 #include "mh_clock.h"
 #include "mh_conn.h"
-#include "mh_writer.h"
 #include "mh_log.h"
 #include "mh_out.h"
 #include "mh_peer.h"
