@@ -12,6 +12,7 @@ import time
 import types
 
 import jwt
+import pytest
 
 from hubtest import (SLOW, SseStream, StallingProxy, envelope_message,
                      publish_invalidate, send_to_conn, sse_post)
@@ -277,12 +278,26 @@ def test_a_stream_that_sends_anything_is_closed(hub):
     assert hub.metrics()['mizan_hub_rejections_total{stage="upgrade",reason="body_framing"}'] == 1
 
 
-def test_events_larger_than_a_write_batch_arrive_whole(hub, r):
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_events_larger_than_a_write_batch_arrive_whole(make_hub, redis_server, r, tls):
     """The writer frames a stream's events into 64 KiB batches, each event
     whole (its id is fixed when it is framed): one larger than a batch gets a
     batch of its own, and a socket that takes it in pieces gets the rest at
-    its next EPOLLOUT, in order."""
-    s = SseStream(hub.port, subscribe=[{"channel": "feed"}], rcvbuf=4096)
+    its next EPOLLOUT, in order (over TLS through SSL_write's partial writes)."""
+    ctx = None
+    if tls:
+        import ssl
+        from pathlib import Path
+        data = Path(__file__).parent / "data"
+        hub = make_hub(redis_server, wait_ready=False, tls_cert=str(data / "test-cert.pem"),
+                       tls_key=str(data / "test-key.pem"))
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # the test certificate is self-signed
+        hub.wait_ready()
+    else:
+        hub = make_hub(redis_server)
+    s = SseStream(hub.port, subscribe=[{"channel": "feed"}], rcvbuf=4096, tls=ctx)
     s.until(lambda f: f.get("subscribed"))
     sizes = [100, 200_000, 10, 70_000, 5]
     for seq, n in enumerate(sizes, 1):
