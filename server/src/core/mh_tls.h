@@ -2,8 +2,8 @@
  * mh_tls — TLS on the hub's own public sockets (--tls-cert/--tls-key):
  * OpenSSL driven non-blocking by the loop's readiness events, whoever holds
  * the socket (the intake during the handshake and the head, mh_wsock and
- * mh_writer for a WebSocket, the net layer's relay to libwebsockets for
- * HTTP and streams). Every call reports "would wait" with the direction it
+ * mh_writer for a WebSocket or a stream, the net layer's relay to
+ * libwebsockets for the HTTP endpoints). Every call reports "would wait" with the direction it
  * waits for, so each owner can wait on the right epoll set.
  */
 #ifndef MH_TLS_H

@@ -2,6 +2,8 @@
  * mh_wsock — the WebSocket connections the hub reads and writes itself:
  * every WebSocket upgrade, plain TCP or TLS (mh_tls: the hub terminates
  * TLS itself; reads through SSL_read, writes through mh_writer's SSL_write).
+ * Server-Sent Events streams are own sockets too (c->sse): never read, so
+ * any readable event (EOF, a reset, a byte) ends one.
  *
  * Why not lws for these: at saturation a socket's send buffer fills, and
  * lws then asks its libuv plugin for POLLOUT, which libuv 1.44 turns into
