@@ -30,8 +30,10 @@ typedef struct mh_peer mh_peer;
  * What is counted when something opens and released when it closes, and the
  * one place that releases each (test_hardening checks they return to zero):
  *   npeers, ips      mh_peer_new on accept        -> mh_peer_free: the intake
- *                                                    (refused/failed), else the
- *                                                    wsi's LWS_CALLBACK_WSI_DESTROY
+ *                                                    (refused/failed), the own
+ *                                                    connection's destroy/linger,
+ *                                                    else the wsi's
+ *                                                    LWS_CALLBACK_WSI_DESTROY
  *   nintake          mh_intake track()            -> unlink_sock() (handed on,
  *                                                    refused, gone, stopped)
  *   nhttp            LWS_CALLBACK_WSI_CREATE      -> LWS_CALLBACK_WSI_DESTROY

@@ -4,10 +4,11 @@
  *
  * Count on accept, release on close: mh_peer_new counts the address,
  * mh_peer_free releases it, and exactly one owner frees each peer — the
- * intake while it reads the request head (and when it refuses it), then the
- * lws connection it was handed to, whose LWS_CALLBACK_WSI_DESTROY (always
- * delivered to the first protocol, callback_http in mh_transport) frees it.
- * An mh_conn only borrows its peer.
+ * intake while it reads the request head (and when it refuses it), then
+ * the own connection it became (a WebSocket or a stream: mh_conn_destroy,
+ * or the linger after its close frame), or the lws connection it was handed
+ * to, whose LWS_CALLBACK_WSI_DESTROY (always delivered to the first
+ * protocol, callback_http in mh_transport) frees it.
  */
 #ifndef MH_PEER_H
 #define MH_PEER_H
