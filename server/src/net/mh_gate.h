@@ -2,8 +2,8 @@
  * mh_gate — the one judgment of a request that wants a connection (a
  * WebSocket upgrade or a Server-Sent Events stream; the intake read its
  * head, plain or TLS): the admin listener and the drain first, then
- * mh_auth_filter on a view of its headers. (Shared by the transport and the stream module, so neither calls the
- * other for it.)
+ * mh_auth_filter on a view of its headers. (Shared by the transport and the stream module, so
+ * neither calls the other for it.)
  */
 #ifndef MH_GATE_H
 #define MH_GATE_H
