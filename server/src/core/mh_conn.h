@@ -75,8 +75,7 @@ struct mh_conn {
     bool closing;
     bool established;
     bool dirty; /* in hub->dirty: written at the end of this loop iteration */
-    /* own socket (mh_wsock): every connection, WebSocket or stream */
-    bool own;
+    /* the socket (mh_wsock: every connection, WebSocket or stream, is the hub's own) */
     bool blocked;     /* the kernel took less than offered: wait for its EPOLLOUT */
     bool wr_watched;  /* in the hub's write set (joined at the first blocked write) */
     bool close_sent;  /* our close frame is out: nothing more is written */

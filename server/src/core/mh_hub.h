@@ -120,7 +120,7 @@ typedef struct mh_hub {
     uv_check_t flush;
     uint64_t *dirty;
     size_t ndirty, dirty_cap;
-    unsigned char *scratch; /* LWS_PRE + frames, reused */
+    unsigned char *scratch; /* a batch of framed bytes (TLS, streams), reused */
     size_t scratch_cap;
     /* own sockets (mh_wsock): a level-triggered epoll set for reading and an
      * edge-triggered one for writing, each watched by one loop handle */

@@ -1,22 +1,19 @@
 #include "mh_msg.h"
 
-#include <libwebsockets.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* One allocation: the header, then head room, then the payload. */
-const size_t MH_MSG_PRE = LWS_PRE;
-
+/* One allocation: the header, then the payload. */
 mh_msg *mh_msg_new(const void *payload, size_t len)
 {
-    mh_msg *m = malloc(sizeof *m + LWS_PRE + len + 1);
+    mh_msg *m = malloc(sizeof *m + len + 1);
     if (!m)
         return NULL;
     m->refs = 1;
     m->len = (uint32_t)len;
     m->ts_ms = 0;
     m->opcode = 0;
-    m->data = m->block + LWS_PRE;
+    m->data = m->block;
     memcpy(m->data, payload, len);
     m->data[len] = '\0';
     return m;

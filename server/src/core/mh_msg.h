@@ -1,9 +1,10 @@
 /*
  * mh_msg — a frame encoded once and shared by every recipient.
  *
- * The payload sits after LWS_PRE bytes of head room, so libwebsockets can
- * write its frame header in place; every connection's queue holds a
- * reference, and the last one to let go frees it.
+ * Every connection's queue holds a reference, and the last one to let go
+ * frees it. The writer frames it on the fly (a WebSocket header in its own
+ * iovec, a stream's `data:` around it in a batch), so it carries no head
+ * room.
  */
 #ifndef MH_MSG_H
 #define MH_MSG_H
@@ -19,20 +20,16 @@ typedef struct mh_msg {
     uint8_t opcode;      /* 0: a text frame; else a WebSocket control opcode (own sockets),
                           * or MH_MSG_RAW: bytes written as they are (the 101) */
     double ts_ms;        /* publisher time (ms since epoch), 0 when unknown */
-    unsigned char *data; /* payload; data - MH_MSG_PRE .. data is head room */
+    unsigned char *data; /* payload, NUL-terminated (block) */
     unsigned char block[];
 } mh_msg;
 
 /* An entry of an own socket's queue written without a frame header. */
 #define MH_MSG_RAW 0xff
 
-/** Head room in front of each payload: at least LWS_PRE. */
-extern const size_t MH_MSG_PRE;
-
 /**
- * Takes the contents of 'b' (which must have been set up with
- * mh_buf_init_head(b, MH_MSG_PRE)) as a new message with one reference.
- * Returns NULL on OOM, and 'b' is reset either way.
+ * The contents of 'b' as a new message with one reference. Returns NULL on
+ * OOM, and 'b' is reset either way.
  */
 mh_msg *mh_msg_from_buf(mh_buf *b);
 

@@ -55,8 +55,7 @@ void mh_wsock_stop(mh_hub *h)
         void *v;
         n = 0;
         while (n < sizeof ids / sizeof ids[0] && mh_map_next(&h->conns, &it, NULL, NULL, &v))
-            if (((mh_conn *)v)->own)
-                ids[n++] = ((mh_conn *)v)->id;
+            ids[n++] = ((mh_conn *)v)->id;
         for (size_t i = 0; i < n; i++) {
             mh_conn *c = mh_map_get(&h->conns, &ids[i], sizeof ids[i]);
             if (c)
@@ -95,7 +94,6 @@ void mh_wsock_unwatch(mh_hub *h, int fd)
 
 int mh_wsock_open(mh_conn *c, mh_hub *h, int fd, uint64_t id, struct ssl_st *tls)
 {
-    c->own = true;
     c->fd = fd;
     c->id = id;
     if (mh_conn_open(c, h)) /* the write set is joined when first needed */

@@ -17,8 +17,8 @@
  * everything a socket has queued.
  *
  * This module reads (frames, control frames, the close handshake); the
- * writing is mh_writer's, the queue's consumer. Ownership: an own connection
- * (c->own) is allocated by the transport and freed by mh_conn_destroy, only
+ * writing is mh_writer's, the queue's consumer. Ownership: a connection is
+ * allocated by the transport (or the stream module) and freed by mh_conn_destroy, only
  * from the loop's top level (an epoll event, the end-of-iteration flush,
  * the once-a-second sweep), never under a caller that still holds 'c'.
  */
