@@ -89,7 +89,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(req.minor == 0 || req.minor == 1);
     CHECK(inside(buf, (size_t)end, req.method, req.method_len));
     CHECK(inside(buf, (size_t)end, req.target, req.target_len) && req.target_len > 0);
-    CHECK(req.method_len == 3 && !memcmp(req.method, "GET", 3));
+    /* GET, or a stream's POST (SPEC 6.1: POST /sse/<conn>, its body framed by Content-Length) */
+    CHECK((req.method_len == 3 && !memcmp(req.method, "GET", 3)) ||
+          (req.method_len == 4 && !memcmp(req.method, "POST", 4) && req.target_len > 5 &&
+           !memcmp(req.target, "/sse/", 5)));
     for (size_t i = 0; i < req.nheaders; i++) {
         const mh_http_header *h = &req.headers[i];
         CHECK(h->name_len > 0 && inside(buf, (size_t)end, h->name, h->name_len));
