@@ -1,6 +1,6 @@
 #include "mh_djsign.h"
 
-#include "mh_jwt.h" /* mh_b64url_decode */
+#include "mh_jwt.h" /* mh_b64url_decode, mh_b64url_encode */
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -10,27 +10,12 @@
 #include <string.h>
 #include <zlib.h>
 
-static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 static const char B62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /* base64url of a 32-byte digest without padding: exactly 43 characters + NUL. */
 static void b64url_digest(const unsigned char d[32], char out[MH_DJSIGN_SIG_LEN + 1])
 {
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-
-    for (size_t i = 0; i < 32; i++) {
-        acc = (acc << 8) | d[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = B64URL[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0)
-        out[o++] = B64URL[(acc << (6 - bits)) & 63];
-    out[o] = '\0';
+    out[mh_b64url_encode(d, 32, out)] = '\0';
 }
 
 int mh_djsign_signature(const char *secret, const char *salt, const char *msg, size_t len,

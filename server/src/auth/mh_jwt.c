@@ -74,7 +74,7 @@ unsigned char *mh_b64url_decode(const char *s, size_t n, size_t *out_len)
     return out;
 }
 
-static size_t b64url_encode(const unsigned char *in, size_t n, char *out)
+size_t mh_b64url_encode(const unsigned char *in, size_t n, char *out)
 {
     static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     uint32_t acc = 0;
@@ -132,7 +132,7 @@ static bool hmac_matches(const mh_jwt_key *k, const char *signed_part, size_t n,
         !EVP_MAC_update(k->mac, (const unsigned char *)signed_part, n) ||
         !EVP_MAC_final(k->mac, md, &mdlen, sizeof md))
         return false;
-    elen = b64url_encode(md, mdlen, enc);
+    elen = mh_b64url_encode(md, mdlen, enc);
     return elen == sig_len && CRYPTO_memcmp(enc, sig, elen) == 0;
 }
 

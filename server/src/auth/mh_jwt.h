@@ -84,6 +84,9 @@ int mh_jwt_verify_subscription(const mh_jwt_keys *ks, const mh_jwt_policy *p, co
  */
 int mh_jwt_sub_form(const json_t *v, char out[MH_SUB_MAX + 1]);
 
+/** base64url (no padding) of 'n' bytes into 'out' (room for (n * 4 + 2) / 3); its length. */
+size_t mh_b64url_encode(const unsigned char *in, size_t n, char *out);
+
 /** base64url (no padding) decode into a new buffer (caller frees); NULL on bad input. */
 unsigned char *mh_b64url_decode(const char *s, size_t n, size_t *out_len);
 
