@@ -18,10 +18,28 @@ void mh_tls_errstr(char *buf, size_t len, const char *what)
     snprintf(buf, len, "%s: %s", what, detail);
 }
 
+int mh_tls_use_cert(mh_tls_ctx *ctx, const char *cert_file, const char *key_file, const char *label,
+                    char *err, size_t errlen)
+{
+    char what[600];
+
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        snprintf(what, sizeof what, "cannot load the %s certificate '%s'", label, cert_file);
+        mh_tls_errstr(err, errlen, what);
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(what, sizeof what, "cannot use the %s key '%s'", label, key_file);
+        mh_tls_errstr(err, errlen, what);
+        return -1;
+    }
+    return 0;
+}
+
 mh_tls_ctx *mh_tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen)
 {
     SSL_CTX *ctx;
-    char what[600];
 
     ERR_clear_error();
     ctx = SSL_CTX_new(TLS_server_method());
@@ -39,17 +57,8 @@ mh_tls_ctx *mh_tls_ctx_new(const char *cert_file, const char *key_file, char *er
     /* A client's renegotiation would make reads write and writes read in
      * the middle of a stream, for nothing a browser needs. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-        snprintf(what, sizeof what, "cannot load the TLS certificate '%s'", cert_file);
-        mh_tls_errstr(err, errlen, what);
+    if (mh_tls_use_cert(ctx, cert_file, key_file, "TLS", err, errlen))
         goto fail;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(what, sizeof what, "cannot use the TLS key '%s'", key_file);
-        mh_tls_errstr(err, errlen, what);
-        goto fail;
-    }
     return ctx;
 fail:
     SSL_CTX_free(ctx);

@@ -25,6 +25,15 @@ typedef struct ssl_st mh_tls;
 mh_tls_ctx *mh_tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen);
 void mh_tls_ctx_free(mh_tls_ctx *ctx);
 
+/**
+ * Loads a PEM certificate chain and its key into 'ctx' (a server's or a
+ * client's), checking that they match. 0, or -1 with "cannot load the
+ * <label> certificate '...'" / "cannot use the <label> key '...'" and
+ * OpenSSL's reason in 'err'.
+ */
+int mh_tls_use_cert(mh_tls_ctx *ctx, const char *cert_file, const char *key_file, const char *label,
+                    char *err, size_t errlen);
+
 /** A server-side TLS object on 'fd' (not yet shaken hands); NULL when out of memory. */
 mh_tls *mh_tls_new(mh_tls_ctx *ctx, int fd);
 

@@ -89,20 +89,9 @@ mh_rlink_tls *mh_rlink_tls_new(const char *ca_file, const char *cert_file, const
         mh_tls_errstr(err, errlen, "cannot load the system's CA certificates");
         goto fail;
     }
-    if (cert_file && cert_file[0]) {
-        char what[300];
-        if (SSL_CTX_use_certificate_chain_file(t->ctx, cert_file) != 1) {
-            snprintf(what, sizeof what, "cannot load the client certificate '%s'", cert_file);
-            mh_tls_errstr(err, errlen, what);
-            goto fail;
-        }
-        if (SSL_CTX_use_PrivateKey_file(t->ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
-            SSL_CTX_check_private_key(t->ctx) != 1) {
-            snprintf(what, sizeof what, "cannot use the client key '%s'", key_file);
-            mh_tls_errstr(err, errlen, what);
-            goto fail;
-        }
-    }
+    if (cert_file && cert_file[0] &&
+        mh_tls_use_cert(t->ctx, cert_file, key_file, "client", err, errlen))
+        goto fail;
     return t;
 fail:
     mh_rlink_tls_free(t);
