@@ -70,6 +70,22 @@ from checker import matches  # noqa: E402
 from publisher import DOCS, ORGS, ROOMS  # noqa: E402
 
 
+def add_transport_options(ap: argparse.ArgumentParser) -> None:
+    """Which clients run which transport, and the broken-client switch: the
+    options of this script that run.py takes and hands on unchanged."""
+    ap.add_argument("--sse-share", type=Fraction, default=Fraction(1, 3),
+                    help="the share of clients on SSE, e.g. 1/3 (every third client number), "
+                         "0 or 1")
+    ap.add_argument("--sse-bare-share", type=Fraction, default=Fraction(1, 2),
+                    help="of the SSE clients, the share that are a bare EventSource resuming "
+                         "with Last-Event-ID (the others run client-js's transport)")
+    ap.add_argument("--no-resume", nargs="?", const="all",
+                    choices=("all", "ws", "sse", "sse-bare"),
+                    help="a broken client: resubscribes without since (the checker must "
+                         "catch it; a bare EventSource: sends no Last-Event-ID); `ws`, `sse` "
+                         "or `sse-bare`: only the clients of that transport")
+
+
 def newer(a: str, b: str) -> bool:
     """Whether version b is newer than a in the same epoch (client-js
     !notNewer(a, b)); versions of different epochs are not compared."""
@@ -258,6 +274,20 @@ class Client:
         record["t"] = time.time()
         self.log.write(json.dumps(record, separators=(",", ":")) + "\n")
 
+    def connected(self, **note) -> None:
+        """A connection is up (the checker's `conn` record): counted, logged, ready."""
+        self.connected_at = time.monotonic()
+        self.stats["connects"] += 1
+        self.write({"k": "conn", **note})
+        self.ready = True
+
+    async def subscribe_all(self) -> None:
+        """Every context and channel again, each resuming as client-js does."""
+        for s in self.subs:
+            await self.subscribe(s)
+        for c in self.chans:
+            await self.subscribe_channel(c)
+
     def token(self) -> str:
         now = int(time.time())
         return jwt.encode({"sub": self.user, "aud": fdsite.AUDIENCE, "iat": now,
@@ -344,14 +374,8 @@ class Client:
                 self.write({"k": "err", "f": authed})
                 await ws.close()
                 return None
-            self.connected_at = time.monotonic()
-            self.stats["connects"] += 1
-            self.write({"k": "conn", "hub": hub})
-            self.ready = True
-            for s in self.subs:
-                await self.subscribe(s)
-            for c in self.chans:
-                await self.subscribe_channel(c)
+            self.connected(hub=hub)
+            await self.subscribe_all()
             try:
                 async for text in ws:
                     await self.on_frame(json.loads(text))
@@ -383,21 +407,12 @@ class Client:
             elif "welcome" in f:
                 hub = f["welcome"]["hub"]
                 if self.bare:  # authenticated by the query's token; subscribed by its query
-                    self.connected_at = time.monotonic()
-                    self.stats["connects"] += 1
-                    self.write({"k": "conn", "hub": hub, "lei": sock.sent_id})
-                    self.ready = True
+                    self.connected(hub=hub, lei=sock.sent_id)
                     for item in self.subs + self.chans:
                         item.pending = True
             elif "authed" in f:
-                self.connected_at = time.monotonic()
-                self.stats["connects"] += 1
-                self.write({"k": "conn", "hub": hub})
-                self.ready = True
-                for s in self.subs:
-                    await self.subscribe(s)
-                for c in self.chans:
-                    await self.subscribe_channel(c)
+                self.connected(hub=hub)
+                await self.subscribe_all()
             elif not self.ready and "error" in f:
                 self.write({"k": "err", "f": f})
                 sock.close()
@@ -581,17 +596,7 @@ def main() -> int:
     ap.add_argument("--ping-every", type=float, default=2.0,
                     help="a ping frame (over SSE a POST) every this many s on average while "
                          "connected; 0: none")
-    ap.add_argument("--sse-share", type=Fraction, default=Fraction(1, 3),
-                    help="the share of clients on SSE, e.g. 1/3 (every third client number), "
-                         "0 or 1")
-    ap.add_argument("--sse-bare-share", type=Fraction, default=Fraction(1, 2),
-                    help="of the SSE clients, the share that are a bare EventSource resuming "
-                         "with Last-Event-ID (the others run client-js's transport)")
-    ap.add_argument("--no-resume", nargs="?", const="all",
-                    choices=("all", "ws", "sse", "sse-bare"),
-                    help="a broken client: resubscribes without since (the checker must "
-                         "catch it; a bare EventSource: sends no Last-Event-ID); `ws`, `sse` "
-                         "or `sse-bare`: only the clients of that transport")
+    add_transport_options(ap)
     return asyncio.run(amain(ap.parse_args()))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-from fractions import Fraction
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from checker import check, read, summary  # noqa: E402
+from clients import add_transport_options  # noqa: E402
 from cluster import PYTHON, Cluster, log  # noqa: E402
 
 FAULTS = ("kill_hub", "restart_redis", "lose_redis_data", "failover", "roll", "stall",
@@ -62,17 +62,7 @@ def options(argv=None):
     ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
     ap.add_argument("--dir", help="work directory (kept); default a temporary one, removed "
                                   "when the run passes")
-    ap.add_argument("--sse-share", type=Fraction, default=Fraction(1, 3),
-                    help="share of the clients on SSE (client-js's transport), e.g. 1/3 "
-                         "(every third client number), 0 or 1")
-    ap.add_argument("--sse-bare-share", type=Fraction, default=Fraction(1, 2),
-                    help="of the SSE clients, the share that are a bare EventSource resuming "
-                         "with Last-Event-ID (the others run client-js's transport)")
-    ap.add_argument("--no-resume", nargs="?", const="all",
-                    choices=("all", "ws", "sse", "sse-bare"),
-                    help="clients resubscribe without since, a bare EventSource without "
-                         "Last-Event-ID (a client bug the checker must catch); `ws`, `sse` or "
-                         "`sse-bare`: only the clients of that transport")
+    add_transport_options(ap)  # handed on to clients.py as they are
     ap.add_argument("--json", help="write the result (counts, problems, faults) here")
     opts = ap.parse_args(argv)
     if opts.clients is None:
