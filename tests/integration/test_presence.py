@@ -173,6 +173,12 @@ def test_a_channel_without_join_leave_keeps_members_and_sends_no_events(start, r
         answer = await query(c, channel="hall")
         return sorted(m["conn"] for m in answer["presence"]["members"])
 
+    async def until_members(c, want, within, why):
+        deadline = time.monotonic() + within * SLOW
+        while await members(c) != want:
+            assert time.monotonic() < deadline, why
+            await asyncio.sleep(0.05)
+
     async def main():
         watcher = await user(a, "w")
         await watcher.subscribe(channel="hall", params=ROOM)
@@ -180,23 +186,16 @@ def test_a_channel_without_join_leave_keeps_members_and_sends_no_events(start, r
         for c in guests:
             await c.subscribe(channel="hall", params=ROOM)
         everyone = sorted([watcher.conn] + [c.conn for c in guests])
-        deadline = time.monotonic() + 5 * SLOW
-        while await members(watcher) != everyone:
-            assert time.monotonic() < deadline, "the members never all showed"
-            await asyncio.sleep(0.05)
+        await until_members(watcher, everyone, 5, "the members never all showed")
         await sub(guests[0], "unsubscribe", channel="hall")
         # its leave script has run once it is gone from the answers (the ack
         # does not wait for it): only then is hub b killed, so that g0's is
         # a live hub's leave and the others' are the sweep's
-        deadline = time.monotonic() + 5 * SLOW
-        while await members(watcher) != sorted(set(everyone) - {guests[0].conn}):
-            assert time.monotonic() < deadline, "the member who left stayed"
-            await asyncio.sleep(0.05)
+        await until_members(watcher, sorted(set(everyone) - {guests[0].conn}), 5,
+                            "the member who left stayed")
         b.kill()  # the others are swept
-        deadline = time.monotonic() + (4 * H / 1000 + 2) * SLOW
-        while await members(watcher) != [watcher.conn]:
-            assert time.monotonic() < deadline, "the killed hub's members were not swept"
-            await asyncio.sleep(0.05)
+        await until_members(watcher, [watcher.conn], 4 * H / 1000 + 2,
+                            "the killed hub's members were not swept")
         await asyncio.sleep(4 * H / 1000)  # the sweep's (dropped) leaves have had time
         assert stash(watcher) == [], stash(watcher)
         with pytest.raises(Timeout):
